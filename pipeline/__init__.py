@@ -1,0 +1,1 @@
+"""Reproducible image-classification pipeline."""

@@ -1,0 +1,47 @@
+"""The model file: weights plus everything needed to rebuild the model without re-reading params.yaml."""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.atomic import atomic_path
+from pipeline.errors import PipelineError
+from pipeline.models import build_model
+from pipeline.params import ARCH_ARGS, ModelConfig
+
+
+def save_model(path: Path, model: nn.Module, config: ModelConfig, data: dict[str, Any], seed: int) -> None:
+    """Save weights with their provenance (architecture, args, dataset, classes, input shape, training params)."""
+    payload = {
+        "model": config.name,
+        "arch": config.arch,
+        "arch_args": config.arch_args.model_dump(mode="json"),
+        "dataset": config.dataset,
+        "classes": list(data["classes"]),
+        "size": data["size"],
+        "channels": data["channels"],
+        "train": config.train.model_dump(mode="json"),
+        "aug": config.aug.model_dump(mode="json"),
+        "seed": seed,
+        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a saved model (on the CPU, in eval mode) and return it with its provenance."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: model not found; run the train stage first")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise PipelineError(f"{path}: not a readable model file ({exc}); run the train stage again") from None
+    args = ARCH_ARGS[saved["arch"]].model_validate(saved["arch_args"])
+    model = build_model(
+        saved["arch"], args, in_channels=saved["channels"], size=saved["size"], num_classes=len(saved["classes"])
+    )
+    model.load_state_dict(saved.pop("state_dict"))
+    return model.eval(), saved

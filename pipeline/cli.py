@@ -1,0 +1,111 @@
+"""The `pipeline` command: run any stage by hand, with the same functions dvc.yaml calls.
+
+Every command reads params.yaml (or --params) once, applies `-S key=value` overrides as `dvc exp run -S` does,
+and validates everything before any work. Problems print as one red line and exit with status 1.
+"""
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.errors import PipelineError
+from pipeline.params import Params, load_params
+from pipeline.paths import Paths
+
+app = typer.Typer(
+    help="Reproducible image-classification pipeline. Each command is one DVC stage; `dvc repro` runs them all.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ParamsFile = Annotated[Path, typer.Option("--params", "-p", help="Params file to read.")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-S", help="Override a param, key=value (repeatable), e.g. -S aug.rotation=20."),
+]
+Dataset = Annotated[str, typer.Argument(help="Dataset name, a key under `data` in params.yaml (e.g. catsdogs).")]
+Model = Annotated[str, typer.Argument(help="Model name, a key under `models` in params.yaml (e.g. catsdogs_cnn).")]
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PipelineError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+def _params(path: Path, overrides: list[str] | None) -> Params:
+    return load_params(path, overrides or [])
+
+
+def _dataset(params: Params, name: str) -> str:
+    if name not in params.data:
+        raise PipelineError(f"unknown dataset {name!r}: params.yaml `data` has {', '.join(params.data)}")
+    return name
+
+
+def _report(result: Any) -> None:
+    typer.echo(json.dumps(result, indent=2, sort_keys=True))
+
+
+@app.command()
+@_user_errors
+def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Bring the dataset's raw images into data/raw/<dataset>/ from its source (sample, kaggle or local)."""
+    from pipeline.download import download as run
+
+    loaded = _params(params, set_)
+    count = run(_dataset(loaded, dataset), loaded.data[dataset], loaded.seed, Paths())
+    typer.echo(f"{dataset}: {count} images in {Paths().raw_archive(dataset)}")
+
+
+@app.command()
+@_user_errors
+def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Write balanced, shuffled train/val/test manifests to data/manifests/<dataset>/."""
+    from pipeline.split import split as run
+
+    loaded = _params(params, set_)
+    _report(run(_dataset(loaded, dataset), loaded.split[dataset], loaded.seed, Paths()))
+
+
+@app.command()
+@_user_errors
+def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Decode, convert and resize every split's images into uint8 arrays in data/processed/<dataset>/."""
+    from pipeline.preprocess import preprocess as run
+
+    loaded = _params(params, set_)
+    _report(run(_dataset(loaded, dataset), loaded.preprocess[dataset], Paths()))
+
+
+@app.command()
+@_user_errors
+def train(model: Model, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Train a model on its dataset; logs learning curves and writes models/<model>.pt."""
+    from pipeline.train import train as run
+
+    _report(run(model, _params(params, set_), Paths()))
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    model: Model,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")] = "auto",
+) -> None:
+    """Score a trained model on the test split; writes metrics/<model>/test.json and a confusion matrix."""
+    from pipeline.evaluate import evaluate as run
+
+    _report(run(model, Paths(), device))

@@ -1,0 +1,86 @@
+"""Stage `download`: bring a dataset's raw images into the raw layout (`data/raw/<dataset>/train.zip`).
+
+`sample` generates the embedded synthetic set, `kaggle` fetches the competition, `local` takes the user's zip
+or folder. All three end in the same archive, which the later stages read with the same code.
+"""
+
+import shutil
+import zipfile
+from pathlib import Path
+
+from pipeline.atomic import atomic_path
+from pipeline.datasets import DatasetSpec, dataset_spec
+from pipeline.errors import PipelineError
+from pipeline.kaggle import fetch_competition
+from pipeline.params import DataParams
+from pipeline.paths import Paths
+from pipeline.rawdata import IGNORED_PREFIXES, list_images, write_zip
+from pipeline.sample import catsdogs_sample
+
+KAGGLE_COMPETITION = "dogs-vs-cats"
+INNER_ARCHIVE = "train.zip"
+
+
+def download(dataset: str, data: DataParams, seed: int, paths: Paths) -> int:
+    """Produce the dataset's raw archive from the configured source; returns the number of images in it."""
+    spec = dataset_spec(dataset)
+    target = paths.raw_archive(dataset)
+    if data.source == "sample":
+        write_zip(target, catsdogs_sample(data.sample_per_class, seed))
+    elif data.source == "kaggle":
+        ingest(fetch_competition(KAGGLE_COMPETITION), target, spec, key=f"data.{dataset}.source")
+    else:
+        ingest(Path(data.path or ""), target, spec, key=f"data.{dataset}.path")
+    return len(list_images(target, spec))
+
+
+def ingest(source: Path, target: Path, spec: DatasetSpec, key: str) -> None:
+    """Turn a user's `train.zip`, competition zip, extracted folder or competition folder into the raw archive."""
+    if source.is_dir():
+        _ingest_folder(source, target, spec, key)
+    elif source.is_file() and zipfile.is_zipfile(source):
+        _ingest_zip(source, target, spec, key)
+    elif source.exists():
+        raise PipelineError(f"{key}: {source} is neither a zip file nor a folder")
+    else:
+        raise PipelineError(f"{key}: {source} does not exist; point it at train.zip, the competition zip or a folder")
+
+
+def _ingest_folder(source: Path, target: Path, spec: DatasetSpec, key: str) -> None:
+    inner = source / INNER_ARCHIVE
+    if inner.is_file():
+        _ingest_zip(inner, target, spec, key)
+        return
+    images: dict[str, Path] = {}
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and spec.class_of(path.name) and "__MACOSX" not in path.parts:
+            images.setdefault(path.name, path)
+    if not images:
+        raise PipelineError(f"{key}: {source} holds no {INNER_ARCHIVE} and no images named like {_example(spec)}")
+    write_zip(target, ((f"train/{name}", path.read_bytes()) for name, path in sorted(images.items())))
+
+
+def _ingest_zip(source: Path, target: Path, spec: DatasetSpec, key: str) -> None:
+    try:
+        with zipfile.ZipFile(source) as archive:
+            names = [name for name in archive.namelist() if not name.startswith(IGNORED_PREFIXES)]
+            if any(spec.class_of(name) for name in names):
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(source, tmp)
+                return
+            inner = [name for name in names if name.rsplit("/", 1)[-1] == INNER_ARCHIVE]
+            if not inner:
+                raise PipelineError(
+                    f"{key}: {source} holds no {INNER_ARCHIVE} and no images named like {_example(spec)}"
+                )
+            with atomic_path(target) as tmp:
+                with archive.open(inner[0]) as src, tmp.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 20)
+                if not zipfile.is_zipfile(tmp):
+                    raise PipelineError(f"{key}: {inner[0]} inside {source} is not a zip file")
+    except zipfile.BadZipFile as exc:
+        raise PipelineError(f"{key}: {source} is a corrupt zip ({exc}); download it again") from None
+
+
+def _example(spec: DatasetSpec) -> str:
+    return " / ".join(f"{name}.N.jpg" for name in spec.classes)

@@ -1,0 +1,58 @@
+"""Stage `evaluate`: score a trained model on its dataset's test split.
+
+Writes `metrics/<model>/test.json` (accuracy, loss, per-class precision, recall, F1 and support, macro averages)
+and the test predictions as a confusion-matrix plot for `dvc plots show`.
+"""
+
+import json
+
+import numpy as np
+import torch
+from sklearn.metrics import precision_recall_fscore_support
+
+from pipeline.atomic import write_json, write_text
+from pipeline.checkpoint import load_model
+from pipeline.models import loss, probabilities
+from pipeline.paths import Paths
+from pipeline.preprocess import load_split
+from pipeline.runtime import pick_device, predict
+
+BATCH_SIZE = 256
+
+
+def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
+    """Score the saved model on the test split; returns the metrics written to test.json."""
+    model, saved = load_model(paths.model_file(model_name))
+    device = pick_device(device_name, key="--device")
+    test = load_split(paths, saved["dataset"], "test")
+    logits = predict(model.to(device), test.images, BATCH_SIZE, device)
+    predicted = probabilities(logits).argmax(1).numpy()
+    classes = saved["classes"]
+    metrics = {
+        "accuracy": float(np.mean(predicted == test.labels)),
+        "loss": loss(logits, torch.from_numpy(test.labels)).item(),
+        "samples": len(test.labels),
+        **classification_metrics(test.labels, predicted, classes),
+    }
+    write_json(paths.test_metrics(model_name), metrics)
+    _write_confusion(paths, model_name, test.labels, predicted, classes)
+    return metrics
+
+
+def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict:
+    """Per-class precision, recall, F1 and support, and their macro averages (0 where undefined)."""
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        actual, predicted, labels=labels, zero_division=0
+    )
+    per_class = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+    }
+    macro = {"precision": float(np.mean(precision)), "recall": float(np.mean(recall)), "f1": float(np.mean(f1))}
+    return {"per_class": per_class, "macro": macro}
+
+
+def _write_confusion(paths: Paths, model_name: str, actual: np.ndarray, predicted: np.ndarray, classes) -> None:
+    records = [{"actual": classes[a], "predicted": classes[p]} for a, p in zip(actual, predicted, strict=True)]
+    write_text(paths.confusion(model_name), json.dumps(records, indent=0) + "\n")

@@ -1,0 +1,54 @@
+"""Where every stage reads and writes. dvc.yaml names the same paths; a test keeps the two in step."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """All pipeline paths under one repository root (the current directory for DVC and the CLI)."""
+
+    root: Path = Path(".")
+
+    def raw_dir(self, dataset: str) -> Path:
+        return self.root / "data" / "raw" / dataset
+
+    def raw_archive(self, dataset: str) -> Path:
+        return self.raw_dir(dataset) / "train.zip"
+
+    def manifest_dir(self, dataset: str) -> Path:
+        return self.root / "data" / "manifests" / dataset
+
+    def manifest(self, dataset: str, split: str) -> Path:
+        return self.manifest_dir(dataset) / f"{split}.csv"
+
+    def processed_dir(self, dataset: str) -> Path:
+        return self.root / "data" / "processed" / dataset
+
+    def metrics_dir(self, name: str) -> Path:
+        """Metrics and plots of a dataset's data stages, or of a model's train and evaluate stages."""
+        return self.root / "metrics" / name
+
+    def split_metrics(self, dataset: str) -> Path:
+        return self.metrics_dir(dataset) / "split.json"
+
+    def split_plots(self, dataset: str) -> Path:
+        return self.metrics_dir(dataset) / "split"
+
+    def preprocess_metrics(self, dataset: str) -> Path:
+        return self.metrics_dir(dataset) / "preprocess.json"
+
+    def model_file(self, model: str) -> Path:
+        return self.root / "models" / f"{model}.pt"
+
+    def train_dir(self, model: str) -> Path:
+        """The train stage's DVCLive folder: metrics.json, per-epoch plots, the learning-curve image."""
+        return self.metrics_dir(model) / "train"
+
+    def test_metrics(self, model: str) -> Path:
+        return self.metrics_dir(model) / "test.json"
+
+    def confusion(self, model: str) -> Path:
+        return self.metrics_dir(model) / "eval" / "confusion.json"

@@ -1,0 +1,118 @@
+"""Stage `preprocess`: decode each manifest's images with OpenCV, convert colour, resize, store as uint8 arrays.
+
+Output per split: `<split>_images.npy` (N, size, size, channels) and `<split>_labels.npy` (N,), plus `meta.json`
+(classes, size, colour) and `skipped.csv`. A corrupt or unreadable image is skipped, counted and listed; it never
+aborts the run. Arrays are plain .npy files, so equal inputs give byte-identical outputs.
+"""
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline.atomic import atomic_path, write_json
+from pipeline.datasets import dataset_spec
+from pipeline.errors import PipelineError
+from pipeline.params import PreprocessParams
+from pipeline.paths import SPLITS, Paths
+from pipeline.rawdata import open_archive
+from pipeline.split import read_manifest
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One preprocessed split: uint8 images (N, H, W, C) and int64 labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def preprocess(dataset: str, params: PreprocessParams, paths: Paths) -> dict:
+    """Write the arrays of every split; returns the kept and skipped counts per split."""
+    spec = dataset_spec(dataset)
+    summary: dict[str, dict[str, int]] = {}
+    skipped: list[dict[str, str]] = []
+    with open_archive(paths.raw_archive(dataset)) as archive, atomic_path(paths.processed_dir(dataset)) as out:
+        out.mkdir()
+        for name in SPLITS:
+            manifest = read_manifest(paths, dataset, name)
+            arrays, failures = _decode_split(archive, manifest, params, f"preprocess {dataset}/{name}")
+            np.save(out / f"{name}_images.npy", arrays.images)
+            np.save(out / f"{name}_labels.npy", arrays.labels)
+            summary[name] = {"kept": len(arrays.labels), "skipped": len(failures)}
+            skipped += [{"split": name, **failure} for failure in failures]
+        meta = {"classes": list(spec.classes), "size": params.size, "color": params.color}
+        (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        pd.DataFrame(skipped, columns=["split", "path", "reason"]).to_csv(
+            out / "skipped.csv", index=False, lineterminator="\n"
+        )
+    write_json(paths.preprocess_metrics(dataset), summary)
+    return summary
+
+
+def load_split(paths: Paths, dataset: str, split_name: str) -> SplitArrays:
+    """Read one preprocessed split, with an error that says which stage to run when it is missing."""
+    folder = paths.processed_dir(dataset)
+    images, labels = folder / f"{split_name}_images.npy", folder / f"{split_name}_labels.npy"
+    if not (images.is_file() and labels.is_file()):
+        raise PipelineError(f"{folder}: no preprocessed {split_name!r} split; run the preprocess stage first")
+    return SplitArrays(np.load(images), np.load(labels))
+
+
+def load_meta(paths: Paths, dataset: str) -> dict:
+    """The classes, size and colour the dataset was preprocessed with."""
+    path = paths.processed_dir(dataset) / "meta.json"
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run the preprocess stage first")
+    return json.loads(path.read_text())
+
+
+def decode_image(data: bytes, size: int, color: str) -> np.ndarray | None:
+    """Decode image bytes to a (size, size, channels) uint8 array (RGB or gray), or None if undecodable."""
+    flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    except cv2.error:
+        return None
+    if image is None:
+        return None
+    if color == "rgb":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return image.reshape(size, size, -1)
+
+
+def _decode_split(
+    archive: zipfile.ZipFile, manifest: pd.DataFrame, params: PreprocessParams, desc: str
+) -> tuple[SplitArrays, list[dict[str, str]]]:
+    channels = 1 if params.color == "gray" else 3
+    images = np.empty((len(manifest), params.size, params.size, channels), np.uint8)
+    labels = np.empty(len(manifest), np.int64)
+    failures = []
+    kept = 0
+    for path, label in tqdm(zip(manifest["path"], manifest["label"]), total=len(manifest), desc=desc, disable=None):
+        image, reason = _read(archive, path, params)
+        if image is None:
+            failures.append({"path": path, "reason": reason})
+            continue
+        images[kept], labels[kept] = image, label
+        kept += 1
+    return SplitArrays(images[:kept], labels[:kept]), failures
+
+
+def _read(archive: zipfile.ZipFile, member: str, params: PreprocessParams) -> tuple[np.ndarray | None, str]:
+    try:
+        data = archive.read(member)
+    except KeyError:
+        return None, "missing from the raw archive"
+    except (zipfile.BadZipFile, OSError) as exc:
+        return None, f"unreadable in the raw archive: {exc}"
+    if not data:
+        return None, "empty file"
+    image = decode_image(data, params.size, params.color)
+    return image, "" if image is not None else "not a decodable image"

@@ -1,0 +1,52 @@
+"""The raw layout every source ends in: one zip of `train/<class>.<n>.jpg` images, as Kaggle ships it.
+
+Keeping the images in one archive (not 25,000 loose files) keeps DVC fast; stages read members directly.
+"""
+
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.atomic import atomic_path
+from pipeline.datasets import DatasetSpec
+from pipeline.errors import PipelineError
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+IGNORED_PREFIXES = ("__MACOSX/",)
+
+
+def write_zip(target: Path, members: Iterable[tuple[str, bytes]]) -> int:
+    """Write an uncompressed zip atomically, with fixed timestamps so equal members give equal bytes."""
+    count = 0
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+            count += 1
+    return count
+
+
+def open_archive(path: Path) -> zipfile.ZipFile:
+    """Open a raw archive, turning a missing or corrupt file into an error that names it."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: raw archive not found; run the download stage first")
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise PipelineError(f"{path}: not a readable zip ({exc}); delete it and download again") from None
+
+
+def list_images(path: Path, spec: DatasetSpec) -> pd.DataFrame:
+    """The dataset's images in a raw archive, one row per member (`path`, `class`), in a stable order.
+
+    Members that are not images of the dataset (stray files, `__MACOSX/` entries, other names) are left out.
+    """
+    with open_archive(path) as archive:
+        names = [name for name in archive.namelist() if not name.startswith(IGNORED_PREFIXES)]
+    rows = [(name, spec.class_of(name), spec.number_of(name)) for name in names]
+    frame = pd.DataFrame([row for row in rows if row[1] is not None], columns=["path", "class", "number"])
+    frame = frame.sort_values(["class", "number", "path"], kind="stable").drop_duplicates("path")
+    return frame.drop(columns="number").reset_index(drop=True)
