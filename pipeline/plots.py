@@ -6,6 +6,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def learning_curves(history: list[dict[str, float]], title: str) -> Figure:
@@ -16,6 +17,7 @@ def learning_curves(history: list[dict[str, float]], title: str) -> Figure:
         for split in ("train", "val"):
             axis.plot(epochs, [row[f"{split}/{metric}"] for row in history], marker="o", label=split)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel("accuracy" if metric == "acc" else "loss")
         axis.grid(alpha=0.3)
         axis.legend()

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny, valid params and a tiny prepared dataset, generated on the fly (no network, no files)."""
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.download import download
+from pipeline.params import Params, parse_params
+from pipeline.paths import Paths
+from pipeline.preprocess import preprocess
+from pipeline.split import split
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY: dict[str, Any] = {
+    "seed": 7,
+    "data": {"catsdogs": {"source": "sample", "path": None, "sample_per_class": 12}},
+    "split": {"catsdogs": {"train": 6, "val": 3, "test": 3}},
+    "preprocess": {"catsdogs": {"size": 32, "color": "gray"}},
+    "aug": {"rotation": 0, "shift": 0, "zoom": 0, "shear": 0, "hflip": 0, "brightness": 0},
+    "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 0.001, "device": "cpu"},
+    "models": {
+        "catsdogs_cnn": {"dataset": "catsdogs", "arch": "catsdogs_cnn", "epochs": 2, "dropout": [0.25, 0.25, 0.5]}
+    },
+}
+
+
+def tiny_raw(**changes: Any) -> dict[str, Any]:
+    """A deep copy of the tiny params with dotted-key changes applied, e.g. tiny_raw(**{"aug.hflip": 0.5})."""
+    raw = copy.deepcopy(TINY)
+    for key, value in changes.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return raw
+
+
+@pytest.fixture
+def tiny_params() -> Params:
+    """Valid params small enough that every stage runs in about a second."""
+    return parse_params(tiny_raw())
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    """Pipeline paths rooted in a fresh temporary folder."""
+    return Paths(tmp_path)
+
+
+@pytest.fixture
+def prepared(paths: Paths, tiny_params: Params) -> Paths:
+    """A tiny catsdogs dataset taken through download, split and preprocess."""
+    download("catsdogs", tiny_params.data["catsdogs"], tiny_params.seed, paths)
+    split("catsdogs", tiny_params.split["catsdogs"], tiny_params.seed, paths)
+    preprocess("catsdogs", tiny_params.preprocess["catsdogs"], paths)
+    return paths
+
+
+def repo_params() -> dict[str, Any]:
+    """The repository's own params.yaml, parsed as YAML."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())

@@ -1,0 +1,47 @@
+"""dvc.yaml and pipeline/paths.py must name the same files, so the pipeline and DVC cannot drift apart."""
+
+from dvc.repo import Repo
+
+from pipeline.paths import Paths
+from tests.conftest import REPO, repo_params
+
+
+def _declared_outputs() -> set[str]:
+    with Repo(str(REPO)) as repo:
+        return {str(out.def_path) for stage in repo.index.stages for out in stage.outs}
+
+
+def _expected_outputs() -> set[str]:
+    params = repo_params()
+    paths = Paths()
+    expected = set()
+    for dataset in params["data"]:
+        expected |= {
+            paths.raw_dir(dataset),
+            paths.manifest_dir(dataset),
+            paths.processed_dir(dataset),
+            paths.split_metrics(dataset),
+            paths.split_plots(dataset),
+            paths.preprocess_metrics(dataset),
+        }
+    for model in params["models"]:
+        train_dir = paths.train_dir(model)
+        expected |= {
+            paths.model_file(model),
+            train_dir / "metrics.json",
+            train_dir / "plots" / "metrics",
+            train_dir / "plots" / "images",
+            paths.test_metrics(model),
+            paths.confusion(model),
+        }
+    return {str(path) for path in expected}
+
+
+def test_dvc_yaml_declares_exactly_the_paths_the_stages_write() -> None:
+    assert _declared_outputs() == _expected_outputs()
+
+
+def test_every_code_dependency_in_dvc_yaml_exists() -> None:
+    with Repo(str(REPO)) as repo:
+        code = {str(dep.def_path) for stage in repo.index.stages for dep in stage.deps if dep.def_path.endswith(".py")}
+    assert code and all((REPO / name).is_file() for name in code)
