@@ -78,6 +78,12 @@ def _ingest_zip(source: Path, target: Path, spec: DatasetSpec, key: str) -> None
                     shutil.copyfileobj(src, dst, length=1 << 20)
                 if not zipfile.is_zipfile(tmp):
                     raise PipelineError(f"{key}: {inner[0]} inside {source} is not a zip file")
+                with zipfile.ZipFile(tmp) as extracted:
+                    inner_names = [name for name in extracted.namelist() if not name.startswith(IGNORED_PREFIXES)]
+                    if not any(spec.class_of(name) for name in inner_names):
+                        raise PipelineError(
+                            f"{key}: {inner[0]} inside {source} holds no images named like {_example(spec)}"
+                        )
     except zipfile.BadZipFile as exc:
         raise PipelineError(f"{key}: {source} is a corrupt zip ({exc}); download it again") from None
 

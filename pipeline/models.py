@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.errors import PipelineError
 from pipeline.params import ARCH_ARGS, Block, CatsDogsCnnArgs
 
 Factory = Callable[..., nn.Module]
@@ -57,6 +58,14 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
+def _min_size(blocks: int) -> int:
+    """The smallest image side that still has a pixel left after `blocks` 3x3-conv + 2x2-maxpool blocks."""
+    side = 1
+    for _ in range(blocks):
+        side = 2 * side + 2
+    return side
+
+
 def _flat_size(features: nn.Module, in_channels: int, size: int) -> int:
     with torch.no_grad():
         return features(torch.zeros(1, in_channels, size, size)).numel()
@@ -66,6 +75,12 @@ def _flat_size(features: nn.Module, in_channels: int, size: int) -> int:
 def catsdogs_cnn(args: CatsDogsCnnArgs, *, in_channels: int, size: int, outputs: int) -> nn.Module:
     """conv32-pool-dropout, conv64-pool-dropout, conv64-pool-dropout, dense, output: the classic Keras convnet."""
     widths = (in_channels, 32, 64, 64)
+    smallest = _min_size(len(widths) - 1)
+    if size < smallest:
+        raise PipelineError(
+            f"architecture 'catsdogs_cnn' needs images of at least {smallest} pixels a side, got {size}; "
+            "raise preprocess.<dataset>.size"
+        )
     layers: list[nn.Module] = []
     for c_in, c_out, rate in zip(widths[:-1], widths[1:], args.dropout, strict=True):
         layers += [nn.Conv2d(c_in, c_out, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(rate)]

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from pipeline.augment import build_augment
+from pipeline.params import AugParams
+
+EACH_TRANSFORM = {"rotation": 30, "shift": 0.2, "zoom": 0.3, "shear": 20, "hflip": 1.0, "brightness": 0.3}
+
+
+def _textured(channels: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (32, 32, channels), dtype=np.uint8)
+
+
+def _outputs(aug: AugParams, seed: int, image: np.ndarray, calls: int = 4) -> list[np.ndarray]:
+    augment = build_augment(aug, seed)
+    return [augment(image=image)["image"] for _ in range(calls)]
+
+
+def test_all_transforms_off_gives_no_augmentation():
+    assert build_augment(AugParams(), seed=0) is None
+
+
+@pytest.mark.parametrize("channels", [1, 3], ids=["gray", "rgb"])
+@pytest.mark.parametrize(("key", "value"), EACH_TRANSFORM.items())
+def test_each_transform_alone_changes_the_image_and_keeps_shape_and_dtype(key, value, channels):
+    image = _textured(channels)
+    augment = build_augment(AugParams(**{key: value}), seed=0)
+    assert augment is not None
+    out = augment(image=image)["image"]
+    assert out.shape == image.shape
+    assert out.dtype == np.uint8
+    assert not np.array_equal(out, image)
+
+
+def test_hflip_mirrors_the_image():
+    image = _textured(3)
+    out = build_augment(AugParams(hflip=1.0), seed=0)(image=image)["image"]
+    assert np.array_equal(out, image[:, ::-1])
+
+
+@pytest.mark.parametrize("channels", [1, 3], ids=["gray", "rgb"])
+def test_same_seed_gives_identical_outputs_over_several_calls(channels):
+    aug = AugParams(**EACH_TRANSFORM | {"hflip": 0.5})
+    image = _textured(channels)
+    first, second = _outputs(aug, 3, image), _outputs(aug, 3, image)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not np.array_equal(first[0], first[1])
+
+
+def test_different_seed_gives_different_outputs():
+    aug = AugParams(**EACH_TRANSFORM | {"hflip": 0.5})
+    image = _textured(1)
+    first, second = _outputs(aug, 3, image), _outputs(aug, 4, image)
+    assert not any(np.array_equal(a, b) for a, b in zip(first, second, strict=True))

@@ -1,0 +1,148 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from conftest import tiny_raw
+from pipeline.cli import app
+
+COMMANDS = ("download", "split", "preprocess", "train", "evaluate")
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory holding only a tiny params.yaml, as the CLI expects to be run from a repository root."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_raw()))
+    return tmp_path
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def ok(*args: str):
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def assert_clean_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_the_app_has_exactly_the_five_stage_commands():
+    assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = ok(command, "--help")
+    assert "Usage:" in result.output
+    assert f" {command} " in result.output
+
+
+def test_no_arguments_shows_help():
+    result = invoke()
+    assert "Usage:" in result.output
+    assert all(command in result.output for command in COMMANDS)
+
+
+def test_all_stages_run_end_to_end(project):
+    assert ok("download", "catsdogs").stdout.startswith("catsdogs: 24 images in data/raw/catsdogs/train.zip")
+    assert json.loads(ok("split", "catsdogs").stdout)["train"] == {"cat": 6, "dog": 6}
+    assert json.loads(ok("preprocess", "catsdogs").stdout)["test"] == {"kept": 6, "skipped": 0}
+    assert json.loads(ok("train", "catsdogs_cnn").stdout)["epoch"] == 2
+    metrics = json.loads(ok("evaluate", "catsdogs_cnn", "--device", "cpu").stdout)
+    assert metrics["samples"] == 6
+    assert json.loads((project / "metrics" / "catsdogs_cnn" / "test.json").read_text()) == metrics
+    for path in ("models/catsdogs_cnn.pt", "metrics/catsdogs_cnn/train/metrics.json", "data/processed/catsdogs"):
+        assert (project / path).exists()
+
+
+def test_set_overrides_apply_to_the_run_but_not_the_file(project):
+    ok("download", "catsdogs")
+    ok("split", "catsdogs", "-S", "split.catsdogs.train=5", "--set", "split.catsdogs.val=2")
+    assert len(pd.read_csv(project / "data/manifests/catsdogs/train.csv")) == 10
+    assert len(pd.read_csv(project / "data/manifests/catsdogs/val.csv")) == 4
+    assert yaml.safe_load((project / "params.yaml").read_text()) == tiny_raw()
+
+
+def test_params_option_reads_another_file(project):
+    (project / "other.yaml").write_text(yaml.safe_dump(tiny_raw(**{"data.catsdogs.sample_per_class": 13})))
+    assert ok("download", "catsdogs", "--params", "other.yaml").stdout.startswith("catsdogs: 26 images")
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (("split", "catsdogs", "-S", "aug.hflip=2"), "aug.hflip"),
+        (("split", "catsdogs", "-S", "split.catsdogs.tran=5"), "split.catsdogs.tran: unknown key; did you mean 'train'"),
+        (("preprocess", "catsdogs", "-S", "preprocess.catsdogs.color=cmyk"), "preprocess.catsdogs.color"),
+        (("train", "catsdogs_cnn", "-S", "models.catsdogs_cnn.epochs=0"), "models.catsdogs_cnn.epochs"),
+        (("download", "catsdogs", "-S", "train.device=tpu"), "train.device"),
+    ],
+)
+def test_a_bad_param_is_one_error_line_naming_the_key_and_nothing_runs(project, args, key):
+    assert_clean_error(invoke(*args), key)
+    assert not (project / "data").exists()
+
+
+def test_a_bad_param_from_the_real_command_prints_no_traceback(project):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "split", "catsdogs", "-S", "aug.hflip=2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: params.yaml: aug.hflip: Input should be less than or equal to 1 (got 2)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("download", "dogs"), "unknown dataset 'dogs'"),
+        (("split", "dogs"), "unknown dataset 'dogs'"),
+        (("preprocess", "dogs"), "unknown dataset 'dogs'"),
+        (("train", "resnet"), "unknown model 'resnet'"),
+        (("evaluate", "resnet"), "models/resnet.pt: model not found"),
+    ],
+)
+def test_unknown_dataset_or_model_is_a_clean_error(project, args, message):
+    assert_clean_error(invoke(*args), message)
+
+
+def test_a_missing_params_file_is_a_clean_error(project):
+    assert_clean_error(invoke("split", "catsdogs", "-p", "nope.yaml"), "nope.yaml: params file not found")
+
+
+def test_running_a_stage_before_its_input_exists_names_the_stage_to_run(project):
+    assert_clean_error(invoke("split", "catsdogs"), "run the download stage first")
+
+
+def test_training_on_images_too_small_for_the_architecture_is_a_clean_error(project):
+    small = ("-S", "preprocess.catsdogs.size=16")
+    ok("download", "catsdogs")
+    ok("split", "catsdogs")
+    ok("preprocess", "catsdogs", *small)
+    assert_clean_error(invoke("train", "catsdogs_cnn", *small), "at least 22 pixels", "got 16")

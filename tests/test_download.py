@@ -1,0 +1,348 @@
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import kagglehub
+import kagglehub.config
+import pytest
+import requests
+from kagglehub.exceptions import KaggleApiHTTPError
+
+from pipeline.datasets import CATSDOGS
+from pipeline.download import download
+from pipeline.errors import PipelineError
+from pipeline.params import DataParams
+from pipeline.paths import Paths
+from pipeline.rawdata import list_images, write_zip
+from pipeline.sample import catsdogs_sample
+
+PATH_KEY = r"data\.catsdogs\.path"
+RULES_URL = "https://www.kaggle.com/competitions/dogs-vs-cats/rules"
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, bytes]:
+    """A handful of sample images, by file name (`cat.0.jpg`)."""
+    return {name.rsplit("/", 1)[-1]: data for name, data in catsdogs_sample(3, seed=11)}
+
+
+@pytest.fixture(scope="module")
+def expected(images) -> list[dict[str, str]]:
+    return [{"path": f"train/{name}", "class": name.split(".")[0]} for name in sorted(images, key=_natural)]
+
+
+def _natural(name: str) -> tuple[str, int]:
+    cls, number, _ = name.split(".")
+    return cls, int(number)
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def train_zip(images: dict[str, bytes]) -> bytes:
+    return zip_bytes({f"train/{name}": data for name, data in images.items()})
+
+
+def competition_members(images: dict[str, bytes]) -> dict[str, bytes]:
+    test1 = zip_bytes({"test1/1.jpg": next(iter(images.values())), "test1/2.jpg": b"\xff\xd8\xff"})
+    return {"train.zip": train_zip(images), "test1.zip": test1, "sampleSubmission.csv": b"id,label\n1,0\n"}
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def local(path: Path) -> DataParams:
+    return DataParams(source="local", path=str(path))
+
+
+def archive_members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist() if not name.endswith("/")}
+
+
+def assert_nothing_written(paths: Paths) -> None:
+    raw = paths.raw_dir("catsdogs")
+    assert not paths.raw_archive("catsdogs").exists()
+    assert not raw.exists() or list(raw.iterdir()) == []
+
+
+def test_sample_source_writes_the_raw_archive(paths, tiny_params):
+    count = download("catsdogs", tiny_params.data["catsdogs"], tiny_params.seed, paths)
+
+    per_class = tiny_params.data["catsdogs"].sample_per_class
+    frame = list_images(paths.raw_archive("catsdogs"), CATSDOGS)
+    assert count == len(frame) == 2 * per_class
+    assert frame["class"].value_counts().to_dict() == {"cat": per_class, "dog": per_class}
+
+
+def test_sample_source_is_byte_identical_for_the_same_seed(tmp_path, tiny_params):
+    first, second = Paths(tmp_path / "a"), Paths(tmp_path / "b")
+    data = tiny_params.data["catsdogs"]
+
+    download("catsdogs", data, tiny_params.seed, first)
+    download("catsdogs", data, tiny_params.seed, second)
+
+    assert first.raw_archive("catsdogs").read_bytes() == second.raw_archive("catsdogs").read_bytes()
+
+
+def test_sample_source_differs_for_another_seed(tmp_path, tiny_params):
+    first, second = Paths(tmp_path / "a"), Paths(tmp_path / "b")
+    data = tiny_params.data["catsdogs"]
+
+    download("catsdogs", data, 1, first)
+    download("catsdogs", data, 2, second)
+
+    assert first.raw_archive("catsdogs").read_bytes() != second.raw_archive("catsdogs").read_bytes()
+
+
+def local_train_zip(root: Path, images: dict[str, bytes]) -> Path:
+    return write(root / "train.zip", train_zip(images))
+
+
+def local_competition_zip(root: Path, images: dict[str, bytes]) -> Path:
+    return write(root / "dogs-vs-cats.zip", zip_bytes(competition_members(images)))
+
+
+def local_extracted_folder(root: Path, images: dict[str, bytes]) -> Path:
+    folder = root / "extracted"
+    names = sorted(images)
+    for name in names[: len(names) // 2]:
+        write(folder / name, images[name])
+    for name in names[len(names) // 2 :]:
+        write(folder / "train" / name, images[name])
+    write(folder / "Thumbs.db", b"thumbs")
+    write(folder / ".DS_Store", b"ds")
+    write(folder / "train" / "bird.1.jpg", b"bird")
+    write(folder / "sampleSubmission.csv", b"id,label\n")
+    write(folder / "__MACOSX" / "train" / "cat.99.jpg", b"apple double")
+    return folder
+
+
+def local_folder_with_train_zip(root: Path, images: dict[str, bytes]) -> Path:
+    folder = root / "competition"
+    for name, data in competition_members(images).items():
+        write(folder / name, data)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "make_source",
+    [local_train_zip, local_competition_zip, local_extracted_folder, local_folder_with_train_zip],
+    ids=["train-zip", "competition-zip", "extracted-folder", "folder-with-train-zip"],
+)
+def test_local_source_gives_the_same_images(tmp_path, paths, images, expected, make_source):
+    source = make_source(tmp_path / "user", images)
+
+    count = download("catsdogs", local(source), 0, paths)
+
+    target = paths.raw_archive("catsdogs")
+    assert list_images(target, CATSDOGS).to_dict("records") == expected
+    assert count == len(expected)
+    members = archive_members(target)
+    assert {name: members[f"train/{name}"] for name in images} == images
+
+
+def test_local_source_replaces_a_previous_archive(tmp_path, paths, images, expected):
+    download("catsdogs", DataParams(source="sample", sample_per_class=5), 0, paths)
+
+    download("catsdogs", local(local_train_zip(tmp_path / "user", images)), 0, paths)
+
+    assert list_images(paths.raw_archive("catsdogs"), CATSDOGS).to_dict("records") == expected
+
+
+def nonexistent(root: Path, images: dict[str, bytes]) -> Path:
+    return root / "missing.zip"
+
+
+def folder_without_images(root: Path, images: dict[str, bytes]) -> Path:
+    return write(root / "notes" / "readme.txt", b"hello").parent
+
+
+def zip_without_images(root: Path, images: dict[str, bytes]) -> Path:
+    return write(root / "other.zip", zip_bytes({"a/readme.txt": b"x"}))
+
+
+def competition_zip_with_bad_train_zip(root: Path, images: dict[str, bytes]) -> Path:
+    return write(root / "dogs-vs-cats.zip", zip_bytes({"train.zip": b"not a zip"}))
+
+
+def competition_zip_with_empty_train_zip(root: Path, images: dict[str, bytes]) -> Path:
+    return write(root / "dogs-vs-cats.zip", zip_bytes({"train.zip": zip_bytes({"a.txt": b"x"})}))
+
+
+def folder_with_empty_train_zip(root: Path, images: dict[str, bytes]) -> Path:
+    return write(root / "folder" / "train.zip", zip_bytes({"a.txt": b"x"})).parent
+
+
+def corrupt_zip(root: Path, images: dict[str, bytes]) -> Path:
+    data = train_zip(images)
+    start = data.find(b"PK\x01\x02")
+    return write(root / "train.zip", data[:start] + b"\x00" * 46 + data[start + 46 :])
+
+
+def truncated_zip(root: Path, images: dict[str, bytes]) -> Path:
+    data = train_zip(images)
+    return write(root / "train.zip", data[: len(data) // 2])
+
+
+def plain_file(root: Path, images: dict[str, bytes]) -> Path:
+    return write(root / "images.tar", b"\x00" * 1024)
+
+
+BAD_SOURCES = [
+    (nonexistent, "does not exist"),
+    (folder_without_images, "holds no train.zip"),
+    (zip_without_images, "holds no train.zip"),
+    (competition_zip_with_bad_train_zip, "is not a zip file"),
+    (competition_zip_with_empty_train_zip, "holds no images"),
+    (folder_with_empty_train_zip, "no images"),
+    (corrupt_zip, "corrupt zip"),
+    (truncated_zip, "neither a zip file nor a folder"),
+    (plain_file, "neither a zip file nor a folder"),
+]
+
+
+@pytest.mark.parametrize(("make_source", "message"), BAD_SOURCES, ids=[make.__name__ for make, _ in BAD_SOURCES])
+def test_bad_local_source_is_an_error_and_writes_nothing(tmp_path, paths, images, make_source, message):
+    source = make_source(tmp_path / "user", images)
+
+    with pytest.raises(PipelineError, match=PATH_KEY) as error:
+        download("catsdogs", local(source), 0, paths)
+
+    assert message in str(error.value)
+    assert str(source) in str(error.value)
+    assert_nothing_written(paths)
+
+
+def test_bad_local_source_keeps_a_previous_archive(tmp_path, paths):
+    download("catsdogs", DataParams(source="sample", sample_per_class=2), 0, paths)
+    before = paths.raw_archive("catsdogs").read_bytes()
+    source = write(tmp_path / "user" / "other.zip", zip_bytes({"readme.txt": b"x"}))
+
+    with pytest.raises(PipelineError, match=PATH_KEY):
+        download("catsdogs", local(source), 0, paths)
+
+    assert paths.raw_archive("catsdogs").read_bytes() == before
+
+
+@pytest.fixture
+def no_kaggle_env(monkeypatch, tmp_path):
+    """No Kaggle credentials anywhere kagglehub looks, whatever the machine running the tests has."""
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "kaggle-config"
+    config.mkdir()
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(kagglehub.config, "_kaggle_credentials", None)
+    monkeypatch.setattr(kagglehub, "competition_download", _must_not_download)
+    return config
+
+
+def _must_not_download(*args, **kwargs):
+    raise AssertionError("kagglehub.competition_download must not be called")
+
+
+@pytest.fixture
+def kaggle_credentials(monkeypatch):
+    monkeypatch.setattr(kagglehub.config, "get_kaggle_credentials", lambda: object())
+
+
+def fake_competition_download(monkeypatch, result):
+    calls = []
+
+    def competition_download(handle, *args, **kwargs):
+        calls.append(handle)
+        if isinstance(result, BaseException):
+            raise result
+        return str(result)
+
+    monkeypatch.setattr(kagglehub, "competition_download", competition_download)
+    return calls
+
+
+def http_error(status: int) -> KaggleApiHTTPError:
+    response = requests.Response()
+    response.status_code = status
+    return KaggleApiHTTPError(f"{status} Client Error", response=response)
+
+
+def test_kaggle_source_ingests_the_competition_folder(
+    tmp_path, paths, images, expected, monkeypatch, kaggle_credentials
+):
+    cache = local_folder_with_train_zip(tmp_path / "kagglehub-cache", images)
+    calls = fake_competition_download(monkeypatch, cache)
+
+    count = download("catsdogs", DataParams(source="kaggle"), 0, paths)
+
+    assert calls == ["dogs-vs-cats"]
+    assert count == len(expected)
+    assert list_images(paths.raw_archive("catsdogs"), CATSDOGS).to_dict("records") == expected
+
+
+def test_kaggle_without_credentials_explains_how_to_add_them(paths, no_kaggle_env):
+    with pytest.raises(PipelineError, match="credentials") as error:
+        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+
+    assert "kaggle.json" in str(error.value)
+    assert "KAGGLE_USERNAME" in str(error.value)
+    assert_nothing_written(paths)
+
+
+def test_kaggle_with_unreadable_credentials_file_is_an_error(paths, no_kaggle_env):
+    (no_kaggle_env / "kaggle.json").write_text("{not json")
+
+    with pytest.raises(PipelineError, match="credentials missing or unreadable.*kaggle.json"):
+        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+
+
+def test_kaggle_rejected_credentials_is_an_error(paths, monkeypatch, kaggle_credentials):
+    fake_competition_download(monkeypatch, http_error(401))
+
+    with pytest.raises(PipelineError, match=r"rejected the credentials \(401\).*kaggle\.json"):
+        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+    assert_nothing_written(paths)
+
+
+def test_kaggle_forbidden_asks_to_accept_the_rules(paths, monkeypatch, kaggle_credentials):
+    fake_competition_download(monkeypatch, http_error(403))
+
+    with pytest.raises(PipelineError, match=r"\(403\).*accept the competition rules at " + re.escape(RULES_URL)):
+        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+    assert_nothing_written(paths)
+
+
+def test_kaggle_other_http_error_names_the_competition(paths, monkeypatch, kaggle_credentials):
+    fake_competition_download(monkeypatch, http_error(500))
+
+    with pytest.raises(PipelineError, match=r"download of 'dogs-vs-cats' failed.*500"):
+        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+
+
+def test_kaggle_unreachable_suggests_a_local_copy(paths, monkeypatch, kaggle_credentials):
+    fake_competition_download(monkeypatch, requests.ConnectionError("Name or service not known"))
+
+    with pytest.raises(PipelineError, match=r"cannot reach Kaggle.*network.*source: local") as error:
+        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+
+    assert "ConnectionError" in str(error.value)
+    assert_nothing_written(paths)
+
+
+def test_kaggle_folder_without_images_names_the_source_key(tmp_path, paths, monkeypatch, kaggle_credentials):
+    cache = tmp_path / "kagglehub-cache"
+    write(cache / "sampleSubmission.csv", b"id,label\n")
+    fake_competition_download(monkeypatch, cache)
+
+    with pytest.raises(PipelineError, match=r"data\.catsdogs\.source: .*holds no train\.zip"):
+        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+    assert_nothing_written(paths)

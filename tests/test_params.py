@@ -1,0 +1,186 @@
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY, repo_params, tiny_raw
+from pipeline.errors import PipelineError
+from pipeline.params import load_params, parse_params
+
+
+def test_repo_params_parse_with_documented_defaults():
+    params = parse_params(repo_params())
+
+    assert params.seed == 42
+    split = params.split["catsdogs"]
+    assert (split.train, split.val, split.test) == (1000, 500, 500)
+    pre = params.preprocess["catsdogs"]
+    assert (pre.size, pre.color) == (80, "gray")
+    assert params.train.batch_size == 32
+    assert params.data["catsdogs"].source == "sample"
+
+
+def test_repo_model_has_its_architecture_args_and_overrides_epochs():
+    params = parse_params(repo_params())
+    model = params.model("catsdogs_cnn")
+
+    assert model.dataset == "catsdogs"
+    assert model.arch_args.dropout == (0.25, 0.25, 0.5)
+    assert model.arch_args.dense == 32
+    assert model.train.epochs == repo_params()["models"]["catsdogs_cnn"]["epochs"]
+    assert model.train.epochs != params.train.epochs
+
+
+def test_model_block_overrides_train_keys_and_keeps_the_rest():
+    params = parse_params(tiny_raw(**{"models.catsdogs_cnn.lr": 0.05, "models.catsdogs_cnn.epochs": 7}))
+    train = params.model("catsdogs_cnn").train
+
+    assert train.lr == 0.05
+    assert train.epochs == 7
+    assert train.batch_size == TINY["train"]["batch_size"]
+    assert params.train.lr == TINY["train"]["lr"]
+
+
+def test_model_aug_block_overrides_global_aug():
+    params = parse_params(tiny_raw(**{"aug.rotation": 10, "models.catsdogs_cnn.aug": {"hflip": 0.5}}))
+    aug = params.model("catsdogs_cnn").aug
+
+    assert (aug.rotation, aug.hflip) == (10, 0.5)
+
+
+def test_unknown_model_name_lists_the_known_ones(tiny_params):
+    with pytest.raises(PipelineError, match="unknown model 'nope'.*catsdogs_cnn"):
+        tiny_params.model("nope")
+
+
+@pytest.mark.parametrize(
+    ("changes", "pattern"),
+    [
+        ({"split.catsdogs.test": -1}, r"split\.catsdogs\.test"),
+        ({"aug.hflip": 1.5}, r"aug\.hflip"),
+        ({"data.catsdogs.source": "ftp"}, r"data\.catsdogs\.source"),
+        ({"train.optimizer": "rmsprop"}, r"train\.optimizer"),
+        ({"train.device": "gpu"}, r"train\.device"),
+        ({"train.device": "cuda:x"}, r"train\.device"),
+        ({"preprocess.catsdogs.color": "cmyk"}, r"preprocess\.catsdogs\.color"),
+        ({"models.catsdogs_cnn.dropout": [0.2, 0.2]}, r"models\.catsdogs_cnn\.dropout"),
+        ({"models.catsdogs_cnn.dropout": [0.2, 0.2, 1.2]}, r"models\.catsdogs_cnn\.dropout"),
+        ({"models.catsdogs_cnn.device": "tpu"}, r"models\.catsdogs_cnn\.device"),
+        ({"models.catsdogs_cnn.aug": {"hflip": 2}}, r"models\.catsdogs_cnn\.aug\.hflip"),
+    ],
+)
+def test_bad_value_is_reported_with_its_dotted_key(changes, pattern):
+    with pytest.raises(PipelineError, match=pattern):
+        parse_params(tiny_raw(**changes))
+
+
+def test_bad_value_error_shows_the_offending_value():
+    with pytest.raises(PipelineError, match=r"aug\.hflip.*1\.5"):
+        parse_params(tiny_raw(**{"aug.hflip": 1.5}))
+
+
+def test_typo_in_aug_suggests_the_right_key():
+    with pytest.raises(PipelineError, match=r"aug\.rotaton: unknown key; did you mean 'rotation'"):
+        parse_params(tiny_raw(**{"aug.rotaton": 20}))
+
+
+def test_typo_in_model_block_suggests_the_right_key():
+    with pytest.raises(PipelineError, match=r"models\.catsdogs_cnn\.epoch: unknown key; did you mean 'epochs'"):
+        parse_params(tiny_raw(**{"models.catsdogs_cnn.epoch": 3}))
+
+
+def test_typo_in_data_block_suggests_the_right_key():
+    with pytest.raises(PipelineError, match=r"data\.catsdogs\.sourc: unknown key; did you mean 'source'"):
+        parse_params(tiny_raw(**{"data.catsdogs.sourc": "sample"}))
+
+
+def test_local_source_without_path_is_an_error():
+    with pytest.raises(PipelineError, match=r"data\.catsdogs\b.*needs 'path'"):
+        parse_params(tiny_raw(**{"data.catsdogs.source": "local"}))
+
+
+def test_local_source_with_path_is_accepted():
+    params = parse_params(tiny_raw(**{"data.catsdogs.source": "local", "data.catsdogs.path": "train.zip"}))
+
+    assert params.data["catsdogs"].path == "train.zip"
+
+
+def test_unknown_architecture_is_an_error():
+    with pytest.raises(PipelineError, match=r"models\.catsdogs_cnn\.arch: unknown architecture 'resnet'"):
+        parse_params(tiny_raw(**{"models.catsdogs_cnn.arch": "resnet"}))
+
+
+def test_model_dataset_must_be_under_data():
+    with pytest.raises(PipelineError, match=r"models\.catsdogs_cnn\.dataset: 'cifar10' is not a dataset"):
+        parse_params(tiny_raw(**{"models.catsdogs_cnn.dataset": "cifar10"}))
+
+
+def test_dataset_without_split_block_is_an_error():
+    with pytest.raises(PipelineError, match=r"split\.catsdogs: missing"):
+        parse_params(tiny_raw(split={}))
+
+
+def test_unknown_dataset_name_is_an_error():
+    raw = tiny_raw(**{"data.dogs": {"source": "sample"}, "split.dogs": {}, "preprocess.dogs": {}})
+    with pytest.raises(PipelineError, match=r"data\.dogs: unknown dataset"):
+        parse_params(raw)
+
+
+def write_params(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_load_params_applies_overrides(tmp_path):
+    path = write_params(tmp_path / "params.yaml", tiny_raw())
+
+    params = load_params(path, overrides=["aug.rotation=20", "models.catsdogs_cnn.lr=0.01", "train.optimizer=sgd"])
+
+    assert params.aug.rotation == 20
+    assert params.model("catsdogs_cnn").train.lr == 0.01
+    assert params.train.optimizer == "sgd"
+
+
+def test_load_params_validates_overridden_values(tmp_path):
+    path = write_params(tmp_path / "params.yaml", tiny_raw())
+
+    with pytest.raises(PipelineError, match=r"aug\.hflip"):
+        load_params(path, overrides=["aug.hflip=3"])
+
+
+@pytest.mark.parametrize("override", ["aug.rotation", "=20"])
+def test_malformed_override_is_an_error(tmp_path, override):
+    path = write_params(tmp_path / "params.yaml", tiny_raw())
+
+    with pytest.raises(PipelineError, match=r"expected key=value"):
+        load_params(path, overrides=[override])
+
+
+def test_override_below_a_scalar_is_an_error(tmp_path):
+    path = write_params(tmp_path / "params.yaml", tiny_raw())
+
+    with pytest.raises(PipelineError, match=r"'seed' is not a block"):
+        load_params(path, overrides=["seed.value=1"])
+
+
+def test_missing_params_file_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere" / "params.yaml"
+
+    with pytest.raises(PipelineError, match=re.escape(str(missing)) + ".*not found"):
+        load_params(missing)
+
+
+def test_invalid_yaml_names_the_path(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: [1, 2\naug: {\n")
+
+    with pytest.raises(PipelineError, match=re.escape(str(path)) + ": not valid YAML"):
+        load_params(path)
+
+
+def test_validation_error_names_the_params_file(tmp_path):
+    path = write_params(tmp_path / "custom.yaml", tiny_raw(**{"aug.hflip": 2}))
+
+    with pytest.raises(PipelineError, match=re.escape(str(path)) + r": aug\.hflip"):
+        load_params(path)

@@ -1,0 +1,134 @@
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_raw
+from pipeline.checkpoint import load_model
+from pipeline.download import download
+from pipeline.params import parse_params
+from pipeline.paths import Paths
+from pipeline.preprocess import preprocess
+from pipeline.split import split
+from pipeline.train import make_optimizer, train
+
+CURVES = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+
+@pytest.fixture(autouse=True)
+def _outside_any_repo(tmp_path, monkeypatch):
+    """DVCLive looks for a DVC/Git repo from the working directory and may report to Studio: give it neither."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
+
+
+def _curve(paths: Paths, name: str) -> list[tuple[int, float]]:
+    lines = (paths.train_dir("catsdogs_cnn") / "plots" / "metrics" / f"{name}.tsv").read_text().splitlines()
+    assert lines[0].split("\t")[0] == "step"
+    return [(int(step), float(value)) for step, value in (line.split("\t")[:2] for line in lines[1:])]
+
+
+def _outputs(paths: Paths) -> dict[str, bytes]:
+    folder = paths.train_dir("catsdogs_cnn")
+    files = [folder / "metrics.json", *(folder / "plots" / "metrics" / f"{name}.tsv" for name in CURVES)]
+    return {str(path.relative_to(folder)): path.read_bytes() for path in files}
+
+
+def test_train_saves_a_loadable_model_with_its_provenance(prepared, tiny_params):
+    train("catsdogs_cnn", tiny_params, prepared)
+    model, saved = load_model(prepared.model_file("catsdogs_cnn"))
+    assert not model.training
+    assert saved["model"] == saved["arch"] == "catsdogs_cnn"
+    assert saved["dataset"] == "catsdogs"
+    assert saved["classes"] == ["cat", "dog"]
+    assert (saved["size"], saved["channels"], saved["seed"]) == (32, 1, 7)
+    assert saved["arch_args"] == {"dropout": [0.25, 0.25, 0.5], "dense": 32}
+    assert saved["train"]["epochs"] == 2
+    assert model(torch.zeros(3, 1, 32, 32)).shape == (3, 1)
+
+
+def test_train_logs_one_row_per_epoch_for_every_curve(prepared, tiny_params):
+    last = train("catsdogs_cnn", tiny_params, prepared)
+    for name in CURVES:
+        rows = _curve(prepared, name)
+        assert [step for step, _ in rows] == [1, 2]
+        assert all(math.isfinite(value) for _, value in rows)
+        assert rows[-1][1] == pytest.approx(last[name])
+    for name in ("train/acc", "val/acc"):
+        assert all(0 <= value <= 1 for _, value in _curve(prepared, name))
+
+
+def test_train_writes_dvclive_metrics_and_the_learning_curve_image(prepared, tiny_params):
+    last = train("catsdogs_cnn", tiny_params, prepared)
+    folder = prepared.train_dir("catsdogs_cnn")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["train"]["loss"] == pytest.approx(last["train/loss"])
+    assert metrics["val"]["acc"] == pytest.approx(last["val/acc"])
+    best_epoch, best_acc = max(_curve(prepared, "val/acc"), key=lambda row: row[1])
+    assert metrics["best"]["epoch"] == best_epoch
+    assert metrics["best"]["val/acc"] == pytest.approx(best_acc)
+    assert (folder / "plots" / "images" / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_two_runs_with_the_same_params_give_identical_weights_and_metrics(prepared, tiny_params):
+    train("catsdogs_cnn", tiny_params, prepared)
+    first_weights = torch.load(prepared.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
+    first_outputs = _outputs(prepared)
+    train("catsdogs_cnn", tiny_params, prepared)
+    second_weights = torch.load(prepared.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
+    assert first_weights.keys() == second_weights.keys()
+    assert all(torch.equal(first_weights[key], second_weights[key]) for key in first_weights)
+    assert _outputs(prepared) == first_outputs
+
+
+def test_a_different_seed_gives_different_weights(prepared, tiny_params):
+    train("catsdogs_cnn", tiny_params, prepared)
+    first = torch.load(prepared.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
+    train("catsdogs_cnn", parse_params(tiny_raw(seed=8)), prepared)
+    second = torch.load(prepared.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
+    assert not torch.equal(first["0.0.weight"], second["0.0.weight"])
+
+
+def test_sgd_optimizer_trains_and_is_recorded(prepared):
+    params = parse_params(tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.01}))
+    last = train("catsdogs_cnn", params, prepared)
+    _, saved = load_model(prepared.model_file("catsdogs_cnn"))
+    assert saved["train"]["optimizer"] == "sgd"
+    assert all(math.isfinite(last[name]) for name in CURVES)
+
+
+def test_make_optimizer_builds_sgd_with_momentum_and_weight_decay():
+    raw = tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.05, "train.momentum": 0.5, "train.weight_decay": 0.01})
+    settings = parse_params(raw).model("catsdogs_cnn").train
+    optimizer = make_optimizer(torch.nn.Linear(2, 1), settings)
+    assert isinstance(optimizer, torch.optim.SGD)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.05, 0.5, 0.01)
+
+
+def test_make_optimizer_defaults_to_adam(tiny_params):
+    optimizer = make_optimizer(torch.nn.Linear(2, 1), tiny_params.model("catsdogs_cnn").train)
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.param_groups[0]["lr"] == 0.001
+
+
+def test_training_loss_falls_on_a_learnable_sample(paths):
+    raw = tiny_raw(
+        **{
+            "data.catsdogs.sample_per_class": 40,
+            "split.catsdogs": {"train": 30, "val": 5, "test": 5},
+            "train.batch_size": 4,
+            "models.catsdogs_cnn.epochs": 25,
+            "models.catsdogs_cnn.dropout": [0, 0, 0],
+        }
+    )
+    params = parse_params(raw)
+    download("catsdogs", params.data["catsdogs"], params.seed, paths)
+    split("catsdogs", params.split["catsdogs"], params.seed, paths)
+    preprocess("catsdogs", params.preprocess["catsdogs"], paths)
+    train("catsdogs_cnn", params, paths)
+    losses = [value for _, value in _curve(paths, "train/loss")]
+    assert len(losses) == 25
+    assert losses[0] > 0.68
+    assert max(losses[-3:]) < losses[0] - 0.15
