@@ -51,7 +51,7 @@ def _params(path: Path, overrides: list[str] | None) -> Params:
 
 def _dataset(params: Params, name: str) -> str:
     if name not in params.data:
-        raise PipelineError(f"unknown dataset {name!r}: params.yaml `data` has {', '.join(params.data)}")
+        raise PipelineError(f"unknown dataset {name!r}: params.yaml `data` has {', '.join(params.data.names())}")
     return name
 
 

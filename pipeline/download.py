@@ -1,4 +1,4 @@
-"""Stage `download`: bring a dataset's raw images into the raw layout (`data/raw/<dataset>/train.zip`).
+"""Stage `download`: bring a dataset's raw images into the raw layout (`data/raw/<dataset>/images.zip`).
 
 `sample` generates the embedded synthetic set, `kaggle` fetches the competition, `local` takes the user's zip
 or folder. All three end in the same archive, which the later stages read with the same code.
@@ -12,7 +12,7 @@ from pipeline.atomic import atomic_path
 from pipeline.datasets import DatasetSpec, dataset_spec
 from pipeline.errors import PipelineError
 from pipeline.kaggle import fetch_competition
-from pipeline.params import DataParams
+from pipeline.params import CatsDogsData
 from pipeline.paths import Paths
 from pipeline.rawdata import IGNORED_PREFIXES, list_images, write_zip
 from pipeline.sample import catsdogs_sample
@@ -21,7 +21,7 @@ KAGGLE_COMPETITION = "dogs-vs-cats"
 INNER_ARCHIVE = "train.zip"
 
 
-def download(dataset: str, data: DataParams, seed: int, paths: Paths) -> int:
+def download(dataset: str, data: CatsDogsData, seed: int, paths: Paths) -> int:
     """Produce the dataset's raw archive from the configured source; returns the number of images in it."""
     spec = dataset_spec(dataset)
     target = paths.raw_archive(dataset)

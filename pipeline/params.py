@@ -2,20 +2,22 @@
 
 params.yaml is read once into a `Params` object; every stage takes the parts it needs. Every problem is
 reported with the dotted key it concerns (`aug.hflip`, `models.catsdogs_cnn.epochs`) before any work starts.
+Each dataset has its own typed blocks under `data`, `split` and `preprocess`; each architecture its own args.
 """
 
 import difflib
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from pipeline.datasets import DATASETS
 from pipeline.errors import PipelineError
 
 Probability = Annotated[float, Field(ge=0, le=1)]
+Count = Annotated[int, Field(ge=1)]
 BlockT = TypeVar("BlockT", bound="Block")
 
 
@@ -25,27 +27,88 @@ class Block(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataParams(Block):
-    source: Literal["sample", "kaggle", "local"] = "sample"
+class DataSource(Block):
+    """Where a dataset's raw images come from; `local` reads the user's copy at `path`."""
+
+    source: str = "sample"
     path: str | None = None
-    sample_per_class: int = Field(2000, ge=1)
 
     @model_validator(mode="after")
-    def _local_needs_path(self) -> "DataParams":
+    def _local_needs_path(self) -> "DataSource":
         if self.source == "local" and not self.path:
-            raise ValueError("source 'local' needs 'path': a train.zip, the competition zip, or an image folder")
+            raise ValueError("source 'local' needs 'path' to point at your copy of the dataset")
         return self
 
 
-class SplitParams(Block):
-    train: int = Field(1000, ge=1)
-    val: int = Field(500, ge=1)
-    test: int = Field(500, ge=1)
+class CatsDogsData(DataSource):
+    source: Literal["sample", "kaggle", "local"] = "sample"
+    sample_per_class: Count = 2000
+
+
+class Cifar10Data(DataSource):
+    source: Literal["sample", "torchvision", "local"] = "sample"
+    sample_per_class: Count = 300
+    sample_test_per_class: Count = 100
+
+
+class CountSplit(Block):
+    """Images per class in each split, drawn from one pool (dogs-vs-cats has no official test set)."""
+
+    train: Count = 1000
+    val: Count = 500
+    test: Count = 500
+
+
+class HoldoutSplit(Block):
+    """A validation share held out of the official training set; the official test set stays the test split."""
+
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = Field(43, ge=0)
+    max_train_per_class: Count | None = None
+    max_test_per_class: Count | None = None
 
 
 class PreprocessParams(Block):
     size: int = Field(80, ge=8, le=1024)
     color: Literal["gray", "rgb"] = "gray"
+    normalize: bool = False
+
+
+class Cifar10Preprocess(PreprocessParams):
+    size: int = Field(32, ge=8, le=1024)
+    color: Literal["gray", "rgb"] = "rgb"
+    normalize: bool = True
+
+
+class PerDataset(Block):
+    """One optional block per known dataset; the datasets present are the ones the pipeline runs."""
+
+    def names(self) -> list[str]:
+        """The datasets that have a block here."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.names():
+            raise PipelineError(f"unknown dataset {name!r}: params.yaml has {', '.join(self.names())}")
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+
+class DataBlocks(PerDataset):
+    catsdogs: CatsDogsData | None = None
+    cifar10: Cifar10Data | None = None
+
+
+class SplitBlocks(PerDataset):
+    catsdogs: CountSplit | None = None
+    cifar10: HoldoutSplit | None = None
+
+
+class PreprocessBlocks(PerDataset):
+    catsdogs: PreprocessParams | None = None
+    cifar10: Cifar10Preprocess | None = None
 
 
 class AugParams(Block):
@@ -55,15 +118,32 @@ class AugParams(Block):
     shear: float = Field(0, ge=0, lt=90)
     hflip: Probability = 0
     brightness: float = Field(0, ge=0, le=1)
+    crop_padding: int = Field(0, ge=0, le=64)
+
+
+class LrStep(Block):
+    """One piece of a step schedule: this learning rate, held for this many epochs."""
+
+    lr: float = Field(gt=0)
+    epochs: Count
+
+
+LrSchedule = Annotated[
+    Annotated[Literal["constant", "cosine"], Tag("named")] | Annotated[list[LrStep], Field(min_length=1), Tag("steps")],
+    Discriminator(lambda value: "steps" if isinstance(value, list | tuple) else "named"),
+]
+UNION_TAGS = {"named", "steps"}
 
 
 class TrainParams(Block):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
+    epochs: Count = 10
+    batch_size: Count = 32
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
+    lr_schedule: LrSchedule = "constant"
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0, ge=0)
+    l1: float = Field(0, ge=0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -71,10 +151,48 @@ class CatsDogsCnnArgs(Block):
     """The classic dogs-vs-cats convnet: three conv-maxpool-dropout blocks, a dense layer, one sigmoid output."""
 
     dropout: tuple[Probability, Probability, Probability] = (0.25, 0.25, 0.5)
-    dense: int = Field(32, ge=1)
+    dense: Count = 32
 
 
-ARCH_ARGS: dict[str, type[Block]] = {"catsdogs_cnn": CatsDogsCnnArgs}
+class MlpArgs(Block):
+    """A multilayer perceptron on the flattened image: hidden layer widths, ReLU between."""
+
+    hidden: Annotated[list[Count], Field(min_length=1)] = [256, 128]
+
+
+class CifarCnnArgs(Block):
+    """Three blocks of two 3x3 convs and a 2x2 maxpool, then a dense layer; BatchNorm and Dropout optional."""
+
+    widths: tuple[Count, Count, Count] = (32, 64, 128)
+    dense: Count = 128
+    batchnorm: bool = False
+    dropout: tuple[Probability, Probability, Probability, Probability] = (0, 0, 0, 0)
+
+
+class Vgg16Args(Block):
+    """torchvision VGG16, ImageNet weights optional; `freeze` keeps the conv features fixed, else they train at
+    `features_lr` (null: the model's own lr)."""
+
+    pretrained: bool = True
+    freeze: bool = True
+    features_lr: float | None = Field(None, gt=0)
+    head: Count = 256
+    dropout: Probability = 0.5
+
+
+class ResNet18Args(Block):
+    """torchvision ResNet-18 from scratch; `small_input` swaps the ImageNet stem for a 3x3 stride-1 conv, no maxpool."""
+
+    small_input: bool = True
+
+
+ARCH_ARGS: dict[str, type[Block]] = {
+    "catsdogs_cnn": CatsDogsCnnArgs,
+    "mlp": MlpArgs,
+    "cifar_cnn": CifarCnnArgs,
+    "vgg16": Vgg16Args,
+    "resnet18": ResNet18Args,
+}
 
 
 class ModelParams(BaseModel):
@@ -88,9 +206,9 @@ class ModelParams(BaseModel):
 
 class Params(Block):
     seed: int = Field(42, ge=0)
-    data: dict[str, DataParams]
-    split: dict[str, SplitParams]
-    preprocess: dict[str, PreprocessParams]
+    data: DataBlocks
+    split: SplitBlocks
+    preprocess: PreprocessBlocks
     aug: AugParams = AugParams()
     train: TrainParams = TrainParams()
     models: dict[str, ModelParams]
@@ -132,12 +250,15 @@ def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
-        raise PipelineError(_format_errors(source, exc)) from None
+        raise PipelineError(f"{source}: {_format_errors(exc)}") from None
     problems = _cross_check(params)
     if problems:
         raise PipelineError(f"{source}: " + "; ".join(problems))
     for name in params.models:
-        params.model(name)
+        try:
+            params.model(name)
+        except PipelineError as exc:
+            raise PipelineError(f"{source}: {exc}") from None
     return params
 
 
@@ -151,23 +272,25 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise PipelineError(f"override {item!r}: {part!r} is not a block of params")
-    node[leaf] = yaml.safe_load(value)
+    try:
+        node[leaf] = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"override {item!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
 
 
 def _cross_check(params: Params) -> list[str]:
     problems = []
-    for block in ("data", "split", "preprocess"):
-        for name in getattr(params, block):
-            if name not in DATASETS:
-                problems.append(f"{block}.{name}: unknown dataset; known: {', '.join(DATASETS)}")
-        for name in set(params.data) - set(getattr(params, block)):
-            problems.append(f"{block}.{name}: missing; every dataset under `data` needs a `{block}` block")
+    datasets = params.data.names()
+    for block in ("split", "preprocess"):
+        have = getattr(params, block).names()
+        problems += [f"{block}.{name}: missing; every dataset under `data` needs one" for name in datasets if name not in have]
+        problems += [f"{block}.{name}: no such dataset under `data`" for name in have if name not in datasets]
     for name, model in params.models.items():
-        if model.dataset not in params.data:
-            problems.append(f"models.{name}.dataset: {model.dataset!r} is not a dataset under `data`")
+        if model.dataset not in datasets:
+            problems.append(f"models.{name}.dataset: {model.dataset!r} is not a dataset under `data` ({', '.join(datasets)})")
         if model.arch not in ARCH_ARGS:
             problems.append(f"models.{name}.arch: unknown architecture {model.arch!r}; known: {', '.join(ARCH_ARGS)}")
-        if name in params.data:
+        if name in type(params.data).model_fields:
             problems.append(f"models.{name}: a model may not share its name with a dataset")
     return problems
 
@@ -188,19 +311,15 @@ def _validated(kind: type[BlockT], values: dict[str, Any], prefix: str, also_kno
     try:
         return kind.model_validate(values)
     except ValidationError as exc:
-        raise PipelineError(_format_errors("params.yaml", exc, prefix, kind, also_known)) from None
+        raise PipelineError(_format_errors(exc, prefix, kind, also_known)) from None
 
 
 def _format_errors(
-    source: str,
-    exc: ValidationError,
-    prefix: str = "",
-    root: type[BaseModel] = Params,
-    also_known: tuple[str, ...] = (),
+    exc: ValidationError, prefix: str = "", root: type[BaseModel] = Params, also_known: tuple[str, ...] = ()
 ) -> str:
     lines = []
     for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
+        loc = [str(part) for part in error["loc"] if not _is_union_branch(part)]
         key = ".".join(filter(None, [prefix, *loc]))
         message = error["msg"]
         if error["type"] == "extra_forbidden":
@@ -208,7 +327,12 @@ def _format_errors(
         elif "input" in error and error["type"] != "missing":
             message += f" (got {error['input']!r})"
         lines.append(f"{key}: {message}")
-    return f"{source}: " + "; ".join(lines)
+    return "; ".join(dict.fromkeys(lines))
+
+
+def _is_union_branch(part: Any) -> bool:
+    """Pydantic names the union member an error came from; the user's key does not include it."""
+    return part in UNION_TAGS
 
 
 def _suggestion(known: list[str], key: str) -> str:
@@ -220,10 +344,20 @@ def _known_keys(root: type[BaseModel], parents: list[str]) -> list[str]:
     """The keys a block accepts, found by walking the params schema along `parents`."""
     kind: Any = root
     for part in parents:
+        kind = _without_none(kind)
         if isinstance(kind, type) and issubclass(kind, BaseModel) and part in kind.model_fields:
             kind = kind.model_fields[part].annotation
         elif get_origin(kind) is dict:
             kind = get_args(kind)[1]
         else:
             return []
+    kind = _without_none(kind)
     return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+
+
+def _without_none(kind: Any) -> Any:
+    """`X | None` to `X`; anything else unchanged."""
+    if get_origin(kind) in (Union, types.UnionType):
+        members = [arg for arg in get_args(kind) if arg is not type(None)]
+        return members[0] if len(members) == 1 else kind
+    return kind

@@ -16,7 +16,8 @@ class Paths:
         return self.root / "data" / "raw" / dataset
 
     def raw_archive(self, dataset: str) -> Path:
-        return self.raw_dir(dataset) / "train.zip"
+        """Every source ends in this one zip of encoded images (see `pipeline.rawdata`)."""
+        return self.raw_dir(dataset) / "images.zip"
 
     def manifest_dir(self, dataset: str) -> Path:
         return self.root / "data" / "manifests" / dataset
@@ -43,6 +44,10 @@ class Paths:
     def model_file(self, model: str) -> Path:
         return self.root / "models" / f"{model}.pt"
 
+    def checkpoint(self, model: str) -> Path:
+        """The end-of-epoch checkpoint a killed training run resumes from; not a DVC output, so it survives."""
+        return self.root / "models" / "checkpoints" / f"{model}.ckpt"
+
     def train_dir(self, model: str) -> Path:
         """The train stage's DVCLive folder: metrics.json, per-epoch plots, the learning-curve image."""
         return self.metrics_dir(model) / "train"
@@ -50,5 +55,11 @@ class Paths:
     def test_metrics(self, model: str) -> Path:
         return self.metrics_dir(model) / "test.json"
 
+    def eval_dir(self, model: str) -> Path:
+        return self.metrics_dir(model) / "eval"
+
     def confusion(self, model: str) -> Path:
-        return self.metrics_dir(model) / "eval" / "confusion.json"
+        return self.eval_dir(model) / "confusion.json"
+
+    def misclassified(self, model: str) -> Path:
+        return self.eval_dir(model) / "misclassified.png"

@@ -1,4 +1,7 @@
-"""The raw layout every source ends in: one zip of `train/<class>.<n>.jpg` images, as Kaggle ships it.
+"""The raw layout every source ends in: one zip of encoded images named as the dataset's spec says.
+
+dogs-vs-cats keeps Kaggle's `train/<class>.<n>.jpg`; CIFAR-10 is stored as lossless PNGs named
+`<part>/<class>/<n>.png`, part being the official `train` or `test` set.
 
 Keeping the images in one archive (not 25,000 loose files) keeps DVC fast; stages read members directly.
 """
@@ -40,13 +43,13 @@ def open_archive(path: Path) -> zipfile.ZipFile:
 
 
 def list_images(path: Path, spec: DatasetSpec) -> pd.DataFrame:
-    """The dataset's images in a raw archive, one row per member (`path`, `class`), in a stable order.
+    """The dataset's images in a raw archive, one row per member (`path`, `class`, `part`), in a stable order.
 
     Members that are not images of the dataset (stray files, `__MACOSX/` entries, other names) are left out.
     """
     with open_archive(path) as archive:
         names = [name for name in archive.namelist() if not name.startswith(IGNORED_PREFIXES)]
-    rows = [(name, spec.class_of(name), spec.number_of(name)) for name in names]
-    frame = pd.DataFrame([row for row in rows if row[1] is not None], columns=["path", "class", "number"])
-    frame = frame.sort_values(["class", "number", "path"], kind="stable").drop_duplicates("path")
+    rows = [(name, spec.class_of(name), spec.part_of(name), spec.number_of(name)) for name in names]
+    frame = pd.DataFrame([row for row in rows if row[1] is not None], columns=["path", "class", "part", "number"])
+    frame = frame.sort_values(["part", "class", "number", "path"], kind="stable").drop_duplicates("path")
     return frame.drop(columns="number").reset_index(drop=True)

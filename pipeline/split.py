@@ -12,14 +12,14 @@ import pandas as pd
 from pipeline.atomic import atomic_path, write_json
 from pipeline.datasets import dataset_spec
 from pipeline.errors import PipelineError
-from pipeline.params import SplitParams
+from pipeline.params import CountSplit
 from pipeline.paths import SPLITS, Paths
 from pipeline.rawdata import list_images
 
 COLUMNS = ["path", "label", "class"]
 
 
-def split(dataset: str, sizes: SplitParams, seed: int, paths: Paths) -> dict[str, dict[str, int]]:
+def split(dataset: str, sizes: CountSplit, seed: int, paths: Paths) -> dict[str, dict[str, int]]:
     """Write the three manifests and their class counts; returns {split: {class: count}}."""
     spec = dataset_spec(dataset)
     archive = paths.raw_archive(dataset)
@@ -44,7 +44,7 @@ def read_manifest(paths: Paths, dataset: str, split_name: str) -> pd.DataFrame:
 
 
 def _check_enough(
-    images: pd.DataFrame, classes: tuple[str, ...], sizes: SplitParams, dataset: str, archive: Path
+    images: pd.DataFrame, classes: tuple[str, ...], sizes: CountSplit, dataset: str, archive: Path
 ) -> None:
     need = sizes.train + sizes.val + sizes.test
     have = images["class"].value_counts().reindex(classes, fill_value=0)
@@ -57,7 +57,7 @@ def _check_enough(
 
 
 def _draw(
-    images: pd.DataFrame, classes: tuple[str, ...], sizes: SplitParams, rng: np.random.Generator
+    images: pd.DataFrame, classes: tuple[str, ...], sizes: CountSplit, rng: np.random.Generator
 ) -> dict[str, pd.DataFrame]:
     bounds = np.cumsum([0, sizes.train, sizes.val, sizes.test])
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in SPLITS}

@@ -64,7 +64,7 @@ def test_no_arguments_shows_help():
 
 
 def test_all_stages_run_end_to_end(project):
-    assert ok("download", "catsdogs").stdout.startswith("catsdogs: 24 images in data/raw/catsdogs/train.zip")
+    assert ok("download", "catsdogs").stdout.startswith("catsdogs: 24 images in data/raw/catsdogs/images.zip")
     assert json.loads(ok("split", "catsdogs").stdout)["train"] == {"cat": 6, "dog": 6}
     assert json.loads(ok("preprocess", "catsdogs").stdout)["test"] == {"kept": 6, "skipped": 0}
     assert json.loads(ok("train", "catsdogs_cnn").stdout)["epoch"] == 2

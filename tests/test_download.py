@@ -12,7 +12,7 @@ from kagglehub.exceptions import KaggleApiHTTPError
 from pipeline.datasets import CATSDOGS
 from pipeline.download import download
 from pipeline.errors import PipelineError
-from pipeline.params import DataParams
+from pipeline.params import CatsDogsData
 from pipeline.paths import Paths
 from pipeline.rawdata import list_images, write_zip
 from pipeline.sample import catsdogs_sample
@@ -29,7 +29,9 @@ def images() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def expected(images) -> list[dict[str, str]]:
-    return [{"path": f"train/{name}", "class": name.split(".")[0]} for name in sorted(images, key=_natural)]
+    return [
+        {"path": f"train/{name}", "class": name.split(".")[0], "part": "train"} for name in sorted(images, key=_natural)
+    ]
 
 
 def _natural(name: str) -> tuple[str, int]:
@@ -60,8 +62,8 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
-def local(path: Path) -> DataParams:
-    return DataParams(source="local", path=str(path))
+def local(path: Path) -> CatsDogsData:
+    return CatsDogsData(source="local", path=str(path))
 
 
 def archive_members(path: Path) -> dict[str, bytes]:
@@ -152,7 +154,7 @@ def test_local_source_gives_the_same_images(tmp_path, paths, images, expected, m
 
 
 def test_local_source_replaces_a_previous_archive(tmp_path, paths, images, expected):
-    download("catsdogs", DataParams(source="sample", sample_per_class=5), 0, paths)
+    download("catsdogs", CatsDogsData(source="sample", sample_per_class=5), 0, paths)
 
     download("catsdogs", local(local_train_zip(tmp_path / "user", images)), 0, paths)
 
@@ -224,7 +226,7 @@ def test_bad_local_source_is_an_error_and_writes_nothing(tmp_path, paths, images
 
 
 def test_bad_local_source_keeps_a_previous_archive(tmp_path, paths):
-    download("catsdogs", DataParams(source="sample", sample_per_class=2), 0, paths)
+    download("catsdogs", CatsDogsData(source="sample", sample_per_class=2), 0, paths)
     before = paths.raw_archive("catsdogs").read_bytes()
     source = write(tmp_path / "user" / "other.zip", zip_bytes({"readme.txt": b"x"}))
 
@@ -282,7 +284,7 @@ def test_kaggle_source_ingests_the_competition_folder(
     cache = local_folder_with_train_zip(tmp_path / "kagglehub-cache", images)
     calls = fake_competition_download(monkeypatch, cache)
 
-    count = download("catsdogs", DataParams(source="kaggle"), 0, paths)
+    count = download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
 
     assert calls == ["dogs-vs-cats"]
     assert count == len(expected)
@@ -291,7 +293,7 @@ def test_kaggle_source_ingests_the_competition_folder(
 
 def test_kaggle_without_credentials_explains_how_to_add_them(paths, no_kaggle_env):
     with pytest.raises(PipelineError, match="credentials") as error:
-        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+        download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
 
     assert "kaggle.json" in str(error.value)
     assert "KAGGLE_USERNAME" in str(error.value)
@@ -302,14 +304,14 @@ def test_kaggle_with_unreadable_credentials_file_is_an_error(paths, no_kaggle_en
     (no_kaggle_env / "kaggle.json").write_text("{not json")
 
     with pytest.raises(PipelineError, match="credentials missing or unreadable.*kaggle.json"):
-        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+        download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
 
 
 def test_kaggle_rejected_credentials_is_an_error(paths, monkeypatch, kaggle_credentials):
     fake_competition_download(monkeypatch, http_error(401))
 
     with pytest.raises(PipelineError, match=r"rejected the credentials \(401\).*kaggle\.json"):
-        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+        download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
     assert_nothing_written(paths)
 
 
@@ -317,7 +319,7 @@ def test_kaggle_forbidden_asks_to_accept_the_rules(paths, monkeypatch, kaggle_cr
     fake_competition_download(monkeypatch, http_error(403))
 
     with pytest.raises(PipelineError, match=r"\(403\).*accept the competition rules at " + re.escape(RULES_URL)):
-        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+        download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
     assert_nothing_written(paths)
 
 
@@ -325,14 +327,14 @@ def test_kaggle_other_http_error_names_the_competition(paths, monkeypatch, kaggl
     fake_competition_download(monkeypatch, http_error(500))
 
     with pytest.raises(PipelineError, match=r"download of 'dogs-vs-cats' failed.*500"):
-        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+        download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
 
 
 def test_kaggle_unreachable_suggests_a_local_copy(paths, monkeypatch, kaggle_credentials):
     fake_competition_download(monkeypatch, requests.ConnectionError("Name or service not known"))
 
     with pytest.raises(PipelineError, match=r"cannot reach Kaggle.*network.*source: local") as error:
-        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+        download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
 
     assert "ConnectionError" in str(error.value)
     assert_nothing_written(paths)
@@ -344,5 +346,5 @@ def test_kaggle_folder_without_images_names_the_source_key(tmp_path, paths, monk
     fake_competition_download(monkeypatch, cache)
 
     with pytest.raises(PipelineError, match=r"data\.catsdogs\.source: .*holds no train\.zip"):
-        download("catsdogs", DataParams(source="kaggle"), 0, paths)
+        download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
     assert_nothing_written(paths)

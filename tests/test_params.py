@@ -123,7 +123,7 @@ def test_dataset_without_split_block_is_an_error():
 
 def test_unknown_dataset_name_is_an_error():
     raw = tiny_raw(**{"data.dogs": {"source": "sample"}, "split.dogs": {}, "preprocess.dogs": {}})
-    with pytest.raises(PipelineError, match=r"data\.dogs: unknown dataset"):
+    with pytest.raises(PipelineError, match=r"data\.dogs: unknown key; did you mean 'catsdogs'"):
         parse_params(raw)
 
 

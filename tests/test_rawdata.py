@@ -79,13 +79,13 @@ def test_list_images_sorts_naturally_and_skips_non_images(tmp_path):
 
     frame = list_images(target, CATSDOGS)
 
-    assert list(frame.columns) == ["path", "class"]
+    assert list(frame.columns) == ["path", "class", "part"]
     assert frame.to_dict("records") == [
-        {"path": "train/cat.1.jpg", "class": "cat"},
-        {"path": "train/cat.2.jpg", "class": "cat"},
-        {"path": "train/cat.10.jpg", "class": "cat"},
-        {"path": "train/dog.2.jpg", "class": "dog"},
-        {"path": "train/dog.10.jpg", "class": "dog"},
+        {"path": "train/cat.1.jpg", "class": "cat", "part": "train"},
+        {"path": "train/cat.2.jpg", "class": "cat", "part": "train"},
+        {"path": "train/cat.10.jpg", "class": "cat", "part": "train"},
+        {"path": "train/dog.2.jpg", "class": "dog", "part": "train"},
+        {"path": "train/dog.10.jpg", "class": "dog", "part": "train"},
     ]
 
 
@@ -96,7 +96,7 @@ def test_list_images_of_an_archive_without_images_is_empty(tmp_path):
     frame = list_images(target, CATSDOGS)
 
     assert frame.empty
-    assert list(frame.columns) == ["path", "class"]
+    assert list(frame.columns) == ["path", "class", "part"]
 
 
 def test_open_archive_of_missing_file_names_the_path(tmp_path):

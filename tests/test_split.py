@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.download import download
 from pipeline.errors import PipelineError
-from pipeline.params import Params, SplitParams
+from pipeline.params import Params, CountSplit
 from pipeline.paths import SPLITS, Paths
 from pipeline.split import read_manifest, split
 
@@ -77,7 +77,7 @@ def test_different_seed_gives_a_different_split(raw, tiny_params):
 
 def test_too_few_images_names_the_counts_and_the_key(raw, tiny_params):
     with pytest.raises(PipelineError, match=r"split\.catsdogs.*13 images.*cat: 12, dog: 12"):
-        split("catsdogs", SplitParams(train=6, val=3, test=4), tiny_params.seed, raw)
+        split("catsdogs", CountSplit(train=6, val=3, test=4), tiny_params.seed, raw)
     assert not raw.manifest_dir("catsdogs").exists()
 
 
