@@ -10,9 +10,14 @@ import cv2  # noqa: E402
 from pipeline.params import AugParams  # noqa: E402
 
 
-def build_augment(aug: AugParams, seed: int) -> A.Compose | None:
-    """The seeded augmentation for training images (uint8 HWC), or None when every transform is off."""
+def build_augment(aug: AugParams, seed: int, size: int) -> A.Compose | None:
+    """The seeded augmentation for training images (uint8 HWC, `size` a side), or None when all is off."""
     transforms: list[A.BasicTransform] = []
+    if aug.crop_padding:
+        transforms += [
+            A.Pad(padding=aug.crop_padding, border_mode=cv2.BORDER_CONSTANT, fill=0),
+            A.RandomCrop(height=size, width=size),
+        ]
     if aug.rotation or aug.shift or aug.zoom or aug.shear:
         transforms.append(
             A.Affine(

@@ -13,7 +13,8 @@ from pipeline.params import ARCH_ARGS, ModelConfig
 
 
 def save_model(path: Path, model: nn.Module, config: ModelConfig, data: dict[str, Any], seed: int) -> None:
-    """Save weights with their provenance (architecture, args, dataset, classes, input shape, training params)."""
+    """Save weights with their provenance (architecture, args, dataset, classes, input shape and normalisation,
+    training params)."""
     payload = {
         "model": config.name,
         "arch": config.arch,
@@ -22,6 +23,7 @@ def save_model(path: Path, model: nn.Module, config: ModelConfig, data: dict[str
         "classes": list(data["classes"]),
         "size": data["size"],
         "channels": data["channels"],
+        "normalization": {key: data[key] for key in ("normalize", "mean", "std")},
         "train": config.train.model_dump(mode="json"),
         "aug": config.aug.model_dump(mode="json"),
         "seed": seed,
@@ -41,7 +43,12 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise PipelineError(f"{path}: not a readable model file ({exc}); run the train stage again") from None
     args = ARCH_ARGS[saved["arch"]].model_validate(saved["arch_args"])
     model = build_model(
-        saved["arch"], args, in_channels=saved["channels"], size=saved["size"], num_classes=len(saved["classes"])
+        saved["arch"],
+        args,
+        in_channels=saved["channels"],
+        size=saved["size"],
+        num_classes=len(saved["classes"]),
+        load_weights=False,  # the saved state_dict replaces any pretrained weights: never download them here
     )
     model.load_state_dict(saved.pop("state_dict"))
     return model.eval(), saved

@@ -1,18 +1,25 @@
 """Stage `download`: bring a dataset's raw images into the raw layout (`data/raw/<dataset>/images.zip`).
 
-`sample` generates the embedded synthetic set, `kaggle` fetches the competition, `local` takes the user's zip
-or folder. All three end in the same archive, which the later stages read with the same code.
+dogs-vs-cats: `sample` generates the embedded synthetic set, `kaggle` fetches the competition, `local` takes the
+user's zip or folder. CIFAR-10: `sample` generates a synthetic set in the official pickle format, `torchvision`
+fetches the official archive, `local` takes the user's archive, extracted folder or class-folder tree. All end in
+the same archive, which the later stages read with the same code.
 """
 
+import io
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pipeline.atomic import atomic_path
-from pipeline.datasets import DatasetSpec, dataset_spec
+from pipeline.cifar import cache_dir, fetch_official, local_members, png_members, read_tar
+from pipeline.cifar_sample import cifar10_sample
+from pipeline.datasets import CATSDOGS, DatasetSpec, dataset_spec
 from pipeline.errors import PipelineError
 from pipeline.kaggle import fetch_competition
-from pipeline.params import CatsDogsData
+from pipeline.params import CatsDogsData, Cifar10Data, DataSource
 from pipeline.paths import Paths
 from pipeline.rawdata import IGNORED_PREFIXES, list_images, write_zip
 from pipeline.sample import catsdogs_sample
@@ -21,17 +28,40 @@ KAGGLE_COMPETITION = "dogs-vs-cats"
 INNER_ARCHIVE = "train.zip"
 
 
-def download(dataset: str, data: CatsDogsData, seed: int, paths: Paths) -> int:
+def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> int:
     """Produce the dataset's raw archive from the configured source; returns the number of images in it."""
     spec = dataset_spec(dataset)
     target = paths.raw_archive(dataset)
+    DOWNLOADERS[dataset](data, seed, target)
+    return len(list_images(target, spec))
+
+
+def download_catsdogs(data: CatsDogsData, seed: int, target: Path) -> None:
+    """Write dogs-vs-cats' raw archive from the sample, the Kaggle competition or the user's copy."""
     if data.source == "sample":
         write_zip(target, catsdogs_sample(data.sample_per_class, seed))
     elif data.source == "kaggle":
-        ingest(fetch_competition(KAGGLE_COMPETITION), target, spec, key=f"data.{dataset}.source")
+        ingest(fetch_competition(KAGGLE_COMPETITION), target, CATSDOGS, key="data.catsdogs.source")
     else:
-        ingest(Path(data.path or ""), target, spec, key=f"data.{dataset}.path")
-    return len(list_images(target, spec))
+        ingest(Path(data.path or ""), target, CATSDOGS, key="data.catsdogs.path")
+
+
+def download_cifar10(data: Cifar10Data, seed: int, target: Path) -> None:
+    """Write CIFAR-10's raw archive from the sample, the official archive (via torchvision) or the user's copy.
+
+    The sample is generated as the official archive's bytes and goes through the same reader.
+    """
+    if data.source == "sample":
+        sample = io.BytesIO(cifar10_sample(data.sample_per_class, data.sample_test_per_class, seed))
+        members = png_members(read_tar(sample, "the generated sample", "data.cifar10.source"))
+    elif data.source == "torchvision":
+        members = local_members(fetch_official(cache_dir()), "data.cifar10.source")
+    else:
+        members = local_members(Path(data.path or ""), "data.cifar10.path")
+    write_zip(target, members)
+
+
+DOWNLOADERS: dict[str, Callable[[Any, int, Path], None]] = {"catsdogs": download_catsdogs, "cifar10": download_cifar10}
 
 
 def ingest(source: Path, target: Path, spec: DatasetSpec, key: str) -> None:

@@ -1,7 +1,7 @@
 """Stage `evaluate`: score a trained model on its dataset's test split.
 
-Writes `metrics/<model>/test.json` (accuracy, loss, per-class precision, recall, F1 and support, macro averages)
-and the test predictions as a confusion-matrix plot for `dvc plots show`.
+Writes `metrics/<model>/test.json` (accuracy, loss, per-class precision, recall, F1 and support, macro averages),
+the test predictions as a confusion-matrix plot for `dvc plots show`, and a grid of misclassified test images.
 """
 
 import json
@@ -14,8 +14,9 @@ from pipeline.atomic import write_json, write_text
 from pipeline.checkpoint import load_model
 from pipeline.models import loss, probabilities
 from pipeline.paths import Paths
+from pipeline.plots import misclassified_grid, save_png
 from pipeline.preprocess import load_split
-from pipeline.runtime import pick_device, predict
+from pipeline.runtime import Normalization, pick_device, predict
 
 BATCH_SIZE = 256
 
@@ -25,7 +26,8 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     model, saved = load_model(paths.model_file(model_name))
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved["dataset"], "test")
-    logits = predict(model.to(device), test.images, BATCH_SIZE, device)
+    normalization = Normalization.from_meta(saved["normalization"])
+    logits = predict(model.to(device), test.images, BATCH_SIZE, device, normalization)
     predicted = probabilities(logits).argmax(1).numpy()
     classes = saved["classes"]
     metrics = {
@@ -36,6 +38,8 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     }
     write_json(paths.test_metrics(model_name), metrics)
     _write_confusion(paths, model_name, test.labels, predicted, classes)
+    figure = misclassified_grid(test.images, test.labels, predicted, classes, title=f"{model_name}: misclassified")
+    save_png(figure, paths.misclassified(model_name))
     return metrics
 
 

@@ -1,7 +1,8 @@
 """Stage `preprocess`: decode each manifest's images with OpenCV, convert colour, resize, store as uint8 arrays.
 
 Output per split: `<split>_images.npy` (N, size, size, channels) and `<split>_labels.npy` (N,), plus `meta.json`
-(classes, size, colour) and `skipped.csv`. A corrupt or unreadable image is skipped, counted and listed; it never
+(classes, size, colour, the training split's per-channel mean and std, and whether models normalise with them)
+and `skipped.csv`. A corrupt or unreadable image is skipped, counted and listed; it never
 aborts the run. Arrays are plain .npy files, so equal inputs give byte-identical outputs.
 """
 
@@ -37,6 +38,7 @@ def preprocess(dataset: str, params: PreprocessParams, paths: Paths) -> dict:
     spec = dataset_spec(dataset)
     summary: dict[str, dict[str, int]] = {}
     skipped: list[dict[str, str]] = []
+    stats: dict[str, list[float]] = {}
     with open_archive(paths.raw_archive(dataset)) as archive, atomic_path(paths.processed_dir(dataset)) as out:
         out.mkdir()
         for name in SPLITS:
@@ -46,7 +48,15 @@ def preprocess(dataset: str, params: PreprocessParams, paths: Paths) -> dict:
             np.save(out / f"{name}_labels.npy", arrays.labels)
             summary[name] = {"kept": len(arrays.labels), "skipped": len(failures)}
             skipped += [{"split": name, **failure} for failure in failures]
-        meta = {"classes": list(spec.classes), "size": params.size, "color": params.color}
+            if name == "train":
+                stats = channel_stats(arrays.images)
+        meta = {
+            "classes": list(spec.classes),
+            "size": params.size,
+            "color": params.color,
+            **stats,
+            "normalize": params.normalize,
+        }
         (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         pd.DataFrame(skipped, columns=["split", "path", "reason"]).to_csv(
             out / "skipped.csv", index=False, lineterminator="\n"
@@ -55,13 +65,29 @@ def preprocess(dataset: str, params: PreprocessParams, paths: Paths) -> dict:
     return summary
 
 
+def split_files(paths: Paths, dataset: str, split_names: tuple[str, ...]) -> list[Path]:
+    """The files a consumer of these preprocessed splits depends on: meta.json and each split's two arrays."""
+    folder = paths.processed_dir(dataset)
+    arrays = [folder / f"{name}_{kind}.npy" for name in split_names for kind in ("images", "labels")]
+    return [folder / "meta.json", *arrays]
+
+
 def load_split(paths: Paths, dataset: str, split_name: str) -> SplitArrays:
     """Read one preprocessed split, with an error that says which stage to run when it is missing."""
-    folder = paths.processed_dir(dataset)
-    images, labels = folder / f"{split_name}_images.npy", folder / f"{split_name}_labels.npy"
+    _, images, labels = split_files(paths, dataset, (split_name,))
     if not (images.is_file() and labels.is_file()):
-        raise PipelineError(f"{folder}: no preprocessed {split_name!r} split; run the preprocess stage first")
+        raise PipelineError(f"{images.parent}: no preprocessed {split_name!r} split; run the preprocess stage first")
     return SplitArrays(np.load(images), np.load(labels))
+
+
+def channel_stats(images: np.ndarray) -> dict[str, list[float]]:
+    """Per-channel mean and standard deviation of uint8 images, on the [0, 1] scale the models see."""
+    if not len(images):
+        return {"mean": [0.0] * images.shape[-1], "std": [1.0] * images.shape[-1]}
+    axes = (0, 1, 2)
+    mean = images.mean(axis=axes, dtype=np.float64) / 255
+    std = np.maximum(images.std(axis=axes, dtype=np.float64) / 255, 1e-6)
+    return {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
 
 
 def load_meta(paths: Paths, dataset: str) -> dict:

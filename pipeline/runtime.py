@@ -2,6 +2,7 @@
 
 import random
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,6 +11,19 @@ from torch import nn
 from pipeline.errors import PipelineError
 
 Augment = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean and std (on the [0, 1] scale) that inputs are standardised with."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Normalization | None":
+        """The training-split statistics of preprocess's meta.json (or a model file), if they are to be used."""
+        return cls(tuple(meta["mean"]), tuple(meta["std"])) if meta.get("normalize") else None
 
 
 def pick_device(name: str, key: str = "train.device") -> torch.device:
@@ -39,15 +53,16 @@ def batches(
     *,
     generator: torch.Generator | None = None,
     augment: Augment | None = None,
+    normalization: Normalization | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (float NCHW in [0, 1], int64 labels) batches; shuffled when a generator is given, augmented if asked."""
+    """Yield (float NCHW, int64 labels) batches; shuffled when a generator is given, augmented if asked."""
     order = torch.randperm(len(labels), generator=generator).numpy() if generator else np.arange(len(labels))
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         batch = images[index]
         if augment is not None:
             batch = np.stack([augment(image=image)["image"].reshape(image.shape) for image in batch])
-        yield to_tensor(batch), torch.from_numpy(labels[index])
+        yield to_tensor(batch, normalization), torch.from_numpy(labels[index])
 
 
 def batch_count(samples: int, batch_size: int) -> int:
@@ -55,15 +70,27 @@ def batch_count(samples: int, batch_size: int) -> int:
     return -(-samples // batch_size)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC images to float NCHW in [0, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+def to_tensor(images: np.ndarray, normalization: Normalization | None = None) -> torch.Tensor:
+    """uint8 NHWC images to float NCHW in [0, 1], or standardised per channel when a normalization is given."""
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    if normalization is None:
+        return tensor
+    mean = torch.tensor(normalization.mean).view(1, -1, 1, 1)
+    std = torch.tensor(normalization.std).view(1, -1, 1, 1)
+    return tensor.sub_(mean).div_(std)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    normalization: Normalization | None = None,
+) -> torch.Tensor:
     """The model's logits for every image, in eval mode, on the CPU."""
     model.eval()
     dummy = np.zeros(len(images), np.int64)
-    outputs = [model(x.to(device)).float().cpu() for x, _ in batches(images, dummy, batch_size)]
+    data = batches(images, dummy, batch_size, normalization=normalization)
+    outputs = [model(x.to(device)).float().cpu() for x, _ in data]
     return torch.cat(outputs)

@@ -1,36 +1,47 @@
 """Stage `split`: balanced, shuffled, seeded train/val/test manifests (CSV: path, label, class).
 
-Each class contributes exactly `train`, `val` and `test` images, drawn without replacement, so no image is in two
-splits. The per-split class counts go to a metrics JSON and to one bar chart per split.
+Two strategies, chosen by the dataset's params block:
+- `CountSplit` (dogs-vs-cats): each class gives exactly `train`, `val` and `test` images from one pool, drawn
+  without replacement with the global seed.
+- `HoldoutSplit` (CIFAR-10): the official test set is the test split; `val_fraction` of the official training set
+  is held out as validation with the split's own seed. Every class contributes as many images as the smallest
+  class has (capped by `max_train_per_class` / `max_test_per_class`), so the splits stay balanced.
+No image is in two splits. The per-split class counts go to a metrics JSON and to one bar chart per split.
 """
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path, write_json
-from pipeline.datasets import dataset_spec
+from pipeline.datasets import DatasetSpec, dataset_spec
 from pipeline.errors import PipelineError
-from pipeline.params import CountSplit
+from pipeline.params import CountSplit, HoldoutSplit
 from pipeline.paths import SPLITS, Paths
 from pipeline.rawdata import list_images
 
 COLUMNS = ["path", "label", "class"]
 
 
-def split(dataset: str, sizes: CountSplit, seed: int, paths: Paths) -> dict[str, dict[str, int]]:
+def split(dataset: str, sizes: CountSplit | HoldoutSplit, seed: int, paths: Paths) -> dict[str, dict[str, int]]:
     """Write the three manifests and their class counts; returns {split: {class: count}}."""
     spec = dataset_spec(dataset)
     archive = paths.raw_archive(dataset)
-    images = list_images(archive, spec)
-    _check_enough(images, spec.classes, sizes, dataset, archive)
-    manifests = _draw(images, spec.classes, sizes, np.random.default_rng(seed))
+    images = list_images(archive, spec).assign(label=lambda frame: frame["class"].map(spec.classes.index))
+    if isinstance(sizes, HoldoutSplit):
+        rng = np.random.default_rng(sizes.seed)
+        chosen = _holdout(images, spec, sizes, str(archive), rng)
+    else:
+        rng = np.random.default_rng(seed)
+        chosen = _count(images, spec, sizes, str(archive), rng)
+    manifests = {name: _shuffled(chosen[name], rng) for name in SPLITS}
     with atomic_path(paths.manifest_dir(dataset)) as folder:
         folder.mkdir()
         for name, frame in manifests.items():
             frame.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
-    counts = {name: frame["class"].value_counts().reindex(spec.classes).to_dict() for name, frame in manifests.items()}
+    counts = {
+        name: {cls: int(count) for cls, count in frame["class"].value_counts().reindex(spec.classes).items()}
+        for name, frame in manifests.items()
+    }
     _write_counts(counts, paths, dataset)
     return counts
 
@@ -43,34 +54,65 @@ def read_manifest(paths: Paths, dataset: str, split_name: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"path": str, "label": np.int64, "class": str})
 
 
-def _check_enough(
-    images: pd.DataFrame, classes: tuple[str, ...], sizes: CountSplit, dataset: str, archive: Path
-) -> None:
-    need = sizes.train + sizes.val + sizes.test
-    have = images["class"].value_counts().reindex(classes, fill_value=0)
-    if (have < need).any():
-        found = ", ".join(f"{cls}: {count}" for cls, count in have.items())
-        raise PipelineError(
-            f"split.{dataset}: each class needs train + val + test = {sizes.train} + {sizes.val} + {sizes.test} = "
-            f"{need} images, but {archive} has {found}; lower split.{dataset}.train/val/test or add images"
-        )
-
-
-def _draw(
-    images: pd.DataFrame, classes: tuple[str, ...], sizes: CountSplit, rng: np.random.Generator
+def _count(
+    images: pd.DataFrame, spec: DatasetSpec, sizes: CountSplit, archive: str, rng: np.random.Generator
 ) -> dict[str, pd.DataFrame]:
+    need = sizes.train + sizes.val + sizes.test
+    have = _per_class(images, spec)
+    if (have < need).any():
+        raise PipelineError(
+            f"split.{spec.name}: each class needs train + val + test = {sizes.train} + {sizes.val} + {sizes.test} = "
+            f"{need} images, but {archive} has {_listed(have)}; lower split.{spec.name}.train/val/test or add images"
+        )
     bounds = np.cumsum([0, sizes.train, sizes.val, sizes.test])
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in SPLITS}
-    for label, cls in enumerate(classes):
-        rows = images[images["class"] == cls]
-        chosen = rows.iloc[rng.permutation(len(rows))[: bounds[-1]]].assign(label=label)
+    for cls in spec.classes:
+        drawn = _draw(images[images["class"] == cls], need, rng)
         for name, start, stop in zip(SPLITS, bounds[:-1], bounds[1:], strict=True):
-            parts[name].append(chosen.iloc[start:stop])
-    manifests = {}
-    for name, frames in parts.items():
-        frame = pd.concat(frames, ignore_index=True)
-        manifests[name] = frame.iloc[rng.permutation(len(frame))][COLUMNS].reset_index(drop=True)
-    return manifests
+            parts[name].append(drawn.iloc[start:stop])
+    return {name: pd.concat(frames) for name, frames in parts.items()}
+
+
+def _holdout(
+    images: pd.DataFrame, spec: DatasetSpec, sizes: HoldoutSplit, archive: str, rng: np.random.Generator
+) -> dict[str, pd.DataFrame]:
+    pool, test = images[images["part"] == "train"], images[images["part"] == "test"]
+    train_count = _balanced_count(pool, spec, sizes.max_train_per_class, 2, f"official training images in {archive}")
+    test_count = _balanced_count(test, spec, sizes.max_test_per_class, 1, f"official test images in {archive}")
+    val_count = min(max(1, round(train_count * sizes.val_fraction)), train_count - 1)
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in SPLITS}
+    for cls in spec.classes:
+        drawn = _draw(pool[pool["class"] == cls], train_count, rng)
+        parts["val"].append(drawn.iloc[:val_count])
+        parts["train"].append(drawn.iloc[val_count:])
+        parts["test"].append(_draw(test[test["class"] == cls], test_count, rng))
+    return {name: pd.concat(frames) for name, frames in parts.items()}
+
+
+def _balanced_count(images: pd.DataFrame, spec: DatasetSpec, cap: int | None, minimum: int, what: str) -> int:
+    have = _per_class(images, spec)
+    if (have < minimum).any():
+        raise PipelineError(
+            f"split.{spec.name}: every class needs at least {minimum} {what}, but there are {_listed(have)}; "
+            f"check that data.{spec.name} points at the whole dataset"
+        )
+    return int(min(have.min(), cap or have.min()))
+
+
+def _per_class(images: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
+    return images["class"].value_counts().reindex(spec.classes, fill_value=0)
+
+
+def _listed(counts: pd.Series) -> str:
+    return ", ".join(f"{cls}: {count}" for cls, count in counts.items())
+
+
+def _draw(rows: pd.DataFrame, count: int, rng: np.random.Generator) -> pd.DataFrame:
+    return rows.iloc[rng.permutation(len(rows))[:count]]
+
+
+def _shuffled(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    return frame.iloc[rng.permutation(len(frame))][COLUMNS].reset_index(drop=True)
 
 
 def _write_counts(counts: dict[str, dict[str, int]], paths: Paths, dataset: str) -> None:

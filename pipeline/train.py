@@ -2,7 +2,10 @@
 
 Logs per-epoch train and validation loss and accuracy with DVCLive (`metrics/<model>/train/`, drawn by
 `dvc plots show`), saves a learning-curve image, and writes the model with its provenance to `models/<model>.pt`.
+A checkpoint after every epoch (`models/checkpoints/<model>.ckpt`) lets a killed run resume when run again.
 """
+
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -12,16 +15,19 @@ from tqdm import tqdm
 
 from pipeline.augment import build_augment
 from pipeline.checkpoint import save_model
-from pipeline.models import build_model, loss, probabilities
-from pipeline.params import Params, TrainParams
+from pipeline.errors import PipelineError
+from pipeline.models import build_model, loss, parameter_groups, probabilities
+from pipeline.params import ModelConfig, Params, TrainParams
 from pipeline.paths import Paths
 from pipeline.plots import learning_curves
-from pipeline.preprocess import SplitArrays, load_meta, load_split
-from pipeline.runtime import batch_count, batches, pick_device, predict, seed_everything
+from pipeline.preprocess import SplitArrays, load_meta, load_split, split_files
+from pipeline.resume import Checkpoint, run_fingerprint
+from pipeline.runtime import Normalization, batch_count, batches, pick_device, predict, seed_everything
+from pipeline.schedule import initial_lr, make_scheduler
 
 
-def train(model_name: str, params: Params, paths: Paths) -> dict[str, float]:
-    """Train one model; returns the last epoch's figures (train/val loss and accuracy)."""
+def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | int | str]:
+    """Train one model (resuming its checkpoint if a previous run was cut short); returns the last epoch's row."""
     config = params.model(model_name)
     settings = config.train
     device = pick_device(settings.device)
@@ -29,59 +35,120 @@ def train(model_name: str, params: Params, paths: Paths) -> dict[str, float]:
     meta = load_meta(paths, config.dataset)
     train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
     data = {**meta, "channels": train_set.images.shape[-1]}
-    model = build_model(
-        config.arch, config.arch_args, in_channels=data["channels"], size=meta["size"], num_classes=len(meta["classes"])
-    ).to(device)
-    optimizer = make_optimizer(model, settings)
-    augment = build_augment(config.aug, params.seed)
-    generator = torch.Generator().manual_seed(params.seed)
-    history: list[dict[str, float]] = []
+    model = _build(model_name, config, data).to(device)
+    optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
+    scheduler = make_scheduler(optimizer, settings)
+    fingerprint = run_fingerprint(config, params.seed, split_files(paths, config.dataset, ("train", "val")))
+    checkpoint = Checkpoint(paths.checkpoint(model_name), fingerprint)
+    done = checkpoint.restore(model, optimizer, scheduler)
+    run = _Run(config, params.seed, meta, device)
     steps = batch_count(len(train_set.labels), settings.batch_size)
-    live_dir = str(paths.train_dir(model_name))
-    with Live(live_dir, dvcyaml=None, save_dvc_exp=False) as live, tqdm(
-        total=settings.epochs * steps, desc=f"train {model_name}", unit="batch", disable=None
+    with Live(str(paths.train_dir(model_name)), dvcyaml=None, save_dvc_exp=False) as live, tqdm(
+        total=settings.epochs * steps, initial=done * steps, desc=f"train {model_name} ({device})", unit="batch",
+        disable=None,
     ) as bar:
-        for epoch in range(1, settings.epochs + 1):
-            shuffled = batches(
-                train_set.images, train_set.labels, settings.batch_size, generator=generator, augment=augment
-            )
-            train_loss, train_acc = train_one_epoch(model, shuffled, optimizer, device, bar)
-            val_loss, val_acc = measure(model, val_set, settings.batch_size, device)
-            row = {"train/loss": train_loss, "train/acc": train_acc, "val/loss": val_loss, "val/acc": val_acc}
-            history.append({"epoch": epoch, **row})
-            live.step = epoch
-            for key, value in row.items():
-                live.log_metric(key, value)
-            live.next_step()
-            bar.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
-        best = max(history, key=lambda item: item["val/acc"])
-        live.summary["best"] = {"epoch": best["epoch"], "val/acc": best["val/acc"], "val/loss": best["val/loss"]}
-        live.log_image("learning_curves.png", learning_curves(history, f"{model_name} on {config.dataset}"))
+        for row in checkpoint.history:
+            _log(live, row)
+        for epoch in range(done + 1, settings.epochs + 1):
+            row = run.epoch(epoch, model, optimizer, train_set, val_set, bar)
+            scheduler.step()
+            checkpoint.history.append(row)
+            _log(live, row)
+            checkpoint.save(model, optimizer, scheduler)
+            bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
+        _summarise(live, checkpoint.history, f"{model_name} on {config.dataset}")
     save_model(paths.model_file(model_name), model, config, data, params.seed)
-    return history[-1]
+    checkpoint.remove()
+    return {**checkpoint.history[-1], "resumed_from_epoch": done, "device": str(device)}
 
 
-def make_optimizer(model: nn.Module, settings: TrainParams) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) from `train.*`."""
+def _build(model_name: str, config: ModelConfig, data: dict) -> nn.Module:
+    """The model, freshly initialised (and pretrained where asked); a failure names the model's params block."""
+    try:
+        return build_model(
+            config.arch, config.arch_args, in_channels=data["channels"], size=data["size"],
+            num_classes=len(data["classes"]),
+        )
+    except PipelineError as exc:
+        raise PipelineError(f"models.{model_name}: {exc}") from None
+
+
+def make_optimizer(groups: Iterable, settings: TrainParams) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) from `train.*`, over parameter groups that may carry their own rates."""
     if settings.optimizer == "sgd":
         return torch.optim.SGD(
-            model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+            groups, lr=initial_lr(settings), momentum=settings.momentum, weight_decay=settings.weight_decay
         )
-    return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.Adam(groups, lr=initial_lr(settings), weight_decay=settings.weight_decay)
+
+
+class _Run:
+    """What stays fixed across the epochs of one training run."""
+
+    def __init__(self, config: ModelConfig, seed: int, meta: dict, device: torch.device) -> None:
+        self.config, self.seed, self.device = config, seed, device
+        self.normalization = Normalization.from_meta(meta)
+        self.augment = build_augment(config.aug, seed, size=meta["size"])
+
+    def epoch(
+        self,
+        epoch: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_set: SplitArrays,
+        val_set: SplitArrays,
+        bar: tqdm,
+    ) -> dict[str, float]:
+        """Train one epoch and measure on the validation split; returns the epoch's row of the history."""
+        settings = self.config.train
+        generator = _seed_epoch(self.seed, epoch, self.augment)
+        shuffled = batches(
+            train_set.images, train_set.labels, settings.batch_size,
+            generator=generator, augment=self.augment, normalization=self.normalization,
+        )
+        train_loss, train_acc = train_one_epoch(model, shuffled, optimizer, self.device, bar, settings.l1)
+        val_loss, val_acc = measure(model, val_set, settings.batch_size, self.device, self.normalization)
+        return {
+            "epoch": epoch,
+            "train/loss": train_loss,
+            "train/acc": train_acc,
+            "val/loss": val_loss,
+            "val/acc": val_acc,
+            "lr": optimizer.param_groups[-1]["lr"],
+        }
+
+
+def _seed_epoch(seed: int, epoch: int, augment) -> torch.Generator:
+    """Seed everything random in one epoch from (seed, epoch) alone, so a resumed run repeats it exactly."""
+    epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    torch.manual_seed(epoch_seed)
+    if augment is not None:
+        augment.set_random_seed(epoch_seed)
+    return torch.Generator().manual_seed(epoch_seed)
 
 
 def train_one_epoch(
-    model: nn.Module, data, optimizer: torch.optim.Optimizer, device: torch.device, bar: tqdm
+    model: nn.Module,
+    data: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    bar: tqdm,
+    l1: float = 0.0,
 ) -> tuple[float, float]:
-    """One pass over the shuffled training batches; returns the mean loss and accuracy seen in training mode."""
+    """One pass over the shuffled training batches; returns the mean loss and accuracy seen in training mode.
+
+    The reported loss is the data loss; an `l1` penalty on the weights is added to what is minimised.
+    """
     model.train()
+    weights = [p for p in model.parameters() if p.requires_grad and p.dim() > 1] if l1 else []
     total_loss, correct, seen = 0.0, 0, 0
     for images, labels in data:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
         batch_loss = loss(logits, labels)
-        batch_loss.backward()
+        objective = batch_loss + l1 * sum(w.abs().sum() for w in weights) if weights else batch_loss
+        objective.backward()
         optimizer.step()
         total_loss += batch_loss.item() * len(labels)
         correct += (probabilities(logits).argmax(1) == labels).sum().item()
@@ -90,9 +157,29 @@ def train_one_epoch(
     return total_loss / seen, correct / seen
 
 
-def measure(model: nn.Module, split: SplitArrays, batch_size: int, device: torch.device) -> tuple[float, float]:
+def measure(
+    model: nn.Module,
+    split: SplitArrays,
+    batch_size: int,
+    device: torch.device,
+    normalization: Normalization | None = None,
+) -> tuple[float, float]:
     """Loss and accuracy of the model in eval mode on a whole split."""
-    logits = predict(model, split.images, batch_size, device)
+    logits = predict(model, split.images, batch_size, device, normalization)
     labels = torch.from_numpy(split.labels)
     accuracy = float(np.mean(probabilities(logits).argmax(1).numpy() == split.labels))
     return loss(logits, labels).item(), accuracy
+
+
+def _log(live: Live, row: dict[str, float]) -> None:
+    live.step = int(row["epoch"])
+    for key, value in row.items():
+        if key != "epoch":
+            live.log_metric(key, value)
+    live.next_step()
+
+
+def _summarise(live: Live, history: list[dict[str, float]], title: str) -> None:
+    best = max(history, key=lambda item: item["val/acc"])
+    live.summary["best"] = {"epoch": best["epoch"], "val/acc": best["val/acc"], "val/loss": best["val/loss"]}
+    live.log_image("learning_curves.png", learning_curves(history, title))

@@ -28,6 +28,37 @@ TINY: dict[str, Any] = {
 }
 
 
+CIFAR_AUG = {"crop_padding": 4, "hflip": 0.5}
+TINY_CIFAR: dict[str, Any] = {
+    "data": {"cifar10": {"source": "sample", "path": None, "sample_per_class": 4, "sample_test_per_class": 2}},
+    "split": {"cifar10": {"val_fraction": 0.25, "seed": 43, "max_train_per_class": None, "max_test_per_class": None}},
+    "preprocess": {"cifar10": {"size": 32, "color": "rgb", "normalize": True}},
+    "models": {
+        "cifar_mlp": {"dataset": "cifar10", "arch": "mlp", "hidden": [16, 8], "aug": CIFAR_AUG},
+        "cifar_cnn": {"dataset": "cifar10", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "aug": CIFAR_AUG},
+        "cifar_cnn_bn": {
+            "dataset": "cifar10",
+            "arch": "cifar_cnn",
+            "widths": [4, 4, 4],
+            "dense": 8,
+            "batchnorm": True,
+            "dropout": [0.2, 0.3, 0.4, 0.5],
+            "aug": CIFAR_AUG,
+        },
+        "cifar_vgg16": {"dataset": "cifar10", "arch": "vgg16", "pretrained": False, "freeze": False, "head": 8},
+        "cifar_resnet18": {"dataset": "cifar10", "arch": "resnet18", "optimizer": "sgd", "lr_schedule": "cosine"},
+    },
+}
+
+
+def tiny_full() -> dict[str, Any]:
+    """Tiny params for both datasets and all six models, shaped like the repository's params.yaml."""
+    raw = copy.deepcopy(TINY)
+    for block, entries in copy.deepcopy(TINY_CIFAR).items():
+        raw[block].update(entries)
+    return raw
+
+
 def tiny_raw(**changes: Any) -> dict[str, Any]:
     """A deep copy of the tiny params with dotted-key changes applied, e.g. tiny_raw(**{"aug.hflip": 0.5})."""
     raw = copy.deepcopy(TINY)

@@ -4,7 +4,15 @@ import pytest
 from pipeline.augment import build_augment
 from pipeline.params import AugParams
 
-EACH_TRANSFORM = {"rotation": 30, "shift": 0.2, "zoom": 0.3, "shear": 20, "hflip": 1.0, "brightness": 0.3}
+EACH_TRANSFORM = {
+    "rotation": 30,
+    "shift": 0.2,
+    "zoom": 0.3,
+    "shear": 20,
+    "hflip": 1.0,
+    "brightness": 0.3,
+    "crop_padding": 4,
+}
 
 
 def _textured(channels: int) -> np.ndarray:
@@ -12,19 +20,19 @@ def _textured(channels: int) -> np.ndarray:
 
 
 def _outputs(aug: AugParams, seed: int, image: np.ndarray, calls: int = 4) -> list[np.ndarray]:
-    augment = build_augment(aug, seed)
+    augment = build_augment(aug, seed, size=32)
     return [augment(image=image)["image"] for _ in range(calls)]
 
 
 def test_all_transforms_off_gives_no_augmentation():
-    assert build_augment(AugParams(), seed=0) is None
+    assert build_augment(AugParams(), seed=0, size=32) is None
 
 
 @pytest.mark.parametrize("channels", [1, 3], ids=["gray", "rgb"])
 @pytest.mark.parametrize(("key", "value"), EACH_TRANSFORM.items())
 def test_each_transform_alone_changes_the_image_and_keeps_shape_and_dtype(key, value, channels):
     image = _textured(channels)
-    augment = build_augment(AugParams(**{key: value}), seed=0)
+    augment = build_augment(AugParams(**{key: value}), seed=0, size=32)
     assert augment is not None
     out = augment(image=image)["image"]
     assert out.shape == image.shape
@@ -34,7 +42,7 @@ def test_each_transform_alone_changes_the_image_and_keeps_shape_and_dtype(key, v
 
 def test_hflip_mirrors_the_image():
     image = _textured(3)
-    out = build_augment(AugParams(hflip=1.0), seed=0)(image=image)["image"]
+    out = build_augment(AugParams(hflip=1.0), seed=0, size=32)(image=image)["image"]
     assert np.array_equal(out, image[:, ::-1])
 
 
@@ -52,3 +60,13 @@ def test_different_seed_gives_different_outputs():
     image = _textured(1)
     first, second = _outputs(aug, 3, image), _outputs(aug, 4, image)
     assert not any(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_crop_padding_shifts_the_image_within_the_padding_and_fills_with_zeros():
+    image = np.random.default_rng(1).integers(1, 256, (32, 32, 3), dtype=np.uint8)
+    augment = build_augment(AugParams(crop_padding=4), seed=0, size=32)
+    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
+    for _ in range(8):
+        out = augment(image=image)["image"]
+        windows = [(dy, dx) for dy in range(9) for dx in range(9) if np.array_equal(padded[dy : dy + 32, dx : dx + 32], out)]
+        assert len(windows) == 1

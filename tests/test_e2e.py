@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, tiny_raw
+from tests.conftest import REPO, tiny_full
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com"}
 
@@ -46,7 +46,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A committed copy of the repo with tiny params, after one `dvc repro`."""
     root = tmp_path_factory.mktemp("repo")
     _copy_repo(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_raw(), sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_full(), sort_keys=False))
     for command in (["init", "-q"], ["config", "user.name", "e2e"], ["config", "user.email", "e2e@example.com"]):
         _run(root, "git", *command)
     _run(root, "git", "add", "-A")
@@ -57,19 +57,28 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_repro_writes_test_metrics_for_the_model(workspace: Path) -> None:
-    metrics = json.loads((workspace / "metrics/catsdogs_cnn/test.json").read_text())
+MODELS = tuple(tiny_full()["models"])
+TEST_SAMPLES = {"catsdogs": 6, "cifar10": 20}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_repro_writes_test_metrics_and_plots_for_every_model(workspace: Path, model: str) -> None:
+    metrics = json.loads((workspace / f"metrics/{model}/test.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1
     assert metrics["loss"] > 0
-    assert metrics["samples"] == 6
+    assert metrics["samples"] == TEST_SAMPLES[tiny_full()["models"][model]["dataset"]]
+    assert set(metrics["macro"]) == {"precision", "recall", "f1"}
+    assert (workspace / f"metrics/{model}/eval/misclassified.png").read_bytes().startswith(b"\x89PNG")
+    assert (workspace / f"models/{model}.pt").is_file()
 
 
-def test_metrics_show_lists_split_train_and_test_metrics(workspace: Path) -> None:
+def test_metrics_show_lists_split_train_and_test_metrics_of_every_model(workspace: Path) -> None:
     shown = json.loads(_dvc(workspace, "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/catsdogs/split.json", "metrics/catsdogs_cnn/test.json"} <= set(files)
-    assert "accuracy" in files["metrics/catsdogs_cnn/test.json"]["data"]
+    assert {"metrics/catsdogs/split.json", "metrics/cifar10/split.json"} <= set(files)
+    assert {f"metrics/{model}/test.json" for model in MODELS} <= set(files)
     assert files["metrics/catsdogs_cnn/train/metrics.json"]["data"]["step"] == 2
+    assert files["metrics/cifar10/split.json"]["data"]["val"]["total"] == 10
 
 
 def test_second_repro_has_nothing_to_do(workspace: Path) -> None:
@@ -78,10 +87,31 @@ def test_second_repro_has_nothing_to_do(workspace: Path) -> None:
     assert "up to date" in _dvc(workspace, "status")
 
 
+def _stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def test_one_model_runs_alone_as_an_experiment(workspace: Path) -> None:
+    output = _dvc(workspace, "exp", "run", "evaluate@cifar_cnn_bn", "-S", "models.cifar_cnn_bn.lr=0.01")
+    assert _stages_run(output) == {"train@cifar_cnn_bn", "evaluate@cifar_cnn_bn"}
+
+
+def test_one_model_reruns_alone_with_a_glob_target(workspace: Path) -> None:
+    params = workspace / "params.yaml"
+    raw = yaml.safe_load(params.read_text())
+    raw["models"]["cifar_mlp"]["lr"] = 0.02
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        output = _dvc(workspace, "repro", "--glob", "evaluate*cifar_mlp*")
+    finally:
+        _run(workspace, "git", "checkout", "params.yaml", "dvc.lock")
+        _dvc(workspace, "checkout", "-q")
+    assert _stages_run(output) == {"train@cifar_mlp", "evaluate@cifar_mlp"}
+
+
 def test_aug_change_reruns_only_train_and_evaluate(workspace: Path) -> None:
     output = _dvc(workspace, "exp", "run", "-S", "aug.rotation=20")
-    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@catsdogs_cnn", "evaluate@catsdogs_cnn"}
+    assert _stages_run(output) == {f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
     experiments = json.loads(_dvc(workspace, "exp", "show", "--json"))
     rotations = {
         run["data"]["params"]["params.yaml"]["data"]["aug"]["rotation"]

@@ -5,12 +5,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_raw
 from pipeline.checkpoint import load_model
 from pipeline.errors import PipelineError
 from pipeline.evaluate import classification_metrics, evaluate
 from pipeline.models import loss, probabilities
+from pipeline.params import parse_params
 from pipeline.paths import Paths
-from pipeline.preprocess import load_split
+from pipeline.plots import misclassified_grid
+from pipeline.preprocess import load_meta, load_split, preprocess
+from pipeline.runtime import Normalization, predict
 from pipeline.train import train
 
 
@@ -99,3 +103,30 @@ def test_evaluate_on_cuda_without_it_names_the_device_option(trained, monkeypatc
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(PipelineError, match="^--device: 'cuda'"):
         evaluate("catsdogs_cnn", trained, "cuda")
+
+
+def test_evaluate_draws_the_misclassified_test_images(trained):
+    evaluate("catsdogs_cnn", trained)
+    image = trained.misclassified("catsdogs_cnn")
+    assert image.read_bytes().startswith(b"\x89PNG")
+
+
+def test_misclassified_grid_captions_true_and_predicted_classes():
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    figure = misclassified_grid(images, np.array([0, 1, 2, 0]), np.array([0, 2, 2, 1]), ["a", "b", "c"], "m")
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert titles == ["b\n-> c", "a\n-> b"]
+    assert "2 of 4" in figure.texts[0].get_text()
+
+
+def test_a_model_trained_on_normalised_data_is_evaluated_on_normalised_data(prepared):
+    params = parse_params(tiny_raw(**{"preprocess.catsdogs.normalize": True}))
+    preprocess("catsdogs", params.preprocess["catsdogs"], prepared)
+    train("catsdogs_cnn", params, prepared)
+    metrics = evaluate("catsdogs_cnn", prepared)
+    model, saved = load_model(prepared.model_file("catsdogs_cnn"))
+    normalization = Normalization.from_meta(load_meta(prepared, "catsdogs"))
+    assert normalization is not None and Normalization.from_meta(saved["normalization"]) == normalization
+    test = load_split(prepared, "catsdogs", "test")
+    logits = predict(model, test.images, 4, torch.device("cpu"), normalization)
+    assert metrics["loss"] == pytest.approx(loss(logits, torch.from_numpy(test.labels)).item(), rel=1e-5)

@@ -1,12 +1,64 @@
 import math
+import re
+from urllib.error import URLError
 
 import pytest
 import torch
+import torchvision
 from torch import nn
+from torchvision.models import VGG16_Weights, WeightsEnum
 
+from pipeline.checkpoint import load_model, save_model
 from pipeline.errors import PipelineError
-from pipeline.models import ARCHS, build_model, loss, output_count, probabilities, register
-from pipeline.params import ARCH_ARGS, CatsDogsCnnArgs
+from pipeline.models import ARCHS, build_model, loss, output_count, parameter_groups, probabilities, register
+from pipeline.params import (
+    ARCH_ARGS,
+    AugParams,
+    CatsDogsCnnArgs,
+    CifarCnnArgs,
+    MlpArgs,
+    ModelConfig,
+    ResNet18Args,
+    TrainParams,
+    Vgg16Args,
+)
+
+VGG16_FILE = "vgg16-397923af.pth"
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch):
+    """Tests never download: any fetch of torchvision weights not served by a test fails it."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"a test tried to fetch {self.url}")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", refuse)
+
+
+@pytest.fixture(scope="module")
+def imagenet_like_state() -> dict[str, torch.Tensor]:
+    """Stands in for the ImageNet weights: the state dict of a freshly built torchvision VGG16."""
+    torch.manual_seed(1)
+    return torchvision.models.vgg16().state_dict()
+
+
+def _serve_weights(monkeypatch, fetch) -> None:
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", fetch)
+
+
+def _from_scratch(arch: str):
+    """The architecture's default args, without pretrained weights where it has them."""
+    kind = ARCH_ARGS[arch]
+    return kind(**({"pretrained": False} if "pretrained" in kind.model_fields else {}))
+
+
+def _layers(model: nn.Module, kind: type[nn.Module]) -> list[nn.Module]:
+    return [layer for layer in model.modules() if isinstance(layer, kind)]
+
+
+def _cifar_vgg16(args: Vgg16Args, **kwargs) -> nn.Module:
+    return build_model("vgg16", args, in_channels=3, size=32, num_classes=10, **kwargs)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
@@ -14,11 +66,23 @@ from pipeline.params import ARCH_ARGS, CatsDogsCnnArgs
 @pytest.mark.parametrize(("classes", "outputs"), [(2, 1), (10, 10)])
 def test_every_architecture_gives_finite_logits_of_the_right_shape(arch, channels, size, classes, outputs):
     torch.manual_seed(0)
-    model = build_model(arch, ARCH_ARGS[arch](), in_channels=channels, size=size, num_classes=classes).eval()
+    model = build_model(arch, _from_scratch(arch), in_channels=channels, size=size, num_classes=classes).eval()
     with torch.no_grad():
-        logits = model(torch.rand(5, channels, size, size))
-    assert logits.shape == (5, outputs)
+        logits = model(torch.rand(2, channels, size, size))
+    assert logits.shape == (2, outputs)
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_every_architecture_trains_one_step_in_training_mode(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, _from_scratch(arch), in_channels=3, size=32, num_classes=10).train()
+    optimizer = torch.optim.SGD(parameter_groups(model, 0.01), lr=0.01)
+    before = [p.detach().clone() for group in optimizer.param_groups for p in group["params"]]
+    loss(model(torch.rand(2, 3, 32, 32)), torch.tensor([3, 7])).backward()
+    optimizer.step()
+    after = [p for group in optimizer.param_groups for p in group["params"]]
+    assert any(not torch.equal(old, new) for old, new in zip(before, after, strict=True))
 
 
 def test_output_count_is_one_for_two_classes_else_one_per_class():
@@ -87,3 +151,177 @@ def test_catsdogs_cnn_layers_follow_its_args():
     assert [(conv.in_channels, conv.out_channels) for conv in convs] == [(3, 32), (32, 64), (64, 64)]
     assert dropouts == [0.1, 0.2, 0.3]
     assert [(linear.in_features, linear.out_features) for linear in linears] == [(64 * 2 * 2, 17), (17, 1)]
+
+
+def test_mlp_flattens_the_image_into_its_hidden_layers():
+    model = build_model("mlp", MlpArgs(hidden=[16, 8]), in_channels=1, size=20, num_classes=10)
+    assert isinstance(model[0], nn.Flatten)
+    assert [(layer.in_features, layer.out_features) for layer in _layers(model, nn.Linear)] == [
+        (400, 16),
+        (16, 8),
+        (8, 10),
+    ]
+    assert len(_layers(model, nn.ReLU)) == 2
+
+
+def test_cifar_cnn_is_three_blocks_of_two_same_size_convs_and_a_maxpool():
+    model = build_model("cifar_cnn", CifarCnnArgs(), in_channels=3, size=32, num_classes=10)
+    convs = _layers(model, nn.Conv2d)
+    assert [(conv.in_channels, conv.out_channels) for conv in convs] == [
+        (3, 32), (32, 32), (32, 64), (64, 64), (64, 128), (128, 128)
+    ]
+    assert all(conv.kernel_size == (3, 3) and conv.padding == (1, 1) for conv in convs)
+    assert len(_layers(model, nn.MaxPool2d)) == 3
+    linears = _layers(model, nn.Linear)
+    assert [(linear.in_features, linear.out_features) for linear in linears] == [(128 * 4 * 4, 128), (128, 10)]
+
+
+def test_cifar_cnn_has_no_batchnorm_or_dropout_unless_asked():
+    model = build_model("cifar_cnn", CifarCnnArgs(), in_channels=3, size=32, num_classes=10)
+    assert not _layers(model, nn.BatchNorm2d) and not _layers(model, nn.BatchNorm1d)
+    assert not _layers(model, nn.Dropout)
+
+
+def test_cifar_cnn_with_batchnorm_and_dropout_has_them_where_asked():
+    args = CifarCnnArgs(batchnorm=True, dropout=(0.2, 0.3, 0.4, 0.5))
+    model = build_model("cifar_cnn", args, in_channels=3, size=32, num_classes=10)
+    assert len(_layers(model, nn.BatchNorm2d)) == 6
+    assert [norm.num_features for norm in _layers(model, nn.BatchNorm1d)] == [128]
+    assert [layer.p for layer in _layers(model, nn.Dropout)] == [0.2, 0.3, 0.4, 0.5]
+    kinds = [type(layer) for layer in model.modules() if not isinstance(layer, nn.Sequential)]
+    assert kinds[-4:] == [nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Linear]
+
+
+def test_a_dropout_rate_of_zero_adds_no_layer():
+    args = CifarCnnArgs(dropout=(0, 0.3, 0, 0.5))
+    model = build_model("cifar_cnn", args, in_channels=3, size=32, num_classes=10)
+    assert [layer.p for layer in _layers(model, nn.Dropout)] == [0.3, 0.5]
+
+
+def test_building_leaves_batchnorm_statistics_untouched():
+    model = build_model("cifar_cnn", CifarCnnArgs(batchnorm=True), in_channels=3, size=32, num_classes=10)
+    for norm in _layers(model, nn.BatchNorm2d):
+        assert norm.num_batches_tracked.item() == 0
+        assert torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+    assert model.training
+
+
+def test_resnet18_small_input_has_a_3x3_stride_1_stem_and_no_maxpool():
+    model = build_model("resnet18", ResNet18Args(small_input=True), in_channels=1, size=32, num_classes=10)
+    conv = model.conv1
+    assert (conv.in_channels, conv.out_channels) == (1, 64)
+    assert (conv.kernel_size, conv.stride, conv.padding, conv.bias) == ((3, 3), (1, 1), (1, 1), None)
+    assert isinstance(model.maxpool, nn.Identity)
+    assert model.fc.out_features == 10
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_resnet18_keeps_the_imagenet_stem_unless_small_input(channels):
+    model = build_model("resnet18", ResNet18Args(small_input=False), in_channels=channels, size=32, num_classes=2)
+    conv = model.conv1
+    assert (conv.in_channels, conv.kernel_size, conv.stride, conv.padding) == (channels, (7, 7), (2, 2), (3, 3))
+    assert isinstance(model.maxpool, nn.MaxPool2d)
+    assert model.fc.out_features == 1
+
+
+def test_parameter_groups_by_default_is_one_group_of_every_parameter_at_the_lr():
+    model = build_model("cifar_cnn", CifarCnnArgs(), in_channels=3, size=32, num_classes=10)
+    groups = parameter_groups(model, 0.01)
+    assert [group["lr"] for group in groups] == [0.01]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.parameters()}
+
+
+def test_vgg16_frozen_trains_only_its_new_head():
+    model = _cifar_vgg16(Vgg16Args(pretrained=False, freeze=True, head=64, dropout=0.5))
+    assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d)
+    head = [(layer.in_features, layer.out_features) for layer in _layers(model.classifier, nn.Linear)]
+    assert head == [(512, 64), (64, 10)]
+    assert [layer.p for layer in _layers(model.classifier, nn.Dropout)] == [0.5]
+    assert not any(p.requires_grad for p in model.features.parameters())
+    groups = parameter_groups(model, 0.01)
+    assert [group["lr"] for group in groups] == [0.01]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.classifier.parameters()}
+
+
+def test_vgg16_conv_features_are_initialised_as_torchvision_does():
+    model = _cifar_vgg16(Vgg16Args(pretrained=False))
+    for conv in _layers(model.features, nn.Conv2d):
+        expected_std = math.sqrt(2 / (conv.out_channels * 9))
+        assert conv.weight.std().item() == pytest.approx(expected_std, rel=0.1)
+        assert torch.equal(conv.bias, torch.zeros_like(conv.bias))
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_vgg16_fine_tuned_with_features_lr_trains_the_features_in_their_own_group():
+    model = _cifar_vgg16(Vgg16Args(pretrained=False, freeze=False, features_lr=1e-5))
+    features, head = parameter_groups(model, 0.01)
+    assert (features["lr"], head["lr"]) == (1e-5, 0.01)
+    assert {id(p) for p in features["params"]} == {id(p) for p in model.features.parameters()}
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.classifier.parameters()}
+    optimizer = torch.optim.Adam(parameter_groups(model, 0.01), lr=0.01)
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-5, 0.01]
+
+
+def test_vgg16_fine_tuned_without_features_lr_trains_everything_at_the_lr():
+    model = _cifar_vgg16(Vgg16Args(pretrained=False, freeze=False, features_lr=None))
+    groups = parameter_groups(model, 0.01)
+    assert [group["lr"] for group in groups] == [0.01]
+    assert len(groups[0]["params"]) == len(list(model.parameters()))
+
+
+def test_vgg16_pretrained_copies_the_imagenet_conv_weights(monkeypatch, imagenet_like_state):
+    fetched = []
+
+    def serve(self, *args, **kwargs):
+        fetched.append(self)
+        return imagenet_like_state
+
+    _serve_weights(monkeypatch, serve)
+    model = _cifar_vgg16(Vgg16Args(pretrained=True))
+    assert fetched == [VGG16_Weights.IMAGENET1K_V1]
+    for key, value in model.features.state_dict().items():
+        assert torch.equal(value, imagenet_like_state[f"features.{key}"]), key
+    assert model.classifier[0].in_features == 512
+
+
+def test_vgg16_weights_that_cannot_be_fetched_say_where_to_put_them(monkeypatch, tmp_path):
+    def offline(self, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    _serve_weights(monkeypatch, offline)
+    with pytest.raises(PipelineError) as error:
+        _cifar_vgg16(Vgg16Args(pretrained=True))
+    message = str(error.value)
+    assert str(tmp_path / "hub" / "checkpoints" / VGG16_FILE) in message
+    assert f"https://download.pytorch.org/models/{VGG16_FILE}" in message
+    assert "pretrained: false" in message
+
+
+def test_vgg16_pretrained_on_gray_images_is_an_error_naming_the_color_key():
+    with pytest.raises(PipelineError, match=re.escape("preprocess.<dataset>.color: rgb") + ".*pretrained: false"):
+        build_model("vgg16", Vgg16Args(pretrained=True), in_channels=1, size=32, num_classes=10)
+
+
+def test_vgg16_needs_images_of_at_least_32_pixels():
+    with pytest.raises(PipelineError, match=r"at least 32 pixels.*got 16"):
+        build_model("vgg16", Vgg16Args(pretrained=False), in_channels=3, size=16, num_classes=10)
+
+
+def test_load_model_rebuilds_a_pretrained_model_without_fetching_weights(monkeypatch, tmp_path, imagenet_like_state):
+    _serve_weights(monkeypatch, lambda self, *args, **kwargs: imagenet_like_state)
+    args = Vgg16Args(pretrained=True, head=8)
+    model = _cifar_vgg16(args)
+    config = ModelConfig("cifar_vgg16", "cifar10", "vgg16", args, TrainParams(), AugParams())
+    data = {"classes": [str(n) for n in range(10)], "size": 32, "channels": 3, "normalize": False, "mean": None,
+            "std": None}
+    save_model(tmp_path / "model.pt", model, config, data, seed=0)
+
+    def offline(self, *args, **kwargs):
+        raise URLError("no network")
+
+    _serve_weights(monkeypatch, offline)
+    loaded, saved = load_model(tmp_path / "model.pt")
+    assert saved["arch"] == "vgg16"
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -10,7 +10,7 @@ from pipeline.download import download
 from pipeline.errors import PipelineError
 from pipeline.params import PreprocessParams
 from pipeline.paths import SPLITS, Paths
-from pipeline.preprocess import decode_image, load_meta, load_split, preprocess
+from pipeline.preprocess import channel_stats, decode_image, load_meta, load_split, preprocess
 from pipeline.rawdata import write_zip
 from pipeline.split import read_manifest
 
@@ -41,8 +41,25 @@ def test_labels_follow_the_manifest_order(prepared):
         assert labels.tolist() == read_manifest(prepared, "catsdogs", name)["label"].tolist()
 
 
-def test_meta_json_records_classes_size_and_color(prepared):
-    assert load_meta(prepared, "catsdogs") == {"classes": ["cat", "dog"], "size": 32, "color": "gray"}
+def test_meta_json_records_classes_size_color_and_training_statistics(prepared):
+    meta = load_meta(prepared, "catsdogs")
+    images = load_split(prepared, "catsdogs", "train").images / 255
+    assert {key: meta[key] for key in ("classes", "size", "color", "normalize")} == {
+        "classes": ["cat", "dog"],
+        "size": 32,
+        "color": "gray",
+        "normalize": False,
+    }
+    assert meta["mean"] == pytest.approx([images.mean()], abs=1e-6)
+    assert meta["std"] == pytest.approx([images.std()], abs=1e-6)
+
+
+def test_channel_stats_are_per_channel_on_the_unit_scale():
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    images[..., 1] = 255
+    images[0, ..., 2] = 255
+    stats = channel_stats(images)
+    assert stats == {"mean": [0.0, 1.0, 0.5], "std": [1e-6, 1e-6, 0.5]}
 
 
 def test_summary_counts_kept_images_and_nothing_skipped(prepared):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.runtime import batch_count, batches, pick_device
+from pipeline.runtime import Normalization, batch_count, batches, pick_device, to_tensor
 
 
 def _indexed(count: int, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -106,3 +106,16 @@ def test_auto_is_the_cpu_on_this_machine():
 
 def test_cpu_is_always_the_cpu():
     assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_normalization_standardises_each_channel():
+    images = np.stack([np.full((2, 2), value, np.uint8) for value in (51, 102, 255)], axis=-1)[None]
+    tensor = to_tensor(images, Normalization(mean=(0.2, 0.4, 0.5), std=(0.1, 0.2, 0.25)))
+    assert tensor.shape == (1, 3, 2, 2)
+    assert tensor[0, :, 0, 0].tolist() == pytest.approx([0.0, 0.0, 2.0], abs=1e-5)
+
+
+def test_normalization_is_taken_from_meta_only_when_asked():
+    meta = {"mean": [0.5], "std": [0.25], "normalize": True}
+    assert Normalization.from_meta(meta) == Normalization(mean=(0.5,), std=(0.25,))
+    assert Normalization.from_meta({**meta, "normalize": False}) is None

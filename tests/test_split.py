@@ -3,10 +3,12 @@ import json
 import pandas as pd
 import pytest
 
+from pipeline.datasets import CIFAR10_CLASSES
 from pipeline.download import download
 from pipeline.errors import PipelineError
-from pipeline.params import Params, CountSplit
+from pipeline.params import CountSplit, HoldoutSplit, Params
 from pipeline.paths import SPLITS, Paths
+from pipeline.rawdata import write_zip
 from pipeline.split import read_manifest, split
 
 
@@ -20,8 +22,8 @@ def _split(paths: Paths, params: Params, seed: int | None = None) -> dict:
     return split("catsdogs", params.split["catsdogs"], params.seed if seed is None else seed, paths)
 
 
-def _manifest_bytes(paths: Paths) -> dict[str, bytes]:
-    return {name: paths.manifest("catsdogs", name).read_bytes() for name in SPLITS}
+def _manifest_bytes(paths: Paths, dataset: str = "catsdogs") -> dict[str, bytes]:
+    return {name: paths.manifest(dataset, name).read_bytes() for name in SPLITS}
 
 
 def test_manifests_have_path_label_class_columns(raw, tiny_params):
@@ -102,3 +104,56 @@ def test_split_writes_one_class_count_table_per_split(raw, tiny_params):
 def test_read_manifest_of_a_missing_split_says_to_run_split(paths):
     with pytest.raises(PipelineError, match="run the split stage"):
         read_manifest(paths, "catsdogs", "train")
+
+
+def _cifar_raw(paths: Paths, train_per_class: dict[str, int], test_per_class: int = 5) -> Paths:
+    """A raw CIFAR-10 archive whose members are named as the readers write them (split never decodes them)."""
+    members = [
+        (f"{part}/{cls}/{number:05d}.png", b"png")
+        for part, counts in (("train", train_per_class), ("test", dict.fromkeys(CIFAR10_CLASSES, test_per_class)))
+        for cls in CIFAR10_CLASSES
+        for number in range(counts.get(cls, 20))
+    ]
+    write_zip(paths.raw_archive("cifar10"), members)
+    return paths
+
+
+def _holdout_split(paths: Paths, **changes) -> dict:
+    return split("cifar10", HoldoutSplit(**changes), 0, paths)
+
+
+def test_holdout_keeps_the_official_test_set_and_holds_out_val_from_train(paths):
+    counts = _holdout_split(_cifar_raw(paths, {}), val_fraction=0.1)
+    assert counts["train"] == dict.fromkeys(CIFAR10_CLASSES, 18)
+    assert counts["val"] == dict.fromkeys(CIFAR10_CLASSES, 2)
+    assert counts["test"] == dict.fromkeys(CIFAR10_CLASSES, 5)
+    manifests = {name: read_manifest(paths, "cifar10", name) for name in SPLITS}
+    assert manifests["test"]["path"].str.startswith("test/").all()
+    assert manifests["train"]["path"].str.startswith("train/").all()
+    assert not set(manifests["train"]["path"]) & set(manifests["val"]["path"])
+    frame = pd.concat(manifests.values())
+    assert (frame["label"] == frame["class"].map(CIFAR10_CLASSES.index)).all()
+
+
+def test_holdout_balances_classes_to_the_smallest_and_applies_the_caps(paths):
+    _cifar_raw(paths, {"cat": 12})
+    assert _holdout_split(paths, val_fraction=0.25)["train"] == dict.fromkeys(CIFAR10_CLASSES, 9)
+    capped = _holdout_split(paths, val_fraction=0.25, max_train_per_class=8, max_test_per_class=3)
+    assert (capped["train"]["dog"], capped["val"]["dog"], capped["test"]["dog"]) == (6, 2, 3)
+
+
+def test_holdout_is_seeded_by_its_own_seed(paths):
+    _cifar_raw(paths, {})
+    _holdout_split(paths, seed=43)
+    first = _manifest_bytes(paths, "cifar10")
+    split("cifar10", HoldoutSplit(seed=43), 99, paths)
+    assert _manifest_bytes(paths, "cifar10") == first
+    _holdout_split(paths, seed=44)
+    assert _manifest_bytes(paths, "cifar10") != first
+
+
+def test_holdout_without_official_test_images_of_a_class_names_the_counts(paths):
+    members = [(f"train/{cls}/{n:05d}.png", b"png") for cls in CIFAR10_CLASSES for n in range(4)]
+    write_zip(paths.raw_archive("cifar10"), members + [("test/cat/00000.png", b"png")])
+    with pytest.raises(PipelineError, match=r"split\.cifar10: every class needs at least 1 official test.*airplane: 0"):
+        _holdout_split(paths)

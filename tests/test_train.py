@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_raw
 from pipeline.checkpoint import load_model
 from pipeline.download import download
+from pipeline.errors import PipelineError
 from pipeline.params import parse_params
 from pipeline.paths import Paths
 from pipeline.preprocess import preprocess
@@ -101,14 +102,14 @@ def test_sgd_optimizer_trains_and_is_recorded(prepared):
 def test_make_optimizer_builds_sgd_with_momentum_and_weight_decay():
     raw = tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.05, "train.momentum": 0.5, "train.weight_decay": 0.01})
     settings = parse_params(raw).model("catsdogs_cnn").train
-    optimizer = make_optimizer(torch.nn.Linear(2, 1), settings)
+    optimizer = make_optimizer(torch.nn.Linear(2, 1).parameters(), settings)
     assert isinstance(optimizer, torch.optim.SGD)
     group = optimizer.param_groups[0]
     assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.05, 0.5, 0.01)
 
 
 def test_make_optimizer_defaults_to_adam(tiny_params):
-    optimizer = make_optimizer(torch.nn.Linear(2, 1), tiny_params.model("catsdogs_cnn").train)
+    optimizer = make_optimizer(torch.nn.Linear(2, 1).parameters(), tiny_params.model("catsdogs_cnn").train)
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.param_groups[0]["lr"] == 0.001
 
@@ -132,3 +133,79 @@ def test_training_loss_falls_on_a_learnable_sample(paths):
     assert len(losses) == 25
     assert losses[0] > 0.68
     assert max(losses[-3:]) < losses[0] - 0.15
+
+
+def _weights(paths: Paths) -> dict[str, torch.Tensor]:
+    return torch.load(paths.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
+
+
+class _Killed(Exception):
+    """Stands in for the process dying mid-run."""
+
+
+def _kill_during_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    import pipeline.train as stage
+
+    real, calls = stage.measure, []
+
+    def measure(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise _Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "measure", measure)
+
+
+AUGMENTED = {"models.catsdogs_cnn.epochs": 3, "aug.rotation": 15, "aug.hflip": 0.5, "train.optimizer": "sgd"}
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(prepared, monkeypatch):
+    params = parse_params(tiny_raw(**AUGMENTED))
+    train("catsdogs_cnn", params, prepared)
+    uninterrupted, outputs = _weights(prepared), _outputs(prepared)
+    prepared.model_file("catsdogs_cnn").unlink()
+
+    with monkeypatch.context() as patch:
+        _kill_during_epoch(patch, epoch=3)
+        with pytest.raises(_Killed):
+            train("catsdogs_cnn", params, prepared)
+    assert prepared.checkpoint("catsdogs_cnn").is_file()
+    assert not prepared.model_file("catsdogs_cnn").exists()
+
+    last = train("catsdogs_cnn", params, prepared)
+    assert last["resumed_from_epoch"] == 2
+    resumed = _weights(prepared)
+    assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
+    assert _outputs(prepared) == outputs
+    assert [step for step, _ in _curve(prepared, "val/acc")] == [1, 2, 3]
+    assert not prepared.checkpoint("catsdogs_cnn").exists()
+
+
+def test_a_checkpoint_of_other_params_is_not_resumed(prepared, monkeypatch):
+    with monkeypatch.context() as patch:
+        _kill_during_epoch(patch, epoch=2)
+        with pytest.raises(_Killed):
+            train("catsdogs_cnn", parse_params(tiny_raw(**AUGMENTED)), prepared)
+    other = parse_params(tiny_raw(**{**AUGMENTED, "train.lr": 0.05}))
+    assert train("catsdogs_cnn", other, prepared)["resumed_from_epoch"] == 0
+
+
+def test_an_unreadable_checkpoint_is_ignored(prepared, tiny_params):
+    prepared.checkpoint("catsdogs_cnn").parent.mkdir(parents=True)
+    prepared.checkpoint("catsdogs_cnn").write_bytes(b"half a checkpoint")
+    assert train("catsdogs_cnn", tiny_params, prepared)["resumed_from_epoch"] == 0
+
+
+def test_l1_penalty_shrinks_the_weights(prepared):
+    plain = parse_params(tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.01}))
+    train("catsdogs_cnn", plain, prepared)
+    without = sum(w.abs().sum() for w in _weights(prepared).values())
+    train("catsdogs_cnn", parse_params(tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.01, "train.l1": 0.01})), prepared)
+    assert sum(w.abs().sum() for w in _weights(prepared).values()) < without
+
+
+def test_a_model_that_cannot_be_built_is_an_error_naming_its_params_block(prepared):
+    params = parse_params(tiny_raw(**{"models.gray_vgg": {"dataset": "catsdogs", "arch": "vgg16", "pretrained": True}}))
+    with pytest.raises(PipelineError, match=r"^models\.gray_vgg: vgg16 with pretrained ImageNet weights needs RGB"):
+        train("gray_vgg", params, prepared)
