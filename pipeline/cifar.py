@@ -225,14 +225,15 @@ def _batches_folder(folder: Path) -> Path | None:
 
 
 def _part_files(root: Path, part: str, key: str) -> list[tuple[str, Path]]:
-    """(member name, file) of one part's images, sorted; the part must hold only CIFAR-10 class folders."""
+    """(member name, file) of one part's images, sorted; the part must hold only CIFAR-10 class folders (any
+    case: `Airplane/` is `airplane`)."""
     folder = root / part
     if not folder.is_dir():
         raise PipelineError(
             f"{key}: {root} has no {part}/ folder; a class-folder tree needs both train/<class>/ and test/<class>/"
         )
     classes = [path for path in sorted(folder.iterdir()) if path.is_dir() and not _hidden(path)]
-    unknown = [path.name for path in classes if path.name not in CIFAR10_CLASSES]
+    unknown = [path.name for path in classes if path.name.lower() not in CIFAR10_CLASSES]
     if unknown:
         raise PipelineError(
             f"{key}: {folder} has folders that are not CIFAR-10 classes ({', '.join(unknown)}); rename them to "
@@ -241,7 +242,7 @@ def _part_files(root: Path, part: str, key: str) -> list[tuple[str, Path]]:
     images: dict[str, Path] = {}
     for cls in classes:
         for path in sorted(cls.iterdir()):
-            name = f"{part}/{cls.name}/{path.stem}{path.suffix.lower()}"
+            name = f"{part}/{cls.name.lower()}/{path.stem}{path.suffix.lower()}"
             if path.is_file() and not _hidden(path) and CIFAR10.class_of(name):
                 images.setdefault(name, path)
     if not images:

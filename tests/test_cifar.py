@@ -186,6 +186,16 @@ def test_class_folder_tree_may_hold_some_classes_only(tmp_path, paths):
     assert download("cifar10", local(tmp_path / "user"), 0, paths) == 2
 
 
+def test_class_folder_names_match_the_classes_in_any_case(tmp_path, paths):
+    write(tmp_path / "user" / "train" / "Airplane" / "1.PNG", b"png")
+    write(tmp_path / "user" / "test" / "TRUCK" / "2.png", b"png")
+
+    download("cifar10", local(tmp_path / "user"), 0, paths)
+
+    with zipfile.ZipFile(paths.raw_archive("cifar10")) as archive:
+        assert archive.namelist() == ["train/airplane/1.png", "test/truck/2.png"]
+
+
 def missing(root: Path, batches: dict) -> Path:
     return root / "cifar-10-python.tar.gz"
 
