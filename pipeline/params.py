@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+
+from ruamel.yaml import YAML, YAMLError
 
 from pipeline.errors import PipelineError
 
@@ -238,8 +239,8 @@ def load_params(path: Path = Path("params.yaml"), overrides: list[str] | None = 
     if not path.is_file():
         raise PipelineError(f"{path}: params file not found; run from the repository root or pass --params")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+        raw = _read_yaml(path.read_text()) or {}
+    except YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML: {exc}") from None
     for item in overrides or []:
         _apply_override(raw, item)
@@ -263,8 +264,16 @@ def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     return params
 
 
+def _read_yaml(text: str) -> Any:
+    """YAML read as DVC reads params.yaml (YAML 1.2, ruamel): `1e-5`, which DVC writes for `-S lr=0.00001`, is a
+    number, where a YAML 1.1 reader such as PyYAML would see a string."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set one `key=value`; `+key=value`, the form DVC needs to add a key a block lacks, works the same here."""
     key, sep, value = item.partition("=")
+    key = key.removeprefix("+")
     if not sep or not key:
         raise PipelineError(f"override {item!r}: expected key=value, for example aug.rotation=20")
     node = raw
@@ -274,8 +283,8 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(node, dict):
             raise PipelineError(f"override {item!r}: {part!r} is not a block of params")
     try:
-        node[leaf] = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
+        node[leaf] = _read_yaml(value)
+    except YAMLError as exc:
         raise PipelineError(f"override {item!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
 
 

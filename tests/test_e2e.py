@@ -92,7 +92,7 @@ def _stages_run(output: str) -> set[str]:
 
 
 def test_one_model_runs_alone_as_an_experiment(workspace: Path) -> None:
-    output = _dvc(workspace, "exp", "run", "evaluate@cifar_cnn_bn", "-S", "models.cifar_cnn_bn.lr=0.01")
+    output = _dvc(workspace, "exp", "run", "evaluate@cifar_cnn_bn", "-S", "+models.cifar_cnn_bn.lr=0.01")
     assert _stages_run(output) == {"train@cifar_cnn_bn", "evaluate@cifar_cnn_bn"}
 
 

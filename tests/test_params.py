@@ -149,7 +149,16 @@ def test_load_params_validates_overridden_values(tmp_path):
         load_params(path, overrides=["aug.hflip=3"])
 
 
-@pytest.mark.parametrize("override", ["aug.rotation", "=20"])
+def test_an_override_may_add_a_key_in_dvc_plus_form(tmp_path):
+    path = write_params(tmp_path / "params.yaml", tiny_raw())
+    steps = "[{lr: 0.1, epochs: 2}, {lr: 0.01, epochs: 1}]"
+
+    params = load_params(path, overrides=[f"+models.catsdogs_cnn.lr_schedule={steps}"])
+
+    assert [(step.lr, step.epochs) for step in params.model("catsdogs_cnn").train.lr_schedule] == [(0.1, 2), (0.01, 1)]
+
+
+@pytest.mark.parametrize("override", ["aug.rotation", "=20", "+=20"])
 def test_malformed_override_is_an_error(tmp_path, override):
     path = write_params(tmp_path / "params.yaml", tiny_raw())
 
@@ -184,3 +193,13 @@ def test_validation_error_names_the_params_file(tmp_path):
 
     with pytest.raises(PipelineError, match=re.escape(str(path)) + r": aug\.hflip"):
         load_params(path)
+
+
+def test_exponent_numbers_read_as_numbers_as_dvc_writes_them(tmp_path):
+    raw = tiny_raw(**{"models.catsdogs_cnn.lr": 0.00001})
+    plain = write_params(tmp_path / "plain.yaml", raw)
+    exponent = tmp_path / "exponent.yaml"
+    exponent.write_text(plain.read_text().replace("lr: 1.0e-05", "lr: 1e-05"))
+    assert "lr: 1e-05" in exponent.read_text()
+
+    assert load_params(exponent) == load_params(plain)
