@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
-
 from ruamel.yaml import YAML, YAMLError
 
 from pipeline.errors import PipelineError

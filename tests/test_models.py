@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from torchvision.models import VGG16_Weights, WeightsEnum
+from torchvision.models import VGG16_BN_Weights, VGG16_Weights, WeightsEnum
 
 from pipeline.checkpoint import load_model, save_model
 from pipeline.errors import PipelineError
@@ -282,6 +282,33 @@ def test_vgg16_pretrained_copies_the_imagenet_conv_weights(monkeypatch, imagenet
     for key, value in model.features.state_dict().items():
         assert torch.equal(value, imagenet_like_state[f"features.{key}"]), key
     assert model.classifier[0].in_features == 512
+
+
+def test_vgg16_batchnorm_is_torchvision_vgg16_bn_initialised_as_torchvision_does():
+    model = _cifar_vgg16(Vgg16Args(pretrained=False, batchnorm=True))
+    norms = _layers(model.features, nn.BatchNorm2d)
+    assert len(norms) == len(_layers(model.features, nn.Conv2d)) == 13
+    for norm in norms:
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight))
+        assert torch.equal(norm.bias, torch.zeros_like(norm.bias))
+        assert torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_vgg16_batchnorm_pretrained_copies_the_vgg16_bn_imagenet_weights(monkeypatch):
+    torch.manual_seed(2)
+    state = torchvision.models.vgg16_bn().state_dict()
+    fetched = []
+
+    def serve(self, *args, **kwargs):
+        fetched.append(self)
+        return state
+
+    _serve_weights(monkeypatch, serve)
+    model = _cifar_vgg16(Vgg16Args(pretrained=True, batchnorm=True))
+    assert fetched == [VGG16_BN_Weights.IMAGENET1K_V1]
+    for key, value in model.features.state_dict().items():
+        assert torch.equal(value, state[f"features.{key}"]), key
 
 
 def test_vgg16_weights_that_cannot_be_fetched_say_where_to_put_them(monkeypatch, tmp_path):
