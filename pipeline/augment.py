@@ -6,31 +6,71 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on im
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from pipeline.params import AugParams  # noqa: E402
 
 
 def build_augment(aug: AugParams, seed: int, size: int) -> A.Compose | None:
-    """The seeded augmentation for training images (uint8 HWC, `size` a side), or None when all is off."""
-    transforms: list[A.BasicTransform] = []
-    if aug.crop_padding:
-        transforms += [
-            A.Pad(padding=aug.crop_padding, border_mode=cv2.BORDER_CONSTANT, fill=0),
-            A.RandomCrop(height=size, width=size),
-        ]
-    if aug.rotation or aug.shift or aug.zoom or aug.shear:
-        transforms.append(
-            A.Affine(
-                rotate=(-aug.rotation, aug.rotation),
-                translate_percent=(-aug.shift, aug.shift),
-                scale=(1 - aug.zoom, 1 + aug.zoom),
-                shear=(-aug.shear, aug.shear),
-                border_mode=cv2.BORDER_REPLICATE,
-                p=1.0,
-            )
-        )
-    if aug.hflip:
-        transforms.append(A.HorizontalFlip(p=aug.hflip))
-    if aug.brightness:
-        transforms.append(A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=0, p=1.0))
+    """The seeded augmentation for training images (uint8 HWC, `size` a side), or None when all is off.
+
+    Order: random crop of the padded image, the affine group (rotation, shift, zoom, shear; applied with
+    probability `p`), flips, then brightness and contrast.
+    """
+    transforms = [*_crop(aug, size), *_affine(aug), *_flips(aug), *_photometric(aug)]
     return A.Compose(transforms, seed=seed) if transforms else None
+
+
+def _crop(aug: AugParams, size: int) -> list[A.BasicTransform]:
+    if not aug.crop_padding:
+        return []
+    return [
+        A.Pad(padding=aug.crop_padding, border_mode=cv2.BORDER_CONSTANT, fill=0),
+        A.RandomCrop(height=size, width=size),
+    ]
+
+
+def _affine(aug: AugParams) -> list[A.BasicTransform]:
+    if not (aug.p and (aug.rotation or aug.shift or aug.zoom or aug.shear)):
+        return []
+    return [
+        A.Affine(
+            rotate=(-aug.rotation, aug.rotation),
+            translate_percent=(-aug.shift, aug.shift),
+            scale=(1 - aug.zoom, 1 + aug.zoom),
+            shear=(-aug.shear, aug.shear),
+            border_mode=cv2.BORDER_REPLICATE,
+            p=aug.p,
+        )
+    ]
+
+
+def _flips(aug: AugParams) -> list[A.BasicTransform]:
+    flips: list[A.BasicTransform] = []
+    if aug.hflip:
+        flips.append(A.HorizontalFlip(p=aug.hflip))
+    if aug.vflip:
+        flips.append(A.VerticalFlip(p=aug.vflip))
+    return flips
+
+
+def _photometric(aug: AugParams) -> list[A.BasicTransform]:
+    if not (aug.brightness or aug.contrast):
+        return []
+    return [A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=aug.contrast, p=1.0)]
+
+
+def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int) -> np.ndarray:
+    """`draws` augmented versions of each image (uint8 NHWC) as (N, draws, H, W, C); copies when all is off."""
+    augment = build_augment(aug, seed, size=images.shape[1])
+    if augment is None:
+        return np.repeat(images[:, None], draws, axis=1)
+    return np.stack([[augment(image=image)["image"].reshape(image.shape) for _ in range(draws)] for image in images])
+
+
+def describe(aug: AugParams) -> str:
+    """The transforms that are on, as `key=value` pairs, for titles and reports."""
+    on = {key: value for key, value in aug.model_dump().items() if value and key != "p"}
+    if on and aug.p != 1 and {"rotation", "shift", "zoom", "shear"} & set(on):
+        on["p"] = aug.p
+    return ", ".join(f"{key}={value:g}" for key, value in on.items()) or "no augmentation"

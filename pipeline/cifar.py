@@ -11,7 +11,9 @@ import io
 import itertools
 import os
 import pickle
+import shutil
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from http.client import HTTPException
@@ -55,29 +57,34 @@ def cache_dir() -> Path:
 def fetch_official(cache: Path) -> Path:
     """The official archive in `cache`, downloaded there with torchvision unless a copy with the right md5 is there.
 
-    A download that fails the md5 check is removed, so the next run downloads afresh.
+    The download goes to a private folder and is moved into place only once its md5 matches, so parallel runs
+    (queued experiments) sharing the cache never see or leave a partial archive.
     """
-    from torchvision.datasets.utils import download_url
+    from torchvision.datasets.utils import check_integrity, download_url
 
     key, archive = "data.cifar10.source", cache / FILENAME
+    if check_integrity(str(archive), TGZ_MD5):
+        return archive
     try:
         cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".download.", dir=cache))
     except OSError as exc:
         raise PipelineError(f"{key}: cannot create the cache folder {cache} ({exc}); set {CACHE_ENV}") from None
     try:
-        download_url(URL, str(cache), FILENAME, TGZ_MD5)
+        download_url(URL, str(staging), FILENAME, TGZ_MD5)
+        os.replace(staging / FILENAME, archive)
     except (OSError, HTTPException, RecursionError) as exc:
-        archive.unlink(missing_ok=True)
         raise PipelineError(
             f"{key}: could not download {URL} ({exc.__class__.__name__}: {exc}); check the network, or download "
             f"{FILENAME} by hand and set data.cifar10.source: local with data.cifar10.path pointing at it"
         ) from None
     except RuntimeError:  # torchvision's "File not found or corrupted.": the md5 differs
-        archive.unlink(missing_ok=True)
         raise PipelineError(
-            f"{key}: the downloaded {archive} does not match the official md5 {TGZ_MD5}; it was removed, run again "
-            "to download it afresh"
+            f"{key}: the file downloaded from {URL} does not match the official md5 {TGZ_MD5}; it was discarded, "
+            "run again to download it afresh"
         ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return archive
 
 

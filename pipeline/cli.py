@@ -109,3 +109,21 @@ def evaluate(
     from pipeline.evaluate import evaluate as run
 
     _report(run(model, Paths(), device))
+
+
+@app.command()
+@_user_errors
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write; charts go beside it.")] = Path(
+        "reports/experiments.md"
+    ),
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to report (repeatable); default: those whose scores differ."),
+    ] = None,
+) -> None:
+    """Summarise the DVC experiments of this repository: a table of differing params and test scores per model,
+    and the learning curves of the baseline and the best run."""
+    from pipeline.report import report as run
+
+    typer.echo(f"wrote {run(out, model or None)}")

@@ -1,7 +1,8 @@
 """Stage `evaluate`: score a trained model on its dataset's test split.
 
-Writes `metrics/<model>/test.json` (accuracy, loss, per-class precision, recall, F1 and support, macro averages),
-the test predictions as a confusion-matrix plot for `dvc plots show`, and a grid of misclassified test images.
+Writes `metrics/<model>/test.json` (accuracy, loss, macro-averaged precision, recall and F1) and, for
+`dvc plots show`, the per-class precision, recall, F1 and support, the test predictions as a confusion matrix, and
+a grid of misclassified test images.
 """
 
 import json
@@ -21,7 +22,7 @@ BATCH_SIZE = 256
 
 
 def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
-    """Score the saved model on the test split; returns the metrics written to test.json."""
+    """Score the saved model on the test split; returns test.json's metrics and the per-class figures."""
     model, saved = load_model(paths.model_file(model_name))
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved["dataset"], "test")
@@ -29,20 +30,22 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     logits = predict(place(model, device), test.images, BATCH_SIZE, device, normalization)
     predicted = probabilities(logits).argmax(1).numpy()
     classes = saved["classes"]
+    per_class, macro = classification_metrics(test.labels, predicted, classes)
     metrics = {
         "accuracy": float(np.mean(predicted == test.labels)),
         "loss": loss(logits, torch.from_numpy(test.labels)).item(),
         "samples": len(test.labels),
-        **classification_metrics(test.labels, predicted, classes),
+        "macro": macro,
     }
     write_json(paths.test_metrics(model_name), metrics)
+    write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
     _write_confusion(paths, model_name, test.labels, predicted, classes)
     figure = misclassified_grid(test.images, test.labels, predicted, classes, title=f"{model_name}: misclassified")
     save_png(figure, paths.misclassified(model_name))
-    return metrics
+    return {**metrics, "per_class": per_class}
 
 
-def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict:
+def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> tuple[dict, dict]:
     """Per-class precision, recall, F1 and support, and their macro averages (0 where undefined)."""
     counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(counts, (actual, predicted), 1)
@@ -56,7 +59,7 @@ def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: l
         for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
     }
     macro = {"precision": float(np.mean(precision)), "recall": float(np.mean(recall)), "f1": float(np.mean(f1))}
-    return {"per_class": per_class, "macro": macro}
+    return per_class, macro
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -116,8 +116,11 @@ class AugParams(Block):
     shift: float = Field(0, ge=0, le=0.5)
     zoom: float = Field(0, ge=0, lt=1)
     shear: float = Field(0, ge=0, lt=90)
+    p: Probability = 1.0
     hflip: Probability = 0
+    vflip: Probability = 0
     brightness: float = Field(0, ge=0, le=1)
+    contrast: float = Field(0, ge=0, le=1)
     crop_padding: int = Field(0, ge=0, le=64)
 
 
@@ -144,6 +147,7 @@ class TrainParams(Block):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0, ge=0)
     l1: float = Field(0, ge=0)
+    l2: float = Field(0, ge=0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
 

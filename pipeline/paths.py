@@ -61,5 +61,10 @@ class Paths:
     def confusion(self, model: str) -> Path:
         return self.eval_dir(model) / "confusion.json"
 
+    def per_class(self, model: str) -> Path:
+        """Per-class precision, recall, F1 and support as plot rows; kept out of test.json so that
+        `dvc exp show` has a few columns per model, not forty."""
+        return self.eval_dir(model) / "per_class.json"
+
     def misclassified(self, model: str) -> Path:
         return self.eval_dir(model) / "misclassified.png"

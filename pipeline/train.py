@@ -1,29 +1,34 @@
 """Stage `train`: fit one model from params on its dataset's preprocessed train split.
 
-Logs per-epoch train and validation loss and accuracy with DVCLive (`metrics/<model>/train/`, drawn by
-`dvc plots show`), saves a learning-curve image, and writes the model with its provenance to `models/<model>.pt`.
+Logs per-epoch train and validation loss and accuracy, and the `l1`/`l2` weight penalty apart from the data loss,
+with DVCLive (`metrics/<model>/train/`, drawn by `dvc plots show`); saves a learning-curve image and a preview of
+what `aug.*` does to training images; writes the model with its provenance to `models/<model>.pt`.
 A checkpoint after every epoch (`models/checkpoints/<model>.ckpt`) lets a killed run resume when run again.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from dvclive import Live
+from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.augment import build_augment
+from pipeline.augment import augmented_samples, build_augment, describe
 from pipeline.checkpoint import save_model
 from pipeline.errors import PipelineError
 from pipeline.models import build_model, loss, parameter_groups, probabilities
 from pipeline.params import ModelConfig, Params, TrainParams
 from pipeline.paths import Paths
-from pipeline.plots import learning_curves
+from pipeline.plots import augmentation_preview, learning_curves
 from pipeline.preprocess import SplitArrays, load_meta, load_split, split_files
 from pipeline.resume import Checkpoint, run_fingerprint
 from pipeline.runtime import Normalization, batch_count, batches, pick_device, place, predict, seed_everything
 from pipeline.schedule import initial_lr, make_scheduler
+
+PREVIEW_IMAGES, PREVIEW_DRAWS = 6, 3
 
 
 def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | int | str]:
@@ -47,6 +52,7 @@ def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | in
         total=settings.epochs * steps, initial=done * steps, desc=f"train {model_name} ({device})", unit="batch",
         disable=None,
     ) as bar:
+        live.log_image("augmentation.png", _augmentation_preview(config, params.seed, train_set))
         for row in checkpoint.history:
             _log(live, row)
         for epoch in range(done + 1, settings.epochs + 1):
@@ -106,12 +112,13 @@ class _Run:
             train_set.images, train_set.labels, settings.batch_size,
             generator=generator, augment=self.augment, normalization=self.normalization,
         )
-        train_loss, train_acc = train_one_epoch(model, shuffled, optimizer, self.device, bar, settings.l1)
+        fit = train_one_epoch(model, shuffled, optimizer, self.device, bar, settings.l1, settings.l2)
         val_loss, val_acc = measure(model, val_set, settings.batch_size, self.device, self.normalization)
         return {
             "epoch": epoch,
-            "train/loss": train_loss,
-            "train/acc": train_acc,
+            "train/loss": fit.loss,
+            "train/acc": fit.accuracy,
+            "train/penalty": fit.penalty,
             "val/loss": val_loss,
             "val/acc": val_acc,
             "lr": optimizer.param_groups[-1]["lr"],
@@ -127,6 +134,15 @@ def _seed_epoch(seed: int, epoch: int, augment) -> torch.Generator:
     return torch.Generator().manual_seed(epoch_seed)
 
 
+@dataclass(frozen=True)
+class EpochFit:
+    """What one training epoch saw, in training mode: mean data loss, accuracy, and mean weight penalty."""
+
+    loss: float
+    accuracy: float
+    penalty: float
+
+
 def train_one_epoch(
     model: nn.Module,
     data: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -134,27 +150,49 @@ def train_one_epoch(
     device: torch.device,
     bar: tqdm,
     l1: float = 0.0,
-) -> tuple[float, float]:
-    """One pass over the shuffled training batches; returns the mean loss and accuracy seen in training mode.
+    l2: float = 0.0,
+) -> EpochFit:
+    """One pass over the shuffled training batches, minimising data loss plus the `l1`/`l2` weight penalty.
 
-    The reported loss is the data loss; an `l1` penalty on the weights is added to what is minimised.
+    Data loss and penalty are reported apart, so losses stay comparable between runs with different penalties.
     """
     model.train()
-    weights = [p for p in model.parameters() if p.requires_grad and p.dim() > 1] if l1 else []
-    total_loss, correct, seen = 0.0, 0, 0
+    kernels = penalized_weights(model) if l1 or l2 else []
+    total_loss, total_penalty, correct, seen = 0.0, 0.0, 0, 0
     for images, labels in data:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
         batch_loss = loss(logits, labels)
-        objective = batch_loss + l1 * sum(w.abs().sum() for w in weights) if weights else batch_loss
-        objective.backward()
+        penalty = weight_penalty(kernels, l1, l2) if kernels else None
+        (batch_loss if penalty is None else batch_loss + penalty).backward()
         optimizer.step()
         total_loss += batch_loss.item() * len(labels)
+        total_penalty += 0.0 if penalty is None else penalty.item() * len(labels)
         correct += (probabilities(logits).argmax(1) == labels).sum().item()
         seen += len(labels)
         bar.update()
-    return total_loss / seen, correct / seen
+    return EpochFit(total_loss / seen, correct / seen, total_penalty / seen)
+
+
+def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The trainable conv and dense kernels: what `l1` and `l2` penalise (not biases or BatchNorm scales)."""
+    return [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+
+
+def weight_penalty(kernels: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor:
+    """l1 * sum |w| + l2 * sum w^2 over the kernels, as Keras' kernel regularizers add it to the loss.
+
+    The optimizer's `weight_decay` is separate: it shrinks every parameter (biases too) inside the update step and
+    is never part of a logged loss.
+    """
+    total = torch.zeros((), device=kernels[0].device)
+    for weights in kernels:
+        if l1:
+            total = total + l1 * weights.abs().sum()
+        if l2:
+            total = total + l2 * weights.square().sum()
+    return total
 
 
 def measure(
@@ -169,6 +207,13 @@ def measure(
     labels = torch.from_numpy(split.labels)
     accuracy = float(np.mean(probabilities(logits).argmax(1).numpy() == split.labels))
     return loss(logits, labels).item(), accuracy
+
+
+def _augmentation_preview(config: ModelConfig, seed: int, train_set: SplitArrays) -> Figure:
+    """The first training images beside augmented versions of them, to see what `aug.*` does to the data."""
+    originals = train_set.images[:PREVIEW_IMAGES]
+    versions = augmented_samples(config.aug, seed, originals, PREVIEW_DRAWS)
+    return augmentation_preview(originals, versions, f"{config.name}: {describe(config.aug)}")
 
 
 def _log(live: Live, row: dict[str, float]) -> None:

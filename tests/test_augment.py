@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.augment import build_augment
+from pipeline.augment import augmented_samples, build_augment, describe
 from pipeline.params import AugParams
 
 EACH_TRANSFORM = {
@@ -10,7 +10,9 @@ EACH_TRANSFORM = {
     "zoom": 0.3,
     "shear": 20,
     "hflip": 1.0,
+    "vflip": 1.0,
     "brightness": 0.3,
+    "contrast": 0.5,
     "crop_padding": 4,
 }
 
@@ -70,3 +72,39 @@ def test_crop_padding_shifts_the_image_within_the_padding_and_fills_with_zeros()
         out = augment(image=image)["image"]
         windows = [(dy, dx) for dy in range(9) for dx in range(9) if np.array_equal(padded[dy : dy + 32, dx : dx + 32], out)]
         assert len(windows) == 1
+
+
+def test_vflip_mirrors_the_image_upside_down():
+    image = _textured(3)
+    out = build_augment(AugParams(vflip=1.0), seed=0, size=32)(image=image)["image"]
+    assert np.array_equal(out, image[::-1])
+
+
+@pytest.mark.parametrize("key", ["rotation", "shift", "zoom", "shear"])
+def test_p_zero_turns_the_affine_group_off(key):
+    assert build_augment(AugParams(**{key: EACH_TRANSFORM[key], "p": 0}), seed=0, size=32) is None
+
+
+def test_p_is_the_share_of_images_given_the_affine_group():
+    image = _textured(1)
+    outputs = _outputs(AugParams(rotation=30, p=0.5), 0, image, calls=200)
+    unchanged = sum(np.array_equal(out, image) for out in outputs)
+    assert 70 < unchanged < 130
+
+
+def test_augmented_samples_are_copies_when_all_is_off_and_seeded_otherwise():
+    images = np.stack([_textured(1), _textured(1)[::-1]])
+    off = augmented_samples(AugParams(), 0, images, draws=3)
+    assert off.shape == (2, 3, 32, 32, 1)
+    assert all(np.array_equal(off[i, j], images[i]) for i in range(2) for j in range(3))
+    on = augmented_samples(AugParams(rotation=30), 0, images, draws=3)
+    assert np.array_equal(on, augmented_samples(AugParams(rotation=30), 0, images, draws=3))
+    assert not np.array_equal(on[0, 0], images[0])
+    assert not np.array_equal(on[0, 0], on[0, 1])
+
+
+def test_describe_names_the_transforms_that_are_on():
+    assert describe(AugParams()) == "no augmentation"
+    assert describe(AugParams(rotation=20, hflip=0.5)) == "rotation=20, hflip=0.5"
+    assert describe(AugParams(rotation=20, p=0.5)) == "rotation=20, p=0.5"
+    assert describe(AugParams(hflip=0.5, p=0.5)) == "hflip=0.5"

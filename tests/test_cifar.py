@@ -369,9 +369,23 @@ def test_torchvision_checksum_mismatch_removes_the_download(paths, serve, offici
     with pytest.raises(PipelineError, match=SOURCE_KEY) as error:
         download("cifar10", Cifar10Data(source="torchvision"), 0, paths)
 
-    assert f"{archive} does not match the official md5 {cifar.TGZ_MD5}" in str(error.value)
+    assert f"downloaded from {cifar.URL} does not match the official md5 {cifar.TGZ_MD5}" in str(error.value)
     assert not archive.exists()
+    assert list(cifar.cache_dir().iterdir()) == []
     assert_nothing_written(paths)
+
+
+def test_a_corrupt_archive_in_the_cache_is_replaced_by_a_fresh_download(
+    paths, monkeypatch, serve, official_bytes, expected
+):
+    monkeypatch.setattr(cifar, "TGZ_MD5", hashlib.md5(official_bytes).hexdigest())
+    archive = cifar.cache_dir() / cifar.FILENAME
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(official_bytes[: len(official_bytes) // 2])
+    serve(official_bytes)
+    assert download("cifar10", Cifar10Data(source="torchvision"), 0, paths) == len(expected)
+    assert archive.read_bytes() == official_bytes
+    assert list(cifar.cache_dir().iterdir()) == [archive]
 
 
 def test_torchvision_network_error_suggests_a_local_copy(paths, serve):
@@ -383,7 +397,7 @@ def test_torchvision_network_error_suggests_a_local_copy(paths, serve):
     message = str(error.value)
     assert f"could not download {cifar.URL}" in message
     assert re.search(r"source: local with data\.cifar10\.path", message)
-    assert not (cifar.cache_dir() / cifar.FILENAME).exists()
+    assert list(cifar.cache_dir().iterdir()) == []
     assert_nothing_written(paths)
 
 

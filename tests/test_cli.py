@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from conftest import tiny_raw
 from pipeline.cli import app
 
-COMMANDS = ("download", "split", "preprocess", "train", "evaluate")
+STAGES = ("download", "split", "preprocess", "train", "evaluate")
+COMMANDS = (*STAGES, "report")
 runner = CliRunner()
 
 
@@ -46,7 +47,7 @@ def assert_clean_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_the_app_has_exactly_the_five_stage_commands():
+def test_the_app_has_the_five_stage_commands_and_report():
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
 
 
@@ -70,7 +71,9 @@ def test_all_stages_run_end_to_end(project):
     assert json.loads(ok("train", "catsdogs_cnn").stdout)["epoch"] == 2
     metrics = json.loads(ok("evaluate", "catsdogs_cnn", "--device", "cpu").stdout)
     assert metrics["samples"] == 6
+    per_class = metrics.pop("per_class")
     assert json.loads((project / "metrics" / "catsdogs_cnn" / "test.json").read_text()) == metrics
+    assert set(per_class) == {"cat", "dog"}
     for path in ("models/catsdogs_cnn.pt", "metrics/catsdogs_cnn/train/metrics.json", "data/processed/catsdogs"):
         assert (project / path).exists()
 

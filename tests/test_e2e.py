@@ -1,60 +1,19 @@
 """End to end: `dvc repro` in a temporary copy of the repository, with tiny params, as a user runs it."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, tiny_full
-
-GIT_ENV = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com"}
-
-
-def _run(cwd: Path, *args: str) -> str:
-    env = {**os.environ, **GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def _dvc(cwd: Path, *args: str) -> str:
-    return _run(cwd, sys.executable, "-m", "dvc", *args)
-
-
-def _copy_repo(target: Path) -> None:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file() and name != "dvc.lock":
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+from tests.conftest import tiny_full
+from tests.workspace import committed_repro, dvc, run, stages_run
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A committed copy of the repo with tiny params, after one `dvc repro`."""
-    root = tmp_path_factory.mktemp("repo")
-    _copy_repo(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_full(), sort_keys=False))
-    for command in (["init", "-q"], ["config", "user.name", "e2e"], ["config", "user.email", "e2e@example.com"]):
-        _run(root, "git", *command)
-    _run(root, "git", "add", "-A")
-    _run(root, "git", "commit", "-qm", "tiny params")
-    _dvc(root, "repro")
-    _run(root, "git", "add", "-A")
-    _run(root, "git", "commit", "-qm", "first run")
-    return root
+    return committed_repro(tmp_path_factory.mktemp("repo"), tiny_full())
 
 
 MODELS = tuple(tiny_full()["models"])
@@ -73,7 +32,7 @@ def test_repro_writes_test_metrics_and_plots_for_every_model(workspace: Path, mo
 
 
 def test_metrics_show_lists_split_train_and_test_metrics_of_every_model(workspace: Path) -> None:
-    shown = json.loads(_dvc(workspace, "metrics", "show", "--json"))
+    shown = json.loads(dvc(workspace, "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
     assert {"metrics/catsdogs/split.json", "metrics/cifar10/split.json"} <= set(files)
     assert {f"metrics/{model}/test.json" for model in MODELS} <= set(files)
@@ -82,18 +41,14 @@ def test_metrics_show_lists_split_train_and_test_metrics_of_every_model(workspac
 
 
 def test_second_repro_has_nothing_to_do(workspace: Path) -> None:
-    output = _dvc(workspace, "repro")
+    output = dvc(workspace, "repro")
     assert "Running stage" not in output
-    assert "up to date" in _dvc(workspace, "status")
-
-
-def _stages_run(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    assert "up to date" in dvc(workspace, "status")
 
 
 def test_one_model_runs_alone_as_an_experiment(workspace: Path) -> None:
-    output = _dvc(workspace, "exp", "run", "evaluate@cifar_cnn_bn", "-S", "+models.cifar_cnn_bn.lr=0.01")
-    assert _stages_run(output) == {"train@cifar_cnn_bn", "evaluate@cifar_cnn_bn"}
+    output = dvc(workspace, "exp", "run", "evaluate@cifar_cnn_bn", "-S", "+models.cifar_cnn_bn.lr=0.01")
+    assert stages_run(output) == {"train@cifar_cnn_bn", "evaluate@cifar_cnn_bn"}
 
 
 def test_one_model_reruns_alone_with_a_glob_target(workspace: Path) -> None:
@@ -102,17 +57,17 @@ def test_one_model_reruns_alone_with_a_glob_target(workspace: Path) -> None:
     raw["models"]["cifar_mlp"]["lr"] = 0.02
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     try:
-        output = _dvc(workspace, "repro", "--glob", "evaluate*cifar_mlp*")
+        output = dvc(workspace, "repro", "--glob", "evaluate*cifar_mlp*")
     finally:
-        _run(workspace, "git", "checkout", "params.yaml", "dvc.lock")
-        _dvc(workspace, "checkout", "-q")
-    assert _stages_run(output) == {"train@cifar_mlp", "evaluate@cifar_mlp"}
+        run(workspace, "git", "checkout", "params.yaml", "dvc.lock")
+        dvc(workspace, "checkout", "-q")
+    assert stages_run(output) == {"train@cifar_mlp", "evaluate@cifar_mlp"}
 
 
 def test_aug_change_reruns_only_train_and_evaluate(workspace: Path) -> None:
-    output = _dvc(workspace, "exp", "run", "-S", "aug.rotation=20")
-    assert _stages_run(output) == {f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
-    experiments = json.loads(_dvc(workspace, "exp", "show", "--json"))
+    output = dvc(workspace, "exp", "run", "-S", "aug.rotation=20")
+    assert stages_run(output) == {f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
+    experiments = json.loads(dvc(workspace, "exp", "show", "--json"))
     rotations = {
         run["data"]["params"]["params.yaml"]["data"]["aug"]["rotation"]
         for baseline in experiments

@@ -42,34 +42,36 @@ def _recomputed(paths: Paths) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
 def test_classification_metrics_match_hand_computed_values():
     actual = np.array([0, 0, 1, 1, 2])
     predicted = np.array([0, 1, 1, 1, 0])
-    metrics = classification_metrics(actual, predicted, ["a", "b", "c"])
-    assert metrics["per_class"]["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
-    assert metrics["per_class"]["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
-    assert metrics["macro"] == pytest.approx({"precision": (0.5 + 2 / 3) / 3, "recall": 0.5, "f1": 1.3 / 3})
+    per_class, macro = classification_metrics(actual, predicted, ["a", "b", "c"])
+    assert per_class["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert per_class["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert macro == pytest.approx({"precision": (0.5 + 2 / 3) / 3, "recall": 0.5, "f1": 1.3 / 3})
 
 
 def test_a_class_never_predicted_scores_zero_not_nan():
-    metrics = classification_metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]), ["a", "b", "c"])
-    assert metrics["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
-    assert not any(math.isnan(value) for value in metrics["macro"].values())
-    json.dumps(metrics, allow_nan=False)
+    per_class, macro = classification_metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]), ["a", "b", "c"])
+    assert per_class["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert not any(math.isnan(value) for value in macro.values())
+    json.dumps([per_class, macro], allow_nan=False)
 
 
 def test_a_class_absent_from_the_test_set_has_zero_support():
-    metrics = classification_metrics(np.array([0, 1]), np.array([0, 1]), ["a", "b", "c"])
-    assert metrics["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    assert metrics["per_class"]["a"]["f1"] == 1.0
+    per_class, _ = classification_metrics(np.array([0, 1]), np.array([0, 1]), ["a", "b", "c"])
+    assert per_class["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert per_class["a"]["f1"] == 1.0
 
 
-def test_evaluate_writes_test_json_with_every_figure(trained):
+def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(trained):
     returned = evaluate("catsdogs_cnn", trained, "cpu")
     written = json.loads(trained.test_metrics("catsdogs_cnn").read_text())
-    assert written == returned
-    assert set(written) == {"accuracy", "loss", "samples", "per_class", "macro"}
+    assert {**written, "per_class": returned["per_class"]} == returned
+    assert set(written) == {"accuracy", "loss", "samples", "macro"}
     assert written["samples"] == 6
-    assert set(written["per_class"]) == {"cat", "dog"}
-    assert sum(item["support"] for item in written["per_class"].values()) == 6
     assert set(written["macro"]) == {"precision", "recall", "f1"}
+    rows = json.loads(trained.per_class("catsdogs_cnn").read_text())
+    assert [row["class"] for row in rows] == ["cat", "dog"]
+    assert sum(row["support"] for row in rows) == 6
+    assert rows[0] == {"class": "cat", **returned["per_class"]["cat"]}
 
 
 def test_evaluate_accuracy_and_loss_match_the_saved_model(trained):

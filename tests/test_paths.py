@@ -33,6 +33,7 @@ def _expected_outputs() -> set[str]:
             train_dir / "plots" / "images",
             paths.test_metrics(model),
             paths.confusion(model),
+            paths.per_class(model),
             paths.misclassified(model),
         }
     return {str(path) for path in expected}

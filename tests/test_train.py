@@ -12,7 +12,7 @@ from pipeline.params import parse_params
 from pipeline.paths import Paths
 from pipeline.preprocess import preprocess
 from pipeline.split import split
-from pipeline.train import make_optimizer, train
+from pipeline.train import make_optimizer, penalized_weights, train, weight_penalty
 
 CURVES = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -70,6 +70,15 @@ def test_train_writes_dvclive_metrics_and_the_learning_curve_image(prepared, tin
     assert metrics["best"]["epoch"] == best_epoch
     assert metrics["best"]["val/acc"] == pytest.approx(best_acc)
     assert (folder / "plots" / "images" / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
+    assert (folder / "plots" / "images" / "augmentation.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_augmentation_preview_changes_with_the_aug_params(prepared, tiny_params):
+    preview = prepared.train_dir("catsdogs_cnn") / "plots" / "images" / "augmentation.png"
+    train("catsdogs_cnn", tiny_params, prepared)
+    plain = preview.read_bytes()
+    train("catsdogs_cnn", parse_params(tiny_raw(**{"aug.rotation": 30})), prepared)
+    assert preview.read_bytes() != plain
 
 
 def test_two_runs_with_the_same_params_give_identical_weights_and_metrics(prepared, tiny_params):
@@ -203,6 +212,36 @@ def test_l1_penalty_shrinks_the_weights(prepared):
     without = sum(w.abs().sum() for w in _weights(prepared).values())
     train("catsdogs_cnn", parse_params(tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.01, "train.l1": 0.01})), prepared)
     assert sum(w.abs().sum() for w in _weights(prepared).values()) < without
+
+
+def test_penalties_are_logged_apart_from_the_data_loss(prepared):
+    plain = train("catsdogs_cnn", parse_params(tiny_raw()), prepared)
+    assert plain["train/penalty"] == 0
+    heavy = train("catsdogs_cnn", parse_params(tiny_raw(**{"train.l2": 1.0, "train.l1": 0.1})), prepared)
+    assert heavy["train/penalty"] > 10 * heavy["train/loss"]
+    assert heavy["train/loss"] < 5
+    assert [step for step, value in _curve(prepared, "train/penalty") if value > 0] == [1, 2]
+
+
+def test_l2_penalty_shrinks_the_weights(prepared):
+    sgd = {"train.optimizer": "sgd", "train.lr": 0.01}
+    train("catsdogs_cnn", parse_params(tiny_raw(**sgd)), prepared)
+    without = sum(w.square().sum() for w in _weights(prepared).values())
+    train("catsdogs_cnn", parse_params(tiny_raw(**sgd, **{"train.l2": 0.01})), prepared)
+    assert sum(w.square().sum() for w in _weights(prepared).values()) < without
+
+
+def test_weight_penalty_is_l1_times_abs_sum_plus_l2_times_square_sum():
+    kernels = [torch.tensor([[1.0, -2.0]]), torch.tensor([[[3.0]]])]
+    assert weight_penalty(kernels, 0.5, 0.0).item() == pytest.approx(0.5 * 6)
+    assert weight_penalty(kernels, 0.0, 0.1).item() == pytest.approx(0.1 * 14)
+    assert weight_penalty(kernels, 0.5, 0.1).item() == pytest.approx(3 + 1.4)
+
+
+def test_only_conv_and_dense_kernels_are_penalized():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.LazyLinear(1))
+    model(torch.zeros(1, 1, 5, 5))
+    assert [tuple(w.shape) for w in penalized_weights(model)] == [(2, 1, 3, 3), (1, 18)]
 
 
 def test_a_model_that_cannot_be_built_is_an_error_naming_its_params_block(prepared):

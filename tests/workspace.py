@@ -1,0 +1,61 @@
+"""A committed copy of the repository in a temporary folder, run with the real `dvc` and `git` as a user runs them."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import REPO
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com", "DVC_STUDIO_OFFLINE": "true"}
+
+
+def run(cwd: Path, *args: str, timeout: int = 600) -> str:
+    """Run a command with this environment's tools first on PATH; its stdout and stderr, or a failed assertion."""
+    env = {**os.environ, **GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    """Run `dvc` in `cwd`."""
+    return run(cwd, sys.executable, "-m", "dvc", *args)
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def committed_repro(root: Path, params: dict[str, Any]) -> Path:
+    """Copy the repository's files to `root` with `params`, commit, `dvc repro`, and commit the results."""
+    _copy_repo(root)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in (["init", "-q"], ["config", "user.name", "e2e"], ["config", "user.email", "e2e@example.com"]):
+        run(root, "git", *command)
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "tiny params")
+    dvc(root, "repro")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "first run")
+    return root
+
+
+def _copy_repo(target: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file() and name != "dvc.lock":
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
