@@ -75,11 +75,13 @@ def test_metrics_diff_compares_two_experiments(swept):
 
 def test_plots_diff_draws_both_experiments_learning_curves_on_one_chart(swept):
     root, experiments = swept
-    curve = "metrics/catsdogs_cnn/train/plots/metrics/val/loss.tsv"
-    plots = json.loads(dvc(root, "plots", "diff", *experiments, "--targets", curve, "--json"))
-    (chart,) = plots["data"][curve]
+    curves = "metrics/catsdogs_cnn/train/plots/metrics"
+    plots = json.loads(dvc(root, "plots", "diff", *experiments, "--targets", curves, "--json"))
+    (chart,) = plots["data"][f"{curves}/val/loss.tsv"]
     assert sorted(chart["revisions"]) == sorted(experiments)
-    assert {point["rev"] for point in chart["content"]["data"]["values"]} == set(experiments)
+    points = chart["content"]["data"]["values"]
+    assert {point["rev"] for point in points} == set(experiments)
+    assert sorted({int(point["step"]) for point in points}) == [1, 2]  # epochs, as dvc.yaml's `x: step` says
 
 
 def test_report_tabulates_the_sweep_and_charts_the_baseline_and_best_run(swept):
