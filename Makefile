@@ -15,7 +15,7 @@ test: sync
 	$(UV) run --locked pytest
 
 sync: $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools

@@ -67,7 +67,7 @@ def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overri
 
     loaded = _params(params, set_)
     count = run(_dataset(loaded, dataset), loaded.data[dataset], loaded.seed, Paths())
-    typer.echo(f"{dataset}: {count} images in {Paths().raw_archive(dataset)}")
+    typer.echo(f"{dataset}: {count} samples in {Paths().raw_dir(dataset)}")
 
 
 @app.command()
@@ -127,3 +127,28 @@ def report(
     from pipeline.report import report as run
 
     typer.echo(f"wrote {run(out, model or None)}")
+
+
+sanity = typer.Typer(help="Checks that explain training: run them on a model before trusting its numbers.")
+app.add_typer(sanity, name="sanity")
+
+
+@sanity.command()
+@_user_errors
+def overfit(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name, a key under `models` in params.yaml.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Training images to learn by heart.")] = 3,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="At most this many steps.")] = 1000,
+    min_steps: Annotated[int, typer.Option("--min-steps", min=0, help="At least this many steps.")] = 0,
+    target_loss: Annotated[float, typer.Option("--target-loss", help="Stop once the loss is below this.")] = 0.01,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+) -> None:
+    """Train a fresh model on N training images until the loss is near zero, then print its train-mode and
+    eval-mode predictions side by side (BatchNorm makes them differ)."""
+    from pipeline.sanity import overfit as run
+    from pipeline.sanity import render
+
+    loaded = _params(params, set_)
+    result = run(model, loaded, Paths(), n=n, max_steps=steps, min_steps=min_steps, target_loss=target_loss)
+    typer.echo(render(result, model))

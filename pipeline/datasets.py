@@ -1,7 +1,8 @@
-"""What the pipeline knows about each dataset: its classes, its sources and how its raw images are named."""
+"""What the pipeline knows about each dataset: its classes, its sources, and how its raw samples are stored."""
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -13,6 +14,9 @@ class DatasetSpec:
     `image_name` matches a member path of the raw archive and captures the class (`cls`), optionally the image's
     number (`num`) and the official part it belongs to (`part`: train or test). A dataset with `official_test`
     keeps its official test images as the test split; the others split one pool three ways.
+
+    `kind` is `images` (a raw zip of encoded images) or `table` (a raw CSV, one sample per row, a `class` column
+    and numeric feature columns); for a table `image_name` is unused.
     """
 
     name: str
@@ -20,6 +24,7 @@ class DatasetSpec:
     sources: tuple[str, ...]
     image_name: re.Pattern[str]
     official_test: bool = False
+    kind: Literal["images", "table"] = "images"
 
     def class_of(self, member: str) -> str | None:
         """The class an archive member belongs to, or None when its name is not one of the dataset's images."""
@@ -55,7 +60,15 @@ CIFAR10 = DatasetSpec(
     official_test=True,
 )
 
-DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (CATSDOGS, CIFAR10)}
+IRIS = DatasetSpec(
+    name="iris",
+    classes=("setosa", "versicolor", "virginica"),
+    sources=("sklearn",),
+    image_name=re.compile(r"(?!)"),
+    kind="table",
+)
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (CATSDOGS, CIFAR10, IRIS)}
 
 
 def dataset_spec(name: str) -> DatasetSpec:

@@ -3,7 +3,8 @@
 dogs-vs-cats: `sample` generates the embedded synthetic set, `kaggle` fetches the competition, `local` takes the
 user's zip or folder. CIFAR-10: `sample` generates a synthetic set in the official pickle format, `torchvision`
 fetches the official archive, `local` takes the user's archive, extracted folder or class-folder tree. All end in
-the same archive, which the later stages read with the same code.
+the same archive, which the later stages read with the same code. Iris: `sklearn`, the copy scikit-learn ships,
+written as a raw table (see `pipeline.tables`).
 """
 
 import io
@@ -19,21 +20,22 @@ from pipeline.cifar_sample import cifar10_sample
 from pipeline.datasets import CATSDOGS, DatasetSpec, dataset_spec
 from pipeline.errors import PipelineError
 from pipeline.kaggle import fetch_competition
-from pipeline.params import CatsDogsData, Cifar10Data, DataSource
+from pipeline.params import CatsDogsData, Cifar10Data, DataSource, IrisData
 from pipeline.paths import Paths
-from pipeline.rawdata import IGNORED_PREFIXES, list_images, write_zip
+from pipeline.rawdata import IGNORED_PREFIXES, raw_samples, write_zip
 from pipeline.sample import catsdogs_sample
+from pipeline.tables import write_iris
 
 KAGGLE_COMPETITION = "dogs-vs-cats"
 INNER_ARCHIVE = "train.zip"
 
 
 def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> int:
-    """Produce the dataset's raw archive from the configured source; returns the number of images in it."""
+    """Produce the dataset's raw archive (or table) from the configured source; returns the number of samples."""
     spec = dataset_spec(dataset)
-    target = paths.raw_archive(dataset)
+    target = paths.raw_table(dataset) if spec.kind == "table" else paths.raw_archive(dataset)
     DOWNLOADERS[dataset](data, seed, target)
-    return len(list_images(target, spec))
+    return len(raw_samples(paths, spec)[1])
 
 
 def download_catsdogs(data: CatsDogsData, seed: int, target: Path) -> None:
@@ -61,7 +63,16 @@ def download_cifar10(data: Cifar10Data, seed: int, target: Path) -> None:
     write_zip(target, members)
 
 
-DOWNLOADERS: dict[str, Callable[[Any, int, Path], None]] = {"catsdogs": download_catsdogs, "cifar10": download_cifar10}
+def download_iris(data: IrisData, seed: int, target: Path) -> None:
+    """Write Iris's raw table from the copy scikit-learn ships (the seed is unused: the data is fixed)."""
+    write_iris(target)
+
+
+DOWNLOADERS: dict[str, Callable[[Any, int, Path], None]] = {
+    "catsdogs": download_catsdogs,
+    "cifar10": download_cifar10,
+    "iris": download_iris,
+}
 
 
 def ingest(source: Path, target: Path, spec: DatasetSpec, key: str) -> None:

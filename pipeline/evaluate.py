@@ -1,8 +1,8 @@
 """Stage `evaluate`: score a trained model on its dataset's test split.
 
-Writes `metrics/<model>/test.json` (accuracy, loss, macro-averaged precision, recall and F1) and, for
-`dvc plots show`, the per-class precision, recall, F1 and support, the test predictions as a confusion matrix, and
-a grid of misclassified test images.
+Writes `metrics/<model>/test.json` (accuracy, loss, expected calibration error, macro-averaged precision, recall
+and F1) and, for `dvc plots show`, the per-class precision, recall, F1 and support, the test predictions as a
+confusion matrix, a reliability diagram, and a grid of misclassified test images.
 """
 
 import json
@@ -14,8 +14,9 @@ from pipeline.atomic import write_json, write_text
 from pipeline.checkpoint import load_model
 from pipeline.models import loss, probabilities
 from pipeline.paths import Paths
-from pipeline.plots import misclassified_grid, save_png
-from pipeline.preprocess import load_split
+from pipeline.diagnostics import expected_calibration_error, reliability_bins
+from pipeline.plots import misclassified_grid, misclassified_scatter, reliability_diagram, save_png
+from pipeline.preprocess import SplitArrays, load_meta, load_split
 from pipeline.runtime import Normalization, pick_device, place, predict
 
 BATCH_SIZE = 256
@@ -27,21 +28,20 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved["dataset"], "test")
     normalization = Normalization.from_meta(saved["normalization"])
-    logits = predict(place(model, device), test.images, BATCH_SIZE, device, normalization)
-    predicted = probabilities(logits).argmax(1).numpy()
-    classes = saved["classes"]
-    per_class, macro = classification_metrics(test.labels, predicted, classes)
+    logits = predict(place(model, device), test.inputs, BATCH_SIZE, device, normalization)
+    class_probabilities = probabilities(logits).numpy()
+    predicted = class_probabilities.argmax(1)
+    per_class, macro = classification_metrics(test.labels, predicted, saved["classes"])
     metrics = {
         "accuracy": float(np.mean(predicted == test.labels)),
         "loss": loss(logits, torch.from_numpy(test.labels)).item(),
+        "ece": expected_calibration_error(class_probabilities, test.labels),
         "samples": len(test.labels),
         "macro": macro,
     }
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
-    _write_confusion(paths, model_name, test.labels, predicted, classes)
-    figure = misclassified_grid(test.images, test.labels, predicted, classes, title=f"{model_name}: misclassified")
-    save_png(figure, paths.misclassified(model_name))
+    _write_plots(paths, model_name, saved["dataset"], test, class_probabilities, saved["classes"], metrics["ece"])
     return {**metrics, "per_class": per_class}
 
 
@@ -65,6 +65,30 @@ def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: l
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator elementwise, 0 where the denominator is 0 (a class never predicted or present)."""
     return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
+
+
+def _write_plots(
+    paths: Paths,
+    model_name: str,
+    dataset: str,
+    test: SplitArrays,
+    class_probabilities: np.ndarray,
+    classes: list[str],
+    ece: float,
+) -> None:
+    """The confusion matrix, the reliability diagram and the misclassified test images."""
+    predicted = class_probabilities.argmax(1)
+    _write_confusion(paths, model_name, test.labels, predicted, classes)
+    bins = reliability_bins(class_probabilities, test.labels)
+    title = f"{model_name}: calibration on the test split"
+    save_png(reliability_diagram(bins, ece, title), paths.reliability(model_name))
+    title = f"{model_name}: misclassified"
+    if test.inputs.ndim == 2:
+        names = load_meta(paths, dataset)["features"]
+        figure = misclassified_scatter(test.inputs, test.labels, predicted, classes, names, title)
+    else:
+        figure = misclassified_grid(test.inputs, test.labels, predicted, classes, title=title)
+    save_png(figure, paths.misclassified(model_name))
 
 
 def _write_confusion(paths: Paths, model_name: str, actual: np.ndarray, predicted: np.ndarray, classes) -> None:

@@ -18,7 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import PipelineError
-from pipeline.params import ARCH_ARGS, Block, CatsDogsCnnArgs, CifarCnnArgs, MlpArgs, ResNet18Args, Vgg16Args
+from pipeline.params import (
+    ARCH_ARGS,
+    BatchNormArgs,
+    Block,
+    CatsDogsCnnArgs,
+    CifarCnnArgs,
+    MlpArgs,
+    ResNet18Args,
+    Vgg16Args,
+)
 
 if TYPE_CHECKING:  # torchvision is imported where a torchvision model is built: importing it takes seconds
     from torchvision.models import WeightsEnum
@@ -29,6 +38,7 @@ ARCHS: dict[str, Factory] = {}
 PRETRAINED: dict[str, WeightsLoader] = {}
 _GROUP_LR = "pipeline_group_lr"
 IMAGENET_CHANNELS = 3
+BATCHNORM = nn.modules.batchnorm._BatchNorm  # the base of BatchNorm1d/2d/3d
 
 
 def register(name: str, *, weights: WeightsLoader | None = None) -> Callable[[Factory], Factory]:
@@ -63,7 +73,21 @@ def build_model(
     model = ARCHS[arch](args, in_channels=in_channels, size=size, outputs=output_count(num_classes))
     if load_weights and arch in PRETRAINED:
         PRETRAINED[arch](model, args)
+    if isinstance(args, BatchNormArgs):
+        set_bn_momentum(model, args.bn_momentum)
     return model
+
+
+def set_bn_momentum(model: nn.Module, kept: float) -> None:
+    """Keep `kept` of every BatchNorm layer's running statistics at each training step (PyTorch: 1 - kept)."""
+    for module in model.modules():
+        if isinstance(module, BATCHNORM):
+            module.momentum = 1 - kept
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether the model has BatchNorm layers, whose train and eval modes differ."""
+    return any(isinstance(module, BATCHNORM) for module in model.modules())
 
 
 def parameter_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:

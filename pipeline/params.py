@@ -51,6 +51,10 @@ class Cifar10Data(DataSource):
     sample_test_per_class: Count = 100
 
 
+class IrisData(DataSource):
+    source: Literal["sklearn"] = "sklearn"
+
+
 class CountSplit(Block):
     """Images per class in each split, drawn from one pool (dogs-vs-cats has no official test set)."""
 
@@ -80,6 +84,12 @@ class Cifar10Preprocess(PreprocessParams):
     normalize: bool = True
 
 
+class TablePreprocess(Block):
+    """A table's features are stored as they are; `normalize` standardises them with the training split's stats."""
+
+    normalize: bool = True
+
+
 class PerDataset(Block):
     """One optional block per known dataset; the datasets present are the ones the pipeline runs."""
 
@@ -99,16 +109,19 @@ class PerDataset(Block):
 class DataBlocks(PerDataset):
     catsdogs: CatsDogsData | None = None
     cifar10: Cifar10Data | None = None
+    iris: IrisData | None = None
 
 
 class SplitBlocks(PerDataset):
     catsdogs: CountSplit | None = None
     cifar10: HoldoutSplit | None = None
+    iris: CountSplit | None = None
 
 
 class PreprocessBlocks(PerDataset):
     catsdogs: PreprocessParams | None = None
     cifar10: Cifar10Preprocess | None = None
+    iris: TablePreprocess | None = None
 
 
 class AugParams(Block):
@@ -164,7 +177,25 @@ class MlpArgs(Block):
     hidden: Annotated[list[Count], Field(min_length=1)] = [256, 128]
 
 
-class CifarCnnArgs(Block):
+BnMomentum = Annotated[float, Field(ge=0, lt=1)]
+BN_MOMENTUM = 0.9
+
+
+class BatchNormArgs(Block):
+    """`bn_momentum`: the share of BatchNorm's running mean and variance kept at each training step (Keras's
+    convention; PyTorch's `momentum` is 1 minus it). 0.9 is PyTorch's default; lower follows recent batches
+    faster. Only for a model with BatchNorm layers."""
+
+    bn_momentum: BnMomentum = BN_MOMENTUM
+
+    @model_validator(mode="after")
+    def _momentum_needs_batchnorm(self) -> "BatchNormArgs":
+        if self.bn_momentum != BN_MOMENTUM and not getattr(self, "batchnorm", True):
+            raise ValueError("bn_momentum is set, but the model has no BatchNorm layers (batchnorm: false)")
+        return self
+
+
+class CifarCnnArgs(BatchNormArgs):
     """Three blocks of two 3x3 convs and a 2x2 maxpool, then a dense layer; BatchNorm and Dropout optional."""
 
     widths: tuple[Count, Count, Count] = (32, 64, 128)
@@ -173,7 +204,7 @@ class CifarCnnArgs(Block):
     dropout: tuple[Probability, Probability, Probability, Probability] = (0, 0, 0, 0)
 
 
-class Vgg16Args(Block):
+class Vgg16Args(BatchNormArgs):
     """torchvision VGG16 (`batchnorm`: its VGG16-BN variant), ImageNet weights optional; `freeze` keeps the conv
     features fixed, else they train at `features_lr` (null: the model's own lr)."""
 
@@ -185,7 +216,7 @@ class Vgg16Args(Block):
     dropout: Probability = 0.5
 
 
-class ResNet18Args(Block):
+class ResNet18Args(BatchNormArgs):
     """torchvision ResNet-18 from scratch; `small_input` swaps the ImageNet stem for a 3x3 stride-1 conv, no maxpool."""
 
     small_input: bool = True

@@ -19,6 +19,10 @@ class Paths:
         """Every source ends in this one zip of encoded images (see `pipeline.rawdata`)."""
         return self.raw_dir(dataset) / "images.zip"
 
+    def raw_table(self, dataset: str) -> Path:
+        """A table dataset's raw samples: one CSV, a row per sample (see `pipeline.tables`)."""
+        return self.raw_dir(dataset) / "table.csv"
+
     def manifest_dir(self, dataset: str) -> Path:
         return self.root / "data" / "manifests" / dataset
 
@@ -65,6 +69,9 @@ class Paths:
         """Per-class precision, recall, F1 and support as plot rows; kept out of test.json so that
         `dvc exp show` has a few columns per model, not forty."""
         return self.eval_dir(model) / "per_class.json"
+
+    def reliability(self, model: str) -> Path:
+        return self.eval_dir(model) / "reliability.png"
 
     def misclassified(self, model: str) -> Path:
         return self.eval_dir(model) / "misclassified.png"

@@ -30,13 +30,15 @@ def learning_curves(history: list[dict[str, float]], title: str) -> Figure:
 def compared_curves(histories: dict[str, list[dict[str, float]]], title: str) -> Figure:
     """Loss and accuracy per epoch of one or more runs (by label), side by side; train dashed, validation solid."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for color, (label, history) in enumerate(histories.items()):
+    for run, (label, history) in enumerate(histories.items()):
         epochs = [row["epoch"] for row in history]
+        marker = "o" if len(epochs) <= 30 else None
         for axis, metric in zip(axes, ("loss", "acc"), strict=True):
             for split, style in (("train", "--"), ("val", "-")):
+                color = f"C{run}" if len(histories) > 1 else ("C0" if split == "train" else "C1")
                 values = [row[f"{split}/{metric}"] for row in history]
                 name = f"{label} {split}".strip()
-                axis.plot(epochs, values, style, marker="o", markersize=3, color=f"C{color}", label=name)
+                axis.plot(epochs, values, style, marker=marker, markersize=3, color=color, label=name)
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -92,3 +94,57 @@ def misclassified_grid(
     figure.suptitle(f"{title} ({len(np.flatnonzero(actual != predicted))} of {len(actual)}; true -> predicted)")
     figure.tight_layout()
     return figure
+
+
+def reliability_diagram(bins: list[dict], ece: float, title: str) -> Figure:
+    """Accuracy against confidence per confidence bin, beside the diagonal of perfect calibration; bar width
+    spans the bin, and the count of test samples in each bin is printed on it."""
+    figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    axis.plot([0, 1], [0, 1], "--", color="gray", label="perfectly calibrated")
+    for row in bins:
+        width = row["high"] - row["low"]
+        axis.bar(row["low"], row["accuracy"], width=width, align="edge", color="C0", edgecolor="white", alpha=0.8)
+        axis.plot(row["confidence"], row["accuracy"], "o", color="C3", markersize=4)
+        centre = (row["low"] + width / 2, row["accuracy"])
+        axis.annotate(str(row["count"]), centre, ha="center", va="bottom", fontsize=7)
+    axis.plot([], [], "o", color="C3", label="mean confidence of the bin")
+    axis.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence (top probability)", ylabel="accuracy")
+    axis.set_title(f"{title}\nexpected calibration error {ece:.3f}", fontsize=10)
+    axis.legend(loc="upper left", fontsize=8)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def misclassified_scatter(
+    features: np.ndarray,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    feature_names: list[str],
+    title: str,
+) -> Figure:
+    """Table rows on the two features that separate the classes best (largest spread of class means against
+    the spread within classes), coloured by true class; misclassified rows ringed in red."""
+    first, second = _most_separating(features, actual)
+    figure, axis = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    for label, name in enumerate(classes):
+        rows = actual == label
+        axis.scatter(features[rows, first], features[rows, second], s=18, color=f"C{label}", label=name)
+    wrong = actual != predicted
+    ringed = {"s": 90, "facecolors": "none", "edgecolors": "red", "linewidths": 1.5}
+    axis.scatter(features[wrong, first], features[wrong, second], **ringed, label="misclassified")
+    axis.set(xlabel=feature_names[first], ylabel=feature_names[second])
+    axis.set_title(f"{title} ({int(wrong.sum())} of {len(actual)})", fontsize=10)
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def _most_separating(features: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """The indices of the two features with the highest ratio of between-class to within-class variance."""
+    present = np.unique(labels)
+    means = np.stack([features[labels == label].mean(axis=0) for label in present])
+    within = np.stack([features[labels == label].var(axis=0) for label in present]).mean(axis=0)
+    score = means.var(axis=0) / np.maximum(within, 1e-12)
+    first, second = np.argsort(-score, kind="stable")[:2]
+    return int(first), int(second)

@@ -1,9 +1,10 @@
 """Stage `preprocess`: decode each manifest's images with OpenCV, convert colour, resize, store as uint8 arrays.
 
-Output per split: `<split>_images.npy` (N, size, size, channels) and `<split>_labels.npy` (N,), plus `meta.json`
+Output per split: `<split>_inputs.npy` (N, size, size, channels) and `<split>_labels.npy` (N,), plus `meta.json`
 (classes, size, colour, the training split's per-channel mean and std, and whether models normalise with them)
 and `skipped.csv`. A corrupt or unreadable image is skipped, counted and listed; it never
 aborts the run. Arrays are plain .npy files, so equal inputs give byte-identical outputs.
+Table datasets (Iris) are stored by `pipeline.tables.preprocess_table` in the same files.
 """
 
 import json
@@ -19,23 +20,27 @@ from tqdm import tqdm
 from pipeline.atomic import atomic_path, write_json
 from pipeline.datasets import dataset_spec
 from pipeline.errors import PipelineError
-from pipeline.params import PreprocessParams
+from pipeline.params import PreprocessParams, TablePreprocess
 from pipeline.paths import SPLITS, Paths
 from pipeline.rawdata import open_archive
 from pipeline.split import read_manifest
+from pipeline.tables import preprocess_table
 
 
 @dataclass(frozen=True)
 class SplitArrays:
-    """One preprocessed split: uint8 images (N, H, W, C) and int64 labels (N,)."""
+    """One preprocessed split: its inputs, uint8 images (N, H, W, C) or float32 table rows (N, features), and
+    int64 labels (N,)."""
 
-    images: np.ndarray
+    inputs: np.ndarray
     labels: np.ndarray
 
 
-def preprocess(dataset: str, params: PreprocessParams, paths: Paths) -> dict:
+def preprocess(dataset: str, params: PreprocessParams | TablePreprocess, paths: Paths) -> dict:
     """Write the arrays of every split; returns the kept and skipped counts per split."""
     spec = dataset_spec(dataset)
+    if spec.kind == "table":
+        return preprocess_table(spec, params, paths)
     summary: dict[str, dict[str, int]] = {}
     skipped: list[dict[str, str]] = []
     stats: dict[str, list[float]] = {}
@@ -44,13 +49,14 @@ def preprocess(dataset: str, params: PreprocessParams, paths: Paths) -> dict:
         for name in SPLITS:
             manifest = read_manifest(paths, dataset, name)
             arrays, failures = _decode_split(archive, manifest, params, f"preprocess {dataset}/{name}")
-            np.save(out / f"{name}_images.npy", arrays.images)
+            np.save(out / f"{name}_inputs.npy", arrays.inputs)
             np.save(out / f"{name}_labels.npy", arrays.labels)
             summary[name] = {"kept": len(arrays.labels), "skipped": len(failures)}
             skipped += [{"split": name, **failure} for failure in failures]
             if name == "train":
-                stats = channel_stats(arrays.images)
+                stats = channel_stats(arrays.inputs)
         meta = {
+            "kind": "images",
             "classes": list(spec.classes),
             "size": params.size,
             "color": params.color,
@@ -68,7 +74,7 @@ def preprocess(dataset: str, params: PreprocessParams, paths: Paths) -> dict:
 def split_files(paths: Paths, dataset: str, split_names: tuple[str, ...]) -> list[Path]:
     """The files a consumer of these preprocessed splits depends on: meta.json and each split's two arrays."""
     folder = paths.processed_dir(dataset)
-    arrays = [folder / f"{name}_{kind}.npy" for name in split_names for kind in ("images", "labels")]
+    arrays = [folder / f"{name}_{kind}.npy" for name in split_names for kind in ("inputs", "labels")]
     return [folder / "meta.json", *arrays]
 
 

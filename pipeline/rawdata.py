@@ -1,4 +1,5 @@
-"""The raw layout every source ends in: one zip of encoded images named as the dataset's spec says.
+"""The raw layout every image source ends in: one zip of encoded images named as the dataset's spec says.
+(Table datasets keep one CSV instead: see `pipeline.tables`; `raw_samples` lists either kind.)
 
 dogs-vs-cats keeps Kaggle's `train/<class>.<n>.jpg`; CIFAR-10 is stored as lossless PNGs named
 `<part>/<class>/<n>.png`, part being the official `train` or `test` set.
@@ -15,6 +16,8 @@ import pandas as pd
 from pipeline.atomic import atomic_path
 from pipeline.datasets import DatasetSpec
 from pipeline.errors import PipelineError
+from pipeline.paths import Paths
+from pipeline.tables import list_rows
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 IGNORED_PREFIXES = ("__MACOSX/",)
@@ -53,3 +56,12 @@ def list_images(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     frame = pd.DataFrame([row for row in rows if row[1] is not None], columns=["path", "class", "part", "number"])
     frame = frame.sort_values(["part", "class", "number", "path"], kind="stable").drop_duplicates("path")
     return frame.drop(columns="number").reset_index(drop=True)
+
+
+def raw_samples(paths: Paths, spec: DatasetSpec) -> tuple[Path, pd.DataFrame]:
+    """The dataset's raw file (archive or table) and its samples, one row each (`path`, `class`, `part`)."""
+    if spec.kind == "table":
+        source = paths.raw_table(spec.name)
+        return source, list_rows(source, spec)
+    source = paths.raw_archive(spec.name)
+    return source, list_images(source, spec)

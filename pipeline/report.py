@@ -31,6 +31,7 @@ class Run:
     rev: str | None
     params: dict[str, Any]
     scores: dict[str, dict[str, float]]
+    mode_gaps: dict[str, dict[str, Any]]
 
     @property
     def label(self) -> str:
@@ -88,12 +89,19 @@ def _run(state: dict, name: str, rev: str | None) -> Run:
     data = state.get("data") or {}
     params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
     metrics = data.get("metrics") or {}
-    scores = {}
+    scores, mode_gaps = {}, {}
     for model in params.get("models") or {}:
-        figures = (metrics.get(Paths().test_metrics(model).as_posix()) or {}).get("data") or {}
+        figures = _metrics_file(metrics, Paths().test_metrics(model))
         if all(key in figures for key in SCORES):
             scores[model] = {key: float(figures[key]) for key in SCORES}
-    return Run(name=name, rev=rev, params=dict(flatten(params)), scores=scores)
+        check = _metrics_file(metrics, Paths().train_dir(model) / "metrics.json").get("bn_check")
+        if check:
+            mode_gaps[model] = check
+    return Run(name=name, rev=rev, params=dict(flatten(params)), scores=scores, mode_gaps=mode_gaps)
+
+
+def _metrics_file(metrics: dict, path: Path) -> dict:
+    return (metrics.get(path.as_posix()) or {}).get("data") or {}
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -145,11 +153,36 @@ def markdown(runs: list[Run], models: list[str], charts: dict[str, str | None]) 
     unchanged = [model for model in model_names(runs) if model not in models]
     if unchanged:
         lines += ["", f"Same test scores in every run, so left out: {', '.join(unchanged)}."]
+    lines += _mode_gap_flags(runs, models)
     for model in models:
         lines += ["", f"## {model}", "", _chart_caption(runs[0], best[model], model)]
         if charts[model]:
             lines += ["", f"![{model} learning curves]({charts[model]})"]
     return "\n".join(lines) + "\n"
+
+
+def _mode_gap_flags(runs: list[Run], models: list[str]) -> list[str]:
+    """A warning per run and model whose training split scores much worse in eval mode than in train mode."""
+    flagged = [
+        (run, model, run.mode_gaps[model])
+        for run in runs
+        for model in models
+        if run.mode_gaps.get(model, {}).get("large")
+    ]
+    if not flagged:
+        return []
+    lines = [
+        "",
+        "**BatchNorm check:** these runs score their own training split much worse in eval mode than in train "
+        "mode; their running statistics do not match the training batches (see `pipeline sanity overfit`):",
+        "",
+    ]
+    for run, model, gap in flagged:
+        lines.append(
+            f"- `{run.label}` {model}: train-mode accuracy {gap['train_mode_acc']:.4f}, eval-mode "
+            f"{gap['eval_mode_acc']:.4f} (gap {gap['acc_gap']:.4f})"
+        )
+    return lines
 
 
 def _scores(run: Run, model: str, bold: bool) -> list[str]:

@@ -76,14 +76,19 @@ def batch_count(samples: int, batch_size: int) -> int:
     return -(-samples // batch_size)
 
 
-def to_tensor(images: np.ndarray, normalization: Normalization | None = None) -> torch.Tensor:
-    """uint8 NHWC images to float NCHW in [0, 1], or standardised per channel when a normalization is given."""
-    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+def to_tensor(inputs: np.ndarray, normalization: Normalization | None = None) -> torch.Tensor:
+    """uint8 NHWC images to float NCHW in [0, 1], or float table rows (N, features) as they are; standardised per
+    channel or feature when a normalization is given."""
+    if inputs.ndim == 2:
+        tensor = torch.from_numpy(inputs).float()
+    else:
+        tensor = torch.from_numpy(inputs).permute(0, 3, 1, 2).float().div_(255)
     if normalization is None:
         return tensor
-    mean = torch.tensor(normalization.mean).view(1, -1, 1, 1)
-    std = torch.tensor(normalization.std).view(1, -1, 1, 1)
-    return tensor.sub_(mean).div_(std)
+    shape = (1, -1) + (1,) * (tensor.ndim - 2)
+    mean = torch.tensor(normalization.mean).view(shape)
+    std = torch.tensor(normalization.std).view(shape)
+    return tensor.sub(mean).div_(std)
 
 
 @torch.no_grad()

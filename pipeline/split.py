@@ -17,7 +17,7 @@ from pipeline.datasets import DatasetSpec, dataset_spec
 from pipeline.errors import PipelineError
 from pipeline.params import CountSplit, HoldoutSplit
 from pipeline.paths import SPLITS, Paths
-from pipeline.rawdata import list_images
+from pipeline.rawdata import raw_samples
 
 COLUMNS = ["path", "label", "class"]
 
@@ -25,8 +25,8 @@ COLUMNS = ["path", "label", "class"]
 def split(dataset: str, sizes: CountSplit | HoldoutSplit, seed: int, paths: Paths) -> dict[str, dict[str, int]]:
     """Write the three manifests and their class counts; returns {split: {class: count}}."""
     spec = dataset_spec(dataset)
-    archive = paths.raw_archive(dataset)
-    images = list_images(archive, spec).assign(label=lambda frame: frame["class"].map(spec.classes.index))
+    archive, samples = raw_samples(paths, spec)
+    images = samples.assign(label=lambda frame: frame["class"].map(spec.classes.index))
     if isinstance(sizes, HoldoutSplit):
         rng = np.random.default_rng(sizes.seed)
         chosen = _holdout(images, spec, sizes, str(archive), rng)

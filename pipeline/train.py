@@ -19,7 +19,8 @@ from tqdm import tqdm
 from pipeline.augment import augmented_samples, build_augment, describe
 from pipeline.checkpoint import save_model
 from pipeline.errors import PipelineError
-from pipeline.models import build_model, loss, parameter_groups, probabilities
+from pipeline.diagnostics import confidence_figures, mode_gap
+from pipeline.models import build_model, has_batchnorm, loss, parameter_groups, probabilities
 from pipeline.params import ModelConfig, Params, TrainParams
 from pipeline.paths import Paths
 from pipeline.plots import augmentation_preview, learning_curves
@@ -39,7 +40,7 @@ def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | in
     seed_everything(params.seed, device)
     meta = load_meta(paths, config.dataset)
     train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
-    data = {**meta, "channels": train_set.images.shape[-1]}
+    data = {**meta, "channels": train_set.inputs.shape[-1]}
     model = place(_build(model_name, config, data), device)
     optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
     scheduler = make_scheduler(optimizer, settings)
@@ -52,7 +53,8 @@ def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | in
         total=settings.epochs * steps, initial=done * steps, desc=f"train {model_name} ({device})", unit="batch",
         disable=None,
     ) as bar:
-        live.log_image("augmentation.png", _augmentation_preview(config, params.seed, train_set))
+        if run.augments_images:
+            live.log_image("augmentation.png", _augmentation_preview(config, params.seed, train_set))
         for row in checkpoint.history:
             _log(live, row)
         for epoch in range(done + 1, settings.epochs + 1):
@@ -62,10 +64,13 @@ def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | in
             _log(live, row)
             checkpoint.save(model, optimizer, scheduler)
             bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
-        _summarise(live, checkpoint.history, f"{model_name} on {config.dataset}")
+        summary = _summarise(live, checkpoint.history, f"{model_name} on {config.dataset}")
+        if has_batchnorm(model):
+            summary["bn_check"] = run.mode_check(model, train_set, checkpoint.history[-1])
+            live.summary["bn_check"] = summary["bn_check"]
     save_model(paths.model_file(model_name), model, config, data, params.seed)
     checkpoint.remove()
-    return {**checkpoint.history[-1], "resumed_from_epoch": done, "device": str(device)}
+    return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
 
 
 def _build(model_name: str, config: ModelConfig, data: dict) -> nn.Module:
@@ -94,7 +99,8 @@ class _Run:
     def __init__(self, config: ModelConfig, seed: int, meta: dict, device: torch.device) -> None:
         self.config, self.seed, self.device = config, seed, device
         self.normalization = Normalization.from_meta(meta)
-        self.augment = build_augment(config.aug, seed, size=meta["size"])
+        self.augments_images = meta.get("kind", "images") == "images"  # a table's rows are not augmented
+        self.augment = build_augment(config.aug, seed, size=meta["size"]) if self.augments_images else None
 
     def epoch(
         self,
@@ -109,20 +115,29 @@ class _Run:
         settings = self.config.train
         generator = _seed_epoch(self.seed, epoch, self.augment)
         shuffled = batches(
-            train_set.images, train_set.labels, settings.batch_size,
+            train_set.inputs, train_set.labels, settings.batch_size,
             generator=generator, augment=self.augment, normalization=self.normalization,
         )
         fit = train_one_epoch(model, shuffled, optimizer, self.device, bar, settings.l1, settings.l2)
-        val_loss, val_acc = measure(model, val_set, settings.batch_size, self.device, self.normalization)
+        val = measure(model, val_set, settings.batch_size, self.device, self.normalization)
         return {
             "epoch": epoch,
             "train/loss": fit.loss,
             "train/acc": fit.accuracy,
             "train/penalty": fit.penalty,
-            "val/loss": val_loss,
-            "val/acc": val_acc,
+            **{f"train/{key}": value for key, value in fit.confidence.items()},
+            "val/loss": val.loss,
+            "val/acc": val.accuracy,
+            **{f"val/{key}": value for key, value in val.confidence.items()},
             "lr": optimizer.param_groups[-1]["lr"],
         }
+
+    def mode_check(self, model: nn.Module, train_set: SplitArrays, last: dict[str, float]) -> dict[str, float | bool]:
+        """The training split in eval mode (no augmentation) beside the last epoch's train-mode figures."""
+        scores = measure(model, train_set, self.config.train.batch_size, self.device, self.normalization)
+        return mode_gap(
+            {"acc": last["train/acc"], "loss": last["train/loss"]}, {"acc": scores.accuracy, "loss": scores.loss}
+        )
 
 
 def _seed_epoch(seed: int, epoch: int, augment) -> torch.Generator:
@@ -136,11 +151,22 @@ def _seed_epoch(seed: int, epoch: int, augment) -> torch.Generator:
 
 @dataclass(frozen=True)
 class EpochFit:
-    """What one training epoch saw, in training mode: mean data loss, accuracy, and mean weight penalty."""
+    """What one training epoch saw, in training mode: mean data loss, accuracy, mean weight penalty, and how sure
+    the model was of the true class (see `diagnostics.confidence_figures`)."""
 
     loss: float
     accuracy: float
     penalty: float
+    confidence: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SplitScores:
+    """A whole split scored in eval mode: loss, accuracy and the true-class confidence figures."""
+
+    loss: float
+    accuracy: float
+    confidence: dict[str, float]
 
 
 def train_one_epoch(
@@ -159,6 +185,7 @@ def train_one_epoch(
     model.train()
     kernels = penalized_weights(model) if l1 or l2 else []
     total_loss, total_penalty, correct, seen = 0.0, 0.0, 0, 0
+    seen_probabilities, seen_labels = [], []
     for images, labels in data:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -169,10 +196,14 @@ def train_one_epoch(
         optimizer.step()
         total_loss += batch_loss.item() * len(labels)
         total_penalty += 0.0 if penalty is None else penalty.item() * len(labels)
-        correct += (probabilities(logits).argmax(1) == labels).sum().item()
+        batch_probabilities = probabilities(logits.detach()).float().cpu()
+        correct += (batch_probabilities.argmax(1) == labels.cpu()).sum().item()
         seen += len(labels)
+        seen_probabilities.append(batch_probabilities)
+        seen_labels.append(labels.cpu())
         bar.update()
-    return EpochFit(total_loss / seen, correct / seen, total_penalty / seen)
+    confidence = confidence_figures(torch.cat(seen_probabilities).numpy(), torch.cat(seen_labels).numpy())
+    return EpochFit(total_loss / seen, correct / seen, total_penalty / seen, confidence)
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -201,17 +232,18 @@ def measure(
     batch_size: int,
     device: torch.device,
     normalization: Normalization | None = None,
-) -> tuple[float, float]:
-    """Loss and accuracy of the model in eval mode on a whole split."""
-    logits = predict(model, split.images, batch_size, device, normalization)
-    labels = torch.from_numpy(split.labels)
-    accuracy = float(np.mean(probabilities(logits).argmax(1).numpy() == split.labels))
-    return loss(logits, labels).item(), accuracy
+) -> SplitScores:
+    """Loss, accuracy and true-class confidence of the model in eval mode on a whole split."""
+    logits = predict(model, split.inputs, batch_size, device, normalization)
+    predicted = probabilities(logits).numpy()
+    accuracy = float(np.mean(predicted.argmax(1) == split.labels))
+    confidence = confidence_figures(predicted, split.labels)
+    return SplitScores(loss(logits, torch.from_numpy(split.labels)).item(), accuracy, confidence)
 
 
 def _augmentation_preview(config: ModelConfig, seed: int, train_set: SplitArrays) -> Figure:
     """The first training images beside augmented versions of them, to see what `aug.*` does to the data."""
-    originals = train_set.images[:PREVIEW_IMAGES]
+    originals = train_set.inputs[:PREVIEW_IMAGES]
     versions = augmented_samples(config.aug, seed, originals, PREVIEW_DRAWS)
     return augmentation_preview(originals, versions, f"{config.name}: {describe(config.aug)}")
 
@@ -224,7 +256,8 @@ def _log(live: Live, row: dict[str, float]) -> None:
     live.next_step()
 
 
-def _summarise(live: Live, history: list[dict[str, float]], title: str) -> None:
+def _summarise(live: Live, history: list[dict[str, float]], title: str) -> dict:
     best = max(history, key=lambda item: item["val/acc"])
     live.summary["best"] = {"epoch": best["epoch"], "val/acc": best["val/acc"], "val/loss": best["val/loss"]}
     live.log_image("learning_curves.png", learning_curves(history, title))
+    return {"best": live.summary["best"]}

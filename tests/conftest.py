@@ -51,11 +51,20 @@ TINY_CIFAR: dict[str, Any] = {
 }
 
 
+TINY_IRIS: dict[str, Any] = {
+    "data": {"iris": {"source": "sklearn"}},
+    "split": {"iris": {"train": 30, "val": 10, "test": 10}},
+    "preprocess": {"iris": {"normalize": True}},
+    "models": {"iris_mlp": {"dataset": "iris", "arch": "mlp", "hidden": [8], "epochs": 3, "batch_size": 5}},
+}
+
+
 def tiny_full() -> dict[str, Any]:
-    """Tiny params for both datasets and all six models, shaped like the repository's params.yaml."""
+    """Tiny params for all three datasets and all seven models, shaped like the repository's params.yaml."""
     raw = copy.deepcopy(TINY)
-    for block, entries in copy.deepcopy(TINY_CIFAR).items():
-        raw[block].update(entries)
+    for extra in (TINY_CIFAR, TINY_IRIS):
+        for block, entries in copy.deepcopy(extra).items():
+            raw[block].update(entries)
     return raw
 
 

@@ -13,7 +13,7 @@ from conftest import tiny_raw
 from pipeline.cli import app
 
 STAGES = ("download", "split", "preprocess", "train", "evaluate")
-COMMANDS = (*STAGES, "report")
+COMMANDS = (*STAGES, "report", "sanity")
 runner = CliRunner()
 
 
@@ -47,7 +47,7 @@ def assert_clean_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_the_app_has_the_five_stage_commands_and_report():
+def test_the_app_has_the_five_stage_commands_report_and_sanity():
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
 
 
@@ -65,7 +65,7 @@ def test_no_arguments_shows_help():
 
 
 def test_all_stages_run_end_to_end(project):
-    assert ok("download", "catsdogs").stdout.startswith("catsdogs: 24 images in data/raw/catsdogs/images.zip")
+    assert ok("download", "catsdogs").stdout.startswith("catsdogs: 24 samples in data/raw/catsdogs")
     assert json.loads(ok("split", "catsdogs").stdout)["train"] == {"cat": 6, "dog": 6}
     assert json.loads(ok("preprocess", "catsdogs").stdout)["test"] == {"kept": 6, "skipped": 0}
     assert json.loads(ok("train", "catsdogs_cnn").stdout)["epoch"] == 2
@@ -88,7 +88,7 @@ def test_set_overrides_apply_to_the_run_but_not_the_file(project):
 
 def test_params_option_reads_another_file(project):
     (project / "other.yaml").write_text(yaml.safe_dump(tiny_raw(**{"data.catsdogs.sample_per_class": 13})))
-    assert ok("download", "catsdogs", "--params", "other.yaml").stdout.startswith("catsdogs: 26 images")
+    assert ok("download", "catsdogs", "--params", "other.yaml").stdout.startswith("catsdogs: 26 samples")
 
 
 @pytest.mark.parametrize(

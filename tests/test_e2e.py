@@ -17,7 +17,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 MODELS = tuple(tiny_full()["models"])
-TEST_SAMPLES = {"catsdogs": 6, "cifar10": 20}
+TEST_SAMPLES = {"catsdogs": 6, "cifar10": 20, "iris": 30}
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -27,7 +27,8 @@ def test_repro_writes_test_metrics_and_plots_for_every_model(workspace: Path, mo
     assert metrics["loss"] > 0
     assert metrics["samples"] == TEST_SAMPLES[tiny_full()["models"][model]["dataset"]]
     assert set(metrics["macro"]) == {"precision", "recall", "f1"}
-    assert (workspace / f"metrics/{model}/eval/misclassified.png").read_bytes().startswith(b"\x89PNG")
+    for plot in ("misclassified.png", "reliability.png"):
+        assert (workspace / f"metrics/{model}/eval/{plot}").read_bytes().startswith(b"\x89PNG")
     assert (workspace / f"models/{model}.pt").is_file()
 
 
@@ -38,6 +39,17 @@ def test_metrics_show_lists_split_train_and_test_metrics_of_every_model(workspac
     assert {f"metrics/{model}/test.json" for model in MODELS} <= set(files)
     assert files["metrics/catsdogs_cnn/train/metrics.json"]["data"]["step"] == 2
     assert files["metrics/cifar10/split.json"]["data"]["val"]["total"] == 10
+
+
+def test_plots_show_has_every_models_curves_and_evaluation_plots(workspace: Path) -> None:
+    shown = json.loads(dvc(workspace, "plots", "show", "--json"))["data"]
+    for model in MODELS:
+        curves = f"metrics/{model}/train/plots/metrics"
+        assert {f"{curves}/val/acc.tsv", f"{curves}/val/p_true/q50.tsv", f"{curves}/train/near_boundary.tsv"} <= set(
+            shown
+        )
+        assert f"metrics/{model}/eval/reliability.png" in shown
+    assert "metrics/iris_mlp/eval/misclassified.png" in shown
 
 
 def test_second_repro_has_nothing_to_do(workspace: Path) -> None:

@@ -35,7 +35,7 @@ def _recomputed(paths: Paths) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     model, _ = load_model(paths.model_file("catsdogs_cnn"))
     test = load_split(paths, "catsdogs", "test")
     with torch.no_grad():
-        logits = model(torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255)
+        logits = model(torch.from_numpy(test.inputs).permute(0, 3, 1, 2).float() / 255)
     return test.labels, probabilities(logits).argmax(1).numpy(), logits
 
 
@@ -65,7 +65,9 @@ def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(trained):
     returned = evaluate("catsdogs_cnn", trained, "cpu")
     written = json.loads(trained.test_metrics("catsdogs_cnn").read_text())
     assert {**written, "per_class": returned["per_class"]} == returned
-    assert set(written) == {"accuracy", "loss", "samples", "macro"}
+    assert set(written) == {"accuracy", "loss", "ece", "samples", "macro"}
+    assert 0 <= written["ece"] <= 1
+    assert trained.reliability("catsdogs_cnn").read_bytes().startswith(b"\x89PNG")
     assert written["samples"] == 6
     assert set(written["macro"]) == {"precision", "recall", "f1"}
     rows = json.loads(trained.per_class("catsdogs_cnn").read_text())
@@ -130,5 +132,5 @@ def test_a_model_trained_on_normalised_data_is_evaluated_on_normalised_data(prep
     normalization = Normalization.from_meta(load_meta(prepared, "catsdogs"))
     assert normalization is not None and Normalization.from_meta(saved["normalization"]) == normalization
     test = load_split(prepared, "catsdogs", "test")
-    logits = predict(model, test.images, 4, torch.device("cpu"), normalization)
+    logits = predict(model, test.inputs, 4, torch.device("cpu"), normalization)
     assert metrics["loss"] == pytest.approx(loss(logits, torch.from_numpy(test.labels)).item(), rel=1e-5)

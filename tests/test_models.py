@@ -8,9 +8,10 @@ import torchvision
 from torch import nn
 from torchvision.models import VGG16_BN_Weights, VGG16_Weights, WeightsEnum
 
+from conftest import tiny_raw
 from pipeline.checkpoint import load_model, save_model
 from pipeline.errors import PipelineError
-from pipeline.models import ARCHS, build_model, loss, output_count, parameter_groups, probabilities, register
+from pipeline.models import ARCHS, BATCHNORM, build_model, loss, output_count, parameter_groups, probabilities, register
 from pipeline.params import (
     ARCH_ARGS,
     AugParams,
@@ -21,6 +22,7 @@ from pipeline.params import (
     ResNet18Args,
     TrainParams,
     Vgg16Args,
+    parse_params,
 )
 
 VGG16_FILE = "vgg16-397923af.pth"
@@ -352,3 +354,30 @@ def test_load_model_rebuilds_a_pretrained_model_without_fetching_weights(monkeyp
     assert saved["arch"] == "vgg16"
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize(
+    ("arch", "args"),
+    [
+        ("cifar_cnn", CifarCnnArgs(batchnorm=True, bn_momentum=0.5)),
+        ("resnet18", ResNet18Args(bn_momentum=0.5)),
+        ("vgg16", Vgg16Args(pretrained=False, batchnorm=True, bn_momentum=0.5)),
+    ],
+    ids=["cifar_cnn", "resnet18", "vgg16_bn"],
+)
+def test_bn_momentum_is_the_share_of_running_statistics_kept(arch, args):
+    model = build_model(arch, args, in_channels=3, size=32, num_classes=10)
+    norms = [module for module in model.modules() if isinstance(module, BATCHNORM)]
+    assert norms and all(module.momentum == pytest.approx(0.5) for module in norms)
+
+
+def test_the_default_bn_momentum_is_pytorchs():
+    model = build_model("resnet18", ResNet18Args(), in_channels=3, size=32, num_classes=10)
+    momenta = [module.momentum for module in model.modules() if isinstance(module, BATCHNORM)]
+    assert momenta and all(momentum == pytest.approx(0.1) for momentum in momenta)
+
+
+def test_bn_momentum_on_a_model_without_batchnorm_is_an_error_naming_the_model():
+    raw = tiny_raw(**{"models.plain": {"dataset": "catsdogs", "arch": "cifar_cnn", "bn_momentum": 0.5}})
+    with pytest.raises(PipelineError, match=r"models\.plain: .*bn_momentum is set, but the model has no BatchNorm"):
+        parse_params(raw)

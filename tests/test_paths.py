@@ -34,6 +34,7 @@ def _expected_outputs() -> set[str]:
             paths.test_metrics(model),
             paths.confusion(model),
             paths.per_class(model),
+            paths.reliability(model),
             paths.misclassified(model),
         }
     return {str(path) for path in expected}

@@ -30,8 +30,8 @@ def test_arrays_are_uint8_size_by_size_by_channels(prepared, color, channels):
     preprocess("catsdogs", PreprocessParams(size=24, color=color), prepared)
     for name, count in {"train": 12, "val": 6, "test": 6}.items():
         arrays = load_split(prepared, "catsdogs", name)
-        assert arrays.images.shape == (count, 24, 24, channels)
-        assert arrays.images.dtype == np.uint8
+        assert arrays.inputs.shape == (count, 24, 24, channels)
+        assert arrays.inputs.dtype == np.uint8
         assert arrays.labels.dtype == np.int64
 
 
@@ -43,7 +43,7 @@ def test_labels_follow_the_manifest_order(prepared):
 
 def test_meta_json_records_classes_size_color_and_training_statistics(prepared):
     meta = load_meta(prepared, "catsdogs")
-    images = load_split(prepared, "catsdogs", "train").images / 255
+    images = load_split(prepared, "catsdogs", "train").inputs / 255
     assert {key: meta[key] for key in ("classes", "size", "color", "normalize")} == {
         "classes": ["cat", "dog"],
         "size": 32,
@@ -92,7 +92,7 @@ def test_unreadable_images_are_skipped_counted_and_listed(prepared, tiny_params)
         {"split": "train", "path": missing, "reason": "missing from the raw archive"},
     ]
     train = load_split(prepared, "catsdogs", "train")
-    assert train.images.shape[0] == 9
+    assert train.inputs.shape[0] == 9
     assert train.labels.tolist() == read_manifest(prepared, "catsdogs", "train")["label"][3:].tolist()
 
 

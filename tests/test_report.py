@@ -16,7 +16,9 @@ PARAMS = {
 }
 
 
-def _state(rev: str, name: str | None, scores: dict[str, tuple[float, float]], **changes) -> dict:
+def _state(
+    rev: str, name: str | None, scores: dict[str, tuple[float, float]], gaps: dict | None = None, **changes
+) -> dict:
     """A run as `dvc exp show --json` gives it: params.yaml's content and each model's test.json."""
     params = copy.deepcopy(PARAMS)
     for key, value in changes.items():
@@ -29,6 +31,8 @@ def _state(rev: str, name: str | None, scores: dict[str, tuple[float, float]], *
         f"metrics/{model}/test.json": {"data": {"accuracy": acc, "loss": loss, "samples": 10}}
         for model, (acc, loss) in scores.items()
     }
+    for model, gap in (gaps or {}).items():
+        metrics[f"metrics/{model}/train/metrics.json"] = {"data": {"step": 2, "bn_check": gap}}
     return {"rev": rev, "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
 
 
@@ -159,3 +163,21 @@ def test_report_on_an_unknown_model_names_the_known_ones(fake_repo, tmp_path):
     fake_repo(_shown(BASELINE, ROTATED))
     with pytest.raises(PipelineError, match=r"--model nope: no test results in any run; .*: cnn, mlp"):
         report_module.report(tmp_path / "r.md", ["nope"])
+
+
+def test_a_large_batchnorm_mode_gap_is_flagged():
+    gap = {"train_mode_acc": 0.9, "eval_mode_acc": 0.5, "acc_gap": 0.4, "large": True}
+    small = {"train_mode_acc": 0.9, "eval_mode_acc": 0.88, "acc_gap": 0.02, "large": False}
+    runs = _runs(
+        _state("a" * 40, "main", {"cnn": (0.7, 0.6)}, gaps={"cnn": small}),
+        _state("b" * 40, "bn", {"cnn": (0.5, 0.9)}, gaps={"cnn": gap}, aug__rotation=5),
+    )
+    assert runs[1].mode_gaps["cnn"] == gap
+    page = markdown(runs, ["cnn"], {"cnn": None})
+    assert "**BatchNorm check:**" in page
+    assert "- `bn (bbbbbbb)` cnn: train-mode accuracy 0.9000, eval-mode 0.5000 (gap 0.4000)" in page
+    assert "main (aaaaaaa)` cnn" not in page
+
+
+def test_no_batchnorm_warning_without_a_large_gap():
+    assert "BatchNorm check" not in markdown(_runs(BASELINE, ROTATED), ["cnn"], {"cnn": None})

@@ -8,9 +8,10 @@ from conftest import tiny_raw
 from pipeline.checkpoint import load_model
 from pipeline.download import download
 from pipeline.errors import PipelineError
+from pipeline.models import loss, probabilities
 from pipeline.params import parse_params
 from pipeline.paths import Paths
-from pipeline.preprocess import preprocess
+from pipeline.preprocess import load_split, preprocess
 from pipeline.split import split
 from pipeline.train import make_optimizer, penalized_weights, train, weight_penalty
 
@@ -239,7 +240,8 @@ def test_weight_penalty_is_l1_times_abs_sum_plus_l2_times_square_sum():
 
 
 def test_only_conv_and_dense_kernels_are_penalized():
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.LazyLinear(1))
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.LazyLinear(1))
     model(torch.zeros(1, 1, 5, 5))
     assert [tuple(w.shape) for w in penalized_weights(model)] == [(2, 1, 3, 3), (1, 18)]
 
@@ -248,3 +250,44 @@ def test_a_model_that_cannot_be_built_is_an_error_naming_its_params_block(prepar
     params = parse_params(tiny_raw(**{"models.gray_vgg": {"dataset": "catsdogs", "arch": "vgg16", "pretrained": True}}))
     with pytest.raises(PipelineError, match=r"^models\.gray_vgg: vgg16 with pretrained ImageNet weights needs RGB"):
         train("gray_vgg", params, prepared)
+
+
+def test_train_logs_true_class_confidence_per_epoch(prepared, tiny_params):
+    last = train("catsdogs_cnn", tiny_params, prepared)
+    for split_name in ("train", "val"):
+        for figure in ("p_true/q10", "p_true/q50", "p_true/q90", "near_boundary"):
+            rows = _curve(prepared, f"{split_name}/{figure}")
+            assert [step for step, _ in rows] == [1, 2]
+            assert all(0 <= value <= 1 for _, value in rows)
+            assert rows[-1][1] == pytest.approx(last[f"{split_name}/{figure}"])
+    assert last["val/p_true/q10"] <= last["val/p_true/q50"] <= last["val/p_true/q90"]
+
+
+BN_MODEL = {"dataset": "catsdogs", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "batchnorm": True}
+
+
+def test_a_model_with_batchnorm_records_its_train_and_eval_mode_gap(prepared):
+    params = parse_params(tiny_raw(**{"models.bn_cnn": BN_MODEL}))
+    last = train("bn_cnn", params, prepared)
+    check = json.loads((prepared.train_dir("bn_cnn") / "metrics.json").read_text())["bn_check"]
+    assert check == pytest.approx(last["bn_check"])
+    assert check["train_mode_acc"] == pytest.approx(last["train/acc"])
+    model, _ = load_model(prepared.model_file("bn_cnn"))
+    train_split = load_split(prepared, "catsdogs", "train")
+    eval_loss, eval_acc = _scored(model, train_split)
+    assert check["eval_mode_acc"] == pytest.approx(eval_acc)
+    assert check["eval_mode_loss"] == pytest.approx(eval_loss, rel=1e-4)
+    assert check["acc_gap"] == pytest.approx(check["train_mode_acc"] - eval_acc)
+
+
+def test_a_model_without_batchnorm_has_no_mode_check(prepared, tiny_params):
+    assert "bn_check" not in train("catsdogs_cnn", tiny_params, prepared)
+    assert "bn_check" not in json.loads((prepared.train_dir("catsdogs_cnn") / "metrics.json").read_text())
+
+
+def _scored(model: torch.nn.Module, arrays) -> tuple[float, float]:
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(arrays.inputs).permute(0, 3, 1, 2).float() / 255)
+    labels = torch.from_numpy(arrays.labels)
+    return loss(logits, labels).item(), (probabilities(logits).argmax(1) == labels).float().mean().item()

@@ -1,0 +1,70 @@
+"""The overfit-a-batch check: it fits a few images by heart and tells train-mode from eval-mode predictions."""
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import tiny_raw
+from pipeline.cli import app
+from pipeline.params import parse_params
+from pipeline.sanity import OverfitResult, Prediction, overfit, render
+
+BN_MODEL = {"dataset": "catsdogs", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "batchnorm": True}
+
+
+def test_overfit_drives_the_loss_on_three_images_near_zero(prepared, tiny_params):
+    result = overfit("catsdogs_cnn", tiny_params, prepared, n=3, max_steps=500)
+    assert result.fit_loss < 0.01
+    assert result.steps < 500
+    assert len({p.actual for p in result.predictions}) == 2
+    assert all(p.train_mode[0] == p.actual for p in result.predictions)
+
+
+def test_overfit_picks_images_of_different_classes_first(prepared, tiny_params):
+    result = overfit("catsdogs_cnn", tiny_params, prepared, n=2, max_steps=1)
+    assert {p.actual for p in result.predictions} == {"cat", "dog"}
+
+
+def test_min_steps_trains_past_the_target_loss(prepared, tiny_params):
+    assert overfit("catsdogs_cnn", tiny_params, prepared, max_steps=40, min_steps=40, target_loss=10).steps == 40
+
+
+def test_overfit_is_deterministic_on_the_cpu(prepared):
+    params = parse_params(tiny_raw(**{"models.bn_cnn": BN_MODEL}))
+    first = overfit("bn_cnn", params, prepared, max_steps=20)
+    assert overfit("bn_cnn", params, prepared, max_steps=20) == first
+
+
+def _result(train: list[str], eval_: list[str]) -> OverfitResult:
+    rows = [Prediction(i, t, (t, 0.9), (e, 0.6)) for i, (t, e) in enumerate(zip(train, eval_, strict=True))]
+    return OverfitResult(steps=12, fit_loss=0.005, eval_loss=1.5, predictions=rows)
+
+
+def test_a_collapse_to_one_class_in_eval_mode_is_named_and_explained():
+    result = _result(["cat", "dog", "cat"], ["dog", "dog", "dog"])
+    assert result.eval_collapsed
+    text = render(result, "resnet")
+    assert "Eval mode predicts one class for all" in text
+    assert "bn_momentum" in text and "--min-steps" in text
+    assert "     1  dog          dog (0.90)             dog (0.60)" in text
+
+
+def test_agreeing_modes_are_not_a_collapse():
+    result = _result(["cat", "dog"], ["cat", "dog"])
+    assert not result.eval_collapsed
+    assert "eval mode agrees on 2 of 2" in render(result, "cnn")
+
+
+def test_the_cli_prints_the_side_by_side_table(prepared, tiny_params, monkeypatch):
+    monkeypatch.chdir(prepared.root)
+    (prepared.root / "params.yaml").write_text(yaml.safe_dump(tiny_raw()))
+    result = CliRunner().invoke(app, ["sanity", "overfit", "--model", "catsdogs_cnn", "--n", "3", "--steps", "300"])
+    assert result.exit_code == 0, result.output
+    assert "true class   train mode             eval mode" in result.output
+    assert "catsdogs_cnn: 3 training images" in result.output
+
+
+@pytest.mark.parametrize("args", [["--n", "0"], ["--steps", "0"]])
+def test_the_cli_refuses_nonsense_counts(args):
+    result = CliRunner().invoke(app, ["sanity", "overfit", "--model", "catsdogs_cnn", *args])
+    assert result.exit_code == 2
