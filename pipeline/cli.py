@@ -121,12 +121,16 @@ def report(
         list[str] | None,
         typer.Option("--model", "-m", help="Model to report (repeatable); default: those whose scores differ."),
     ] = None,
+    exp: Annotated[
+        list[str] | None,
+        typer.Option("--exp", "-e", help="Experiment to report (repeatable), beside the baseline; default: all."),
+    ] = None,
 ) -> None:
     """Summarise the DVC experiments of this repository: a table of differing params and test scores per model,
     and the learning curves of the baseline and the best run."""
     from pipeline.report import report as run
 
-    typer.echo(f"wrote {run(out, model or None)}")
+    typer.echo(f"wrote {run(out, model or None, exp or None)}")
 
 
 sanity = typer.Typer(help="Checks that explain training: run them on a model before trusting its numbers.")

@@ -38,9 +38,14 @@ class Run:
         return f"{self.name} ({self.rev[:7]})" if self.rev and self.name != self.rev else self.name
 
 
-def report(out: Path, models: list[str] | None = None, root: Path = Path(".")) -> Path:
-    """Write the experiments report to `out` (charts beside it in `<out stem>/`); returns `out`."""
-    runs = collect_runs(root)
+def report(
+    out: Path, models: list[str] | None = None, experiments: list[str] | None = None, root: Path = Path(".")
+) -> Path:
+    """Write the experiments report to `out` (charts beside it in `<out stem>/`); returns `out`.
+
+    `experiments` keeps the baseline and only the named experiments; `models`, only those models' columns.
+    """
+    runs = _chosen(collect_runs(root), experiments)
     shown = models or changed_models(runs) or model_names(runs)
     unknown = [model for model in shown if model not in model_names(runs)]
     if unknown:
@@ -53,8 +58,19 @@ def report(out: Path, models: list[str] | None = None, root: Path = Path(".")) -
     return out
 
 
+def _chosen(runs: list[Run], names: list[str] | None) -> list[Run]:
+    if not names:
+        return runs
+    unknown = [name for name in names if name not in {run.name for run in runs[1:]}]
+    if unknown:
+        raise PipelineError(
+            f"--exp {', '.join(unknown)}: no such finished experiment; known: {', '.join(r.name for r in runs[1:])}"
+        )
+    return [runs[0], *(run for run in runs[1:] if run.name in names)]
+
+
 def collect_runs(root: Path) -> list[Run]:
-    """The baseline commit and its finished experiments, as `dvc exp show` lists them.
+    """The baseline commit and its finished experiments (oldest first), as `dvc exp show` lists them.
 
     When the baseline commit has no results (its dvc.lock was never committed after `dvc repro`), the
     workspace's results stand in for it.
@@ -80,9 +96,9 @@ def collect_runs(root: Path) -> list[Run]:
 
 def _runs(baseline: dict) -> Iterator[Run]:
     yield _run(baseline, baseline.get("name") or baseline["rev"], baseline["rev"])
-    for group in baseline.get("experiments") or []:
-        for exp in group["revs"]:
-            yield _run(exp, exp.get("name") or exp["rev"], exp["rev"])
+    experiments = [exp for group in baseline.get("experiments") or [] for exp in group["revs"]]
+    for exp in sorted(experiments, key=lambda exp: str((exp.get("data") or {}).get("timestamp") or "")):
+        yield _run(exp, exp.get("name") or exp["rev"], exp["rev"])
 
 
 def _run(state: dict, name: str, rev: str | None) -> Run:

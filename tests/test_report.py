@@ -17,7 +17,12 @@ PARAMS = {
 
 
 def _state(
-    rev: str, name: str | None, scores: dict[str, tuple[float, float]], gaps: dict | None = None, **changes
+    rev: str,
+    name: str | None,
+    scores: dict[str, tuple[float, float]],
+    gaps: dict | None = None,
+    when: str = "2026-01-01T00:00:00",
+    **changes,
 ) -> dict:
     """A run as `dvc exp show --json` gives it: params.yaml's content and each model's test.json."""
     params = copy.deepcopy(PARAMS)
@@ -33,7 +38,8 @@ def _state(
     }
     for model, gap in (gaps or {}).items():
         metrics[f"metrics/{model}/train/metrics.json"] = {"data": {"step": 2, "bn_check": gap}}
-    return {"rev": rev, "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
+    data = {"timestamp": when, "params": {"params.yaml": {"data": params}}, "metrics": metrics}
+    return {"rev": rev, "name": name, "data": data}
 
 
 def _shown(baseline: dict, *experiments: dict, workspace: dict | None = None) -> list[dict]:
@@ -75,12 +81,12 @@ def fake_repo(monkeypatch):
 
 
 BASELINE = _state("a" * 40, "main", {"cnn": (0.70, 0.60), "mlp": (0.30, 2.0)})
-ROTATED = _state("b" * 40, "rot-20", {"cnn": (0.75, 0.55), "mlp": (0.30, 2.0)}, aug__rotation=20)
-FLIPPED = _state("c" * 40, "flip", {"cnn": (0.65, 0.70), "mlp": (0.30, 2.0)}, aug__hflip=0.5)
+ROTATED = _state("b" * 40, "rot-20", {"cnn": (0.75, 0.55), "mlp": (0.30, 2.0)}, when="2026-01-02", aug__rotation=20)
+FLIPPED = _state("c" * 40, "flip", {"cnn": (0.65, 0.70), "mlp": (0.30, 2.0)}, when="2026-01-03", aug__hflip=0.5)
 
 
-def test_collect_runs_lists_the_baseline_then_its_experiments(fake_repo):
-    fake_repo(_shown(BASELINE, ROTATED, FLIPPED))
+def test_collect_runs_lists_the_baseline_then_its_experiments_oldest_first(fake_repo):
+    fake_repo(_shown(BASELINE, FLIPPED, ROTATED))
     runs = collect_runs(Path("."))
     assert [run.name for run in runs] == ["main", "rot-20", "flip"]
     assert runs[1].params["aug.rotation"] == 20
@@ -181,3 +187,16 @@ def test_a_large_batchnorm_mode_gap_is_flagged():
 
 def test_no_batchnorm_warning_without_a_large_gap():
     assert "BatchNorm check" not in markdown(_runs(BASELINE, ROTATED), ["cnn"], {"cnn": None})
+
+
+def test_report_keeps_the_baseline_and_the_named_experiments(fake_repo, tmp_path, monkeypatch):
+    fake_repo(_shown(BASELINE, ROTATED, FLIPPED))
+    monkeypatch.setattr(report_module, "read_history", lambda root, rev, model: [])
+    page = report_module.report(tmp_path / "r.md", experiments=["flip"]).read_text()
+    assert "`flip (ccccccc)`" in page and "`main (aaaaaaa)`" in page and "rot-20" not in page
+
+
+def test_report_on_an_unknown_experiment_names_the_known_ones(fake_repo, tmp_path):
+    fake_repo(_shown(BASELINE, ROTATED, FLIPPED))
+    with pytest.raises(PipelineError, match=r"--exp nope: no such finished experiment; known: rot-20, flip"):
+        report_module.report(tmp_path / "r.md", experiments=["nope"])

@@ -4,7 +4,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import tiny_raw
+from conftest import tiny_full, tiny_raw
 from pipeline.cli import app
 from pipeline.params import parse_params
 from pipeline.sanity import OverfitResult, Prediction, overfit, render
@@ -68,3 +68,42 @@ def test_the_cli_prints_the_side_by_side_table(prepared, tiny_params, monkeypatc
 def test_the_cli_refuses_nonsense_counts(args):
     result = CliRunner().invoke(app, ["sanity", "overfit", "--model", "catsdogs_cnn", *args])
     assert result.exit_code == 2
+
+
+@pytest.fixture
+def cifar(paths):
+    """A tiny CIFAR-10 sample taken through download, split and preprocess."""
+    from pipeline.download import download
+    from pipeline.preprocess import preprocess
+    from pipeline.split import split
+
+    params = parse_params(tiny_full())
+    download("cifar10", params.data["cifar10"], params.seed, paths)
+    split("cifar10", params.split["cifar10"], params.seed, paths)
+    preprocess("cifar10", params.preprocess["cifar10"], paths)
+    return paths
+
+
+def _resnet(bn_momentum: float):
+    raw = tiny_full()
+    raw["models"]["cifar_resnet18"] |= {"optimizer": "adam", "lr": 0.0003, "bn_momentum": bn_momentum}
+    return parse_params(raw)
+
+
+def _eval_right(result) -> int:
+    return sum(p.eval_mode[0] == p.actual for p in result.predictions)
+
+
+def test_resnet_eval_mode_fails_with_slow_running_statistics_and_recovers_with_more_of_them(cifar):
+    slow = overfit("cifar_resnet18", _resnet(0.99), cifar, n=3, max_steps=300)
+    assert slow.fit_loss < 0.01
+    assert all(p.train_mode[0] == p.actual for p in slow.predictions)
+    assert slow.eval_loss > 1 > 100 * slow.fit_loss  # the same images, far worse in eval mode
+    longer = overfit("cifar_resnet18", _resnet(0.9), cifar, n=3, max_steps=100, min_steps=100)
+    assert _eval_right(longer) == 3 and longer.eval_loss < 0.1
+
+
+def test_resnet_eval_mode_agrees_with_faster_running_statistics(cifar):
+    fast = overfit("cifar_resnet18", _resnet(0.5), cifar, n=3, max_steps=300)
+    assert fast.fit_loss < 0.01
+    assert _eval_right(fast) == 3
