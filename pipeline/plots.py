@@ -23,13 +23,28 @@ def save_png(figure: Figure, path: Path) -> None:
 
 
 def learning_curves(history: list[dict[str, float]], title: str) -> Figure:
-    """Train and validation loss and accuracy per epoch, side by side."""
-    return compared_curves({"": history}, title)
+    """Train and validation loss and accuracy per epoch, side by side, and, where logged, how sure the model is
+    of the true class on the validation split: loss falls smoothly while accuracy climbs in steps as samples
+    cross the decision boundary."""
+    confidence = all("val/p_true/q50" in row for row in history)
+    panels = 3 if confidence else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), constrained_layout=True)
+    _loss_and_accuracy(axes[:2], {"": history})
+    if confidence:
+        _confidence(axes[2], history)
+    figure.suptitle(title)
+    return figure
 
 
 def compared_curves(histories: dict[str, list[dict[str, float]]], title: str) -> Figure:
     """Loss and accuracy per epoch of one or more runs (by label), side by side; train dashed, validation solid."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    _loss_and_accuracy(axes, histories)
+    figure.suptitle(title)
+    return figure
+
+
+def _loss_and_accuracy(axes, histories: dict[str, list[dict[str, float]]]) -> None:
     for run, (label, history) in enumerate(histories.items()):
         epochs = [row["epoch"] for row in history]
         marker = "o" if len(epochs) <= 30 else None
@@ -40,13 +55,26 @@ def compared_curves(histories: dict[str, list[dict[str, float]]], title: str) ->
                 name = f"{label} {split}".strip()
                 axis.plot(epochs, values, style, marker=marker, markersize=3, color=color, label=name)
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_ylabel(metric)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.suptitle(title)
-    return figure
+        _epoch_axis(axis, metric)
+
+
+def _confidence(axis, history: list[dict[str, float]]) -> None:
+    """Validation quantiles of the true-class probability, and the share of samples near the boundary."""
+    epochs = [row["epoch"] for row in history]
+    quantiles = sorted(key.removeprefix("val/") for key in history[0] if key.startswith("val/p_true/"))
+    for quantile in quantiles:
+        axis.plot(epochs, [row[f"val/{quantile}"] for row in history], label=f"val {quantile}")
+    axis.plot(epochs, [row["val/near_boundary"] for row in history], ":", color="black", label="val near boundary")
+    axis.set_ylim(0, 1)
+    _epoch_axis(axis, "true-class probability / share")
+
+
+def _epoch_axis(axis, ylabel: str) -> None:
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
 
 
 def augmentation_preview(originals: np.ndarray, augmented: np.ndarray, title: str) -> Figure:
