@@ -1,7 +1,8 @@
 """Command `report`: the repository's DVC experiments as one Markdown page.
 
-A table with the params that differ between runs and each model's test accuracy and loss (the best in bold),
-then, per model, the learning curves of the baseline and of the best run on one chart. It reads what
+A table with the params that differ between runs and each model's test accuracy and loss (the best in bold), a
+warning for runs whose BatchNorm check shows a large train/eval-mode gap, then, per model, the learning curves
+of the baseline and of the best run on one chart. It reads what
 `dvc exp show` reads: the baseline commit (HEAD) and the experiments derived from it.
 """
 
