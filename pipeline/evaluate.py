@@ -41,7 +41,8 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     }
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
-    _write_plots(paths, model_name, saved["dataset"], test, class_probabilities, saved["classes"], metrics["ece"])
+    classes = saved["classes"]
+    _write_plots(paths, model_name, saved["dataset"], test, class_probabilities, predicted, classes, metrics["ece"])
     return {**metrics, "per_class": per_class}
 
 
@@ -73,11 +74,11 @@ def _write_plots(
     dataset: str,
     test: SplitArrays,
     class_probabilities: np.ndarray,
+    predicted: np.ndarray,
     classes: list[str],
     ece: float,
 ) -> None:
     """The confusion matrix, the reliability diagram and the misclassified test images."""
-    predicted = class_probabilities.argmax(1)
     _write_confusion(paths, model_name, test.labels, predicted, classes)
     bins = reliability_bins(class_probabilities, test.labels)
     title = f"{model_name}: calibration on the test split"

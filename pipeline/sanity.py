@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.models import build_model, loss, parameter_groups, probabilities
+from pipeline.models import loss, parameter_groups, probabilities
 from pipeline.params import Params
 from pipeline.paths import Paths
 from pipeline.preprocess import load_meta, load_split
 from pipeline.runtime import Normalization, pick_device, place, seed_everything, to_tensor
 from pipeline.schedule import initial_lr
-from pipeline.train import make_optimizer
+from pipeline.train import build_for, make_optimizer
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,7 @@ def overfit(
     chosen = _one_per_class_first(split.labels, n)
     images = to_tensor(split.inputs[chosen], Normalization.from_meta(meta)).to(device)
     labels = torch.from_numpy(split.labels[chosen]).to(device)
-    built = build_model(
-        config.arch, config.arch_args, in_channels=images.shape[1], size=meta["size"], num_classes=len(meta["classes"])
-    )
-    model = place(built, device)
+    model = place(build_for(model_name, config, {**meta, "channels": images.shape[1]}), device)
     optimizer = make_optimizer(parameter_groups(model, initial_lr(config.train)), config.train)
     model.train()
     steps, fit_loss = 0, float("inf")

@@ -41,7 +41,7 @@ def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | in
     meta = load_meta(paths, config.dataset)
     train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
     data = {**meta, "channels": train_set.inputs.shape[-1]}
-    model = place(_build(model_name, config, data), device)
+    model = place(build_for(model_name, config, data), device)
     optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
     scheduler = make_scheduler(optimizer, settings)
     fingerprint = run_fingerprint(config, params.seed, split_files(paths, config.dataset, ("train", "val")))
@@ -73,7 +73,7 @@ def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | in
     return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
 
 
-def _build(model_name: str, config: ModelConfig, data: dict) -> nn.Module:
+def build_for(model_name: str, config: ModelConfig, data: dict) -> nn.Module:
     """The model, freshly initialised (and pretrained where asked); a failure names the model's params block."""
     try:
         return build_model(
