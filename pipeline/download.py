@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.kaggle import fetch_competition
 from pipeline.params import CatsDogsData, Cifar10Data, DataSource, IrisData
 from pipeline.paths import Paths
-from pipeline.rawdata import IGNORED_PREFIXES, raw_samples, write_zip
+from pipeline.rawdata import IGNORED_PREFIXES, raw_file, raw_samples, write_zip
 from pipeline.sample import catsdogs_sample
 from pipeline.tables import write_iris
 
@@ -33,8 +33,7 @@ INNER_ARCHIVE = "train.zip"
 def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> int:
     """Produce the dataset's raw archive (or table) from the configured source; returns the number of samples."""
     spec = dataset_spec(dataset)
-    target = paths.raw_table(dataset) if spec.kind == "table" else paths.raw_archive(dataset)
-    DOWNLOADERS[dataset](data, seed, target)
+    DOWNLOADERS[dataset](data, seed, raw_file(paths, spec))
     return len(raw_samples(paths, spec)[1])
 
 

@@ -58,10 +58,12 @@ def list_images(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     return frame.drop(columns="number").reset_index(drop=True)
 
 
+def raw_file(paths: Paths, spec: DatasetSpec) -> Path:
+    """Where the dataset's raw samples live: its zip of images, or its table."""
+    return paths.raw_table(spec.name) if spec.kind == "table" else paths.raw_archive(spec.name)
+
+
 def raw_samples(paths: Paths, spec: DatasetSpec) -> tuple[Path, pd.DataFrame]:
     """The dataset's raw file (archive or table) and its samples, one row each (`path`, `class`, `part`)."""
-    if spec.kind == "table":
-        source = paths.raw_table(spec.name)
-        return source, list_rows(source, spec)
-    source = paths.raw_archive(spec.name)
-    return source, list_images(source, spec)
+    source = raw_file(paths, spec)
+    return source, (list_rows if spec.kind == "table" else list_images)(source, spec)

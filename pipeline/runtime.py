@@ -80,7 +80,7 @@ def to_tensor(inputs: np.ndarray, normalization: Normalization | None = None) ->
     """uint8 NHWC images to float NCHW in [0, 1], or float table rows (N, features) as they are; standardised per
     channel or feature when a normalization is given."""
     if inputs.ndim == 2:
-        tensor = torch.from_numpy(inputs).float()
+        tensor = torch.from_numpy(inputs).to(torch.float32, copy=True)  # owned, as the image branch's is
     else:
         tensor = torch.from_numpy(inputs).permute(0, 3, 1, 2).float().div_(255)
     if normalization is None:
@@ -88,7 +88,7 @@ def to_tensor(inputs: np.ndarray, normalization: Normalization | None = None) ->
     shape = (1, -1) + (1,) * (tensor.ndim - 2)
     mean = torch.tensor(normalization.mean).view(shape)
     std = torch.tensor(normalization.std).view(shape)
-    return tensor.sub(mean).div_(std)
+    return tensor.sub_(mean).div_(std)
 
 
 @torch.no_grad()
