@@ -2,12 +2,19 @@
 
 Output per split: `<split>_inputs.npy` (N, size, size, channels) and `<split>_labels.npy` (N,), plus `meta.json`
 (classes, size, colour, the training split's per-channel mean and std, and whether models normalise with them)
-and `skipped.csv`. A corrupt or unreadable image is skipped, counted and listed; it never
-aborts the run. Arrays are plain .npy files, so equal inputs give byte-identical outputs.
+and `skipped.csv`. An image that cannot be used is skipped, counted (`metrics/<dataset>/preprocess.json`) and
+listed with the reason (`skipped.csv`); it never aborts the run. Before decoding, `refusal` reads the image's
+header and refuses: an empty file, an unknown format, more than `MAX_PIXELS` pixels (a decompression bomb is
+never decoded), content not in its name's format (a PNG or GIF named `.jpg`), a truncated or CMYK JPEG, a
+16-bit PNG, an alpha channel. What passes is decoded by OpenCV, which turns EXIF-rotated JPEGs upright and
+converts gray to RGB (and colour to gray) as `color` asks. Arrays are plain .npy files, so equal inputs give
+byte-identical outputs.
 Table datasets (Iris) are stored by `pipeline.tables.preprocess_table` in the same files.
 """
 
+import io
 import json
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from PIL import Image
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path, write_json
@@ -25,6 +33,15 @@ from pipeline.paths import SPLITS, Paths
 from pipeline.rawdata import open_archive
 from pipeline.split import read_manifest
 from pipeline.tables import preprocess_table
+
+# A 50-megapixel photo decodes to 150 MB of RGB; anything larger is more likely a decompression bomb than a training
+# image, and would be shrunk to a few dozen pixels anyway.
+MAX_PIXELS = 50_000_000
+TOO_LARGE = f"more than {MAX_PIXELS:,} pixels; not decoded (downscale it)"
+UNDECODABLE = "not a decodable image"
+JPEG = ("JPEG", "MPO")  # Pillow names a camera's multi-picture JPEG "MPO"
+FORMATS = {".jpg": JPEG, ".jpeg": JPEG, ".png": ("PNG",), ".bmp": ("BMP",)}
+PNG_BIT_DEPTH = 24  # offset of the bit depth: signature (8), IHDR length and type (8), width and height (8)
 
 
 @dataclass(frozen=True)
@@ -144,7 +161,46 @@ def _read(archive: zipfile.ZipFile, member: str, params: PreprocessParams) -> tu
         return None, "missing from the raw archive"
     except (zipfile.BadZipFile, OSError) as exc:
         return None, f"unreadable in the raw archive: {exc}"
-    if not data:
-        return None, "empty file"
+    reason = refusal(data, member)
+    if reason:
+        return None, reason
     image = decode_image(data, params.size, params.color)
-    return image, "" if image is not None else "not a decodable image"
+    return image, "" if image is not None else UNDECODABLE
+
+
+def refusal(data: bytes, name: str) -> str:
+    """Why the encoded image `name` must be skipped, judged from its header without decoding it; "" if it may be
+    decoded."""
+    if not data:
+        return "empty file"
+    try:
+        with warnings.catch_warnings():  # Pillow warns of (and refuses) huge images on its own, above our limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            header = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        return TOO_LARGE
+    except Exception:  # a corrupt header can fail in almost any way
+        return UNDECODABLE
+    with header:
+        return _header_refusal(header, data, Path(name).suffix.lower())
+
+
+def _header_refusal(header: Image.Image, data: bytes, suffix: str) -> str:
+    """The checks of `refusal` that need the opened header: size, format, colour space, bit depth, alpha.
+
+    A JPEG is whole when an end-of-image marker follows its last start-of-scan marker (in the compressed data a
+    0xFF byte is always followed by 0x00 or a restart marker, so the last ones found are real markers).
+    """
+    if header.width * header.height > MAX_PIXELS:
+        return TOO_LARGE
+    if header.format not in FORMATS.get(suffix, ()):
+        return f"{header.format} data named {suffix}; convert it to the format its name says"
+    if header.format in JPEG and header.mode == "CMYK":
+        return "CMYK JPEG; convert it to RGB"
+    if header.format in JPEG and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        return "truncated JPEG (no end-of-image marker); download it again"
+    if header.format == "PNG" and data[PNG_BIT_DEPTH] == 16:
+        return "16-bit PNG; convert it to 8 bits per channel"
+    if "A" in header.getbands():
+        return f"{header.mode} image with an alpha channel; flatten it to RGB"
+    return ""

@@ -1,18 +1,26 @@
+import io
 import json
+import resource
+import struct
 import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
+from pipeline.datasets import CIFAR10_CLASSES
 from pipeline.download import download
 from pipeline.errors import PipelineError
 from pipeline.params import PreprocessParams
 from pipeline.paths import SPLITS, Paths
-from pipeline.preprocess import channel_stats, decode_image, load_meta, load_split, preprocess
+from pipeline.preprocess import TOO_LARGE, channel_stats, decode_image, load_meta, load_split, preprocess
 from pipeline.rawdata import write_zip
-from pipeline.split import read_manifest
+from pipeline.split import COLUMNS, read_manifest
 
 
 def _arrays(paths: Paths) -> dict[str, bytes]:
@@ -143,3 +151,151 @@ def test_missing_manifest_is_an_error_naming_the_split_stage(paths, tiny_params)
 def test_load_split_before_preprocess_says_to_run_it(paths):
     with pytest.raises(PipelineError, match="run the preprocess stage"):
         load_split(paths, "catsdogs", "train")
+
+
+# Image cases: one preprocess run over a train split holding one image of each kind (CIFAR-10 names, which may be
+# PNG or JPEG), then one test per kind.
+
+
+def _saved(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _photo() -> Image.Image:
+    """A smooth 48x40 RGB picture, so that JPEG compresses it as it would a photo."""
+    ramp = np.linspace(0, 255, 48 * 40 * 3).reshape(40, 48, 3)
+    return Image.fromarray(ramp.astype(np.uint8))
+
+
+def _truncated_jpeg() -> bytes:
+    """Cut off half-way through its compressed data, as an interrupted download leaves it."""
+    data = _saved(_photo(), "JPEG")
+    scan = data.rfind(b"\xff\xda")
+    return data[: (scan + len(data)) // 2]
+
+
+def _png_16_bit() -> bytes:
+    return cv2.imencode(".png", np.asarray(_photo()).astype(np.uint16) * 257)[1].tobytes()
+
+
+def _exif_rotated_jpeg() -> bytes:
+    """Stored lying on its side (rotated a quarter turn counter-clockwise), with EXIF orientation 6 to stand it
+    upright: white top half, black bottom half once upright."""
+    upright = np.zeros((40, 24), np.uint8)
+    upright[:20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _saved(Image.fromarray(np.rot90(upright).copy()), "JPEG", exif=exif)
+
+
+def _bomb(side: int = 30000) -> bytes:
+    """A valid one-colour 1-bit PNG of side x side pixels: about 110 kB on disk, 900 MB to 2.7 GB decoded."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows, compressor = b"\0" * (1 + side // 8) * 1000, zlib.compressobj(9)
+    idat = b"".join(compressor.compress(rows) for _ in range(side // 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+MISNAMED = "data named .jpg; convert it to the format its name says"
+KEPT: dict[str, Callable[[], bytes]] = {
+    "train/dog/gray.png": lambda: _saved(_photo().convert("L"), "PNG"),
+    "train/dog/rotated.jpg": _exif_rotated_jpeg,
+}
+SKIPPED: dict[str, tuple[Callable[[], bytes], str]] = {
+    "train/cat/zero-byte.jpg": (lambda: b"", "empty file"),
+    "train/cat/truncated.jpg": (_truncated_jpeg, "truncated JPEG (no end-of-image marker); download it again"),
+    "train/cat/png.jpg": (lambda: _saved(_photo(), "PNG"), f"PNG {MISNAMED}"),
+    "train/cat/gif.jpg": (lambda: _saved(_photo(), "GIF"), f"GIF {MISNAMED}"),
+    "train/cat/cmyk.jpg": (lambda: _saved(_photo().convert("CMYK"), "JPEG"), "CMYK JPEG; convert it to RGB"),
+    "train/cat/16-bit.png": (_png_16_bit, "16-bit PNG; convert it to 8 bits per channel"),
+    "train/cat/rgba.png": (lambda: _saved(_photo().convert("RGBA"), "PNG"), "RGBA image with an alpha channel"),
+    "train/cat/huge.png": (_bomb, TOO_LARGE),
+}
+
+
+@dataclass(frozen=True)
+class Cases:
+    """One preprocess run over every kind of image: its paths, the images' bytes, what reached OpenCV's decoder,
+    and how much the process's peak memory grew (MB)."""
+
+    paths: Paths
+    members: dict[str, bytes]
+    decoded: list[bytes]
+    growth_mb: float
+
+    def skipped(self) -> dict[str, str]:
+        frame = pd.read_csv(self.paths.processed_dir("cifar10") / "skipped.csv")
+        return dict(zip(frame["path"], frame["reason"], strict=True))
+
+
+def _only_train(paths: Paths, dataset: str, names: list[str]) -> None:
+    """Manifests listing `names` (`<part>/<class>/<file>`) as the train split, in this order; val and test empty."""
+    rows = [(name, CIFAR10_CLASSES.index(name.split("/")[1]), name.split("/")[1]) for name in names]
+    paths.manifest_dir(dataset).mkdir(parents=True)
+    for split_name in SPLITS:
+        frame = pd.DataFrame(rows if split_name == "train" else [], columns=COLUMNS)
+        frame.to_csv(paths.manifest(dataset, split_name), index=False)
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory) -> Cases:
+    """Preprocess (RGB) a raw archive of every kind of image, kept ones first, with a spy on OpenCV's decoder."""
+    paths = Paths(tmp_path_factory.mktemp("cases"))
+    members = {name: make() for name, make in KEPT.items()} | {name: make() for name, (make, _) in SKIPPED.items()}
+    write_zip(paths.raw_archive("cifar10"), members.items())
+    _only_train(paths, "cifar10", list(members))
+    decoded: list[bytes] = []
+    real = cv2.imdecode
+
+    def spy(buffer: np.ndarray, flags: int) -> np.ndarray | None:
+        decoded.append(buffer.tobytes())
+        return real(buffer, flags)
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cv2, "imdecode", spy)
+        preprocess("cifar10", PreprocessParams(size=32, color="rgb"), paths)
+    growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    return Cases(paths, members, decoded, growth_mb)
+
+
+@pytest.mark.parametrize(
+    ("member", "reason"),
+    [(name, reason) for name, (_, reason) in SKIPPED.items()],
+    ids=[name.rsplit("/", 1)[-1] for name in SKIPPED],
+)
+def test_unusable_image_is_skipped_with_its_reason(cases, member, reason):
+    assert cases.skipped()[member].startswith(reason)
+
+
+def test_skipped_images_are_counted_and_the_others_kept(cases):
+    summary = json.loads(cases.paths.preprocess_metrics("cifar10").read_text())
+    assert summary["train"] == {"kept": len(KEPT), "skipped": len(SKIPPED)}
+    assert list(cases.skipped()) == list(SKIPPED)
+    assert load_split(cases.paths, "cifar10", "train").labels.tolist() == [5, 5]
+
+
+def test_grayscale_image_is_converted_to_rgb_not_skipped(cases):
+    gray = load_split(cases.paths, "cifar10", "train").inputs[0]
+    assert gray.shape == (32, 32, 3)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    assert gray.std() > 10
+
+
+def test_exif_rotated_jpeg_is_decoded_upright(cases):
+    rotated = load_split(cases.paths, "cifar10", "train").inputs[1]
+    assert rotated[:12].mean() > 200 and rotated[-12:].mean() < 50
+
+
+def test_huge_image_is_refused_from_its_header_never_decoded(cases):
+    bomb = cases.members["train/cat/huge.png"]
+    assert len(bomb) < 200_000
+    assert bomb not in cases.decoded
+    assert len(cases.decoded) == len(KEPT)
+    assert cases.growth_mb < 300
