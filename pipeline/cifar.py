@@ -7,10 +7,12 @@ their original bytes. The embedded sample (`pipeline.cifar_sample`) is a pickle 
 the same reader as the real one.
 """
 
+import contextlib
 import io
 import itertools
 import os
 import pickle
+import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from pipeline.datasets import CIFAR10, CIFAR10_CLASSES
 from pipeline.errors import PipelineError
+from pipeline.rawdata import refuse_unsafe
 
 # The official archive, as torchvision's `CIFAR10` names it (a test keeps these equal to torchvision's). Copied so
 # that importing this module does not import torchvision, which takes seconds.
@@ -34,6 +37,8 @@ FILENAME = "cifar-10-python.tar.gz"
 TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
 CACHE_ENV = "PIPELINE_CACHE_DIR"
 DEFAULT_CACHE = "~/.cache/image-pipeline/cifar10"
+DOWNLOAD_ATTEMPTS = 2  # a download whose md5 differs is fetched once more before giving up
+BY_HAND = f"download {FILENAME} by hand and set data.cifar10.source: local with data.cifar10.path pointing at it"
 
 BASE_FOLDER = "cifar-10-batches-py"
 PARTS = {"train": tuple(f"data_batch_{n}" for n in range(1, 6)), "test": ("test_batch",)}
@@ -58,7 +63,8 @@ def fetch_official(cache: Path) -> Path:
     """The official archive in `cache`, downloaded there with torchvision unless a copy with the right md5 is there.
 
     The download goes to a private folder and is moved into place only once its md5 matches, so parallel runs
-    (queued experiments) sharing the cache never see or leave a partial archive.
+    (queued experiments) sharing the cache never see or leave a partial archive. A download whose md5 differs is
+    discarded and fetched once more (a transfer can be corrupted); a second mismatch is an error.
     """
     from torchvision.datasets.utils import check_integrity, download_url
 
@@ -71,17 +77,20 @@ def fetch_official(cache: Path) -> Path:
     except OSError as exc:
         raise PipelineError(f"{key}: cannot create the cache folder {cache} ({exc}); set {CACHE_ENV}") from None
     try:
-        download_url(URL, str(staging), FILENAME, TGZ_MD5)
+        for _ in range(DOWNLOAD_ATTEMPTS):
+            with contextlib.suppress(RuntimeError):  # torchvision's "File not found or corrupted.": the md5 differs
+                download_url(URL, str(staging), FILENAME, TGZ_MD5)
+                break
+        else:
+            raise PipelineError(
+                f"{key}: the file downloaded from {URL} does not match the official md5 {TGZ_MD5} in "
+                f"{DOWNLOAD_ATTEMPTS} attempts; the downloads were discarded. Check for a proxy that alters "
+                f"downloads, or {BY_HAND}"
+            )
         os.replace(staging / FILENAME, archive)
     except (OSError, HTTPException, RecursionError) as exc:
         raise PipelineError(
-            f"{key}: could not download {URL} ({exc.__class__.__name__}: {exc}); check the network, or download "
-            f"{FILENAME} by hand and set data.cifar10.source: local with data.cifar10.path pointing at it"
-        ) from None
-    except RuntimeError:  # torchvision's "File not found or corrupted.": the md5 differs
-        raise PipelineError(
-            f"{key}: the file downloaded from {URL} does not match the official md5 {TGZ_MD5}; it was discarded, "
-            "run again to download it afresh"
+            f"{key}: could not download {URL} ({exc.__class__.__name__}: {exc}); check the network, or {BY_HAND}"
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -106,7 +115,9 @@ def local_members(path: Path, key: str) -> Iterator[Member]:
 def read_tar(file: BinaryIO, source: str, key: str) -> Batches:
     """The checked batches of an open `cifar-10-python.tar.gz` (any compression, any folder inside).
 
-    `source` names the archive in errors; `key` is the params key the user fixes.
+    `source` names the archive in errors; `key` is the params key the user fixes. An entry that points outside the
+    archive's folder (an absolute path, `..`, a link leading out) is refused, though nothing is ever extracted. The
+    archive is read to its end, so a compressed one whose data does not match its checksum is an error.
     """
     try:
         tar = tarfile.open(fileobj=file, mode="r:*")
@@ -116,10 +127,13 @@ def read_tar(file: BinaryIO, source: str, key: str) -> Batches:
     try:
         with tar:
             for member in tar:
+                refuse_unsafe([member.name, _link_target(member)], source, key)
                 name = member.name.rsplit("/", 1)[-1]
                 if member.isfile() and name in MEMBERS and name not in found:
                     data = tar.extractfile(member).read()  # type: ignore[union-attr]  # a file member has a body
                     found[name] = _unpickle(data, f"{member.name} in {source}", key)
+            while tar.fileobj.read(1 << 20):  # read to the end, where gzip (bz2, xz) checks the data's checksum
+                pass
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise PipelineError(f"{key}: {source} is a corrupt archive ({exc}); download it again") from None
     return _checked(found, source, key)
@@ -167,6 +181,14 @@ def _unpickle(data: bytes, where: str, key: str) -> object:
         return _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as exc:  # a corrupt pickle can fail in almost any way
         raise PipelineError(f"{key}: {where} is not a readable CIFAR-10 batch ({exc!r}); download it again") from None
+
+
+def _link_target(member: tarfile.TarInfo) -> str:
+    """What a tar link points at, relative to the archive's root (a symbolic link's target is relative to its own
+    folder, a hard link's to the root); "" for other entries."""
+    if member.issym():
+        return posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
+    return member.linkname if member.islnk() else ""
 
 
 def _checked(found: dict[str, object], source: str, key: str) -> Batches:

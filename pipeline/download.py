@@ -22,12 +22,13 @@ from pipeline.errors import PipelineError
 from pipeline.kaggle import fetch_competition
 from pipeline.params import CatsDogsData, Cifar10Data, DataSource, IrisData
 from pipeline.paths import Paths
-from pipeline.rawdata import IGNORED_PREFIXES, raw_file, raw_samples, write_zip
+from pipeline.rawdata import IGNORED_PREFIXES, raw_file, raw_samples, refuse_unsafe, write_zip
 from pipeline.sample import catsdogs_sample
 from pipeline.tables import write_iris
 
 KAGGLE_COMPETITION = "dogs-vs-cats"
 INNER_ARCHIVE = "train.zip"
+ZIP_MAGIC = b"PK\x03\x04"  # a zip's first local file header
 
 
 def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> int:
@@ -78,12 +79,18 @@ def ingest(source: Path, target: Path, spec: DatasetSpec, key: str) -> None:
     """Turn a user's `train.zip`, competition zip, extracted folder or competition folder into the raw archive."""
     if source.is_dir():
         _ingest_folder(source, target, spec, key)
-    elif source.is_file() and zipfile.is_zipfile(source):
+    elif source.is_file() and _looks_like_zip(source):
         _ingest_zip(source, target, spec, key)
     elif source.exists():
         raise PipelineError(f"{key}: {source} is neither a zip file nor a folder")
     else:
         raise PipelineError(f"{key}: {source} does not exist; point it at train.zip, the competition zip or a folder")
+
+
+def _looks_like_zip(path: Path) -> bool:
+    """A readable zip, or a file that starts like one (a truncated download, which the zip reader then names)."""
+    with path.open("rb") as file:
+        return file.read(len(ZIP_MAGIC)) == ZIP_MAGIC or zipfile.is_zipfile(path)
 
 
 def _ingest_folder(source: Path, target: Path, spec: DatasetSpec, key: str) -> None:
@@ -101,31 +108,41 @@ def _ingest_folder(source: Path, target: Path, spec: DatasetSpec, key: str) -> N
 
 
 def _ingest_zip(source: Path, target: Path, spec: DatasetSpec, key: str) -> None:
+    """A zip of the dataset's images becomes the raw archive as it is; a zip holding `train.zip` gives that one."""
     try:
         with zipfile.ZipFile(source) as archive:
-            names = [name for name in archive.namelist() if not name.startswith(IGNORED_PREFIXES)]
+            names = _entry_names(archive, str(source), key)
             if any(spec.class_of(name) for name in names):
                 with atomic_path(target) as tmp:
                     shutil.copyfile(source, tmp)
-                return
-            inner = [name for name in names if name.rsplit("/", 1)[-1] == INNER_ARCHIVE]
-            if not inner:
-                raise PipelineError(
-                    f"{key}: {source} holds no {INNER_ARCHIVE} and no images named like {_example(spec)}"
-                )
-            with atomic_path(target) as tmp:
-                with archive.open(inner[0]) as src, tmp.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, length=1 << 20)
-                if not zipfile.is_zipfile(tmp):
-                    raise PipelineError(f"{key}: {inner[0]} inside {source} is not a zip file")
-                with zipfile.ZipFile(tmp) as extracted:
-                    inner_names = [name for name in extracted.namelist() if not name.startswith(IGNORED_PREFIXES)]
-                    if not any(spec.class_of(name) for name in inner_names):
-                        raise PipelineError(
-                            f"{key}: {inner[0]} inside {source} holds no images named like {_example(spec)}"
-                        )
+            else:
+                _ingest_inner(archive, names, source, target, spec, key)
     except zipfile.BadZipFile as exc:
         raise PipelineError(f"{key}: {source} is a corrupt zip ({exc}); download it again") from None
+
+
+def _ingest_inner(
+    archive: zipfile.ZipFile, names: list[str], source: Path, target: Path, spec: DatasetSpec, key: str
+) -> None:
+    """Copy the `train.zip` inside a competition zip as the raw archive, once it is checked to hold the images."""
+    inner = [name for name in names if name.rsplit("/", 1)[-1] == INNER_ARCHIVE]
+    if not inner:
+        raise PipelineError(f"{key}: {source} holds no {INNER_ARCHIVE} and no images named like {_example(spec)}")
+    where = f"{inner[0]} inside {source}"
+    with atomic_path(target) as tmp:
+        with archive.open(inner[0]) as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+        if not zipfile.is_zipfile(tmp):
+            raise PipelineError(f"{key}: {where} is not a zip file")
+        with zipfile.ZipFile(tmp) as extracted:
+            if not any(spec.class_of(name) for name in _entry_names(extracted, where, key)):
+                raise PipelineError(f"{key}: {where} holds no images named like {_example(spec)}")
+
+
+def _entry_names(archive: zipfile.ZipFile, where: str, key: str) -> list[str]:
+    """The archive's entry names less macOS metadata, once none of them points outside the archive."""
+    refuse_unsafe(archive.namelist(), where, key)
+    return [name for name in archive.namelist() if not name.startswith(IGNORED_PREFIXES)]
 
 
 def _example(spec: DatasetSpec) -> str:

@@ -9,7 +9,7 @@ Keeping the images in one archive (not 25,000 loose files) keeps DVC fast; stage
 
 import zipfile
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import pandas as pd
 
@@ -43,6 +43,19 @@ def open_archive(path: Path) -> zipfile.ZipFile:
         return zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise PipelineError(f"{path}: not a readable zip ({exc}); delete it and download again") from None
+
+
+def refuse_unsafe(names: Iterable[str], source: str, key: str) -> None:
+    """Stop at the first archive entry that would land outside the folder the archive is extracted to (an absolute
+    path, a drive, or a `..` part, with either slash), naming the archive and the entry. Stages read entries
+    without extracting them, but such an entry means the archive is not what it claims to be."""
+    for name in names:
+        path = PureWindowsPath(name)  # parses `/` and `\\` alike, and drives
+        if path.drive or path.root or ".." in path.parts:
+            raise PipelineError(
+                f"{key}: {source} holds the entry {name!r}, which points outside the archive's folder; refusing the "
+                "archive: get it again from its official source"
+            )
 
 
 def list_images(path: Path, spec: DatasetSpec) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny, valid params and a tiny prepared dataset, generated on the fly (no network, no files)."""
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,7 @@ import pytest
 import yaml
 
 from pipeline.download import download
+from pipeline.errors import PipelineError
 from pipeline.params import Params, parse_params
 from pipeline.paths import Paths
 from pipeline.preprocess import preprocess
@@ -92,13 +94,36 @@ def paths(tmp_path: Path) -> Paths:
     return Paths(tmp_path)
 
 
+def prepare(paths: Paths, params: Params, dataset: str) -> Paths:
+    """Take `dataset` through download, split and preprocess under `paths`."""
+    download(dataset, params.data[dataset], params.seed, paths)
+    split(dataset, params.split[dataset], params.seed, paths)
+    preprocess(dataset, params.preprocess[dataset], paths)
+    return paths
+
+
 @pytest.fixture
 def prepared(paths: Paths, tiny_params: Params) -> Paths:
     """A tiny catsdogs dataset taken through download, split and preprocess."""
-    download("catsdogs", tiny_params.data["catsdogs"], tiny_params.seed, paths)
-    split("catsdogs", tiny_params.split["catsdogs"], tiny_params.seed, paths)
-    preprocess("catsdogs", tiny_params.preprocess["catsdogs"], paths)
-    return paths
+    return prepare(paths, tiny_params, "catsdogs")
+
+
+def refusal_writing_nothing_outside(root: Path, inside: Path, action: Callable[[], object]) -> str:
+    """The message of the PipelineError that `action` must raise, once checked that no file or folder under `root`
+    but outside `inside` was added, removed or changed."""
+    before = _files_outside(root, inside)
+    with pytest.raises(PipelineError) as error:
+        action()
+    assert _files_outside(root, inside) == before
+    return str(error.value)
+
+
+def _files_outside(root: Path, inside: Path) -> dict[str, bytes | None]:
+    return {
+        str(path): path.read_bytes() if path.is_file() else None
+        for path in root.rglob("*")
+        if not path.is_relative_to(inside)
+    }
 
 
 def repo_params() -> dict[str, Any]:

@@ -1,4 +1,6 @@
 import hashlib
+import io
+import pickle
 import re
 import struct
 import tarfile
@@ -17,6 +19,7 @@ from pipeline.download import download
 from pipeline.errors import PipelineError
 from pipeline.params import Cifar10Data
 from pipeline.paths import Paths
+from tests.conftest import refusal_writing_nothing_outside
 
 PATH_KEY = r"data\.cifar10\.path"
 SOURCE_KEY = r"data\.cifar10\.source"
@@ -99,10 +102,14 @@ def batches_folder(root: Path, batches: dict, skip: tuple[str, ...] = (), **repl
     return folder
 
 
-def tar_gz(root: Path, folder: Path) -> Path:
+def tar_gz(root: Path, folder: Path, *extra: tarfile.TarInfo) -> Path:
+    """`folder` as the official archive's batches folder, then the `extra` entries (bodies of their size)."""
     archive = root / cifar.FILENAME
+    root.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname=cifar.BASE_FOLDER)
+        for entry in extra:
+            tar.addfile(entry, io.BytesIO(b"x" * entry.size))
     return archive
 
 
@@ -236,12 +243,14 @@ def truncated_tar(root: Path, batches: dict) -> Path:
     return write(archive, archive.read_bytes()[: archive.stat().st_size // 2])
 
 
+def corrupt_tar(root: Path, batches: dict) -> Path:
+    data = bytearray(official_tar(root, batches).read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    return write(root / cifar.FILENAME, bytes(data))
+
+
 def corrupt_pickle(root: Path, batches: dict) -> Path:
     return batches_folder(root, batches, data_batch_3=b"\x80\x02}(garbage")
-
-
-def pickle_that_runs_code(root: Path, batches: dict) -> Path:
-    return batches_folder(root, batches, test_batch=b"cos\nsystem\n(S'echo hacked'\ntR.")
 
 
 def folder_missing_batches(root: Path, batches: dict) -> Path:
@@ -276,8 +285,8 @@ BAD_SOURCES = [
     (tree_without_train, "has no train/ folder", None),
     (tree_without_images, "holds no PNG or JPEG images", None),
     (truncated_tar, "corrupt archive", "download it again"),
+    (corrupt_tar, "corrupt archive", "download it again"),
     (corrupt_pickle, "data_batch_3 is not a readable CIFAR-10 batch", "download it again"),
-    (pickle_that_runs_code, "unexpected os.system", None),
     (folder_missing_batches, "lacks data_batch_5, batches.meta", "download cifar-10-python.tar.gz again"),
     (tar_missing_test_batch, "lacks test_batch", None),
     (not_cifar10_labels, "does not name the CIFAR-10 classes", None),
@@ -299,6 +308,61 @@ def test_bad_local_source_is_an_error_and_writes_nothing(tmp_path, paths, batche
     assert_nothing_written(paths)
 
 
+def entry(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    """A tar entry: a one-byte file, or a link to `target`."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, target, 1 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+UNSAFE_TAR_ENTRIES = {  # the entry, and the path the error names
+    "parent": (entry("../outside"), "../outside"),
+    "absolute": (entry("/tmp/outside"), "/tmp/outside"),
+    "symlink-out": (entry(f"{cifar.BASE_FOLDER}/link", tarfile.SYMTYPE, "../../outside"), "../outside"),
+    "hardlink-absolute": (entry(f"{cifar.BASE_FOLDER}/hard", tarfile.LNKTYPE, "/etc/passwd"), "/etc/passwd"),
+}
+
+
+@pytest.mark.parametrize(("unsafe", "shown"), UNSAFE_TAR_ENTRIES.values(), ids=UNSAFE_TAR_ENTRIES)
+def test_tar_entry_pointing_outside_is_refused_and_nothing_is_written(tmp_path, paths, batches, unsafe, shown):
+    source = tar_gz(tmp_path / "user", batches_folder(tmp_path / "build", batches), unsafe)
+
+    message = refusal_writing_nothing_outside(
+        tmp_path, paths.root / "data", lambda: download("cifar10", local(source), 0, paths)
+    )
+
+    assert re.match(PATH_KEY, message) and f"{source} holds the entry {shown!r}, which points outside" in message
+    assert_nothing_written(paths)
+
+
+class WritesAFile:
+    """Unpickled by plain `pickle`, this creates the file at `path`: a stand-in for any code a crafted batch runs."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.path)!r}, 'w').close()",)
+
+
+@pytest.mark.parametrize("as_tar", [False, True], ids=["folder", "tar"])
+def test_crafted_pickle_batch_is_refused_without_running_its_code(tmp_path, paths, batches, as_tar):
+    proof, marker = tmp_path / "proof", tmp_path / "marker"
+    pickle.loads(pickle.dumps(WritesAFile(proof)))  # the payload is live: plain pickle runs it
+    crafted = pickle.dumps({b"data": WritesAFile(marker), b"labels": [0]})
+    folder = batches_folder(tmp_path / ("build" if as_tar else "user"), batches, data_batch_2=crafted)
+    source = tar_gz(tmp_path / "user", folder) if as_tar else folder
+
+    with pytest.raises(PipelineError, match=PATH_KEY) as error:
+        download("cifar10", local(source), 0, paths)
+
+    message = str(error.value)
+    assert str(source) in message and "data_batch_2" in message and "not a readable CIFAR-10 batch" in message
+    assert "unexpected builtins.exec" in message
+    assert proof.exists() and not marker.exists()
+    assert_nothing_written(paths)
+
+
 def test_constants_are_torchvisions():
     from torchvision.datasets import CIFAR10 as TorchvisionCifar10
 
@@ -317,16 +381,18 @@ def test_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
 
 
 class FakeServer:
-    """Stands in for torchvision's HTTP download: serves fixed bytes, or fails, and counts the requests."""
+    """Stands in for torchvision's HTTP download: serves its bodies in turn (the last one again and again), each
+    fixed bytes or a failure, and counts the requests."""
 
-    def __init__(self, body: bytes | BaseException):
-        self.body, self.requests = body, []
+    def __init__(self, *bodies: bytes | BaseException):
+        self.bodies, self.requests = bodies, []
 
     def retrieve(self, url: str, filename: str, chunk_size: int = 0) -> None:
+        body = self.bodies[min(len(self.requests), len(self.bodies) - 1)]
         self.requests.append(url)
-        if isinstance(self.body, BaseException):
-            raise self.body
-        Path(filename).write_bytes(self.body)
+        if isinstance(body, BaseException):
+            raise body
+        Path(filename).write_bytes(body)
 
 
 @pytest.fixture
@@ -334,8 +400,8 @@ def serve(monkeypatch):
     """Replace torchvision's network calls (redirect lookup, retrieval) with a FakeServer."""
     import torchvision.datasets.utils as utils
 
-    def start(body: bytes | BaseException) -> FakeServer:
-        server = FakeServer(body)
+    def start(*bodies: bytes | BaseException) -> FakeServer:
+        server = FakeServer(*bodies)
         monkeypatch.setattr(utils, "_is_remote_location_available", lambda: False)
         monkeypatch.setattr(utils, "_get_redirect_url", lambda url, max_hops=3: url)
         monkeypatch.setattr(utils, "_urlretrieve", server.retrieve)
@@ -362,17 +428,32 @@ def test_torchvision_source_downloads_once_and_reuses_the_cache(paths, monkeypat
     assert all(np.array_equal(image, expected[name]) for name, image in decoded(paths).items())
 
 
-def test_torchvision_checksum_mismatch_removes_the_download(paths, serve, official_bytes):
-    serve(official_bytes)
+def test_torchvision_checksum_mismatch_downloads_once_more_then_fails_and_removes_it(paths, serve, official_bytes):
+    server = serve(official_bytes)
     archive = cifar.cache_dir() / cifar.FILENAME
 
     with pytest.raises(PipelineError, match=SOURCE_KEY) as error:
         download("cifar10", Cifar10Data(source="torchvision"), 0, paths)
 
-    assert f"downloaded from {cifar.URL} does not match the official md5 {cifar.TGZ_MD5}" in str(error.value)
+    assert server.requests == [cifar.URL, cifar.URL]
+    assert f"downloaded from {cifar.URL} does not match the official md5 {cifar.TGZ_MD5} in 2 attempts" in str(
+        error.value
+    )
     assert not archive.exists()
     assert list(cifar.cache_dir().iterdir()) == []
     assert_nothing_written(paths)
+
+
+def test_torchvision_checksum_mismatch_then_a_good_download_succeeds(
+    paths, monkeypatch, serve, official_bytes, expected
+):
+    monkeypatch.setattr(cifar, "TGZ_MD5", hashlib.md5(official_bytes).hexdigest())
+    server = serve(official_bytes[:-100], official_bytes)
+
+    assert download("cifar10", Cifar10Data(source="torchvision"), 0, paths) == len(expected)
+
+    assert server.requests == [cifar.URL, cifar.URL]
+    assert list(cifar.cache_dir().iterdir()) == [cifar.cache_dir() / cifar.FILENAME]
 
 
 def test_a_corrupt_archive_in_the_cache_is_replaced_by_a_fresh_download(

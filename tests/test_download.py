@@ -16,6 +16,7 @@ from pipeline.params import CatsDogsData
 from pipeline.paths import Paths
 from pipeline.rawdata import list_images, write_zip
 from pipeline.sample import catsdogs_sample
+from tests.conftest import refusal_writing_nothing_outside
 
 PATH_KEY = r"data\.catsdogs\.path"
 RULES_URL = "https://www.kaggle.com/competitions/dogs-vs-cats/rules"
@@ -106,6 +107,18 @@ def test_sample_source_differs_for_another_seed(tmp_path, tiny_params):
     assert first.raw_archive("catsdogs").read_bytes() != second.raw_archive("catsdogs").read_bytes()
 
 
+# Files a user's copy may hold that are not images of the dataset: ignored, never fatal.
+STRAY_FILES = {
+    "Thumbs.db": b"thumbs",
+    ".DS_Store": b"ds",
+    "train/bird.1.jpg": b"another class",
+    "train/cat.x.jpg": b"not numbered",
+    "sampleSubmission.csv": b"id,label\n",
+    "__MACOSX/train/cat.99.jpg": b"apple double",
+    "__MACOSX/train/._cat.0.jpg": b"apple double",
+}
+
+
 def local_train_zip(root: Path, images: dict[str, bytes]) -> Path:
     return write(root / "train.zip", train_zip(images))
 
@@ -121,12 +134,14 @@ def local_extracted_folder(root: Path, images: dict[str, bytes]) -> Path:
         write(folder / name, images[name])
     for name in names[len(names) // 2 :]:
         write(folder / "train" / name, images[name])
-    write(folder / "Thumbs.db", b"thumbs")
-    write(folder / ".DS_Store", b"ds")
-    write(folder / "train" / "bird.1.jpg", b"bird")
-    write(folder / "sampleSubmission.csv", b"id,label\n")
-    write(folder / "__MACOSX" / "train" / "cat.99.jpg", b"apple double")
+    for name, data in STRAY_FILES.items():
+        write(folder / name, data)
     return folder
+
+
+def local_zip_with_stray_files(root: Path, images: dict[str, bytes]) -> Path:
+    members = {f"train/{name}": data for name, data in images.items()} | STRAY_FILES
+    return write(root / "train.zip", zip_bytes(members))
 
 
 def local_folder_with_train_zip(root: Path, images: dict[str, bytes]) -> Path:
@@ -138,8 +153,14 @@ def local_folder_with_train_zip(root: Path, images: dict[str, bytes]) -> Path:
 
 @pytest.mark.parametrize(
     "make_source",
-    [local_train_zip, local_competition_zip, local_extracted_folder, local_folder_with_train_zip],
-    ids=["train-zip", "competition-zip", "extracted-folder", "folder-with-train-zip"],
+    [
+        local_train_zip,
+        local_competition_zip,
+        local_extracted_folder,
+        local_zip_with_stray_files,
+        local_folder_with_train_zip,
+    ],
+    ids=["train-zip", "competition-zip", "folder-with-stray-files", "zip-with-stray-files", "folder-with-train-zip"],
 )
 def test_local_source_gives_the_same_images(tmp_path, paths, images, expected, make_source):
     source = make_source(tmp_path / "user", images)
@@ -208,7 +229,7 @@ BAD_SOURCES = [
     (competition_zip_with_empty_train_zip, "holds no images"),
     (folder_with_empty_train_zip, "no images"),
     (corrupt_zip, "corrupt zip"),
-    (truncated_zip, "neither a zip file nor a folder"),
+    (truncated_zip, "is a corrupt zip"),
     (plain_file, "neither a zip file nor a folder"),
 ]
 
@@ -222,6 +243,23 @@ def test_bad_local_source_is_an_error_and_writes_nothing(tmp_path, paths, images
 
     assert message in str(error.value)
     assert str(source) in str(error.value)
+    assert_nothing_written(paths)
+
+
+UNSAFE_ENTRIES = ["../cat.2.jpg", "/tmp/cat.2.jpg", "..\\cat.2.jpg", "C:/cat.2.jpg"]
+
+
+@pytest.mark.parametrize("entry", UNSAFE_ENTRIES)
+@pytest.mark.parametrize("nested", [False, True], ids=["train-zip", "competition-zip"])
+def test_zip_entry_pointing_outside_is_refused_and_nothing_is_written(tmp_path, paths, images, entry, nested):
+    members = {"train/cat.1.jpg": images["cat.1.jpg"], entry: images["cat.2.jpg"]}
+    source = write(tmp_path / "user" / "user.zip", zip_bytes({"train.zip": zip_bytes(members)} if nested else members))
+
+    message = refusal_writing_nothing_outside(
+        tmp_path, paths.root / "data", lambda: download("catsdogs", local(source), 0, paths)
+    )
+
+    assert re.match(PATH_KEY, message) and f"{source} holds the entry {entry!r}, which points outside" in message
     assert_nothing_written(paths)
 
 

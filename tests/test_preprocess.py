@@ -6,6 +6,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,15 +17,25 @@ from PIL import Image
 from pipeline.datasets import CIFAR10_CLASSES
 from pipeline.download import download
 from pipeline.errors import PipelineError
-from pipeline.params import PreprocessParams
+from pipeline.params import PreprocessParams, parse_params
 from pipeline.paths import SPLITS, Paths
-from pipeline.preprocess import TOO_LARGE, channel_stats, decode_image, load_meta, load_split, preprocess
+from pipeline.preprocess import (
+    TOO_LARGE,
+    channel_stats,
+    decode_image,
+    load_meta,
+    load_split,
+    preprocess,
+    split_files,
+)
 from pipeline.rawdata import write_zip
 from pipeline.split import COLUMNS, read_manifest
+from tests.conftest import prepare, tiny_full
 
 
-def _arrays(paths: Paths) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(paths.processed_dir("catsdogs").glob("*.npy"))}
+def _files(paths: Paths) -> dict[Path, bytes]:
+    """Every file a run wrote, by its path relative to the run's root."""
+    return {path.relative_to(paths.root): path.read_bytes() for path in paths.root.rglob("*") if path.is_file()}
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -104,11 +115,16 @@ def test_unreadable_images_are_skipped_counted_and_listed(prepared, tiny_params)
     assert train.labels.tolist() == read_manifest(prepared, "catsdogs", "train")["label"][3:].tolist()
 
 
-def test_rerun_gives_byte_identical_arrays(prepared, tiny_params):
-    first = _arrays(prepared)
-    preprocess("catsdogs", tiny_params.preprocess["catsdogs"], prepared)
-    assert _arrays(prepared) == first
-    assert len(first) == 6
+@pytest.mark.parametrize("dataset", ["catsdogs", "cifar10"])
+def test_two_runs_with_the_same_seed_give_byte_identical_outputs(tmp_path, dataset):
+    """Raw archive, manifests, arrays, meta, skipped list and metrics; a different seed's split differs (test_split)."""
+    params = parse_params(tiny_full())
+    first, second = (_files(prepare(Paths(tmp_path / run), params, dataset)) for run in ("first", "second"))
+    assert first == second
+    relative = Paths()
+    assert {relative.manifest(dataset, name) for name in SPLITS} | set(split_files(relative, dataset, SPLITS)) <= set(
+        first
+    )
 
 
 def test_decode_converts_a_color_jpeg_to_gray():

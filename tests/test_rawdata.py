@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.datasets import CATSDOGS
 from pipeline.errors import PipelineError
-from pipeline.rawdata import ZIP_EPOCH, list_images, open_archive, write_zip
+from pipeline.rawdata import ZIP_EPOCH, list_images, open_archive, refuse_unsafe, write_zip
 
 MEMBERS = [("train/cat.1.jpg", b"cat one"), ("train/dog.1.jpg", b"dog one"), ("notes.txt", b"hello")]
 
@@ -117,3 +117,17 @@ def test_open_archive_of_corrupt_file_names_the_path(tmp_path):
 def test_list_images_of_missing_archive_is_a_pipeline_error(tmp_path):
     with pytest.raises(PipelineError, match="run the download stage first"):
         list_images(tmp_path / "train.zip", CATSDOGS)
+
+
+UNSAFE = ["../x.jpg", "/x.jpg", "..\\x.jpg", "C:/x.jpg", "C:x.jpg", "a/../../x", "//host/share/x"]
+
+
+@pytest.mark.parametrize("entry", UNSAFE)
+def test_refuse_unsafe_names_the_archive_and_the_entry(entry):
+    message = f"data.x: a.zip holds the entry {entry!r}, which points outside"
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        refuse_unsafe(["train/cat.1.jpg", entry], "a.zip", "data.x")
+
+
+def test_refuse_unsafe_passes_entries_that_stay_inside():
+    refuse_unsafe(["train/", "train/cat.1.jpg", "a/..b/c..jpg", "__MACOSX/._x", "dir\\cat.2.jpg"], "a.zip", "data.x")
