@@ -92,11 +92,44 @@ def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Over
 
 @app.command()
 @_user_errors
-def train(model: Model, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+def train(
+    model: Model,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+    nproc: Annotated[
+        int, typer.Option("--nproc", min=1, help="Train in N processes (one per GPU) with torchrun and DDP.")
+    ] = 1,
+) -> None:
     """Train a model on its dataset; logs learning curves and writes models/<model>.pt."""
+    loaded = _params(params, set_)
+    if nproc > 1:
+        from pipeline.distributed import launch
+
+        overrides = [argument for item in set_ or [] for argument in ("--set", item)]
+        raise typer.Exit(launch(nproc, ["train", model, "--params", str(params), *overrides]))
+    from pipeline.distributed import current_shard
     from pipeline.train import train as run
 
-    _report(run(model, _params(params, set_), Paths()))
+    result = run(model, loaded, Paths())
+    if current_shard().is_main:
+        _report(result)
+
+
+@app.command()
+@_user_errors
+def bench(
+    model: Model,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the end-to-end train stage run.")] = 2,
+    steps: Annotated[int, typer.Option(min=1, help="Bare training steps to time.")] = 40,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+) -> None:
+    """Measure training speed: the data feed alone, a bare training step, the train stage end to end, and the
+    share of the bare step's speed the stage keeps; writes metrics/bench/<model>.json."""
+    from pipeline.bench import bench as run
+    from pipeline.bench import render
+
+    typer.echo(render(run(model, _params(params, set_), Paths(), epochs=epochs, steps=steps)))
 
 
 @app.command()

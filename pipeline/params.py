@@ -162,6 +162,12 @@ class TrainParams(Block):
     l1: float = Field(0, ge=0)
     l2: float = Field(0, ge=0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    data_on_device: bool = False
+    amp: bool = True
+
+
+DEVICE_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does on the device
 
 
 class CatsDogsCnnArgs(Block):
@@ -348,7 +354,19 @@ def _resolve_model(params: Params, name: str) -> ModelConfig:
     aug = _validated(AugParams, params.aug.model_dump() | block.aug, f"{prefix}.aug")
     block_keys = (*ModelParams.model_fields, *TrainParams.model_fields)
     arch_args = _validated(ARCH_ARGS[block.arch], extra, prefix, also_known=block_keys)
+    if train.data_on_device:
+        _check_device_aug(aug, prefix)
     return ModelConfig(name=name, dataset=block.dataset, arch=block.arch, arch_args=arch_args, train=train, aug=aug)
+
+
+def _check_device_aug(aug: AugParams, prefix: str) -> None:
+    """A split kept on the device is augmented there, with pixel moves only."""
+    off = [f"aug.{key}" for key, value in aug.model_dump().items() if value and key not in DEVICE_AUG_KEYS]
+    if off:
+        raise PipelineError(
+            f"{prefix}: data_on_device augments on the device, with crop_padding, shift and flips only, but "
+            f"{', '.join(off)} is on; set it to 0 or data_on_device to false"
+        )
 
 
 def _validated(kind: type[BlockT], values: dict[str, Any], prefix: str, also_known: tuple[str, ...] = ()) -> BlockT:

@@ -52,6 +52,10 @@ class Paths:
         """The end-of-epoch checkpoint a killed training run resumes from; not a DVC output, so it survives."""
         return self.root / "models" / "checkpoints" / f"{model}.ckpt"
 
+    def bench_file(self, model: str) -> Path:
+        """The figures of `pipeline bench MODEL`: not a pipeline stage, so kept apart from the stages' metrics."""
+        return self.root / "metrics" / "bench" / f"{model}.json"
+
     def train_dir(self, model: str) -> Path:
         """The train stage's DVCLive folder: metrics.json, per-epoch plots, the learning-curve image."""
         return self.metrics_dir(model) / "train"

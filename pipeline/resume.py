@@ -24,7 +24,7 @@ def run_fingerprint(config: ModelConfig, seed: int, data_files: list[Path]) -> s
     settings = {
         "model": [config.name, config.dataset, config.arch],
         "arch_args": config.arch_args.model_dump(mode="json"),
-        "train": config.train.model_dump(mode="json", exclude={"device"}),
+        "train": config.train.model_dump(mode="json", exclude={"device", "workers"}),
         "aug": config.aug.model_dump(mode="json"),
         "seed": seed,
     }

@@ -1,7 +1,9 @@
 """Torch plumbing shared by train and evaluate: device choice, seeding, batching in-memory arrays, prediction."""
 
+import contextlib
+import functools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,8 +11,6 @@ import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
-
-Augment = Callable[..., dict]
 
 
 @dataclass(frozen=True)
@@ -53,22 +53,12 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 
 def batches(
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    *,
-    generator: torch.Generator | None = None,
-    augment: Augment | None = None,
-    normalization: Normalization | None = None,
+    images: np.ndarray, labels: np.ndarray, batch_size: int, normalization: Normalization | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (float NCHW, int64 labels) batches; shuffled when a generator is given, augmented if asked."""
-    order = torch.randperm(len(labels), generator=generator).numpy() if generator else np.arange(len(labels))
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        batch = images[index]
-        if augment is not None:
-            batch = np.stack([augment(image=image)["image"].reshape(image.shape) for image in batch])
-        yield to_tensor(batch, normalization), torch.from_numpy(labels[index])
+    """Yield (float NCHW, int64 labels) batches in order: what evaluation reads (training has `pipeline.loader`)."""
+    for start in range(0, len(labels), batch_size):
+        end = start + batch_size
+        yield to_tensor(images[start:end], normalization), torch.from_numpy(labels[start:end])
 
 
 def batch_count(samples: int, batch_size: int) -> int:
@@ -77,18 +67,34 @@ def batch_count(samples: int, batch_size: int) -> int:
 
 
 def to_tensor(inputs: np.ndarray, normalization: Normalization | None = None) -> torch.Tensor:
+    """uint8 NHWC images (or float table rows) from host memory as model inputs; see `model_input`."""
+    return model_input(torch.from_numpy(inputs), normalization)
+
+
+def model_input(raw: torch.Tensor, normalization: Normalization | None = None) -> torch.Tensor:
     """uint8 NHWC images to float NCHW in [0, 1], or float table rows (N, features) as they are; standardised per
-    channel or feature when a normalization is given."""
-    if inputs.ndim == 2:
-        tensor = torch.from_numpy(inputs).to(torch.float32, copy=True)  # owned, as the image branch's is
+    channel or feature when a normalization is given. Runs where `raw` is, so a batch crosses to the GPU as uint8."""
+    if raw.ndim == 2:
+        tensor = raw.to(torch.float32, copy=True)  # owned, as the image branch's is
     else:
-        tensor = torch.from_numpy(inputs).permute(0, 3, 1, 2).float().div_(255)
+        tensor = raw.permute(0, 3, 1, 2).float().div_(255)
     if normalization is None:
         return tensor
-    shape = (1, -1) + (1,) * (tensor.ndim - 2)
-    mean = torch.tensor(normalization.mean).view(shape)
-    std = torch.tensor(normalization.std).view(shape)
+    mean, std = _statistics(normalization, tensor.device, tensor.ndim)
     return tensor.sub_(mean).div_(std)
+
+
+@functools.cache
+def _statistics(normalization: Normalization, device: torch.device, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (1, -1) + (1,) * (ndim - 2)
+    return tuple(torch.tensor(values, device=device).view(shape) for values in (normalization.mean, normalization.std))
+
+
+def mixed_precision(device: torch.device, wanted: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a CUDA device that supports it (when `wanted`); elsewhere full precision."""
+    if wanted and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -98,10 +104,11 @@ def predict(
     batch_size: int,
     device: torch.device,
     normalization: Normalization | None = None,
+    mixed: bool = False,
 ) -> torch.Tensor:
-    """The model's logits for every image, in eval mode, on the CPU."""
+    """The model's logits for every image, in eval mode, on the CPU (in bf16 on a CUDA device if `mixed`)."""
     model.eval()
     dummy = np.zeros(len(images), np.int64)
-    data = batches(images, dummy, batch_size, normalization=normalization)
-    outputs = [model(x.to(device)).float().cpu() for x, _ in data]
-    return torch.cat(outputs)
+    with mixed_precision(device, mixed):
+        outputs = [model(x.to(device, non_blocking=True)) for x, _ in batches(images, dummy, batch_size, normalization)]
+    return torch.cat(outputs).float().cpu()

@@ -4,9 +4,12 @@ Logs per-epoch train and validation loss and accuracy, and the `l1`/`l2` weight 
 with DVCLive (`metrics/<model>/train/`, drawn by `dvc plots show`); saves a learning-curve image and a preview of
 what `aug.*` does to training images; writes the model with its provenance to `models/<model>.pt`.
 A checkpoint after every epoch (`models/checkpoints/<model>.ckpt`) lets a killed run resume when run again.
+On a GPU, steps run in bf16 autocast (`train.amp`); under torchrun (`pipeline train MODEL --nproc N`) the processes
+share every batch through DistributedDataParallel and only rank 0 writes.
 """
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,61 +19,98 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.augment import augmented_samples, build_augment, describe
+from pipeline import batch_augment
+from pipeline.augment import augmented_samples, describe
 from pipeline.checkpoint import save_model
-from pipeline.errors import PipelineError
 from pipeline.diagnostics import confidence_figures, mode_gap
+from pipeline.distributed import Shard, current_shard, gathered, process_group, summed, unwrapped, wrap
+from pipeline.errors import PipelineError
+from pipeline.loader import TrainFeed
 from pipeline.models import build_model, has_batchnorm, loss, parameter_groups, probabilities
 from pipeline.params import ModelConfig, Params, TrainParams
 from pipeline.paths import Paths
 from pipeline.plots import augmentation_preview, learning_curves
 from pipeline.preprocess import SplitArrays, load_meta, load_split, split_files
 from pipeline.resume import Checkpoint, run_fingerprint
-from pipeline.runtime import Normalization, batch_count, batches, pick_device, place, predict, seed_everything
+from pipeline.runtime import (
+    Normalization,
+    mixed_precision,
+    model_input,
+    pick_device,
+    place,
+    predict,
+    seed_everything,
+)
 from pipeline.schedule import initial_lr, make_scheduler
 
 PREVIEW_IMAGES, PREVIEW_DRAWS = 6, 3
 
 
-def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | int | str]:
-    """Train one model (resuming its checkpoint if a previous run was cut short); returns the last epoch's row."""
+def train(
+    model_name: str, params: Params, paths: Paths, on_epoch: Callable[[dict], object] | None = None
+) -> dict[str, float | int | str]:
+    """Train one model (resuming its checkpoint if a previous run was cut short); returns the last epoch's row.
+
+    `on_epoch` is called with each epoch's row once it is logged and checkpointed (`pipeline bench` times epochs
+    with it). Under torchrun every process runs this on its share of each batch; only rank 0 writes.
+    """
     config = params.model(model_name)
+    shard = current_shard()
+    with process_group(shard, pick_device(config.train.device)) as device:
+        return _train(config, params.seed, paths, device, shard, on_epoch or (lambda row: None))
+
+
+def _train(
+    config: ModelConfig, seed: int, paths: Paths, device: torch.device, shard: Shard, on_epoch: Callable[[dict], object]
+) -> dict:
     settings = config.train
-    device = pick_device(settings.device)
-    seed_everything(params.seed, device)
+    seed_everything(seed, device)
     meta = load_meta(paths, config.dataset)
     train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
     data = {**meta, "channels": train_set.inputs.shape[-1]}
-    model = place(build_for(model_name, config, data), device)
+    model = place(build_for(config.name, config, data), device)
     optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
     scheduler = make_scheduler(optimizer, settings)
-    fingerprint = run_fingerprint(config, params.seed, split_files(paths, config.dataset, ("train", "val")))
-    checkpoint = Checkpoint(paths.checkpoint(model_name), fingerprint)
+    fingerprint = run_fingerprint(config, seed, split_files(paths, config.dataset, ("train", "val")))
+    checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint)
     done = checkpoint.restore(model, optimizer, scheduler)
-    run = _Run(config, params.seed, meta, device)
-    steps = batch_count(len(train_set.labels), settings.batch_size)
-    with Live(str(paths.train_dir(model_name)), dvcyaml=None, save_dvc_exp=False) as live, tqdm(
-        total=settings.epochs * steps, initial=done * steps, desc=f"train {model_name} ({device})", unit="batch",
-        disable=None,
+    run = _Run(config, seed, meta, device, shard)
+    feed = TrainFeed(train_set, config, seed, device, shard)
+    trained = wrap(model, shard, device)
+    processes = f" x{shard.world}" if shard.world > 1 else ""
+    with _live(paths, config.name, shard) as live, tqdm(
+        total=settings.epochs * len(feed), initial=done * len(feed), desc=f"train {config.name} ({device}{processes})",
+        unit="batch", disable=None if shard.is_main else True,
     ) as bar:
-        if run.augments_images:
-            live.log_image("augmentation.png", _augmentation_preview(config, params.seed, train_set))
-        for row in checkpoint.history:
+        if live and run.augments_images:
+            live.log_image("augmentation.png", _augmentation_preview(config, seed, train_set))
+        for row in checkpoint.history if live else ():
             _log(live, row)
         for epoch in range(done + 1, settings.epochs + 1):
-            row = run.epoch(epoch, model, optimizer, train_set, val_set, bar)
+            row = run.epoch(epoch, trained, optimizer, feed, val_set, bar)
             scheduler.step()
             checkpoint.history.append(row)
-            _log(live, row)
-            checkpoint.save(model, optimizer, scheduler)
+            if live:
+                _log(live, row)
+                checkpoint.save(model, optimizer, scheduler)
+            on_epoch(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
-        summary = _summarise(live, checkpoint.history, f"{model_name} on {config.dataset}")
+        if not live:
+            return checkpoint.history[-1]
+        summary = _summarise(live, checkpoint.history, f"{config.name} on {config.dataset}")
         if has_batchnorm(model):
             summary["bn_check"] = run.mode_check(model, train_set, checkpoint.history[-1])
             live.summary["bn_check"] = summary["bn_check"]
-    save_model(paths.model_file(model_name), model, config, data, params.seed)
+    save_model(paths.model_file(config.name), model, config, data, seed)
     checkpoint.remove()
     return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
+
+
+def _live(paths: Paths, model_name: str, shard: Shard) -> contextlib.AbstractContextManager[Live | None]:
+    """DVCLive for the process that writes (rank 0); nothing for the others."""
+    if not shard.is_main:
+        return contextlib.nullcontext()
+    return Live(str(paths.train_dir(model_name)), dvcyaml=None, save_dvc_exp=False)
 
 
 def build_for(model_name: str, config: ModelConfig, data: dict) -> nn.Module:
@@ -96,30 +136,28 @@ def make_optimizer(groups: Iterable, settings: TrainParams) -> torch.optim.Optim
 class _Run:
     """What stays fixed across the epochs of one training run."""
 
-    def __init__(self, config: ModelConfig, seed: int, meta: dict, device: torch.device) -> None:
-        self.config, self.seed, self.device = config, seed, device
+    def __init__(self, config: ModelConfig, seed: int, meta: dict, device: torch.device, shard: Shard) -> None:
+        self.config, self.seed, self.device, self.shard = config, seed, device, shard
         self.normalization = Normalization.from_meta(meta)
         self.augments_images = meta.get("kind", "images") == "images"  # a table's rows are not augmented
-        self.augment = build_augment(config.aug, seed, size=meta["size"]) if self.augments_images else None
 
     def epoch(
         self,
         epoch: int,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        train_set: SplitArrays,
+        feed: TrainFeed,
         val_set: SplitArrays,
         bar: tqdm,
     ) -> dict[str, float]:
-        """Train one epoch and measure on the validation split; returns the epoch's row of the history."""
+        """Train one epoch and measure on the validation split; returns the epoch's row of the history.
+
+        Dropout draws from (seed, epoch, rank) alone, as the feed's order and augmentation do, so a resumed run
+        repeats the epoch exactly."""
         settings = self.config.train
-        generator = _seed_epoch(self.seed, epoch, self.augment)
-        shuffled = batches(
-            train_set.inputs, train_set.labels, settings.batch_size,
-            generator=generator, augment=self.augment, normalization=self.normalization,
-        )
-        fit = train_one_epoch(model, shuffled, optimizer, self.device, bar, settings.l1, settings.l2)
-        val = measure(model, val_set, settings.batch_size, self.device, self.normalization)
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, self.shard.rank]).generate_state(1)[0]))
+        fit = self.train_one_epoch(model, feed.epoch(epoch), optimizer, bar)
+        val = measure(unwrapped(model), val_set, settings.batch_size, self.device, self.normalization, settings.amp)
         return {
             "epoch": epoch,
             "train/loss": fit.loss,
@@ -132,21 +170,80 @@ class _Run:
             "lr": optimizer.param_groups[-1]["lr"],
         }
 
+    def train_one_epoch(
+        self,
+        model: nn.Module,
+        data: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        optimizer: torch.optim.Optimizer,
+        bar: tqdm,
+    ) -> "EpochFit":
+        """One pass over the epoch's batches, minimising data loss plus the `l1`/`l2` weight penalty.
+
+        Data loss and penalty are reported apart, so losses stay comparable between runs with different penalties.
+        The figures add up on the device and reach the host once, at the end: no step waits for the GPU.
+        """
+        settings = self.config.train
+        model.train()
+        penalty = Penalty(penalized_weights(model) if settings.l1 or settings.l2 else [], settings.l1, settings.l2)
+        sums = torch.zeros(3, device=self.device)  # data loss, penalty, correct
+        seen_probabilities, seen_labels = [], []
+        for raw, labels in data:
+            inputs = model_input(raw, self.normalization)
+            logits, batch_loss, weights = training_step(model, optimizer, inputs, labels, settings.amp, penalty)
+            batch_probabilities = probabilities(logits.float())
+            correct = (batch_probabilities.argmax(1) == labels).sum()
+            sums += torch.stack([batch_loss * len(labels), weights * len(labels), correct])
+            seen_probabilities.append(batch_probabilities)
+            seen_labels.append(labels)
+            bar.update()
+        all_probabilities = gathered(torch.cat(seen_probabilities)).cpu().numpy()
+        all_labels = gathered(torch.cat(seen_labels)).cpu().numpy()
+        mean_loss, mean_penalty, accuracy = (summed(sums) / len(all_labels)).tolist()
+        return EpochFit(mean_loss, accuracy, mean_penalty, confidence_figures(all_probabilities, all_labels))
+
     def mode_check(self, model: nn.Module, train_set: SplitArrays, last: dict[str, float]) -> dict[str, float | bool]:
         """The training split in eval mode (no augmentation) beside the last epoch's train-mode figures."""
-        scores = measure(model, train_set, self.config.train.batch_size, self.device, self.normalization)
+        settings = self.config.train
+        scores = measure(model, train_set, settings.batch_size, self.device, self.normalization, settings.amp)
         return mode_gap(
             {"acc": last["train/acc"], "loss": last["train/loss"]}, {"acc": scores.accuracy, "loss": scores.loss}
         )
 
 
-def _seed_epoch(seed: int, epoch: int, augment) -> torch.Generator:
-    """Seed everything random in one epoch from (seed, epoch) alone, so a resumed run repeats it exactly."""
-    epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-    torch.manual_seed(epoch_seed)
-    if augment is not None:
-        augment.set_random_seed(epoch_seed)
-    return torch.Generator().manual_seed(epoch_seed)
+@dataclass(frozen=True)
+class Penalty:
+    """The `l1`/`l2` weight penalty on the given kernels (none given: nothing is penalised)."""
+
+    kernels: list[torch.Tensor]
+    l1: float = 0.0
+    l2: float = 0.0
+
+    def __call__(self, like: torch.Tensor) -> torch.Tensor:
+        """The penalty now, as a scalar beside `like`."""
+        return weight_penalty(self.kernels, self.l1, self.l2) if self.kernels else like.new_zeros(())
+
+
+NO_PENALTY = Penalty([])
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    amp: bool = True,
+    penalty: Penalty = NO_PENALTY,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimisation step, in bf16 autocast on a CUDA device that has it if `amp`; returns the logits, the data
+    loss and the penalty, detached and left on the device."""
+    optimizer.zero_grad(set_to_none=True)
+    with mixed_precision(inputs.device, amp):
+        logits = model(inputs)
+    batch_loss = loss(logits.float(), labels)
+    weights = penalty(batch_loss)
+    (batch_loss + weights).backward()
+    optimizer.step()
+    return logits.detach(), batch_loss.detach(), weights.detach()
 
 
 @dataclass(frozen=True)
@@ -167,43 +264,6 @@ class SplitScores:
     loss: float
     accuracy: float
     confidence: dict[str, float]
-
-
-def train_one_epoch(
-    model: nn.Module,
-    data: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-    bar: tqdm,
-    l1: float = 0.0,
-    l2: float = 0.0,
-) -> EpochFit:
-    """One pass over the shuffled training batches, minimising data loss plus the `l1`/`l2` weight penalty.
-
-    Data loss and penalty are reported apart, so losses stay comparable between runs with different penalties.
-    """
-    model.train()
-    kernels = penalized_weights(model) if l1 or l2 else []
-    total_loss, total_penalty, correct, seen = 0.0, 0.0, 0, 0
-    seen_probabilities, seen_labels = [], []
-    for images, labels in data:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(images)
-        batch_loss = loss(logits, labels)
-        penalty = weight_penalty(kernels, l1, l2) if kernels else None
-        (batch_loss if penalty is None else batch_loss + penalty).backward()
-        optimizer.step()
-        total_loss += batch_loss.item() * len(labels)
-        total_penalty += 0.0 if penalty is None else penalty.item() * len(labels)
-        batch_probabilities = probabilities(logits.detach()).float().cpu()
-        correct += (batch_probabilities.argmax(1) == labels.cpu()).sum().item()
-        seen += len(labels)
-        seen_probabilities.append(batch_probabilities)
-        seen_labels.append(labels.cpu())
-        bar.update()
-    confidence = confidence_figures(torch.cat(seen_probabilities).numpy(), torch.cat(seen_labels).numpy())
-    return EpochFit(total_loss / seen, correct / seen, total_penalty / seen, confidence)
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -232,9 +292,10 @@ def measure(
     batch_size: int,
     device: torch.device,
     normalization: Normalization | None = None,
+    mixed: bool = False,
 ) -> SplitScores:
     """Loss, accuracy and true-class confidence of the model in eval mode on a whole split."""
-    logits = predict(model, split.inputs, batch_size, device, normalization)
+    logits = predict(model, split.inputs, batch_size, device, normalization, mixed)
     predicted = probabilities(logits).numpy()
     accuracy = float(np.mean(predicted.argmax(1) == split.labels))
     confidence = confidence_figures(predicted, split.labels)
@@ -244,7 +305,8 @@ def measure(
 def _augmentation_preview(config: ModelConfig, seed: int, train_set: SplitArrays) -> Figure:
     """The first training images beside augmented versions of them, to see what `aug.*` does to the data."""
     originals = train_set.inputs[:PREVIEW_IMAGES]
-    versions = augmented_samples(config.aug, seed, originals, PREVIEW_DRAWS)
+    draw = batch_augment.augmented_samples if config.train.data_on_device else augmented_samples
+    versions = draw(config.aug, seed, originals, PREVIEW_DRAWS)
     return augmentation_preview(originals, versions, f"{config.name}: {describe(config.aug)}")
 
 

@@ -63,6 +63,9 @@ def test_unknown_model_name_lists_the_known_ones(tiny_params):
         ({"train.optimizer": "rmsprop"}, r"train\.optimizer"),
         ({"train.device": "gpu"}, r"train\.device"),
         ({"train.device": "cuda:x"}, r"train\.device"),
+        ({"train.workers": -1}, r"train\.workers"),
+        ({"train.workers": "many"}, r"train\.workers"),
+        ({"train.data_on_device": "maybe"}, r"train\.data_on_device"),
         ({"preprocess.catsdogs.color": "cmyk"}, r"preprocess\.catsdogs\.color"),
         ({"models.catsdogs_cnn.dropout": [0.2, 0.2]}, r"models\.catsdogs_cnn\.dropout"),
         ({"models.catsdogs_cnn.dropout": [0.2, 0.2, 1.2]}, r"models\.catsdogs_cnn\.dropout"),
@@ -73,6 +76,13 @@ def test_unknown_model_name_lists_the_known_ones(tiny_params):
 def test_bad_value_is_reported_with_its_dotted_key(changes, pattern):
     with pytest.raises(PipelineError, match=pattern):
         parse_params(tiny_raw(**changes))
+
+
+def test_a_split_on_the_device_refuses_augmentation_it_cannot_do_there_naming_the_key():
+    raw = tiny_raw(**{"train.data_on_device": True, "aug.hflip": 0.5, "aug.crop_padding": 4, "aug.shift": 0.1})
+    assert parse_params(raw).model("catsdogs_cnn").train.data_on_device
+    with pytest.raises(PipelineError, match=r"models\.catsdogs_cnn: data_on_device .* aug\.rotation is on"):
+        parse_params(tiny_raw(**{"train.data_on_device": True, "aug.rotation": 10}))
 
 
 def test_bad_value_error_shows_the_offending_value():

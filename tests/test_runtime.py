@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.runtime import Normalization, batch_count, batches, pick_device, to_tensor
+from pipeline.runtime import Normalization, batch_count, batches, mixed_precision, model_input, pick_device, to_tensor
 
 
 def _indexed(count: int, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -12,36 +12,13 @@ def _indexed(count: int, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return images, np.arange(count, dtype=np.int64)
 
 
-def _order(generator: torch.Generator | None, count: int = 10, batch_size: int = 4) -> list[int]:
-    images, labels = _indexed(count)
-    return [int(label) for _, batch in batches(images, labels, batch_size, generator=generator) for label in batch]
-
-
-@pytest.mark.parametrize("shuffle", [False, True], ids=["in_order", "shuffled"])
-def test_every_sample_appears_exactly_once_with_its_label(shuffle):
+def test_every_sample_appears_once_in_order_with_its_label():
     images, labels = _indexed(10)
-    generator = torch.Generator().manual_seed(0) if shuffle else None
     seen = []
-    for x, y in batches(images, labels, 4, generator=generator):
+    for x, y in batches(images, labels, 4):
         assert torch.equal(torch.round(x[:, 0, 0, 0] * 255).long(), y)
         seen += y.tolist()
-    assert sorted(seen) == list(range(10))
-
-
-def test_without_a_generator_batches_keep_the_input_order():
-    assert _order(None) == list(range(10))
-
-
-def test_a_generator_shuffles_and_the_same_seed_gives_the_same_order():
-    first = _order(torch.Generator().manual_seed(5))
-    assert first == _order(torch.Generator().manual_seed(5))
-    assert first != list(range(10))
-    assert first != _order(torch.Generator().manual_seed(6))
-
-
-def test_one_generator_gives_a_new_order_each_epoch():
-    generator = torch.Generator().manual_seed(5)
-    assert _order(generator) != _order(generator)
+    assert seen == list(range(10))
 
 
 def test_batches_are_float_nchw_in_unit_range_and_int64_labels():
@@ -56,20 +33,6 @@ def test_batches_are_float_nchw_in_unit_range_and_int64_labels():
     assert shapes == [(2, 3, 4, 6), (2, 3, 4, 6), (1, 3, 4, 6)]
     first, _ = next(batches(images, np.zeros(5, np.int64), 2))
     assert first[0].max() == 0 and first[1].min() == 1
-
-
-def test_augment_is_applied_per_image_and_a_dropped_channel_axis_is_restored():
-    images, labels = _indexed(3)
-    calls = []
-
-    def augment(image):
-        calls.append(image.shape)
-        return {"image": 255 - image[..., 0]}
-
-    (x, _), *_ = list(batches(images, labels, 3, augment=augment))
-    assert calls == [(4, 6, 1)] * 3
-    assert x.shape == (3, 1, 4, 6)
-    assert torch.allclose(x[:, 0, 0, 0], (255 - torch.arange(3)) / 255)
 
 
 @pytest.mark.parametrize(("samples", "batch_size", "count"), [(10, 4, 3), (8, 4, 2), (1, 32, 1), (0, 4, 0)])
@@ -113,6 +76,19 @@ def test_normalization_standardises_each_channel():
     tensor = to_tensor(images, Normalization(mean=(0.2, 0.4, 0.5), std=(0.1, 0.2, 0.25)))
     assert tensor.shape == (1, 3, 2, 2)
     assert tensor[0, :, 0, 0].tolist() == pytest.approx([0.0, 0.0, 2.0], abs=1e-5)
+
+
+def test_model_input_standardises_on_the_tensor_s_own_device_and_leaves_table_rows_unshared():
+    rows = np.array([[3.0, 40.0]], np.float32)
+    tensor = model_input(torch.from_numpy(rows), Normalization(mean=(2.0, 20.0), std=(1.0, 10.0)))
+    assert tensor.tolist() == [[1.0, 2.0]]
+    assert rows.tolist() == [[3.0, 40.0]]
+
+
+def test_full_precision_off_cuda_whatever_is_asked():
+    with mixed_precision(torch.device("cpu"), True):
+        assert not torch.is_autocast_enabled()
+        assert torch.ones(2, 2).mm(torch.ones(2, 2)).dtype == torch.float32
 
 
 def test_normalization_is_taken_from_meta_only_when_asked():

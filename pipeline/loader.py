@@ -1,0 +1,127 @@
+"""Training batches: the training split, shuffled and augmented anew each epoch, in one process's share.
+
+Every epoch's order comes from a `DistributedSampler` seeded with the run's seed and set to the epoch, so a run of
+N processes (`torchrun`) trains on exactly the global batches one process would, each process on every N-th image
+of them. Every batch is augmented from its own seed (run seed, epoch, process, batch number), so the batches do
+not depend on which worker process made them, and a resumed run repeats an epoch exactly.
+
+Two feeds yield the same kind of batch, uint8 images (or float table rows) with int64 labels, on the device:
+- host (default): the split stays in host memory; a `DataLoader` gathers each batch and augments it image by
+  image with albumentations, in worker processes where they pay (`train.workers`), into pinned memory for an
+  asynchronous copy to the GPU;
+- device (`train.data_on_device`): the whole split is copied to the training device once; batches are gathered and
+  flipped, cropped and translated there (`pipeline.batch_augment`), with no per-image work at all.
+"""
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
+
+from pipeline.augment import build_augment
+from pipeline.batch_augment import BatchAugment
+from pipeline.distributed import Shard
+from pipeline.errors import PipelineError
+from pipeline.params import ModelConfig
+from pipeline.preprocess import SplitArrays
+from pipeline.runtime import batch_count
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+MAX_AUTO_WORKERS = 4
+
+
+class EpochBatches(Sampler):
+    """One process's batches of sample indices for the current epoch, each with the seed of its augmentation."""
+
+    def __init__(self, samples: int, batch_size: int, seed: int, shard: Shard) -> None:
+        if batch_size % shard.world:
+            raise PipelineError(
+                f"train.batch_size: {batch_size} images per step do not split evenly between {shard.world} "
+                "processes; make it a multiple of the process count"
+            )
+        self.order = DistributedSampler(range(samples), num_replicas=shard.world, rank=shard.rank, seed=seed)
+        self.per_process, self.seed, self.rank, self.epoch = batch_size // shard.world, seed, shard.rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's order and augmentation (from the seed and the epoch alone)."""
+        self.order.set_epoch(epoch)
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        order = list(self.order)
+        for number, start in enumerate(range(0, len(order), self.per_process)):
+            seed = np.random.SeedSequence([self.seed, self.epoch, self.rank, number]).generate_state(1)[0]
+            yield int(seed), order[start : start + self.per_process]
+
+    def __len__(self) -> int:
+        return batch_count(len(self.order), self.per_process)
+
+
+class _HostBatches(Dataset):
+    """Batches gathered from the split in host memory and augmented image by image (albumentations)."""
+
+    def __init__(self, split: SplitArrays, config: ModelConfig, seed: int, augments: bool) -> None:
+        self.split = split
+        self.augment = build_augment(config.aug, seed, size=split.inputs.shape[1]) if augments else None
+
+    def __getitem__(self, item: tuple[int, list[int]]) -> Batch:
+        seed, index = item
+        images = self.split.inputs[index]
+        if self.augment is not None:
+            self.augment.set_random_seed(seed)
+            images = np.stack([self.augment(image=image)["image"].reshape(image.shape) for image in images])
+        return torch.from_numpy(images), torch.from_numpy(self.split.labels[index])
+
+
+class TrainFeed:
+    """The training batches of one run, epoch by epoch, delivered on the training device."""
+
+    def __init__(
+        self, split: SplitArrays, config: ModelConfig, seed: int, device: torch.device, shard: Shard = Shard()
+    ) -> None:
+        settings = config.train
+        augments = split.inputs.ndim == 4  # a table's rows are not augmented
+        self.device = device
+        self.sampler = EpochBatches(len(split.labels), settings.batch_size, seed, shard)
+        self.on_device = settings.data_on_device
+        if self.on_device:
+            self.inputs = torch.from_numpy(split.inputs).to(device)
+            self.labels = torch.from_numpy(split.labels).to(device)
+            self.augment = BatchAugment(config.aug) if augments else None
+        else:
+            workers = worker_count(settings.workers, device)
+            self.loader = DataLoader(
+                _HostBatches(split, config, seed, augments), sampler=self.sampler, batch_size=None,
+                num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+            )
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The epoch's batches, as (uint8 NHWC images or float rows, int64 labels) on the device."""
+        self.sampler.set_epoch(epoch)
+        if self.on_device:
+            yield from self._device_batches()
+            return
+        for inputs, labels in self.loader:
+            yield inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def _device_batches(self) -> Iterator[Batch]:
+        for seed, index in self.sampler:
+            picked = torch.as_tensor(index, device=self.device)
+            inputs = self.inputs[picked]
+            yield (inputs if self.augment is None else self.augment(inputs, seed)), self.labels[picked]
+
+
+def worker_count(setting: int | str, device: torch.device) -> int:
+    """`train.workers`: `auto` is none on the CPU, where training already uses every core and a worker would only
+    take cores from it, and up to 4 (one core left free) feeding a GPU."""
+    if setting != "auto":
+        return int(setting)
+    if device.type == "cpu":
+        return 0
+    return max(0, min(MAX_AUTO_WORKERS, (os.cpu_count() or 1) - 1))

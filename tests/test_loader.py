@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_raw
+from pipeline.distributed import Shard
+from pipeline.errors import PipelineError
+from pipeline.loader import EpochBatches, TrainFeed, worker_count
+from pipeline.params import parse_params
+from pipeline.preprocess import SplitArrays
+
+
+def _indices(sampler: EpochBatches, epoch: int) -> list[list[int]]:
+    sampler.set_epoch(epoch)
+    return [index for _, index in sampler]
+
+
+def test_every_sample_is_in_exactly_one_batch_of_an_epoch():
+    batches = _indices(EpochBatches(10, 4, seed=1, shard=Shard()), epoch=1)
+    assert [len(index) for index in batches] == [4, 4, 2]
+    assert sorted(sum(batches, [])) == list(range(10))
+
+
+def test_the_order_is_the_same_for_the_same_seed_and_epoch_and_changes_with_either():
+    first = _indices(EpochBatches(20, 4, seed=1, shard=Shard()), epoch=1)
+    assert first == _indices(EpochBatches(20, 4, seed=1, shard=Shard()), epoch=1)
+    assert first != _indices(EpochBatches(20, 4, seed=1, shard=Shard()), epoch=2)
+    assert first != _indices(EpochBatches(20, 4, seed=2, shard=Shard()), epoch=1)
+
+
+def test_two_processes_share_out_exactly_the_global_batches_of_one():
+    alone = _indices(EpochBatches(24, 8, seed=3, shard=Shard()), epoch=2)
+    ranks = [_indices(EpochBatches(24, 8, seed=3, shard=Shard(rank, 2)), epoch=2) for rank in (0, 1)]
+    assert all(len(index) == 4 for shard in ranks for index in shard)
+    assert [sorted(a + b) for a, b in zip(*ranks, strict=True)] == [sorted(index) for index in alone]
+
+
+def test_each_batch_has_its_own_augmentation_seed_fixed_by_seed_epoch_rank_and_number():
+    sampler = EpochBatches(12, 4, seed=1, shard=Shard())
+    sampler.set_epoch(1)
+    seeds = [seed for seed, _ in sampler]
+    assert len(set(seeds)) == 3
+    sampler.set_epoch(1)
+    assert seeds == [seed for seed, _ in sampler]
+    other_rank = EpochBatches(12, 2, seed=1, shard=Shard(1, 2))
+    other_rank.set_epoch(1)
+    assert not set(seeds) & {seed for seed, _ in other_rank}
+
+
+def test_a_global_batch_that_does_not_split_evenly_names_the_key():
+    with pytest.raises(PipelineError, match=r"train\.batch_size: 5 .* 2 processes"):
+        EpochBatches(10, 5, seed=1, shard=Shard(0, 2))
+
+
+def _split(count: int = 10) -> SplitArrays:
+    rng = np.random.default_rng(0)
+    return SplitArrays(rng.integers(0, 256, (count, 8, 8, 3), dtype=np.uint8), np.arange(count, dtype=np.int64))
+
+
+def _config(**train):
+    raw = tiny_raw(**{"aug.crop_padding": 2, "aug.hflip": 0.5, **{f"train.{k}": v for k, v in train.items()}})
+    return parse_params(raw).model("catsdogs_cnn")
+
+
+def _epoch(feed: TrainFeed, epoch: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(inputs.clone(), labels.clone()) for inputs, labels in feed.epoch(epoch)]
+
+
+def test_the_host_feed_gives_uint8_images_and_their_labels_augmented_reproducibly():
+    split = _split()
+    batches = _epoch(TrainFeed(split, _config(), seed=1, device=torch.device("cpu")))
+    assert [tuple(inputs.shape) for inputs, _ in batches] == [(4, 8, 8, 3), (4, 8, 8, 3), (2, 8, 8, 3)]
+    assert all(inputs.dtype == torch.uint8 and labels.dtype == torch.int64 for inputs, labels in batches)
+    assert sorted(torch.cat([labels for _, labels in batches]).tolist()) == list(range(10))
+    assert any(not torch.equal(inputs, torch.from_numpy(split.inputs[labels.numpy()])) for inputs, labels in batches)
+    again = _epoch(TrainFeed(split, _config(), seed=1, device=torch.device("cpu")))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
+
+
+def test_worker_processes_make_the_same_batches_as_the_main_process():
+    split = _split(16)
+    alone = _epoch(TrainFeed(split, _config(workers=0), seed=1, device=torch.device("cpu")), epoch=3)
+    workers = _epoch(TrainFeed(split, _config(workers=2), seed=1, device=torch.device("cpu")), epoch=3)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(alone, workers, strict=True))
+
+
+def test_the_device_feed_keeps_the_order_and_draws_its_own_moves():
+    split = _split()
+    host = _epoch(TrainFeed(split, _config(), seed=1, device=torch.device("cpu")))
+    device = _epoch(TrainFeed(split, _config(data_on_device=True), seed=1, device=torch.device("cpu")))
+    assert [labels.tolist() for _, labels in host] == [labels.tolist() for _, labels in device]
+    assert all(inputs.dtype == torch.uint8 and inputs.shape == (len(labels), 8, 8, 3) for inputs, labels in device)
+
+
+def test_table_rows_are_fed_as_they_are():
+    rows = SplitArrays(np.arange(12, dtype=np.float32).reshape(6, 2), np.arange(6, dtype=np.int64))
+    batches = _epoch(TrainFeed(rows, _config(), seed=1, device=torch.device("cpu")))
+    for inputs, labels in batches:
+        assert torch.equal(inputs, torch.from_numpy(rows.inputs[labels.numpy()]))
+
+
+def test_auto_workers_are_none_on_the_cpu_and_some_for_a_gpu(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert worker_count("auto", torch.device("cpu")) == 0
+    assert worker_count("auto", torch.device("cuda")) == 4
+    assert worker_count(3, torch.device("cpu")) == 3
