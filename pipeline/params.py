@@ -23,7 +23,8 @@ BlockT = TypeVar("BlockT", bound="Block")
 
 
 class Block(BaseModel):
-    """A params block: unknown keys are errors, values are immutable once read."""
+    """A params block: unknown keys are errors, values are immutable once read, and a value must have its field's
+    type (`epochs: true` or `lr: "0.1"` is an error, not 1 or 0.1); an integer is a valid float."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 

@@ -60,7 +60,8 @@ class Checkpoint:
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
         """Load the run's newest readable checkpoint into the objects, if any; returns the epochs already done.
 
-        An unreadable checkpoint is only a lost head start: a warning names it, and the one before it is tried.
+        An unreadable checkpoint is only a lost head start: a warning names it, it is removed (so that no later save
+        keeps it as the one to fall back on), and the one before it is tried.
         """
         unreadable = []
         for path in (self.path, self.previous):
@@ -68,13 +69,12 @@ class Checkpoint:
                 saved = self._read(path)
             except PipelineError as exc:
                 unreadable.append(str(exc))
+                path.unlink()
                 continue
             if saved is not None:
-                if unreadable:
-                    log.warning("warning: %s; resuming from %s", "; ".join(unreadable), path)
+                _warn_removed(unreadable, f"resuming from {path}")
                 return self._load(saved, model, optimizer, scheduler)
-        if unreadable:
-            log.warning("warning: %s; training starts over", "; ".join(unreadable))
+        _warn_removed(unreadable, "training starts over")
         return 0
 
     def _read(self, path: Path) -> dict[str, Any] | None:
@@ -85,6 +85,7 @@ class Checkpoint:
         return saved if saved.get("fingerprint") == self.fingerprint else None
 
     def _load(self, saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
+        """Put a read checkpoint's state into the objects; returns the epochs it holds."""
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -111,3 +112,9 @@ class Checkpoint:
         """Drop the checkpoints once the run has finished and its model is saved."""
         self.path.unlink(missing_ok=True)
         self.previous.unlink(missing_ok=True)
+
+
+def _warn_removed(unreadable: list[str], outcome: str) -> None:
+    """One warning line for the unreadable checkpoints (if any) that were removed, and what training does now."""
+    if unreadable:
+        log.warning("warning: %s; removed, %s", "; ".join(unreadable), outcome)

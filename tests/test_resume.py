@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.checkpoint import read_torch_file
 from pipeline.resume import Checkpoint
 from tests.crafted import crafted_torch_file
 
@@ -62,7 +63,7 @@ def test_saving_keeps_the_checkpoint_before_as_prev(ckpt):
 
     assert ckpt.with_name("net.prev.ckpt").is_file()
     assert sorted(path.name for path in ckpt.parent.iterdir()) == ["net.ckpt", "net.prev.ckpt"]
-    assert torch.load(ckpt.with_name("net.prev.ckpt"), weights_only=True)["history"] == [{"epoch": 1}, {"epoch": 2}]
+    assert read_torch_file(ckpt.with_name("net.prev.ckpt"), "checkpoint")["history"] == [{"epoch": 1}, {"epoch": 2}]
 
 
 def test_the_latest_checkpoint_is_resumed(ckpt, caplog):
@@ -88,7 +89,8 @@ def test_a_corrupt_last_checkpoint_resumes_from_the_one_before_with_a_warning(ck
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert f"{ckpt}: not a readable checkpoint" in record.message
-    assert record.message.endswith(f"resuming from {ckpt.with_name('net.prev.ckpt')}")
+    assert record.message.endswith(f"removed, resuming from {ckpt.with_name('net.prev.ckpt')}")
+    assert not ckpt.exists()
 
 
 def test_both_checkpoints_corrupt_starts_over_with_a_warning_naming_both(ckpt, caplog):
@@ -103,7 +105,20 @@ def test_both_checkpoints_corrupt_starts_over_with_a_warning_naming_both(ckpt, c
     [record] = caplog.records
     assert f"{ckpt}: not a readable checkpoint" in record.message
     assert f"{ckpt.with_name('net.prev.ckpt')}: not a readable checkpoint" in record.message
-    assert record.message.endswith("training starts over")
+    assert record.message.endswith("removed, training starts over")
+    assert list(ckpt.parent.iterdir()) == []
+
+
+def test_after_falling_back_the_next_save_keeps_a_readable_checkpoint_before_it(ckpt):
+    trained(ckpt, epochs=2)
+    ckpt.write_bytes(b"garbage")
+    run, checkpoint = Run(), Checkpoint(ckpt, FINGERPRINT)
+    run.restore(checkpoint)
+
+    run.epoch(checkpoint)
+
+    assert read_torch_file(ckpt.with_name("net.prev.ckpt"), "checkpoint")["history"] == [{"epoch": 1}]
+    assert read_torch_file(ckpt, "checkpoint")["history"] == [{"epoch": 1}, {"epoch": 2}]
 
 
 def test_killed_between_rotating_and_writing_resumes_from_the_one_before(ckpt, caplog):
@@ -132,6 +147,7 @@ def test_a_crafted_checkpoint_is_refused_without_running_its_code(ckpt, tmp_path
         done, run = restored(ckpt)
 
     assert not marker.exists()
+    assert not ckpt.exists()
     assert done == 1
     assert_weights(run, weights[0])
     assert f"{ckpt}: refused to load this checkpoint: it asks to run io.open" in caplog.records[0].message
