@@ -33,7 +33,7 @@ def fetch_competition(competition: str) -> Path:
                 f"Kaggle refused the download (403): sign in and accept the competition rules at {rules}, then re-run"
             ) from None
         raise PipelineError(f"Kaggle download of {competition!r} failed: {exc}") from None
-    except requests.ConnectionError as exc:
+    except (requests.ConnectionError, requests.Timeout) as exc:
         raise PipelineError(
             f"cannot reach Kaggle ({exc.__class__.__name__}): check the network, or download {competition}.zip "
             "by hand and use source: local with its path"

@@ -11,20 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, ValidationError, model_validator
 from ruamel.yaml import YAML, YAMLError
 
 from pipeline.errors import PipelineError
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=1)]
+FromList = Strict(False)  # YAML has no tuples: a fixed-length field takes a list (its items stay strictly typed)
 BlockT = TypeVar("BlockT", bound="Block")
 
 
 class Block(BaseModel):
-    """A params block: unknown keys are errors, values are immutable once read."""
+    """A params block: unknown keys are errors, values are immutable once read, and a value must have its field's
+    type (`epochs: true` or `lr: "0.1"` is an error, not 1 or 0.1); an integer is a valid float."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DataSource(Block):
@@ -173,7 +175,7 @@ DEVICE_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batc
 class CatsDogsCnnArgs(Block):
     """The classic dogs-vs-cats convnet: three conv-maxpool-dropout blocks, a dense layer, one sigmoid output."""
 
-    dropout: tuple[Probability, Probability, Probability] = (0.25, 0.25, 0.5)
+    dropout: Annotated[tuple[Probability, Probability, Probability], FromList] = (0.25, 0.25, 0.5)
     dense: Count = 32
 
 
@@ -204,10 +206,10 @@ class BatchNormArgs(Block):
 class CifarCnnArgs(BatchNormArgs):
     """Three blocks of two 3x3 convs and a 2x2 maxpool, then a dense layer; BatchNorm and Dropout optional."""
 
-    widths: tuple[Count, Count, Count] = (32, 64, 128)
+    widths: Annotated[tuple[Count, Count, Count], FromList] = (32, 64, 128)
     dense: Count = 128
     batchnorm: bool = False
-    dropout: tuple[Probability, Probability, Probability, Probability] = (0, 0, 0, 0)
+    dropout: Annotated[tuple[Probability, Probability, Probability, Probability], FromList] = (0, 0, 0, 0)
 
 
 class Vgg16Args(BatchNormArgs):

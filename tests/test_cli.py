@@ -99,6 +99,9 @@ def test_params_option_reads_another_file(project):
         (("preprocess", "catsdogs", "-S", "preprocess.catsdogs.color=cmyk"), "preprocess.catsdogs.color"),
         (("train", "catsdogs_cnn", "-S", "models.catsdogs_cnn.epochs=0"), "models.catsdogs_cnn.epochs"),
         (("download", "catsdogs", "-S", "train.device=tpu"), "train.device"),
+        (("train", "catsdogs_cnn", "-S", "aug.rotaton=20"), "aug.rotaton: unknown key; did you mean 'rotation'"),
+        (("train", "catsdogs_cnn", "-S", "train.epochs=true"), "train.epochs: Input should be a valid integer"),
+        (("download", "catsdogs", "-S", "data.catsdogs.source=ftp"), "data.catsdogs.source: Input should be 'sample'"),
     ],
 )
 def test_a_bad_param_is_one_error_line_naming_the_key_and_nothing_runs(project, args, key):

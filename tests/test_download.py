@@ -343,6 +343,7 @@ def test_kaggle_with_unreadable_credentials_file_is_an_error(paths, no_kaggle_en
 
     with pytest.raises(PipelineError, match="credentials missing or unreadable.*kaggle.json"):
         download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
+    assert_nothing_written(paths)
 
 
 def test_kaggle_rejected_credentials_is_an_error(paths, monkeypatch, kaggle_credentials):
@@ -368,13 +369,16 @@ def test_kaggle_other_http_error_names_the_competition(paths, monkeypatch, kaggl
         download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
 
 
-def test_kaggle_unreachable_suggests_a_local_copy(paths, monkeypatch, kaggle_credentials):
-    fake_competition_download(monkeypatch, requests.ConnectionError("Name or service not known"))
+@pytest.mark.parametrize(
+    "failure", [requests.ConnectionError("Name or service not known"), requests.ReadTimeout("read timed out")]
+)
+def test_kaggle_unreachable_suggests_a_local_copy(paths, monkeypatch, kaggle_credentials, failure):
+    fake_competition_download(monkeypatch, failure)
 
     with pytest.raises(PipelineError, match=r"cannot reach Kaggle.*network.*source: local") as error:
         download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
 
-    assert "ConnectionError" in str(error.value)
+    assert type(failure).__name__ in str(error.value)
     assert_nothing_written(paths)
 
 

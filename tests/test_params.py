@@ -90,6 +90,40 @@ def test_bad_value_error_shows_the_offending_value():
         parse_params(tiny_raw(**{"aug.hflip": 1.5}))
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"train.epochs": "ten"}, "train.epochs: Input should be a valid integer"),
+        ({"train.epochs": True}, "train.epochs: Input should be a valid integer (got True)"),
+        ({"aug.rotation": True}, "aug.rotation: Input should be a valid number (got True)"),
+        ({"train.lr": "0.1"}, "train.lr: Input should be a valid number (got '0.1')"),
+        ({"seed": 4.5}, "seed: Input should be a valid integer (got 4.5)"),
+        ({"preprocess.catsdogs.normalize": "maybe"}, "preprocess.catsdogs.normalize: Input should be a valid boolean"),
+        ({"models.catsdogs_cnn.dropout": [True, 0, 0]}, "models.catsdogs_cnn.dropout.0: Input should be a valid"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_an_error_not_a_conversion(changes, message):
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        parse_params(tiny_raw(**changes))
+
+
+def test_an_integer_is_a_valid_float_and_a_list_a_valid_tuple():
+    params = parse_params(tiny_raw(**{"aug.rotation": 20, "models.catsdogs_cnn.dropout": [0, 0, 1]}))
+
+    assert params.aug.rotation == 20.0
+    assert params.model("catsdogs_cnn").arch_args.dropout == (0, 0, 1)
+
+
+def test_an_out_of_range_value_names_the_key_the_bound_and_the_value():
+    with pytest.raises(PipelineError, match=re.escape("train.lr: Input should be greater than 0 (got -0.1)")):
+        parse_params(tiny_raw(**{"train.lr": -0.1}))
+
+
+def test_an_unknown_source_lists_the_valid_ones():
+    with pytest.raises(PipelineError, match=r"data\.catsdogs\.source: Input should be 'sample', 'kaggle' or 'local'"):
+        parse_params(tiny_raw(**{"data.catsdogs.source": "kagle"}))
+
+
 def test_typo_in_aug_suggests_the_right_key():
     with pytest.raises(PipelineError, match=r"aug\.rotaton: unknown key; did you mean 'rotation'"):
         parse_params(tiny_raw(**{"aug.rotaton": 20}))

@@ -153,7 +153,8 @@ class _Killed(Exception):
     """Stands in for the process dying mid-run."""
 
 
-def _kill_during_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+def _train_killed_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, params, paths: Paths) -> None:
+    """Train until the given epoch is nearly done, then die as a killed process would (no cleanup, no model)."""
     import pipeline.train as stage
 
     real, calls = stage.measure, []
@@ -164,7 +165,10 @@ def _kill_during_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
             raise _Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stage, "measure", measure)
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "measure", measure)
+        with pytest.raises(_Killed):
+            train("catsdogs_cnn", params, paths)
 
 
 AUGMENTED = {"models.catsdogs_cnn.epochs": 3, "aug.rotation": 15, "aug.hflip": 0.5, "train.optimizer": "sgd"}
@@ -176,10 +180,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
     uninterrupted, outputs = _weights(prepared), _outputs(prepared)
     prepared.model_file("catsdogs_cnn").unlink()
 
-    with monkeypatch.context() as patch:
-        _kill_during_epoch(patch, epoch=3)
-        with pytest.raises(_Killed):
-            train("catsdogs_cnn", params, prepared)
+    _train_killed_in_epoch(monkeypatch, 3, params, prepared)
     assert prepared.checkpoint("catsdogs_cnn").is_file()
     assert not prepared.model_file("catsdogs_cnn").exists()
 
@@ -193,10 +194,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
 
 
 def test_a_checkpoint_of_other_params_is_not_resumed(prepared, monkeypatch):
-    with monkeypatch.context() as patch:
-        _kill_during_epoch(patch, epoch=2)
-        with pytest.raises(_Killed):
-            train("catsdogs_cnn", parse_params(tiny_raw(**AUGMENTED)), prepared)
+    _train_killed_in_epoch(monkeypatch, 2, parse_params(tiny_raw(**AUGMENTED)), prepared)
     other = parse_params(tiny_raw(**{**AUGMENTED, "train.lr": 0.05}))
     assert train("catsdogs_cnn", other, prepared)["resumed_from_epoch"] == 0
 
@@ -205,6 +203,21 @@ def test_an_unreadable_checkpoint_is_ignored(prepared, tiny_params):
     prepared.checkpoint("catsdogs_cnn").parent.mkdir(parents=True)
     prepared.checkpoint("catsdogs_cnn").write_bytes(b"half a checkpoint")
     assert train("catsdogs_cnn", tiny_params, prepared)["resumed_from_epoch"] == 0
+
+
+def test_a_corrupt_last_checkpoint_is_a_warning_and_training_resumes_from_the_one_before(
+    prepared, monkeypatch, caplog
+):
+    params = parse_params(tiny_raw(**AUGMENTED))
+    _train_killed_in_epoch(monkeypatch, 3, params, prepared)
+    latest = prepared.checkpoint("catsdogs_cnn")
+    latest.write_bytes(latest.read_bytes()[:-100])
+
+    last = train("catsdogs_cnn", params, prepared)
+
+    assert last["resumed_from_epoch"] == 1
+    assert f"{latest}: not a readable checkpoint" in caplog.text
+    assert [step for step, _ in _curve(prepared, "val/acc")] == [1, 2, 3]
 
 
 def test_l1_penalty_shrinks_the_weights(prepared):
