@@ -6,7 +6,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on im
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from pipeline.params import AugParams  # noqa: E402
 
@@ -58,14 +57,6 @@ def _photometric(aug: AugParams) -> list[A.BasicTransform]:
     if not (aug.brightness or aug.contrast):
         return []
     return [A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=aug.contrast, p=1.0)]
-
-
-def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int) -> np.ndarray:
-    """`draws` augmented versions of each image (uint8 NHWC) as (N, draws, H, W, C); copies when all is off."""
-    augment = build_augment(aug, seed, size=images.shape[1])
-    if augment is None:
-        return np.repeat(images[:, None], draws, axis=1)
-    return np.stack([[augment(image=image)["image"].reshape(image.shape) for _ in range(draws)] for image in images])
 
 
 def describe(aug: AugParams) -> str:

@@ -9,7 +9,6 @@ one gather from the batch, so a batch costs one indexing call whatever the trans
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from pipeline.params import AugParams
@@ -59,8 +58,3 @@ def _source(side: int, flipped: torch.Tensor, moves: torch.Tensor, offsets: torc
     index = (index - moves).clamp(0, side - 1)
     return index + offsets
 
-
-def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int) -> np.ndarray:
-    """`draws` versions of each image (uint8 NHWC) as (N, draws, H, W, C), as the device feed augments them."""
-    augment, batch = BatchAugment(aug), torch.from_numpy(images)
-    return torch.stack([augment(batch, seed + draw) for draw in range(draws)], dim=1).numpy()

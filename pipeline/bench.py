@@ -3,15 +3,23 @@
 Three figures in training images per second, for one model on its preprocessed dataset, on the device the train
 stage would use:
 - data: the training feed alone, one epoch: gathering, augmenting and moving batches to the device;
-- step: the bare training step (the stage's own `training_step`) on model-ready batches already on the device;
+- step: the bare training step (the stage's own `training_step`, on a model of its own) on model-ready batches
+  already on the device, an epoch's worth of steps (or `steps`) at a time;
 - stage: the real train stage (`train()`, writing into a scratch folder) for 1 + `epochs` epochs, timed epoch by
-  epoch: training images per second over all but the first epoch. That is the speed of a long run, with all that
-  every epoch does (feeding, augmenting, stepping, validating, logging, checkpointing) and without the one-off
-  start and finish (loading, the first epoch's warm-up, plots, saving the model), reported apart as `startup_s`;
+  epoch after the first: training images per second of an epoch's wall time less its validation pass. That is
+  the training speed of a long run, with all the work around the steps (feeding, augmenting, per-step figures,
+  logging, checkpointing) and without the one-off start and finish (loading, the first epoch's warm-up, plots,
+  saving the model), reported apart with the first epoch as `first_epoch_and_start_s`;
 and their ratio stage/step, the share of the bare step's speed the pipeline keeps; plus peak memory.
+
+The validation pass is work a bare loop does not do: it is timed apart (`validation_s`, an epoch's share of it),
+and `stage_with_validation_images_per_s` counts it in. The bare steps are timed between the stage's epochs, so a
+machine whose speed drifts (a shared or virtual one) moves both figures alike; repeated timings are summarised by
+their median, which a moment of load from elsewhere moves least.
 """
 
 import resource
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,14 +35,14 @@ from pipeline.paths import Paths
 from pipeline.preprocess import SplitArrays, load_meta, load_split
 from pipeline.runtime import Normalization, model_input, pick_device, place, seed_everything
 from pipeline.schedule import initial_lr
-from pipeline.train import build_for, make_optimizer, train, training_step
+from pipeline.train import EpochCallback, build_for, make_optimizer, train, training_step
 
 WARMUP_STEPS = 3
 
 
-def bench(model_name: str, params: Params, paths: Paths, epochs: int = 2, steps: int = 40) -> dict:
-    """Measure one model's data, bare-step and train-stage speed (`epochs` epochs; `steps` bare steps); writes the
-    figures to metrics/bench/<model>.json and returns them."""
+def bench(model_name: str, params: Params, paths: Paths, epochs: int = 3, steps: int | None = None) -> dict:
+    """Measure one model's data, bare-step and train-stage speed (`epochs` timed epochs; `steps` bare steps a
+    timing, default an epoch's worth); writes the figures to metrics/bench/<model>.json and returns them."""
     config = params.model(model_name)
     device = pick_device(config.train.device)
     seed_everything(params.seed, device)
@@ -44,23 +52,26 @@ def bench(model_name: str, params: Params, paths: Paths, epochs: int = 2, steps:
     normalization = Normalization.from_meta(meta)
     images = len(train_set.labels)
     data = images / _seconds(device, lambda: _drain(feed, normalization))
-    step = _step_rate(config, {**meta, "channels": train_set.inputs.shape[-1]}, feed, normalization, device, steps)
-    clock = _EpochClock(device)
-    whole = _seconds(device, lambda: _run_stage(model_name, params, paths, 1 + epochs, clock.tick))
-    per_epoch = clock.seconds_per_epoch()
-    stage = images / per_epoch
+    bare = _BareSteps(config, {**meta, "channels": train_set.inputs.shape[-1]}, feed, normalization, device, steps)
+    clock = _Clock(device, bare)
+    whole = _seconds(device, lambda: _run_stage(model_name, params, paths, 1 + epochs, clock.tick)) - clock.bare_s
+    per_epoch, validation = statistics.median(clock.epochs), statistics.median(clock.validations)
+    stage, step = images / (per_epoch - validation), statistics.median(clock.step_rates)
     figures = {
         "model": model_name,
         "dataset": config.dataset,
         "device": str(device),
         "batch_size": config.train.batch_size,
-        "train_images": len(train_set.labels),
+        "train_images": images,
         "epochs": epochs,
         "data_images_per_s": data,
         "step_images_per_s": step,
         "stage_images_per_s": stage,
         "ratio": stage / step,
-        "startup_s": whole - (1 + epochs) * per_epoch,
+        "validation_s": validation,
+        "validation_share": validation / per_epoch,
+        "stage_with_validation_images_per_s": images / per_epoch,
+        "first_epoch_and_start_s": whole - sum(clock.epochs),
         "stage_end_to_end_images_per_s": images * (1 + epochs) / whole,
         **_peak_memory(device),
     }
@@ -87,48 +98,58 @@ def _drain(feed: TrainFeed, normalization: Normalization | None) -> None:
         model_input(raw, normalization)
 
 
-def _step_rate(
-    config: ModelConfig,
-    data: dict,
-    feed: TrainFeed,
-    normalization: Normalization | None,
-    device: torch.device,
-    steps: int,
-) -> float:
-    """Images per second of `steps` bare training steps of a fresh model, cycling through ready-made batches."""
-    model = place(build_for(config.name, config, data), device)
-    optimizer = make_optimizer(parameter_groups(model, initial_lr(config.train)), config.train)
-    ready = [(model_input(raw, normalization), labels) for raw, labels in feed.epoch(1)]
-    ready = ready[: max(1, len(ready) - 1)]  # the last batch may be short
-    model.train()
+class _BareSteps:
+    """Bare training steps of a model of their own through ready-made batches on the device."""
 
-    def run(count: int) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        data: dict,
+        feed: TrainFeed,
+        normalization: Normalization | None,
+        device: torch.device,
+        steps: int | None,
+    ) -> None:
+        self.model = place(build_for(config.name, config, data), device)
+        self.optimizer = make_optimizer(parameter_groups(self.model, initial_lr(config.train)), config.train)
+        ready = [(model_input(raw, normalization), labels) for raw, labels in feed.epoch(1)]
+        self.ready = ready[: max(1, len(ready) - 1)]  # the last batch may be short
+        self.steps, self.amp, self.device = steps or len(self.ready), config.train.amp, device
+        self._run(WARMUP_STEPS)
+
+    def images_per_s(self) -> float:
+        """Images per second of one timing (an epoch's worth of steps, or `steps`)."""
+        return self.steps * len(self.ready[0][1]) / _seconds(self.device, lambda: self._run(self.steps))
+
+    def _run(self, count: int) -> None:
+        self.model.train()
         for number in range(count):
-            inputs, labels = ready[number % len(ready)]
-            training_step(model, optimizer, inputs, labels, config.train.amp)
-
-    run(WARMUP_STEPS)
-    return steps * len(ready[0][1]) / _seconds(device, lambda: run(steps))
+            inputs, labels = self.ready[number % len(self.ready)]
+            training_step(self.model, self.optimizer, inputs, labels, self.amp)
 
 
-class _EpochClock:
-    """When each epoch of a train stage run ended (its row logged and checkpointed)."""
+class _Clock:
+    """Times a train stage run epoch by epoch (after the first), with a timing of bare steps after each epoch."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.ends = device, []
+    def __init__(self, device: torch.device, bare: _BareSteps) -> None:
+        self.device, self.bare = device, bare
+        self.epochs, self.validations, self.step_rates = [], [], []
+        self.bare_s, self.resumed = 0.0, None
 
-    def tick(self, _row: dict) -> None:
-        """Note the time an epoch ended, once the device has finished it."""
+    def tick(self, _row: dict, validation_s: float) -> None:
+        """At the end of an epoch (row logged, checkpoint written): note its time, then time the bare steps."""
         _synchronize(self.device)
-        self.ends.append(time.perf_counter())
-
-    def seconds_per_epoch(self) -> float:
-        """Mean wall time of an epoch after the first."""
-        return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
+        now = time.perf_counter()
+        if self.resumed is not None:
+            self.epochs.append(now - self.resumed)
+            self.validations.append(validation_s)
+        self.step_rates.append(self.bare.images_per_s())
+        self.resumed = time.perf_counter()
+        self.bare_s += self.resumed - now
 
 
 def _run_stage(
-    model_name: str, params: Params, paths: Paths, epochs: int, on_epoch: Callable[[dict], object]
+    model_name: str, params: Params, paths: Paths, epochs: int, on_epoch: EpochCallback
 ) -> None:
     """The train stage for `epochs` epochs on the real preprocessed data, writing into a scratch folder."""
     raw = params.model_dump(mode="json")
@@ -154,9 +175,14 @@ def render(figures: dict) -> str:
     rows = [
         ("data: feed alone (read, augment, to device)", f"{figures['data_images_per_s']:,.0f} images/s"),
         ("step: bare training step, batches in memory", f"{figures['step_images_per_s']:,.0f} images/s"),
-        ("stage: train stage, per epoch, all included", f"{figures['stage_images_per_s']:,.0f} images/s"),
+        ("stage: train stage, an epoch less its validation pass", f"{figures['stage_images_per_s']:,.0f} images/s"),
         ("ratio stage / step", f"{figures['ratio']:.2f}"),
-        ("stage start and finish, once a run", f"{figures['startup_s']:.1f} s"),
+        (
+            "validation pass, an epoch's share",
+            f"{figures['validation_s']:.2f} s, {figures['validation_share']:.0%}",
+        ),
+        ("stage, an epoch with its validation pass", f"{figures['stage_with_validation_images_per_s']:,.0f} images/s"),
+        ("stage's first epoch with its start and finish", f"{figures['first_epoch_and_start_s']:.1f} s"),
         (
             f"stage end to end, {1 + figures['epochs']} epochs, start and finish included",
             f"{figures['stage_end_to_end_images_per_s']:,.0f} images/s",

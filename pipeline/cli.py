@@ -119,8 +119,10 @@ def train(
 @_user_errors
 def bench(
     model: Model,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the end-to-end train stage run.")] = 2,
-    steps: Annotated[int, typer.Option(min=1, help="Bare training steps to time.")] = 40,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the train stage to time, after a first one.")] = 3,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Bare training steps a timing (default: an epoch's worth).")
+    ] = None,
     params: ParamsFile = DEFAULT_PARAMS,
     set_: Overrides = None,
 ) -> None:

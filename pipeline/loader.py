@@ -6,30 +6,32 @@ of them. Every batch is augmented from its own seed (run seed, epoch, process, b
 not depend on which worker process made them, and a resumed run repeats an epoch exactly.
 
 Two feeds yield the same kind of batch, uint8 images (or float table rows) with int64 labels, on the device:
-- host (default): the split stays in host memory; a `DataLoader` gathers each batch and augments it image by
-  image with albumentations, in worker processes where they pay (`train.workers`), into pinned memory for an
-  asynchronous copy to the GPU;
+- host (default): the split stays in host memory; a `DataLoader` gathers and augments each batch, in worker
+  processes where they pay (`train.workers`), into pinned memory for an asynchronous copy to the GPU;
 - device (`train.data_on_device`): the whole split is copied to the training device once; batches are gathered and
-  flipped, cropped and translated there (`pipeline.batch_augment`), with no per-image work at all.
+  augmented there.
+Crops, shifts and flips are batched tensor ops (`pipeline.batch_augment`), with no per-image Python work; the other
+transforms (rotation, zoom, shear, brightness, contrast) run through albumentations image by image, on the host.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from pipeline.augment import build_augment
+from pipeline.augment import A, build_augment
 from pipeline.batch_augment import BatchAugment
 from pipeline.distributed import Shard
 from pipeline.errors import PipelineError
-from pipeline.params import ModelConfig
+from pipeline.params import AugParams, ModelConfig, unbatched_aug
 from pipeline.preprocess import SplitArrays
 from pipeline.runtime import batch_count
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+BatchAugmenter = Callable[[torch.Tensor, int], torch.Tensor]
 MAX_AUTO_WORKERS = 4
 
 
@@ -60,20 +62,53 @@ class EpochBatches(Sampler):
         return batch_count(len(self.order), self.per_process)
 
 
-class _HostBatches(Dataset):
-    """Batches gathered from the split in host memory and augmented image by image (albumentations)."""
+class PerImage:
+    """albumentations, image by image, on a uint8 NHWC batch: for the transforms with no batched version."""
 
-    def __init__(self, split: SplitArrays, config: ModelConfig, seed: int, augments: bool) -> None:
-        self.split = split
-        self.augment = build_augment(config.aug, seed, size=split.inputs.shape[1]) if augments else None
+    def __init__(self, augment: A.Compose) -> None:
+        self.augment = augment
+
+    def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """The batch with each image augmented by its own draw; the same seed gives the same batch."""
+        self.augment.set_random_seed(seed)
+        return torch.from_numpy(
+            np.stack([self.augment(image=image)["image"].reshape(image.shape) for image in images.numpy()])
+        )
+
+
+def batch_augmenter(aug: AugParams, seed: int, size: int) -> BatchAugmenter | None:
+    """How training batches are augmented (None: not at all). Pixel moves alone (crop, shift, flips) are batched
+    tensor ops; any other transform on sends the whole `aug` block through albumentations, image by image."""
+    per_image = build_augment(aug, seed, size)
+    if per_image is None:
+        return None
+    return PerImage(per_image) if unbatched_aug(aug) else BatchAugment(aug)
+
+
+def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int) -> np.ndarray:
+    """`draws` versions of each image (uint8 NHWC) as (N, draws, H, W, C), drawn as training draws them; copies
+    when all is off."""
+    augment = batch_augmenter(aug, seed, images.shape[1])
+    if augment is None:
+        return np.repeat(images[:, None], draws, axis=1)
+    batch = torch.from_numpy(images)
+    return torch.stack([augment(batch, seed + draw) for draw in range(draws)], dim=1).numpy()
+
+
+class _HostBatches(Dataset):
+    """Batches gathered from the split in host memory and augmented there."""
+
+    def __init__(self, split: SplitArrays, augment: BatchAugmenter | None) -> None:
+        self.split, self.augment = split, augment
 
     def __getitem__(self, item: tuple[int, list[int]]) -> Batch:
         seed, index = item
-        images = self.split.inputs[index]
-        if self.augment is not None:
-            self.augment.set_random_seed(seed)
-            images = np.stack([self.augment(image=image)["image"].reshape(image.shape) for image in images])
-        return torch.from_numpy(images), torch.from_numpy(self.split.labels[index])
+        inputs, labels = torch.from_numpy(self.split.inputs[index]), torch.from_numpy(self.split.labels[index])
+        return _augmented(self.augment, inputs, seed), labels
+
+
+def _augmented(augment: BatchAugmenter | None, inputs: torch.Tensor, seed: int) -> torch.Tensor:
+    return inputs if augment is None else augment(inputs, seed)
 
 
 class TrainFeed:
@@ -83,18 +118,18 @@ class TrainFeed:
         self, split: SplitArrays, config: ModelConfig, seed: int, device: torch.device, shard: Shard = Shard()
     ) -> None:
         settings = config.train
-        augments = split.inputs.ndim == 4  # a table's rows are not augmented
+        images = split.inputs.ndim == 4  # a table's rows are not augmented
+        self.augment = batch_augmenter(config.aug, seed, split.inputs.shape[1]) if images else None
         self.device = device
         self.sampler = EpochBatches(len(split.labels), settings.batch_size, seed, shard)
-        self.on_device = settings.data_on_device
+        self.on_device = settings.data_on_device  # params allow it only with batched transforms
         if self.on_device:
             self.inputs = torch.from_numpy(split.inputs).to(device)
             self.labels = torch.from_numpy(split.labels).to(device)
-            self.augment = BatchAugment(config.aug) if augments else None
         else:
             workers = worker_count(settings.workers, device)
             self.loader = DataLoader(
-                _HostBatches(split, config, seed, augments), sampler=self.sampler, batch_size=None,
+                _HostBatches(split, self.augment), sampler=self.sampler, batch_size=None,
                 num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
             )
 
@@ -113,8 +148,7 @@ class TrainFeed:
     def _device_batches(self) -> Iterator[Batch]:
         for seed, index in self.sampler:
             picked = torch.as_tensor(index, device=self.device)
-            inputs = self.inputs[picked]
-            yield (inputs if self.augment is None else self.augment(inputs, seed)), self.labels[picked]
+            yield _augmented(self.augment, self.inputs[picked], seed), self.labels[picked]
 
 
 def worker_count(setting: int | str, device: torch.device) -> int:

@@ -361,9 +361,14 @@ def _resolve_model(params: Params, name: str) -> ModelConfig:
     return ModelConfig(name=name, dataset=block.dataset, arch=block.arch, arch_args=arch_args, train=train, aug=aug)
 
 
+def unbatched_aug(aug: AugParams) -> list[str]:
+    """The `aug.*` keys that are on and have no batched tensor version (all but crop_padding, shift, the flips)."""
+    return [f"aug.{key}" for key, value in aug.model_dump().items() if value and key not in DEVICE_AUG_KEYS]
+
+
 def _check_device_aug(aug: AugParams, prefix: str) -> None:
     """A split kept on the device is augmented there, with pixel moves only."""
-    off = [f"aug.{key}" for key, value in aug.model_dump().items() if value and key not in DEVICE_AUG_KEYS]
+    off = unbatched_aug(aug)
     if off:
         raise PipelineError(
             f"{prefix}: data_on_device augments on the device, with crop_padding, shift and flips only, but "

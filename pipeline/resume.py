@@ -69,7 +69,7 @@ class Checkpoint:
                 saved = self._read(path)
             except PipelineError as exc:
                 unreadable.append(str(exc))
-                path.unlink()
+                path.unlink(missing_ok=True)  # under torchrun, another process may have removed it
                 continue
             if saved is not None:
                 _warn_removed(unreadable, f"resuming from {path}")

@@ -97,7 +97,7 @@ def mixed_precision(device: torch.device, wanted: bool = True) -> contextlib.Abs
     return contextlib.nullcontext()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
     model: nn.Module,
     images: np.ndarray,

@@ -9,6 +9,7 @@ share every batch through DistributedDataParallel and only rank 0 writes.
 """
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -19,13 +20,12 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from pipeline import batch_augment
-from pipeline.augment import augmented_samples, describe
+from pipeline.augment import describe
 from pipeline.checkpoint import save_model
 from pipeline.diagnostics import confidence_figures, mode_gap
 from pipeline.distributed import Shard, current_shard, gathered, process_group, summed, unwrapped, wrap
 from pipeline.errors import PipelineError
-from pipeline.loader import TrainFeed
+from pipeline.loader import TrainFeed, augmented_samples
 from pipeline.models import build_model, has_batchnorm, loss, parameter_groups, probabilities
 from pipeline.params import ModelConfig, Params, TrainParams
 from pipeline.paths import Paths
@@ -44,24 +44,25 @@ from pipeline.runtime import (
 from pipeline.schedule import initial_lr, make_scheduler
 
 PREVIEW_IMAGES, PREVIEW_DRAWS = 6, 3
+EpochCallback = Callable[[dict, float], object]
 
 
 def train(
-    model_name: str, params: Params, paths: Paths, on_epoch: Callable[[dict], object] | None = None
+    model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback | None = None
 ) -> dict[str, float | int | str]:
     """Train one model (resuming its checkpoint if a previous run was cut short); returns the last epoch's row.
 
-    `on_epoch` is called with each epoch's row once it is logged and checkpointed (`pipeline bench` times epochs
-    with it). Under torchrun every process runs this on its share of each batch; only rank 0 writes.
+    `on_epoch` is called with each epoch's row and how long its validation took, once the row is logged and
+    checkpointed (`pipeline bench` times epochs with it). Under torchrun every process runs this on its share of each batch; only rank 0 writes.
     """
     config = params.model(model_name)
     shard = current_shard()
     with process_group(shard, pick_device(config.train.device)) as device:
-        return _train(config, params.seed, paths, device, shard, on_epoch or (lambda row: None))
+        return _train(config, params.seed, paths, device, shard, on_epoch or (lambda row, validation_s: None))
 
 
 def _train(
-    config: ModelConfig, seed: int, paths: Paths, device: torch.device, shard: Shard, on_epoch: Callable[[dict], object]
+    config: ModelConfig, seed: int, paths: Paths, device: torch.device, shard: Shard, on_epoch: EpochCallback
 ) -> dict:
     settings = config.train
     seed_everything(seed, device)
@@ -93,7 +94,7 @@ def _train(
             if live:
                 _log(live, row)
                 checkpoint.save(model, optimizer, scheduler)
-            on_epoch(row)
+            on_epoch(row, run.validation_s)
             bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
         if not live:
             return checkpoint.history[-1]
@@ -140,6 +141,7 @@ class _Run:
         self.config, self.seed, self.device, self.shard = config, seed, device, shard
         self.normalization = Normalization.from_meta(meta)
         self.augments_images = meta.get("kind", "images") == "images"  # a table's rows are not augmented
+        self.validation_s = 0.0  # wall time of the last epoch's validation pass
 
     def epoch(
         self,
@@ -157,7 +159,9 @@ class _Run:
         settings = self.config.train
         torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, self.shard.rank]).generate_state(1)[0]))
         fit = self.train_one_epoch(model, feed.epoch(epoch), optimizer, bar)
+        started = time.perf_counter()
         val = measure(unwrapped(model), val_set, settings.batch_size, self.device, self.normalization, settings.amp)
+        self.validation_s = time.perf_counter() - started  # measure's results are on the host: the device is done
         return {
             "epoch": epoch,
             "train/loss": fit.loss,
@@ -305,8 +309,7 @@ def measure(
 def _augmentation_preview(config: ModelConfig, seed: int, train_set: SplitArrays) -> Figure:
     """The first training images beside augmented versions of them, to see what `aug.*` does to the data."""
     originals = train_set.inputs[:PREVIEW_IMAGES]
-    draw = batch_augment.augmented_samples if config.train.data_on_device else augmented_samples
-    versions = draw(config.aug, seed, originals, PREVIEW_DRAWS)
+    versions = augmented_samples(config.aug, seed, originals, PREVIEW_DRAWS)
     return augmentation_preview(originals, versions, f"{config.name}: {describe(config.aug)}")
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.augment import augmented_samples, build_augment, describe
+from pipeline.augment import build_augment, describe
 from pipeline.params import AugParams
 
 EACH_TRANSFORM = {
@@ -90,17 +90,6 @@ def test_p_is_the_share_of_images_given_the_affine_group():
     outputs = _outputs(AugParams(rotation=30, p=0.5), 0, image, calls=200)
     unchanged = sum(np.array_equal(out, image) for out in outputs)
     assert 70 < unchanged < 130
-
-
-def test_augmented_samples_are_copies_when_all_is_off_and_seeded_otherwise():
-    images = np.stack([_textured(1), _textured(1)[::-1]])
-    off = augmented_samples(AugParams(), 0, images, draws=3)
-    assert off.shape == (2, 3, 32, 32, 1)
-    assert all(np.array_equal(off[i, j], images[i]) for i in range(2) for j in range(3))
-    on = augmented_samples(AugParams(rotation=30), 0, images, draws=3)
-    assert np.array_equal(on, augmented_samples(AugParams(rotation=30), 0, images, draws=3))
-    assert not np.array_equal(on[0, 0], images[0])
-    assert not np.array_equal(on[0, 0], on[0, 1])
 
 
 def test_describe_names_the_transforms_that_are_on():

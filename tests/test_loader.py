@@ -5,8 +5,9 @@ import torch
 from conftest import tiny_raw
 from pipeline.distributed import Shard
 from pipeline.errors import PipelineError
-from pipeline.loader import EpochBatches, TrainFeed, worker_count
-from pipeline.params import parse_params
+from pipeline.batch_augment import BatchAugment
+from pipeline.loader import EpochBatches, PerImage, TrainFeed, augmented_samples, batch_augmenter, worker_count
+from pipeline.params import AugParams, parse_params
 from pipeline.preprocess import SplitArrays
 
 
@@ -104,3 +105,31 @@ def test_auto_workers_are_none_on_the_cpu_and_some_for_a_gpu(monkeypatch):
     assert worker_count("auto", torch.device("cpu")) == 0
     assert worker_count("auto", torch.device("cuda")) == 4
     assert worker_count(3, torch.device("cpu")) == 3
+
+
+def test_pixel_moves_are_batched_and_any_other_transform_goes_image_by_image():
+    assert batch_augmenter(AugParams(), seed=0, size=8) is None
+    assert isinstance(batch_augmenter(AugParams(crop_padding=2, hflip=0.5, shift=0.1), seed=0, size=8), BatchAugment)
+    assert isinstance(batch_augmenter(AugParams(hflip=0.5, rotation=10), seed=0, size=8), PerImage)
+
+
+def _textured(count: int = 2) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (count, 16, 16, 1), dtype=np.uint8)
+
+
+def test_augmented_samples_are_copies_when_all_is_off_and_seeded_otherwise():
+    images = _textured()
+    off = augmented_samples(AugParams(), 0, images, draws=3)
+    assert off.shape == (2, 3, 16, 16, 1)
+    assert all(np.array_equal(off[i, j], images[i]) for i in range(2) for j in range(3))
+    for aug in (AugParams(rotation=30), AugParams(crop_padding=3)):
+        on = augmented_samples(aug, 0, images, draws=3)
+        assert on.shape == off.shape and on.dtype == np.uint8
+        assert np.array_equal(on, augmented_samples(aug, 0, images, draws=3))
+        assert not np.array_equal(on[:, 0], on[:, 1])
+
+
+def test_the_preview_draws_what_training_draws():
+    images = _textured(3)
+    versions = augmented_samples(AugParams(hflip=1), seed=1, images=images, draws=2)
+    assert np.array_equal(versions[:, 1], images[:, :, ::-1])
