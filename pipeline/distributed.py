@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -85,11 +84,9 @@ def gathered(values: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def launch(nproc: int, arguments: list[str], cwd: Path = Path(".")) -> int:
+def launch(nproc: int, arguments: list[str]) -> int:
     """Run `pipeline <arguments>` under torchrun in `nproc` processes on this machine; returns their exit status."""
-    if nproc < 1:
-        raise PipelineError(f"--nproc: {nproc}; give the number of processes (GPUs) to train on, 1 or more")
     if torch.cuda.is_available() and nproc > torch.cuda.device_count():
         raise PipelineError(f"--nproc: {nproc} processes, but this machine has {torch.cuda.device_count()} GPUs")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    return subprocess.run([*command, "-m", "pipeline", *arguments], cwd=cwd, check=False).returncode
+    return subprocess.run([*command, "-m", "pipeline", *arguments], check=False).returncode
