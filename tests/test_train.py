@@ -304,3 +304,10 @@ def _scored(model: torch.nn.Module, arrays) -> tuple[float, float]:
         logits = model(torch.from_numpy(arrays.inputs).permute(0, 3, 1, 2).float() / 255)
     labels = torch.from_numpy(arrays.labels)
     return loss(logits, labels).item(), (probabilities(logits).argmax(1) == labels).float().mean().item()
+
+
+def test_a_split_kept_on_the_device_trains_with_its_batched_augmentation(prepared):
+    raw = tiny_raw(**{"train.data_on_device": True, "aug.crop_padding": 2, "aug.hflip": 0.5})
+    last = train("catsdogs_cnn", parse_params(raw), prepared)
+    assert math.isfinite(last["train/loss"]) and 0 <= last["val/acc"] <= 1
+    assert (prepared.train_dir("catsdogs_cnn") / "plots" / "images" / "augmentation.png").is_file()
