@@ -28,7 +28,7 @@ from pipeline.distributed import Shard
 from pipeline.errors import PipelineError
 from pipeline.params import AugParams, ModelConfig, unbatched_aug
 from pipeline.preprocess import SplitArrays
-from pipeline.runtime import batch_count
+from pipeline.runtime import batch_count, derived_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 BatchAugmenter = Callable[[torch.Tensor, int], torch.Tensor]
@@ -55,8 +55,7 @@ class EpochBatches(Sampler):
     def __iter__(self) -> Iterator[tuple[int, list[int]]]:
         order = list(self.order)
         for number, start in enumerate(range(0, len(order), self.per_process)):
-            seed = np.random.SeedSequence([self.seed, self.epoch, self.rank, number]).generate_state(1)[0]
-            yield int(seed), order[start : start + self.per_process]
+            yield derived_seed(self.seed, self.epoch, self.rank, number), order[start : start + self.per_process]
 
     def __len__(self) -> int:
         return batch_count(len(self.order), self.per_process)

@@ -52,6 +52,11 @@ def seed_everything(seed: int, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def derived_seed(*parts: int) -> int:
+    """A seed drawn from `parts` (run seed, epoch, rank, ...) alone, so whatever uses it repeats exactly."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
 def batches(
     images: np.ndarray, labels: np.ndarray, batch_size: int, normalization: Normalization | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -34,6 +34,7 @@ from pipeline.preprocess import SplitArrays, load_meta, load_split, split_files
 from pipeline.resume import Checkpoint, run_fingerprint
 from pipeline.runtime import (
     Normalization,
+    derived_seed,
     mixed_precision,
     model_input,
     pick_device,
@@ -157,7 +158,7 @@ class _Run:
         Dropout draws from (seed, epoch, rank) alone, as the feed's order and augmentation do, so a resumed run
         repeats the epoch exactly."""
         settings = self.config.train
-        torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, self.shard.rank]).generate_state(1)[0]))
+        torch.manual_seed(derived_seed(self.seed, epoch, self.shard.rank))
         fit = self.train_one_epoch(model, feed.epoch(epoch), optimizer, bar)
         started = time.perf_counter()
         val = measure(unwrapped(model), val_set, settings.batch_size, self.device, self.normalization, settings.amp)
