@@ -22,7 +22,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -51,8 +51,9 @@ def bench(model_name: str, params: Params, paths: Paths, epochs: int = 3, steps:
     feed = TrainFeed(train_set, config, params.seed, device)
     normalization = Normalization.from_meta(meta)
     images = len(train_set.labels)
-    data = images / _seconds(device, lambda: _drain(feed, normalization))
-    bare = _BareSteps(config, {**meta, "channels": train_set.inputs.shape[-1]}, feed, normalization, device, steps)
+    ready: list[tuple[torch.Tensor, torch.Tensor]] = []
+    data = images / _seconds(device, lambda: ready.extend(_model_ready(feed, normalization)))
+    bare = _BareSteps(config, {**meta, "channels": train_set.inputs.shape[-1]}, ready, device, steps)
     clock = _Clock(device, bare)
     whole = _seconds(device, lambda: _run_stage(model_name, params, paths, 1 + epochs, clock.tick)) - clock.bare_s
     per_epoch, validation = statistics.median(clock.epochs), statistics.median(clock.validations)
@@ -93,9 +94,10 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _drain(feed: TrainFeed, normalization: Normalization | None) -> None:
-    for raw, _ in feed.epoch(1):
-        model_input(raw, normalization)
+def _model_ready(feed: TrainFeed, normalization: Normalization | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The feed's first epoch as model inputs on the device: what the data figure times and the bare steps reuse."""
+    for raw, labels in feed.epoch(1):
+        yield model_input(raw, normalization), labels
 
 
 class _BareSteps:
@@ -105,14 +107,12 @@ class _BareSteps:
         self,
         config: ModelConfig,
         data: dict,
-        feed: TrainFeed,
-        normalization: Normalization | None,
+        ready: list[tuple[torch.Tensor, torch.Tensor]],
         device: torch.device,
         steps: int | None,
     ) -> None:
         self.model = place(build_for(config.name, config, data), device)
         self.optimizer = make_optimizer(parameter_groups(self.model, initial_lr(config.train)), config.train)
-        ready = [(model_input(raw, normalization), labels) for raw, labels in feed.epoch(1)]
         self.ready = ready[: max(1, len(ready) - 1)]  # the last batch may be short
         self.steps, self.amp, self.device = steps or len(self.ready), config.train.amp, device
         self._run(WARMUP_STEPS)
