@@ -169,7 +169,7 @@ class TrainParams(Block):
     amp: bool = True
 
 
-DEVICE_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does on the device
+DEVICE_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does as tensor ops
 
 
 class CatsDogsCnnArgs(Block):

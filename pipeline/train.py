@@ -54,7 +54,8 @@ def train(
     """Train one model (resuming its checkpoint if a previous run was cut short); returns the last epoch's row.
 
     `on_epoch` is called with each epoch's row and how long its validation took, once the row is logged and
-    checkpointed (`pipeline bench` times epochs with it). Under torchrun every process runs this on its share of each batch; only rank 0 writes.
+    checkpointed (`pipeline bench` times epochs with it). Under torchrun every process runs this on its share of
+    each batch; only rank 0 writes.
     """
     config = params.model(model_name)
     shard = current_shard()

@@ -28,7 +28,9 @@ def _flat(model: torch.nn.Module) -> torch.Tensor:
 @pytest.mark.parametrize(("amp", "tolerance"), [(True, 0.05), (False, 1e-4)], ids=["bf16", "fp32"])
 def test_a_cuda_step_gives_the_cpu_step_s_loss_and_update(amp, tolerance):
     """Same weights, same batch, one plain SGD step (its update is the gradient, scaled) on each device."""
-    changes = {"models.catsdogs_cnn.dropout": [0, 0, 0], "train.optimizer": "sgd", "train.momentum": 0, "train.lr": 0.01}
+    changes = {
+        "models.catsdogs_cnn.dropout": [0, 0, 0], "train.optimizer": "sgd", "train.momentum": 0, "train.lr": 0.01
+    }
     config = parse_params(tiny_raw(**changes)).model("catsdogs_cnn")
     torch.manual_seed(0)
     data = {"channels": 1, "size": 32, "classes": ["cat", "dog"]}
