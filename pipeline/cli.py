@@ -12,9 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.errors import PipelineError
-from pipeline.params import Params, load_params
-from pipeline.paths import Paths
+from pipeline.config.params import Params, load_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
 
 app = typer.Typer(
     help="Reproducible image-classification pipeline. Each command is one DVC stage; `dvc repro` runs them all.",
@@ -63,7 +63,7 @@ def _report(result: Any) -> None:
 @_user_errors
 def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
     """Bring the dataset's raw images into data/raw/<dataset>/ from its source (sample, kaggle or local)."""
-    from pipeline.download import download as run
+    from pipeline.stages.download import download as run
 
     loaded = _params(params, set_)
     count = run(_dataset(loaded, dataset), loaded.data[dataset], loaded.seed, Paths())
@@ -74,7 +74,7 @@ def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overri
 @_user_errors
 def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
     """Write balanced, shuffled train/val/test manifests to data/manifests/<dataset>/."""
-    from pipeline.split import split as run
+    from pipeline.stages.split import split as run
 
     loaded = _params(params, set_)
     _report(run(_dataset(loaded, dataset), loaded.split[dataset], loaded.seed, Paths()))
@@ -84,7 +84,7 @@ def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides
 @_user_errors
 def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
     """Decode, convert and resize every split's images into uint8 arrays in data/processed/<dataset>/."""
-    from pipeline.preprocess import preprocess as run
+    from pipeline.stages.preprocess import preprocess as run
 
     loaded = _params(params, set_)
     _report(run(_dataset(loaded, dataset), loaded.preprocess[dataset], Paths()))
@@ -103,12 +103,12 @@ def train(
     """Train a model on its dataset; logs learning curves and writes models/<model>.pt."""
     loaded = _params(params, set_)
     if nproc > 1:
-        from pipeline.distributed import launch
+        from pipeline.core.distributed import launch
 
         overrides = [argument for item in set_ or [] for argument in ("--set", item)]
         raise typer.Exit(launch(nproc, ["train", model, "--params", str(params), *overrides]))
-    from pipeline.distributed import current_shard
-    from pipeline.train import train as run
+    from pipeline.core.distributed import current_shard
+    from pipeline.stages.train import train as run
 
     result = run(model, loaded, Paths())
     if current_shard().is_main:
@@ -128,8 +128,8 @@ def bench(
 ) -> None:
     """Measure training speed: the data feed alone, a bare training step, the train stage end to end, and the
     share of the bare step's speed the stage keeps; writes metrics/bench/<model>.json."""
-    from pipeline.bench import bench as run
-    from pipeline.bench import render
+    from pipeline.training.bench import bench as run
+    from pipeline.training.bench import render
 
     typer.echo(render(run(model, _params(params, set_), Paths(), epochs=epochs, steps=steps)))
 
@@ -141,7 +141,7 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")] = "auto",
 ) -> None:
     """Score a trained model on the test split; writes metrics/<model>/test.json and a confusion matrix."""
-    from pipeline.evaluate import evaluate as run
+    from pipeline.stages.evaluate import evaluate as run
 
     _report(run(model, Paths(), device))
 
@@ -163,7 +163,7 @@ def report(
 ) -> None:
     """Summarise the DVC experiments of this repository: a table of differing params and test scores per model,
     and the learning curves of the baseline and the best run."""
-    from pipeline.report import report as run
+    from pipeline.analysis.report import report as run
 
     typer.echo(f"wrote {run(out, model or None, exp or None)}")
 
@@ -185,8 +185,8 @@ def overfit(
 ) -> None:
     """Train a fresh model on N training images until the loss is near zero, then print its train-mode and
     eval-mode predictions side by side (BatchNorm makes them differ)."""
-    from pipeline.sanity import overfit as run
-    from pipeline.sanity import render
+    from pipeline.training.sanity import overfit as run
+    from pipeline.training.sanity import render
 
     loaded = _params(params, set_)
     result = run(model, loaded, Paths(), n=n, max_steps=steps, min_steps=min_steps, target_loss=target_loss)

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.download import download
-from pipeline.errors import PipelineError
-from pipeline.params import Params, parse_params
-from pipeline.paths import Paths
-from pipeline.preprocess import preprocess
-from pipeline.split import split
+from pipeline.config.params import Params, parse_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+from pipeline.stages.download import download
+from pipeline.stages.preprocess import preprocess
+from pipeline.stages.split import split
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.atomic import DiskFullError, atomic_path, save_torch, write_json, write_text
-from pipeline.errors import PipelineError
-from pipeline.rawdata import write_zip
+from pipeline.core.atomic import (
+    DiskFullError,
+    atomic_path,
+    save_torch,
+    write_json,
+    write_text,
+)
+from pipeline.core.errors import PipelineError
+from pipeline.data.archive import write_zip
 
 DEV_FULL = Path("/dev/full")
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.augment import build_augment, describe
-from pipeline.params import AugParams
+from pipeline.config.training import AugParams
+from pipeline.training.augment import build_augment, describe
 
 EACH_TRANSFORM = {
     "rotation": 30,

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pipeline.batch_augment import BatchAugment
-from pipeline.params import AugParams
+from pipeline.config.training import AugParams
+from pipeline.training.batch_augment import BatchAugment
 
 
 def _numbered(count: int = 8, side: int = 6, channels: int = 3) -> torch.Tensor:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipeline.bench import bench, render
+from pipeline.training.bench import bench, render
 
 FIGURES = (
     "data_images_per_s", "step_images_per_s", "stage_images_per_s", "ratio", "validation_s", "peak_host_memory_mib"

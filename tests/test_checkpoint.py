@@ -3,8 +3,9 @@ import re
 import pytest
 import torch
 
-from pipeline.checkpoint import load_model, read_torch_file
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.core.torchfile import read_torch_file
+from pipeline.models.file import load_model
 from tests.crafted import crafted_torch_file, runs_code_when_trusted
 
 

@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import cifar
-from pipeline.datasets import CIFAR10, CIFAR10_CLASSES
-from pipeline.download import download
-from pipeline.errors import PipelineError
-from pipeline.params import Cifar10Data
-from pipeline.paths import Paths
+from pipeline.config.datasets import Cifar10Data
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+from pipeline.data.sources import cifar
+from pipeline.data.specs import CIFAR10, CIFAR10_CLASSES
+from pipeline.stages.download import download
 from tests.conftest import refusal_writing_nothing_outside
 
 PATH_KEY = r"data\.cifar10\.path"

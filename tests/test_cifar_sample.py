@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.cifar import PARTS
-from pipeline.cifar_sample import BASE_FOLDER, cifar10_sample
-from pipeline.datasets import CIFAR10, CIFAR10_CLASSES
-from pipeline.download import download
-from pipeline.params import Cifar10Data
-from pipeline.paths import Paths
-from pipeline.rawdata import list_images
+from pipeline.config.datasets import Cifar10Data
+from pipeline.core.paths import Paths
+from pipeline.data.archive import list_images
+from pipeline.data.sources.cifar import PARTS
+from pipeline.data.sources.cifar_sample import BASE_FOLDER, cifar10_sample
+from pipeline.data.specs import CIFAR10, CIFAR10_CLASSES
+from pipeline.stages.download import download
 
 PER_CLASS, TEST_PER_CLASS = 3, 2
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import typer
 import yaml
+from conftest import tiny_raw
 from typer.testing import CliRunner
 
-from conftest import tiny_raw
 from pipeline.cli import app
 
 STAGES = ("download", "split", "preprocess", "train", "evaluate")

@@ -4,12 +4,13 @@ import copy
 
 import pytest
 import torch
-
 from conftest import tiny_raw
-from pipeline.checkpoint import load_model
-from pipeline.params import parse_params
-from pipeline.train import build_for, make_optimizer, train, training_step
-from pipeline.runtime import place
+
+from pipeline.config.params import parse_params
+from pipeline.core.runtime import place
+from pipeline.models.file import load_model
+from pipeline.stages.train import train
+from pipeline.training.step import build_for, make_optimizer, training_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

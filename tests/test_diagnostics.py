@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.diagnostics import (
+from pipeline.analysis.diagnostics import (
     boundary_distance,
     confidence_figures,
     expected_calibration_error,

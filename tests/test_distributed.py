@@ -5,13 +5,13 @@ import sys
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_raw
-from pipeline.checkpoint import load_model
-from pipeline.distributed import Shard, current_shard, launch
-from pipeline.errors import PipelineError
-from pipeline.params import parse_params
-from pipeline.train import train
+
+from pipeline.config.params import parse_params
+from pipeline.core.distributed import Shard, current_shard, launch
+from pipeline.core.errors import PipelineError
+from pipeline.models.file import load_model
+from pipeline.stages.train import train
 
 # One epoch of three global batches of 4; no dropout, whose masks differ between processes by design.
 ONE_EPOCH = {"models.catsdogs_cnn.epochs": 1, "models.catsdogs_cnn.dropout": [0, 0, 0]}

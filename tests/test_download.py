@@ -9,13 +9,13 @@ import pytest
 import requests
 from kagglehub.exceptions import KaggleApiHTTPError
 
-from pipeline.datasets import CATSDOGS
-from pipeline.download import download
-from pipeline.errors import PipelineError
-from pipeline.params import CatsDogsData
-from pipeline.paths import Paths
-from pipeline.rawdata import list_images, write_zip
-from pipeline.sample import catsdogs_sample
+from pipeline.config.datasets import CatsDogsData
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+from pipeline.data.archive import list_images
+from pipeline.data.sources.sample import catsdogs_sample
+from pipeline.data.specs import CATSDOGS
+from pipeline.stages.download import download
 from tests.conftest import refusal_writing_nothing_outside
 
 PATH_KEY = r"data\.catsdogs\.path"

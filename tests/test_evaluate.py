@@ -4,18 +4,19 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_raw
-from pipeline.checkpoint import load_model
-from pipeline.errors import PipelineError
-from pipeline.evaluate import classification_metrics, evaluate
-from pipeline.models import loss, probabilities
-from pipeline.params import parse_params
-from pipeline.paths import Paths
-from pipeline.plots import misclassified_grid
-from pipeline.preprocess import load_meta, load_split, preprocess
-from pipeline.runtime import Normalization, predict
-from pipeline.train import train
+
+from pipeline.analysis.plots import misclassified_grid
+from pipeline.config.params import parse_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+from pipeline.core.runtime import Normalization, predict
+from pipeline.data.store import load_meta, load_split
+from pipeline.models.file import load_model
+from pipeline.models.outputs import loss, probabilities
+from pipeline.stages.evaluate import classification_metrics, evaluate
+from pipeline.stages.preprocess import preprocess
+from pipeline.stages.train import train
 
 
 @pytest.fixture(autouse=True)

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, tiny_raw
-from pipeline.download import download
-from pipeline.params import parse_params
-from pipeline.paths import Paths
-from pipeline.preprocess import preprocess
-from pipeline.split import split
+
+from pipeline.config.params import parse_params
+from pipeline.core.paths import Paths
+from pipeline.stages.download import download
+from pipeline.stages.preprocess import preprocess
+from pipeline.stages.split import split
 
 # Big enough that writing the raw archive and decoding val/test take a visible moment, small enough to stay quick.
 FAULT_PARAMS = tiny_raw(

@@ -1,14 +1,22 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_raw
-from pipeline.distributed import Shard
-from pipeline.errors import PipelineError
-from pipeline.batch_augment import BatchAugment
-from pipeline.loader import EpochBatches, PerImage, TrainFeed, augmented_samples, batch_augmenter, worker_count
-from pipeline.params import AugParams, parse_params
-from pipeline.preprocess import SplitArrays
+
+from pipeline.config.params import parse_params
+from pipeline.config.training import AugParams
+from pipeline.core.distributed import Shard
+from pipeline.core.errors import PipelineError
+from pipeline.data.store import SplitArrays
+from pipeline.training.batch_augment import BatchAugment
+from pipeline.training.feed import (
+    EpochBatches,
+    PerImage,
+    TrainFeed,
+    augmented_samples,
+    batch_augmenter,
+    worker_count,
+)
 
 
 def _indices(sampler: EpochBatches, epoch: int) -> list[list[int]]:

@@ -5,24 +5,29 @@ from urllib.error import URLError
 import pytest
 import torch
 import torchvision
+from conftest import tiny_raw
 from torch import nn
 from torchvision.models import VGG16_BN_Weights, VGG16_Weights, WeightsEnum
 
-from conftest import tiny_raw
-from pipeline.checkpoint import load_model, save_model
-from pipeline.errors import PipelineError
-from pipeline.models import ARCHS, BATCHNORM, build_model, loss, output_count, parameter_groups, probabilities, register
-from pipeline.params import (
+from pipeline.config.archs import (
     ARCH_ARGS,
-    AugParams,
     CatsDogsCnnArgs,
     CifarCnnArgs,
     MlpArgs,
-    ModelConfig,
     ResNet18Args,
-    TrainParams,
     Vgg16Args,
-    parse_params,
+)
+from pipeline.config.params import ModelConfig, parse_params
+from pipeline.config.training import AugParams, TrainParams
+from pipeline.core.errors import PipelineError
+from pipeline.models.file import load_model, save_model
+from pipeline.models.outputs import loss, output_count, probabilities
+from pipeline.models.registry import (
+    ARCHS,
+    BATCHNORM,
+    build_model,
+    parameter_groups,
+    register,
 )
 
 VGG16_FILE = "vgg16-397923af.pth"

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY, repo_params, tiny_raw
-from pipeline.errors import PipelineError
-from pipeline.params import load_params, parse_params
+
+from pipeline.config.params import load_params, parse_params
+from pipeline.core.errors import PipelineError
 
 
 def test_repo_params_parse_with_documented_defaults():

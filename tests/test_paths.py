@@ -2,7 +2,7 @@
 
 from dvc.repo import Repo
 
-from pipeline.paths import Paths
+from pipeline.core.paths import Paths
 from tests.conftest import REPO, repo_params
 
 
@@ -42,9 +42,3 @@ def _expected_outputs() -> set[str]:
 
 def test_dvc_yaml_declares_exactly_the_paths_the_stages_write() -> None:
     assert _declared_outputs() == _expected_outputs()
-
-
-def test_every_code_dependency_in_dvc_yaml_exists() -> None:
-    with Repo(str(REPO)) as repo:
-        code = {str(dep.def_path) for stage in repo.index.stages for dep in stage.deps if dep.def_path.endswith(".py")}
-    assert code and all((REPO / name).is_file() for name in code)

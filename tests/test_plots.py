@@ -2,7 +2,12 @@
 
 import numpy as np
 
-from pipeline.plots import compared_curves, learning_curves, misclassified_scatter, reliability_diagram
+from pipeline.analysis.plots import (
+    compared_curves,
+    learning_curves,
+    misclassified_scatter,
+    reliability_diagram,
+)
 
 ROW = {"epoch": 1, "train/loss": 0.7, "val/loss": 0.69, "train/acc": 0.5, "val/acc": 0.55}
 CONFIDENCE = {"val/p_true/q10": 0.3, "val/p_true/q50": 0.5, "val/p_true/q90": 0.7, "val/near_boundary": 0.4}

@@ -14,22 +14,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline.datasets import CIFAR10_CLASSES
-from pipeline.download import download
-from pipeline.errors import PipelineError
-from pipeline.params import PreprocessParams, parse_params
-from pipeline.paths import SPLITS, Paths
-from pipeline.preprocess import (
-    TOO_LARGE,
-    channel_stats,
-    decode_image,
-    load_meta,
-    load_split,
-    preprocess,
-    split_files,
-)
-from pipeline.rawdata import write_zip
-from pipeline.split import COLUMNS, read_manifest
+from pipeline.config.datasets import PreprocessParams
+from pipeline.config.params import parse_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import SPLITS, Paths
+from pipeline.data.archive import write_zip
+from pipeline.data.images import TOO_LARGE, decode_image
+from pipeline.data.manifests import COLUMNS, read_manifest
+from pipeline.data.specs import CIFAR10_CLASSES
+from pipeline.data.store import channel_stats, load_meta, load_split, split_files
+from pipeline.stages.download import download
+from pipeline.stages.preprocess import preprocess
 from tests.conftest import prepare, tiny_full
 
 

@@ -4,9 +4,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.datasets import CATSDOGS
-from pipeline.errors import PipelineError
-from pipeline.rawdata import ZIP_EPOCH, list_images, open_archive, refuse_unsafe, write_zip
+from pipeline.core.errors import PipelineError
+from pipeline.data.archive import (
+    ZIP_EPOCH,
+    list_images,
+    open_archive,
+    refuse_unsafe,
+    write_zip,
+)
+from pipeline.data.specs import CATSDOGS
 
 MEMBERS = [("train/cat.1.jpg", b"cat one"), ("train/dog.1.jpg", b"dog one"), ("notes.txt", b"hello")]
 

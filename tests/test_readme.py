@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dvc.utils.hydra import apply_overrides, get_hydra_sweeps, to_hydra_overrides
 
-from pipeline.params import load_params
+from pipeline.config.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import report as report_module
-from pipeline.errors import PipelineError
-from pipeline.report import Run, best_run, changed_models, collect_runs, differing_params, flatten, markdown
+from pipeline.analysis import report as report_module
+from pipeline.analysis.report import (
+    Run,
+    best_run,
+    changed_models,
+    collect_runs,
+    differing_params,
+    flatten,
+    markdown,
+)
+from pipeline.core.errors import PipelineError
 
 PARAMS = {
     "seed": 7,

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import read_torch_file
-from pipeline.resume import Checkpoint
+from pipeline.core.torchfile import read_torch_file
+from pipeline.training.checkpoints import Checkpoint
 from tests.crafted import crafted_torch_file
 
 FINGERPRINT = "run-a"

@@ -2,8 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import PipelineError
-from pipeline.runtime import Normalization, batch_count, batches, mixed_precision, model_input, pick_device, to_tensor
+from pipeline.core.errors import PipelineError
+from pipeline.core.runtime import (
+    Normalization,
+    batch_count,
+    batches,
+    mixed_precision,
+    model_input,
+    pick_device,
+    to_tensor,
+)
 
 
 def _indexed(count: int, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:

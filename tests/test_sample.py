@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.sample import MAX_SIDE, MIN_SIDE, catsdogs_sample
+from pipeline.data.sources.sample import MAX_SIDE, MIN_SIDE, catsdogs_sample
 
 PER_CLASS = 4
 

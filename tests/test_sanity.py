@@ -2,12 +2,12 @@
 
 import pytest
 import yaml
+from conftest import tiny_full, tiny_raw
 from typer.testing import CliRunner
 
-from conftest import tiny_full, tiny_raw
 from pipeline.cli import app
-from pipeline.params import parse_params
-from pipeline.sanity import OverfitResult, Prediction, overfit, render
+from pipeline.config.params import parse_params
+from pipeline.training.sanity import OverfitResult, Prediction, overfit, render
 
 BN_MODEL = {"dataset": "catsdogs", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "batchnorm": True}
 
@@ -73,9 +73,9 @@ def test_the_cli_refuses_nonsense_counts(args):
 @pytest.fixture
 def cifar(paths):
     """A tiny CIFAR-10 sample taken through download, split and preprocess."""
-    from pipeline.download import download
-    from pipeline.preprocess import preprocess
-    from pipeline.split import split
+    from pipeline.stages.download import download
+    from pipeline.stages.preprocess import preprocess
+    from pipeline.stages.split import split
 
     params = parse_params(tiny_full())
     download("cifar10", params.data["cifar10"], params.seed, paths)

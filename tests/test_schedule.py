@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pipeline.params import LrStep, TrainParams
-from pipeline.schedule import initial_lr, lr_at, make_scheduler
+from pipeline.config.training import LrStep, TrainParams
+from pipeline.training.schedule import initial_lr, lr_at, make_scheduler
 
 
 def _rates(settings: TrainParams) -> list[float]:

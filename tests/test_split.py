@@ -3,13 +3,15 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline.datasets import CIFAR10_CLASSES
-from pipeline.download import download
-from pipeline.errors import PipelineError
-from pipeline.params import CountSplit, HoldoutSplit, Params
-from pipeline.paths import SPLITS, Paths
-from pipeline.rawdata import write_zip
-from pipeline.split import read_manifest, split
+from pipeline.config.datasets import CountSplit, HoldoutSplit
+from pipeline.config.params import Params
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import SPLITS, Paths
+from pipeline.data.archive import write_zip
+from pipeline.data.manifests import read_manifest
+from pipeline.data.specs import CIFAR10_CLASSES
+from pipeline.stages.download import download
+from pipeline.stages.split import split
 
 
 @pytest.fixture

@@ -7,16 +7,18 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.datasets import IRIS
-from pipeline.download import download
-from pipeline.errors import PipelineError
-from pipeline.evaluate import evaluate
-from pipeline.params import CountSplit, IrisData, TablePreprocess, parse_params
-from pipeline.preprocess import load_meta, load_split, preprocess
-from pipeline.runtime import Normalization, to_tensor
-from pipeline.split import split
-from pipeline.tables import list_rows, write_table
-from pipeline.train import train
+from pipeline.config.datasets import CountSplit, IrisData, TablePreprocess
+from pipeline.config.params import parse_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.runtime import Normalization, to_tensor
+from pipeline.data.specs import IRIS
+from pipeline.data.store import load_meta, load_split
+from pipeline.data.tables import list_rows, write_table
+from pipeline.stages.download import download
+from pipeline.stages.evaluate import evaluate
+from pipeline.stages.preprocess import preprocess
+from pipeline.stages.split import split
+from pipeline.stages.train import train
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 IRIS_PARAMS = {

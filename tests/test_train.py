@@ -3,17 +3,19 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_raw
-from pipeline.checkpoint import load_model
-from pipeline.download import download
-from pipeline.errors import PipelineError
-from pipeline.models import loss, probabilities
-from pipeline.params import parse_params
-from pipeline.paths import Paths
-from pipeline.preprocess import load_split, preprocess
-from pipeline.split import split
-from pipeline.train import make_optimizer, penalized_weights, train, weight_penalty
+
+from pipeline.config.params import parse_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+from pipeline.data.store import load_split
+from pipeline.models.file import load_model
+from pipeline.models.outputs import loss, probabilities
+from pipeline.stages.download import download
+from pipeline.stages.preprocess import preprocess
+from pipeline.stages.split import split
+from pipeline.stages.train import train
+from pipeline.training.step import make_optimizer, penalized_weights, weight_penalty
 
 CURVES = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -155,7 +157,7 @@ class _Killed(Exception):
 
 def _train_killed_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, params, paths: Paths) -> None:
     """Train until the given epoch is nearly done, then die as a killed process would (no cleanup, no model)."""
-    import pipeline.train as stage
+    import pipeline.training.loop as stage
 
     real, calls = stage.measure, []
 

@@ -1,0 +1,178 @@
+"""Matplotlib figures for what a person would rather look at than read."""
+
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from pipeline.core.atomic import atomic_path  # noqa: E402
+
+
+def save_png(figure: Figure, path: Path) -> None:
+    """Write a figure as PNG atomically and free it."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+def learning_curves(history: list[dict[str, float]], title: str) -> Figure:
+    """Train and validation loss and accuracy per epoch, side by side, and, where logged, how sure the model is
+    of the true class on the validation split: loss falls smoothly while accuracy climbs in steps as samples
+    cross the decision boundary."""
+    confidence = all("val/p_true/q50" in row for row in history)
+    panels = 3 if confidence else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), constrained_layout=True)
+    _loss_and_accuracy(axes[:2], {"": history})
+    if confidence:
+        _confidence(axes[2], history)
+    figure.suptitle(title)
+    return figure
+
+
+def compared_curves(histories: dict[str, list[dict[str, float]]], title: str) -> Figure:
+    """Loss and accuracy per epoch of one or more runs (by label), side by side; train dashed, validation solid."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    _loss_and_accuracy(axes, histories)
+    figure.suptitle(title)
+    return figure
+
+
+def _loss_and_accuracy(axes, histories: dict[str, list[dict[str, float]]]) -> None:
+    for run, (label, history) in enumerate(histories.items()):
+        epochs = [row["epoch"] for row in history]
+        marker = "o" if len(epochs) <= 30 else None
+        for axis, metric in zip(axes, ("loss", "acc"), strict=True):
+            for split, style in (("train", "--"), ("val", "-")):
+                color = f"C{run}" if len(histories) > 1 else ("C0" if split == "train" else "C1")
+                values = [row[f"{split}/{metric}"] for row in history]
+                name = f"{label} {split}".strip()
+                axis.plot(epochs, values, style, marker=marker, markersize=3, color=color, label=name)
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        _epoch_axis(axis, metric)
+
+
+def _confidence(axis, history: list[dict[str, float]]) -> None:
+    """Validation quantiles of the true-class probability, and the share of samples near the boundary."""
+    epochs = [row["epoch"] for row in history]
+    quantiles = sorted(key.removeprefix("val/") for key in history[0] if key.startswith("val/p_true/"))
+    for quantile in quantiles:
+        axis.plot(epochs, [row[f"val/{quantile}"] for row in history], label=f"val {quantile}")
+    axis.plot(epochs, [row["val/near_boundary"] for row in history], ":", color="black", label="val near boundary")
+    axis.set_ylim(0, 1)
+    _epoch_axis(axis, "true-class probability / share")
+
+
+def _epoch_axis(axis, ylabel: str) -> None:
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+
+
+def augmentation_preview(originals: np.ndarray, augmented: np.ndarray, title: str) -> Figure:
+    """One row per training image (uint8 NHWC): the original, then its augmented versions (N, draws, H, W, C)."""
+    rows, draws = augmented.shape[:2]
+    figure, axes = plt.subplots(rows, draws + 1, figsize=(1.6 * (draws + 1), 1.6 * rows + 0.5), squeeze=False)
+    for row, (original, versions) in enumerate(zip(originals, augmented, strict=True)):
+        for column, image in enumerate([original, *versions]):
+            _show(axes[row, column], image)
+    axes[0, 0].set_title("original", fontsize=9)
+    for column in range(1, draws + 1):
+        axes[0, column].set_title(f"augmented {column}", fontsize=9)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def _show(axis, image: np.ndarray) -> None:
+    """A uint8 HWC image, gray or RGB, without axes."""
+    gray = image.shape[-1] == 1
+    axis.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
+    axis.axis("off")
+
+
+def misclassified_grid(
+    images: np.ndarray,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    title: str,
+    limit: int = 36,
+) -> Figure:
+    """The first `limit` misclassified images (uint8 NHWC), each captioned with its true and predicted class."""
+    wrong = np.flatnonzero(actual != predicted)[:limit]
+    columns = max(1, min(6, len(wrong)))
+    rows = max(1, math.ceil(len(wrong) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows + 0.4), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, wrong, strict=False):
+        _show(axis, images[index])
+        axis.set_title(f"{classes[actual[index]]}\n-> {classes[predicted[index]]}", fontsize=8)
+    if not len(wrong):
+        axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    figure.suptitle(f"{title} ({len(np.flatnonzero(actual != predicted))} of {len(actual)}; true -> predicted)")
+    figure.tight_layout()
+    return figure
+
+
+def reliability_diagram(bins: list[dict], ece: float, title: str) -> Figure:
+    """Accuracy against confidence per confidence bin, beside the diagonal of perfect calibration; bar width
+    spans the bin, and the count of test samples in each bin is printed on it."""
+    figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    axis.plot([0, 1], [0, 1], "--", color="gray", label="perfectly calibrated")
+    for row in bins:
+        width = row["high"] - row["low"]
+        axis.bar(row["low"], row["accuracy"], width=width, align="edge", color="C0", edgecolor="white", alpha=0.8)
+        axis.plot(row["confidence"], row["accuracy"], "o", color="C3", markersize=4)
+        centre = (row["low"] + width / 2, row["accuracy"])
+        axis.annotate(str(row["count"]), centre, ha="center", va="bottom", fontsize=7)
+    axis.plot([], [], "o", color="C3", label="mean confidence of the bin")
+    axis.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence (top probability)", ylabel="accuracy")
+    axis.set_title(f"{title}\nexpected calibration error {ece:.3f}", fontsize=10)
+    axis.legend(loc="upper left", fontsize=8)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def misclassified_scatter(
+    features: np.ndarray,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    feature_names: list[str],
+    title: str,
+) -> Figure:
+    """Table rows on the two features that separate the classes best (largest spread of class means against
+    the spread within classes), coloured by true class; misclassified rows ringed in red."""
+    first, second = _most_separating(features, actual)
+    figure, axis = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    for label, name in enumerate(classes):
+        rows = actual == label
+        axis.scatter(features[rows, first], features[rows, second], s=18, color=f"C{label}", label=name)
+    wrong = actual != predicted
+    ringed = {"s": 90, "facecolors": "none", "edgecolors": "red", "linewidths": 1.5}
+    axis.scatter(features[wrong, first], features[wrong, second], **ringed, label="misclassified")
+    axis.set(xlabel=feature_names[first], ylabel=feature_names[second])
+    axis.set_title(f"{title} ({int(wrong.sum())} of {len(actual)})", fontsize=10)
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def _most_separating(features: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """The indices of the two features with the highest ratio of between-class to within-class variance."""
+    present = np.unique(labels)
+    means = np.stack([features[labels == label].mean(axis=0) for label in present])
+    within = np.stack([features[labels == label].var(axis=0) for label in present]).mean(axis=0)
+    score = means.var(axis=0) / np.maximum(within, 1e-12)
+    first, second = np.argsort(-score, kind="stable")[:2]
+    return int(first), int(second)

@@ -1,0 +1,78 @@
+"""Params of each architecture (the args of its factory in `pipeline.models`).
+
+They live here, not beside the factories, so that reading params never imports torch and the data stages do not
+depend on model code.
+"""
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from pipeline.config.base import Block, Count, FromList, Probability
+
+
+class CatsDogsCnnArgs(Block):
+    """The classic dogs-vs-cats convnet: three conv-maxpool-dropout blocks, a dense layer, one sigmoid output."""
+
+    dropout: Annotated[tuple[Probability, Probability, Probability], FromList] = (0.25, 0.25, 0.5)
+    dense: Count = 32
+
+
+class MlpArgs(Block):
+    """A multilayer perceptron on the flattened image: hidden layer widths, ReLU between."""
+
+    hidden: Annotated[list[Count], Field(min_length=1)] = [256, 128]
+
+
+BnMomentum = Annotated[float, Field(ge=0, lt=1)]
+BN_MOMENTUM = 0.9
+
+
+class BatchNormArgs(Block):
+    """`bn_momentum`: the share of BatchNorm's running mean and variance kept at each training step (Keras's
+    convention; PyTorch's `momentum` is 1 minus it). 0.9 is PyTorch's default; lower follows recent batches
+    faster. Only for a model with BatchNorm layers."""
+
+    bn_momentum: BnMomentum = BN_MOMENTUM
+
+    @model_validator(mode="after")
+    def _momentum_needs_batchnorm(self) -> "BatchNormArgs":
+        if self.bn_momentum != BN_MOMENTUM and not getattr(self, "batchnorm", True):
+            raise ValueError("bn_momentum is set, but the model has no BatchNorm layers (batchnorm: false)")
+        return self
+
+
+class CifarCnnArgs(BatchNormArgs):
+    """Three blocks of two 3x3 convs and a 2x2 maxpool, then a dense layer; BatchNorm and Dropout optional."""
+
+    widths: Annotated[tuple[Count, Count, Count], FromList] = (32, 64, 128)
+    dense: Count = 128
+    batchnorm: bool = False
+    dropout: Annotated[tuple[Probability, Probability, Probability, Probability], FromList] = (0, 0, 0, 0)
+
+
+class Vgg16Args(BatchNormArgs):
+    """torchvision VGG16 (`batchnorm`: its VGG16-BN variant), ImageNet weights optional; `freeze` keeps the conv
+    features fixed, else they train at `features_lr` (null: the model's own lr)."""
+
+    pretrained: bool = True
+    batchnorm: bool = False
+    freeze: bool = True
+    features_lr: float | None = Field(None, gt=0)
+    head: Count = 256
+    dropout: Probability = 0.5
+
+
+class ResNet18Args(BatchNormArgs):
+    """torchvision ResNet-18 from scratch; `small_input` swaps the ImageNet stem for a 3x3 stride-1 conv, no maxpool."""
+
+    small_input: bool = True
+
+
+ARCH_ARGS: dict[str, type[Block]] = {
+    "catsdogs_cnn": CatsDogsCnnArgs,
+    "mlp": MlpArgs,
+    "cifar_cnn": CifarCnnArgs,
+    "vgg16": Vgg16Args,
+    "resnet18": ResNet18Args,
+}

@@ -1,0 +1,131 @@
+"""Typed, validated params.
+
+params.yaml is read once into a `Params` object; every stage takes the parts it needs. Every problem is
+reported with the dotted key it concerns (`aug.hflip`, `models.catsdogs_cnn.epochs`) before any work starts.
+Each dataset has its own typed blocks under `data`, `split` and `preprocess`; each architecture its own args.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAMLError
+
+from pipeline.config.archs import ARCH_ARGS
+from pipeline.config.base import Block
+from pipeline.config.datasets import DataBlocks, PreprocessBlocks, SplitBlocks
+from pipeline.config.messages import format_errors, validated
+from pipeline.config.overrides import apply_override, read_yaml
+from pipeline.config.training import AugParams, TrainParams, unbatched_aug
+from pipeline.core.errors import PipelineError
+
+
+class ModelParams(BaseModel):
+    """A model block: its dataset and architecture, any `train.*` key to override, and the architecture's args."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    dataset: str
+    arch: str
+    aug: dict[str, Any] = Field(default_factory=dict)
+
+
+class Params(Block):
+    seed: int = Field(42, ge=0)
+    data: DataBlocks
+    split: SplitBlocks
+    preprocess: PreprocessBlocks
+    aug: AugParams = AugParams()
+    train: TrainParams = TrainParams()
+    models: dict[str, ModelParams]
+
+    def model(self, name: str) -> "ModelConfig":
+        """The fully resolved settings of one model: its block merged over `train.*` and `aug.*`."""
+        if name not in self.models:
+            raise PipelineError(f"unknown model {name!r}: params.yaml `models` has {', '.join(self.models)}")
+        return _resolve_model(self, name)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything the train stage needs to know about one model, with overrides applied."""
+
+    name: str
+    dataset: str
+    arch: str
+    arch_args: Block
+    train: TrainParams
+    aug: AugParams
+
+
+def load_params(path: Path = Path("params.yaml"), overrides: list[str] | None = None) -> Params:
+    """Read, override (`key=value`, as `dvc exp run -S`) and validate a params file."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: params file not found; run from the repository root or pass --params")
+    try:
+        raw = read_yaml(path.read_text()) or {}
+    except YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {exc}") from None
+    for item in overrides or []:
+        apply_override(raw, item)
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Validate a params mapping; every problem is reported with its dotted key."""
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise PipelineError(f"{source}: {format_errors(exc, '', Params)}") from None
+    problems = _cross_check(params)
+    if problems:
+        raise PipelineError(f"{source}: " + "; ".join(problems))
+    for name in params.models:
+        try:
+            params.model(name)
+        except PipelineError as exc:
+            raise PipelineError(f"{source}: {exc}") from None
+    return params
+
+
+
+def _cross_check(params: Params) -> list[str]:
+    problems = []
+    datasets = params.data.names()
+    for block in ("split", "preprocess"):
+        have = getattr(params, block).names()
+        problems += [f"{block}.{name}: missing; every dataset under `data` needs one" for name in datasets if name not in have]
+        problems += [f"{block}.{name}: no such dataset under `data`" for name in have if name not in datasets]
+    for name, model in params.models.items():
+        if model.dataset not in datasets:
+            problems.append(f"models.{name}.dataset: {model.dataset!r} is not a dataset under `data` ({', '.join(datasets)})")
+        if model.arch not in ARCH_ARGS:
+            problems.append(f"models.{name}.arch: unknown architecture {model.arch!r}; known: {', '.join(ARCH_ARGS)}")
+        if name in type(params.data).model_fields:
+            problems.append(f"models.{name}: a model may not share its name with a dataset")
+    return problems
+
+
+def _resolve_model(params: Params, name: str) -> ModelConfig:
+    block = params.models[name]
+    extra = dict(block.model_extra or {})
+    train_keys = {key: extra.pop(key) for key in list(extra) if key in TrainParams.model_fields}
+    prefix = f"models.{name}"
+    train = validated(TrainParams, params.train.model_dump() | train_keys, prefix)
+    aug = validated(AugParams, params.aug.model_dump() | block.aug, f"{prefix}.aug")
+    block_keys = (*ModelParams.model_fields, *TrainParams.model_fields)
+    arch_args = validated(ARCH_ARGS[block.arch], extra, prefix, also_known=block_keys)
+    if train.data_on_device:
+        _check_device_aug(aug, prefix)
+    return ModelConfig(name=name, dataset=block.dataset, arch=block.arch, arch_args=arch_args, train=train, aug=aug)
+
+
+
+def _check_device_aug(aug: AugParams, prefix: str) -> None:
+    """A split kept on the device is augmented there, with pixel moves only."""
+    off = unbatched_aug(aug)
+    if off:
+        raise PipelineError(
+            f"{prefix}: data_on_device augments on the device, with crop_padding, shift and flips only, but "
+            f"{', '.join(off)} is on; set it to 0 or data_on_device to false"
+        )

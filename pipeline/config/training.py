@@ -1,0 +1,58 @@
+"""Params of training: `aug` (augmentation of training images) and `train` (the optimisation)."""
+
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Field, Tag
+
+from pipeline.config.base import Block, Count, Probability
+
+
+class AugParams(Block):
+    rotation: float = Field(0, ge=0, le=180)
+    shift: float = Field(0, ge=0, le=0.5)
+    zoom: float = Field(0, ge=0, lt=1)
+    shear: float = Field(0, ge=0, lt=90)
+    p: Probability = 1.0
+    hflip: Probability = 0
+    vflip: Probability = 0
+    brightness: float = Field(0, ge=0, le=1)
+    contrast: float = Field(0, ge=0, le=1)
+    crop_padding: int = Field(0, ge=0, le=64)
+
+
+class LrStep(Block):
+    """One piece of a step schedule: this learning rate, held for this many epochs."""
+
+    lr: float = Field(gt=0)
+    epochs: Count
+
+
+LrSchedule = Annotated[
+    Annotated[Literal["constant", "cosine"], Tag("named")] | Annotated[list[LrStep], Field(min_length=1), Tag("steps")],
+    Discriminator(lambda value: "steps" if isinstance(value, list | tuple) else "named"),
+]
+UNION_TAGS = {"named", "steps"}
+
+
+class TrainParams(Block):
+    epochs: Count = 10
+    batch_size: Count = 32
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    lr_schedule: LrSchedule = "constant"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0, ge=0)
+    l1: float = Field(0, ge=0)
+    l2: float = Field(0, ge=0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    data_on_device: bool = False
+    amp: bool = True
+
+
+DEVICE_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does as tensor ops
+
+
+def unbatched_aug(aug: AugParams) -> list[str]:
+    """The `aug.*` keys that are on and have no batched tensor version (all but crop_padding, shift, the flips)."""
+    return [f"aug.{key}" for key, value in aug.model_dump().items() if value and key not in DEVICE_AUG_KEYS]

@@ -1,0 +1,92 @@
+"""Training on several processes (one per GPU) with DistributedDataParallel, launched by `torchrun`.
+
+`pipeline train MODEL --nproc N` starts `torchrun --standalone --nproc_per_node N -m pipeline train MODEL`. Each
+process finds its rank in the environment torchrun sets, trains on its share of every global batch
+(`train.batch_size` is the global batch, split evenly) and averages gradients with the others; only rank 0 writes
+metrics, checkpoints and the model. NCCL joins the processes on GPUs, gloo on the CPU.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pipeline.core.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among the processes of one training run: `rank` of `world`."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0, the one process that writes metrics, checkpoints and the model."""
+        return self.rank == 0
+
+
+def current_shard() -> Shard:
+    """This process's rank among those torchrun started; one process of one when run without torchrun."""
+    return Shard(rank=int(os.environ.get("RANK", 0)), world=int(os.environ.get("WORLD_SIZE", 1)))
+
+
+@contextlib.contextmanager
+def process_group(shard: Shard, device: torch.device) -> Iterator[torch.device]:
+    """Join the run's process group for the duration (nothing to join for one process); yields this process's
+    device: under torchrun on GPUs, the GPU of its local rank."""
+    if shard.world == 1:
+        yield device
+        return
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
+    """The model as DistributedDataParallel when several processes train it, else as it is."""
+    if shard.world == 1:
+        return model
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The plain model inside a DistributedDataParallel wrapper, to evaluate and save."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def summed(values: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over every process (itself when training alone)."""
+    if dist.is_initialized():
+        dist.all_reduce(values)
+    return values
+
+
+def gathered(values: torch.Tensor) -> torch.Tensor:
+    """Every process's tensor of the same shape, concatenated in rank order (itself when training alone)."""
+    if not dist.is_initialized():
+        return values
+    parts = [torch.empty_like(values) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, values.contiguous())
+    return torch.cat(parts)
+
+
+def launch(nproc: int, arguments: list[str]) -> int:
+    """Run `pipeline <arguments>` under torchrun in `nproc` processes on this machine; returns their exit status."""
+    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        raise PipelineError(f"--nproc: {nproc} processes, but this machine has {torch.cuda.device_count()} GPUs")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return subprocess.run([*command, "-m", "pipeline", *arguments], check=False).returncode

@@ -1,0 +1,81 @@
+"""Where every stage reads and writes. dvc.yaml names the same paths; a test keeps the two in step."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """All pipeline paths under one repository root (the current directory for DVC and the CLI)."""
+
+    root: Path = Path(".")
+
+    def raw_dir(self, dataset: str) -> Path:
+        return self.root / "data" / "raw" / dataset
+
+    def raw_archive(self, dataset: str) -> Path:
+        """Every source ends in this one zip of encoded images (see `pipeline.data.archive`)."""
+        return self.raw_dir(dataset) / "images.zip"
+
+    def raw_table(self, dataset: str) -> Path:
+        """A table dataset's raw samples: one CSV, a row per sample (see `pipeline.data.tables`)."""
+        return self.raw_dir(dataset) / "table.csv"
+
+    def manifest_dir(self, dataset: str) -> Path:
+        return self.root / "data" / "manifests" / dataset
+
+    def manifest(self, dataset: str, split: str) -> Path:
+        return self.manifest_dir(dataset) / f"{split}.csv"
+
+    def processed_dir(self, dataset: str) -> Path:
+        return self.root / "data" / "processed" / dataset
+
+    def metrics_dir(self, name: str) -> Path:
+        """Metrics and plots of a dataset's data stages, or of a model's train and evaluate stages."""
+        return self.root / "metrics" / name
+
+    def split_metrics(self, dataset: str) -> Path:
+        return self.metrics_dir(dataset) / "split.json"
+
+    def split_plots(self, dataset: str) -> Path:
+        return self.metrics_dir(dataset) / "split"
+
+    def preprocess_metrics(self, dataset: str) -> Path:
+        return self.metrics_dir(dataset) / "preprocess.json"
+
+    def model_file(self, model: str) -> Path:
+        return self.root / "models" / f"{model}.pt"
+
+    def checkpoint(self, model: str) -> Path:
+        """The end-of-epoch checkpoint a killed training run resumes from; not a DVC output, so it survives."""
+        return self.root / "models" / "checkpoints" / f"{model}.ckpt"
+
+    def bench_file(self, model: str) -> Path:
+        """The figures of `pipeline bench MODEL`: not a pipeline stage, so kept apart from the stages' metrics."""
+        return self.root / "metrics" / "bench" / f"{model}.json"
+
+    def train_dir(self, model: str) -> Path:
+        """The train stage's DVCLive folder: metrics.json, per-epoch plots, the learning-curve image."""
+        return self.metrics_dir(model) / "train"
+
+    def test_metrics(self, model: str) -> Path:
+        return self.metrics_dir(model) / "test.json"
+
+    def eval_dir(self, model: str) -> Path:
+        return self.metrics_dir(model) / "eval"
+
+    def confusion(self, model: str) -> Path:
+        return self.eval_dir(model) / "confusion.json"
+
+    def per_class(self, model: str) -> Path:
+        """Per-class precision, recall, F1 and support as plot rows; kept out of test.json so that
+        `dvc exp show` has a few columns per model, not forty."""
+        return self.eval_dir(model) / "per_class.json"
+
+    def reliability(self, model: str) -> Path:
+        return self.eval_dir(model) / "reliability.png"
+
+    def misclassified(self, model: str) -> Path:
+        return self.eval_dir(model) / "misclassified.png"

@@ -1,0 +1,17 @@
+"""Split manifests: one CSV per split (`path`, `label`, `class`), written by the split stage, read by preprocess."""
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+
+COLUMNS = ["path", "label", "class"]
+
+
+def read_manifest(paths: Paths, dataset: str, split_name: str) -> pd.DataFrame:
+    """Read one split's manifest, with an error that says which stage to run when it is missing."""
+    path = paths.manifest(dataset, split_name)
+    if not path.is_file():
+        raise PipelineError(f"{path}: manifest not found; run the split stage first")
+    return pd.read_csv(path, dtype={"path": str, "label": np.int64, "class": str})

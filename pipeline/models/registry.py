@@ -1,0 +1,98 @@
+"""Model registry: architecture name -> factory. Factories take their validated args (see `params.ARCH_ARGS`).
+
+A two-class model has one output (a logit, read through a sigmoid, trained with binary cross-entropy); a model of
+more classes has one logit per class (softmax, cross-entropy). `loss` and `probabilities` hide the difference.
+
+An architecture with pretrained weights registers a loader beside its factory; `build_model` runs it only when
+asked, so rebuilding a saved model never downloads. A factory may give a submodule its own learning rate
+(`train_at`); `parameter_groups` turns that into optimizer groups.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from pipeline.config.archs import ARCH_ARGS, BatchNormArgs
+from pipeline.config.base import Block
+from pipeline.models.outputs import output_count
+
+Factory = Callable[..., nn.Module]
+WeightsLoader = Callable[[nn.Module, Any], None]
+ARCHS: dict[str, Factory] = {}
+PRETRAINED: dict[str, WeightsLoader] = {}
+_GROUP_LR = "pipeline_group_lr"
+BATCHNORM = nn.modules.batchnorm._BatchNorm  # the base of BatchNorm1d/2d/3d
+
+
+def register(name: str, *, weights: WeightsLoader | None = None) -> Callable[[Factory], Factory]:
+    """Register a factory under an architecture name; a name must have args in `ARCH_ARGS` and be unique.
+
+    `weights(model, args)` loads pretrained weights into a freshly built model when its args ask for them.
+    """
+
+    def decorate(factory: Factory) -> Factory:
+        if name in ARCHS:
+            raise ValueError(f"architecture {name!r} is registered twice")
+        if name not in ARCH_ARGS:
+            raise ValueError(f"architecture {name!r} has no args schema in pipeline.config.params.ARCH_ARGS")
+        ARCHS[name] = factory
+        if weights is not None:
+            PRETRAINED[name] = weights
+        return factory
+
+    return decorate
+
+
+def build_model(
+    arch: str, args: Block, *, in_channels: int, size: int, num_classes: int, load_weights: bool = True
+) -> nn.Module:
+    """Build an architecture for inputs of (in_channels, size, size) and `num_classes` classes.
+
+    `load_weights=False` skips pretrained weights (they may need a download): for a model whose saved
+    state_dict will replace them anyway.
+    """
+    if arch not in ARCHS:
+        raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    model = ARCHS[arch](args, in_channels=in_channels, size=size, outputs=output_count(num_classes))
+    if load_weights and arch in PRETRAINED:
+        PRETRAINED[arch](model, args)
+    if isinstance(args, BatchNormArgs):
+        set_bn_momentum(model, args.bn_momentum)
+    return model
+
+
+def set_bn_momentum(model: nn.Module, kept: float) -> None:
+    """Keep `kept` of every BatchNorm layer's running statistics at each training step (PyTorch: 1 - kept)."""
+    for module in model.modules():
+        if isinstance(module, BATCHNORM):
+            module.momentum = 1 - kept
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether the model has BatchNorm layers, whose train and eval modes differ."""
+    return any(isinstance(module, BATCHNORM) for module in model.modules())
+
+
+def parameter_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: the trainable parameters of each submodule its factory gave its own learning
+    rate, in a group at that rate, then all other trainable parameters in a last group at `lr` (the rate train
+    logs). Frozen parameters are left out."""
+    groups, claimed = [], set()
+    for module in model.modules():
+        if hasattr(module, _GROUP_LR):
+            groups.append({"params": _trainable(module, claimed), "lr": getattr(module, _GROUP_LR)})
+    groups.append({"params": _trainable(model, claimed), "lr": lr})
+    return [group for group in groups if group["params"]]
+
+
+def _trainable(module: nn.Module, claimed: set[int]) -> list[nn.Parameter]:
+    """The module's trainable parameters not yet in a group; marks them as taken."""
+    params = [p for p in module.parameters() if p.requires_grad and id(p) not in claimed]
+    claimed.update(id(p) for p in params)
+    return params
+
+
+def train_at(module: nn.Module, lr: float) -> None:
+    """Have `parameter_groups` put this submodule's parameters in a group of their own at `lr`."""
+    setattr(module, _GROUP_LR, lr)

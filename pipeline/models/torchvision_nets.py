@@ -1,0 +1,121 @@
+"""torchvision's VGG16 and ResNet-18, adapted to any input size and class count; ImageNet weights optional."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from pipeline.config.archs import ResNet18Args, Vgg16Args
+from pipeline.core.errors import PipelineError
+from pipeline.models.layers import dropout_layers, require_size
+from pipeline.models.registry import register, train_at
+
+if TYPE_CHECKING:  # torchvision is imported where a torchvision model is built: importing it takes seconds
+    from torchvision.models import WeightsEnum
+
+IMAGENET_CHANNELS = 3
+
+
+def _vgg16_imagenet(model: nn.Module, args: Vgg16Args) -> None:
+    """Load the ImageNet weights of the conv features when `pretrained` (the classifier is our own)."""
+    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
+
+    if args.pretrained:
+        state = _fetch(VGG16_BN_Weights.IMAGENET1K_V1 if args.batchnorm else VGG16_Weights.IMAGENET1K_V1)
+        model.features.load_state_dict(_part_of(state, "features"))
+
+
+@register("vgg16", weights=_vgg16_imagenet)
+def vgg16_net(args: Vgg16Args, *, in_channels: int, size: int, outputs: int) -> nn.Module:
+    """torchvision VGG16 (VGG16-BN with `batchnorm`) with a small head: features pooled to 512 values (1x1 at
+    32x32), then Linear(512, head), ReLU, Dropout, Linear(head, outputs). `freeze` fixes the features; otherwise
+    they train at `features_lr` when given. ImageNet weights (`pretrained`) are loaded by `_vgg16_imagenet`."""
+    require_size("vgg16", size, 32)
+    if args.pretrained and in_channels != IMAGENET_CHANNELS:
+        raise PipelineError(
+            f"vgg16 with pretrained ImageNet weights needs RGB images, got {in_channels} channel(s); "
+            "set preprocess.<dataset>.color: rgb, or pretrained: false to train from scratch"
+        )
+    model = _vgg16_without_classifier(args.batchnorm)
+    if in_channels != IMAGENET_CHANNELS:
+        model.features[0] = _fresh_conv(in_channels, 64, kernel=3, stride=1, padding=1, bias=True)
+    model.avgpool = nn.AdaptiveAvgPool2d(1)
+    model.classifier = nn.Sequential(
+        nn.Linear(512, args.head), nn.ReLU(), *dropout_layers(args.dropout), nn.Linear(args.head, outputs)
+    )
+    if args.freeze:
+        model.features.requires_grad_(False)
+    elif args.features_lr is not None:
+        train_at(model.features, args.features_lr)
+    return model
+
+
+def _vgg16_without_classifier(batchnorm: bool) -> nn.Module:
+    """torchvision VGG16 (or VGG16-BN) whose ImageNet classifier (120M parameters, replaced anyway) never gets
+    memory or initialisation, which would take seconds: built on the meta device, then only the conv features are
+    placed on the CPU and initialised as torchvision does."""
+    from torchvision.models import vgg16, vgg16_bn
+
+    with torch.device("meta"):
+        model = (vgg16_bn if batchnorm else vgg16)(weights=None)
+    model.features.to_empty(device="cpu")
+    for layer in model.features:
+        if isinstance(layer, nn.Conv2d):
+            _init_conv(layer)
+        elif isinstance(layer, nn.BatchNorm2d):
+            layer.reset_parameters()
+    return model
+
+
+@register("resnet18")
+def resnet18_net(args: ResNet18Args, *, in_channels: int, size: int, outputs: int) -> nn.Module:
+    """torchvision ResNet-18 from scratch. `small_input` swaps the ImageNet stem (7x7 stride-2 conv, maxpool),
+    which would shrink a 32x32 image to 8x8 at once, for a 3x3 stride-1 conv and no maxpool."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=outputs)
+    if args.small_input:
+        model.conv1 = _fresh_conv(in_channels, 64, kernel=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif in_channels != IMAGENET_CHANNELS:
+        model.conv1 = _fresh_conv(in_channels, 64, kernel=7, stride=2, padding=3, bias=False)
+    return model
+
+
+def _fresh_conv(c_in: int, c_out: int, *, kernel: int, stride: int, padding: int, bias: bool) -> nn.Conv2d:
+    """A conv to replace a torchvision stem, initialised as torchvision initialises its own."""
+    return _init_conv(nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=bias))
+
+
+def _init_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """Initialise a conv as torchvision initialises VGG and ResNet convs: Kaiming normal (fan-out), zero bias."""
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _part_of(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a state dict under one submodule, named relative to it."""
+    return {key.removeprefix(f"{prefix}."): value for key, value in state.items() if key.startswith(f"{prefix}.")}
+
+
+def _fetch(weights: "WeightsEnum") -> dict[str, torch.Tensor]:
+    """A torchvision weights' state dict, from its cache under $TORCH_HOME or downloaded there once.
+
+    Without a network the error names the file to put in place by hand and the way to do without.
+    """
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad hash or file is a RuntimeError
+        raise PipelineError(
+            f"could not get the pretrained weights {weights} ({exc}); download {weights.url} by hand to "
+            f"{_weights_path(weights)}, or set its pretrained: false to train from scratch"
+        ) from None
+
+
+def _weights_path(weights: "WeightsEnum") -> Path:
+    """Where torch.hub looks for (and caches) a weights file: $TORCH_HOME/hub/checkpoints/<file of the URL>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name

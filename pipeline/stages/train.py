@@ -1,0 +1,11 @@
+"""Stage `train`: fit one model from params on its dataset's preprocessed train split (see `pipeline.training`)."""
+
+from pipeline.config.params import Params
+from pipeline.core.paths import Paths
+from pipeline.training.loop import run_training
+
+
+def train(model_name: str, params: Params, paths: Paths) -> dict[str, float | int | str]:
+    """Train one model (resuming its checkpoint if a previous run was cut short); returns the last epoch's row with
+    the run's summary. Under torchrun every process runs this on its share of each batch; only rank 0 writes."""
+    return run_training(model_name, params, paths)

@@ -1,0 +1,161 @@
+"""Training batches: the training split, shuffled and augmented anew each epoch, in one process's share.
+
+Every epoch's order comes from a `DistributedSampler` seeded with the run's seed and set to the epoch, so a run of
+N processes (`torchrun`) trains on exactly the global batches one process would, each process on every N-th image
+of them. Every batch is augmented from its own seed (run seed, epoch, process, batch number), so the batches do
+not depend on which worker process made them, and a resumed run repeats an epoch exactly.
+
+Two feeds yield the same kind of batch, uint8 images (or float table rows) with int64 labels, on the device:
+- host (default): the split stays in host memory; a `DataLoader` gathers and augments each batch, in worker
+  processes where they pay (`train.workers`), into pinned memory for an asynchronous copy to the GPU;
+- device (`train.data_on_device`): the whole split is copied to the training device once; batches are gathered and
+  augmented there.
+Crops, shifts and flips are batched tensor ops (`pipeline.training.batch_augment`), with no per-image Python work; the other
+transforms (rotation, zoom, shear, brightness, contrast) run through albumentations image by image, on the host.
+"""
+
+import os
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
+
+from pipeline.config.params import ModelConfig
+from pipeline.config.training import AugParams, unbatched_aug
+from pipeline.core.distributed import Shard
+from pipeline.core.errors import PipelineError
+from pipeline.core.runtime import batch_count, derived_seed
+from pipeline.data.store import SplitArrays
+from pipeline.training.augment import A, build_augment
+from pipeline.training.batch_augment import BatchAugment
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+BatchAugmenter = Callable[[torch.Tensor, int], torch.Tensor]
+MAX_AUTO_WORKERS = 4
+
+
+class EpochBatches(Sampler):
+    """One process's batches of sample indices for the current epoch, each with the seed of its augmentation."""
+
+    def __init__(self, samples: int, batch_size: int, seed: int, shard: Shard) -> None:
+        if batch_size % shard.world:
+            raise PipelineError(
+                f"train.batch_size: {batch_size} images per step do not split evenly between {shard.world} "
+                "processes; make it a multiple of the process count"
+            )
+        self.order = DistributedSampler(range(samples), num_replicas=shard.world, rank=shard.rank, seed=seed)
+        self.per_process, self.seed, self.rank, self.epoch = batch_size // shard.world, seed, shard.rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's order and augmentation (from the seed and the epoch alone)."""
+        self.order.set_epoch(epoch)
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        order = list(self.order)
+        for number, start in enumerate(range(0, len(order), self.per_process)):
+            yield derived_seed(self.seed, self.epoch, self.rank, number), order[start : start + self.per_process]
+
+    def __len__(self) -> int:
+        return batch_count(len(self.order), self.per_process)
+
+
+class PerImage:
+    """albumentations, image by image, on a uint8 NHWC batch: for the transforms with no batched version."""
+
+    def __init__(self, augment: A.Compose) -> None:
+        self.augment = augment
+
+    def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """The batch with each image augmented by its own draw; the same seed gives the same batch."""
+        self.augment.set_random_seed(seed)
+        return torch.from_numpy(
+            np.stack([self.augment(image=image)["image"].reshape(image.shape) for image in images.numpy()])
+        )
+
+
+def batch_augmenter(aug: AugParams, seed: int, size: int) -> BatchAugmenter | None:
+    """How training batches are augmented (None: not at all). Pixel moves alone (crop, shift, flips) are batched
+    tensor ops; any other transform on sends the whole `aug` block through albumentations, image by image."""
+    per_image = build_augment(aug, seed, size)
+    if per_image is None:
+        return None
+    return PerImage(per_image) if unbatched_aug(aug) else BatchAugment(aug)
+
+
+def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int) -> np.ndarray:
+    """`draws` versions of each image (uint8 NHWC) as (N, draws, H, W, C), drawn as training draws them; copies
+    when all is off."""
+    augment = batch_augmenter(aug, seed, images.shape[1])
+    if augment is None:
+        return np.repeat(images[:, None], draws, axis=1)
+    batch = torch.from_numpy(images)
+    return torch.stack([augment(batch, seed + draw) for draw in range(draws)], dim=1).numpy()
+
+
+class _HostBatches(Dataset):
+    """Batches gathered from the split in host memory and augmented there."""
+
+    def __init__(self, split: SplitArrays, augment: BatchAugmenter | None) -> None:
+        self.split, self.augment = split, augment
+
+    def __getitem__(self, item: tuple[int, list[int]]) -> Batch:
+        seed, index = item
+        inputs, labels = torch.from_numpy(self.split.inputs[index]), torch.from_numpy(self.split.labels[index])
+        return _augmented(self.augment, inputs, seed), labels
+
+
+def _augmented(augment: BatchAugmenter | None, inputs: torch.Tensor, seed: int) -> torch.Tensor:
+    return inputs if augment is None else augment(inputs, seed)
+
+
+class TrainFeed:
+    """The training batches of one run, epoch by epoch, delivered on the training device."""
+
+    def __init__(
+        self, split: SplitArrays, config: ModelConfig, seed: int, device: torch.device, shard: Shard = Shard()
+    ) -> None:
+        settings = config.train
+        images = split.inputs.ndim == 4  # a table's rows are not augmented
+        self.augment = batch_augmenter(config.aug, seed, split.inputs.shape[1]) if images else None
+        self.device = device
+        self.sampler = EpochBatches(len(split.labels), settings.batch_size, seed, shard)
+        self.on_device = settings.data_on_device  # params allow it only with batched transforms
+        if self.on_device:
+            self.inputs = torch.from_numpy(split.inputs).to(device)
+            self.labels = torch.from_numpy(split.labels).to(device)
+        else:
+            workers = worker_count(settings.workers, device)
+            self.loader = DataLoader(
+                _HostBatches(split, self.augment), sampler=self.sampler, batch_size=None,
+                num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+            )
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The epoch's batches, as (uint8 NHWC images or float rows, int64 labels) on the device."""
+        self.sampler.set_epoch(epoch)
+        if self.on_device:
+            yield from self._device_batches()
+            return
+        for inputs, labels in self.loader:
+            yield inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def _device_batches(self) -> Iterator[Batch]:
+        for seed, index in self.sampler:
+            picked = torch.as_tensor(index, device=self.device)
+            yield _augmented(self.augment, self.inputs[picked], seed), self.labels[picked]
+
+
+def worker_count(setting: int | str, device: torch.device) -> int:
+    """`train.workers`: `auto` is none on the CPU, where training already uses every core and a worker would only
+    take cores from it, and up to 4 (one core left free) feeding a GPU."""
+    if setting != "auto":
+        return int(setting)
+    if device.type == "cpu":
+        return 0
+    return max(0, min(MAX_AUTO_WORKERS, (os.cpu_count() or 1) - 1))

@@ -1,0 +1,245 @@
+"""The training loop: epochs of `training_step` over the feed, validation, DVCLive logging, checkpoints.
+
+Logs per-epoch train and validation loss and accuracy, and the `l1`/`l2` weight penalty apart from the data loss,
+with DVCLive (`metrics/<model>/train/`, drawn by `dvc plots show`); saves a learning-curve image and a preview of
+what `aug.*` does to training images; writes the model with its provenance to `models/<model>.pt`.
+A checkpoint after every epoch (`models/checkpoints/<model>.ckpt`) lets a killed run resume when run again.
+On a GPU, steps run in bf16 autocast (`train.amp`); under torchrun (`pipeline train MODEL --nproc N`) the processes
+share every batch through DistributedDataParallel and only rank 0 writes.
+"""
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from dvclive import Live
+from matplotlib.figure import Figure
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.analysis.diagnostics import confidence_figures, mode_gap
+from pipeline.analysis.plots import augmentation_preview, learning_curves
+from pipeline.config.params import ModelConfig, Params
+from pipeline.core.distributed import (
+    Shard,
+    current_shard,
+    gathered,
+    process_group,
+    summed,
+    unwrapped,
+    wrap,
+)
+from pipeline.core.paths import Paths
+from pipeline.core.runtime import (
+    Normalization,
+    derived_seed,
+    model_input,
+    pick_device,
+    place,
+    seed_everything,
+)
+from pipeline.data.store import SplitArrays, load_meta, load_split, split_files
+from pipeline.models.file import save_model
+from pipeline.models.outputs import probabilities
+from pipeline.models.registry import has_batchnorm, parameter_groups
+from pipeline.training.augment import describe
+from pipeline.training.checkpoints import Checkpoint, run_fingerprint
+from pipeline.training.feed import TrainFeed, augmented_samples
+from pipeline.training.measure import measure
+from pipeline.training.schedule import initial_lr, make_scheduler
+from pipeline.training.step import (
+    Penalty,
+    build_for,
+    make_optimizer,
+    penalized_weights,
+    training_step,
+)
+
+PREVIEW_IMAGES, PREVIEW_DRAWS = 6, 3
+EpochCallback = Callable[[dict, float], object]
+
+
+def run_training(
+    model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback | None = None
+) -> dict[str, float | int | str]:
+    """Train one model (resuming its checkpoint if a previous run was cut short); returns the last epoch's row.
+
+    `on_epoch` is called with each epoch's row and how long its validation took, once the row is logged and
+    checkpointed (`pipeline bench` times epochs with it). Under torchrun every process runs this on its share of
+    each batch; only rank 0 writes.
+    """
+    config = params.model(model_name)
+    shard = current_shard()
+    with process_group(shard, pick_device(config.train.device)) as device:
+        return _train(config, params.seed, paths, device, shard, on_epoch or (lambda row, validation_s: None))
+
+
+def _train(
+    config: ModelConfig, seed: int, paths: Paths, device: torch.device, shard: Shard, on_epoch: EpochCallback
+) -> dict:
+    settings = config.train
+    seed_everything(seed, device)
+    meta = load_meta(paths, config.dataset)
+    train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
+    data = {**meta, "channels": train_set.inputs.shape[-1]}
+    model = place(build_for(config.name, config, data), device)
+    optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
+    scheduler = make_scheduler(optimizer, settings)
+    fingerprint = run_fingerprint(config, seed, split_files(paths, config.dataset, ("train", "val")))
+    checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint)
+    done = checkpoint.restore(model, optimizer, scheduler)
+    run = _Run(config, seed, meta, device, shard)
+    feed = TrainFeed(train_set, config, seed, device, shard)
+    trained = wrap(model, shard, device)
+    processes = f" x{shard.world}" if shard.world > 1 else ""
+    with _live(paths, config.name, shard) as live, tqdm(
+        total=settings.epochs * len(feed), initial=done * len(feed), desc=f"train {config.name} ({device}{processes})",
+        unit="batch", disable=None if shard.is_main else True,
+    ) as bar:
+        if live and run.augments_images:
+            live.log_image("augmentation.png", _augmentation_preview(config, seed, train_set))
+        for row in checkpoint.history if live else ():
+            _log(live, row)
+        for epoch in range(done + 1, settings.epochs + 1):
+            row = run.epoch(epoch, trained, optimizer, feed, val_set, bar)
+            scheduler.step()
+            checkpoint.history.append(row)
+            if live:
+                _log(live, row)
+                checkpoint.save(model, optimizer, scheduler)
+            on_epoch(row, run.validation_s)
+            bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
+        if not live:
+            return checkpoint.history[-1]
+        summary = _summarise(live, checkpoint.history, f"{config.name} on {config.dataset}")
+        if has_batchnorm(model):
+            summary["bn_check"] = run.mode_check(model, train_set, checkpoint.history[-1])
+            live.summary["bn_check"] = summary["bn_check"]
+    save_model(paths.model_file(config.name), model, config, data, seed)
+    checkpoint.remove()
+    return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
+
+
+def _live(paths: Paths, model_name: str, shard: Shard) -> contextlib.AbstractContextManager[Live | None]:
+    """DVCLive for the process that writes (rank 0); nothing for the others."""
+    if not shard.is_main:
+        return contextlib.nullcontext()
+    return Live(str(paths.train_dir(model_name)), dvcyaml=None, save_dvc_exp=False)
+
+
+
+class _Run:
+    """What stays fixed across the epochs of one training run."""
+
+    def __init__(self, config: ModelConfig, seed: int, meta: dict, device: torch.device, shard: Shard) -> None:
+        self.config, self.seed, self.device, self.shard = config, seed, device, shard
+        self.normalization = Normalization.from_meta(meta)
+        self.augments_images = meta.get("kind", "images") == "images"  # a table's rows are not augmented
+        self.validation_s = 0.0  # wall time of the last epoch's validation pass
+
+    def epoch(
+        self,
+        epoch: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        feed: TrainFeed,
+        val_set: SplitArrays,
+        bar: tqdm,
+    ) -> dict[str, float]:
+        """Train one epoch and measure on the validation split; returns the epoch's row of the history.
+
+        Dropout draws from (seed, epoch, rank) alone, as the feed's order and augmentation do, so a resumed run
+        repeats the epoch exactly."""
+        settings = self.config.train
+        torch.manual_seed(derived_seed(self.seed, epoch, self.shard.rank))
+        fit = self.train_one_epoch(model, feed.epoch(epoch), optimizer, bar)
+        started = time.perf_counter()
+        val = measure(unwrapped(model), val_set, settings.batch_size, self.device, self.normalization, settings.amp)
+        self.validation_s = time.perf_counter() - started  # measure's results are on the host: the device is done
+        return {
+            "epoch": epoch,
+            "train/loss": fit.loss,
+            "train/acc": fit.accuracy,
+            "train/penalty": fit.penalty,
+            **{f"train/{key}": value for key, value in fit.confidence.items()},
+            "val/loss": val.loss,
+            "val/acc": val.accuracy,
+            **{f"val/{key}": value for key, value in val.confidence.items()},
+            "lr": optimizer.param_groups[-1]["lr"],
+        }
+
+    def train_one_epoch(
+        self,
+        model: nn.Module,
+        data: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        optimizer: torch.optim.Optimizer,
+        bar: tqdm,
+    ) -> "EpochFit":
+        """One pass over the epoch's batches, minimising data loss plus the `l1`/`l2` weight penalty.
+
+        Data loss and penalty are reported apart, so losses stay comparable between runs with different penalties.
+        The figures add up on the device and reach the host once, at the end: no step waits for the GPU.
+        """
+        settings = self.config.train
+        model.train()
+        penalty = Penalty(penalized_weights(model) if settings.l1 or settings.l2 else [], settings.l1, settings.l2)
+        sums = torch.zeros(3, device=self.device)  # data loss, penalty, correct
+        seen_probabilities, seen_labels = [], []
+        for raw, labels in data:
+            inputs = model_input(raw, self.normalization)
+            logits, batch_loss, weights = training_step(model, optimizer, inputs, labels, settings.amp, penalty)
+            batch_probabilities = probabilities(logits.float())
+            correct = (batch_probabilities.argmax(1) == labels).sum()
+            sums += torch.stack([batch_loss * len(labels), weights * len(labels), correct])
+            seen_probabilities.append(batch_probabilities)
+            seen_labels.append(labels)
+            bar.update()
+        all_probabilities = gathered(torch.cat(seen_probabilities)).cpu().numpy()
+        all_labels = gathered(torch.cat(seen_labels)).cpu().numpy()
+        mean_loss, mean_penalty, accuracy = (summed(sums) / len(all_labels)).tolist()
+        return EpochFit(mean_loss, accuracy, mean_penalty, confidence_figures(all_probabilities, all_labels))
+
+    def mode_check(self, model: nn.Module, train_set: SplitArrays, last: dict[str, float]) -> dict[str, float | bool]:
+        """The training split in eval mode (no augmentation) beside the last epoch's train-mode figures."""
+        settings = self.config.train
+        scores = measure(model, train_set, settings.batch_size, self.device, self.normalization, settings.amp)
+        return mode_gap(
+            {"acc": last["train/acc"], "loss": last["train/loss"]}, {"acc": scores.accuracy, "loss": scores.loss}
+        )
+
+
+
+@dataclass(frozen=True)
+class EpochFit:
+    """What one training epoch saw, in training mode: mean data loss, accuracy, mean weight penalty, and how sure
+    the model was of the true class (see `diagnostics.confidence_figures`)."""
+
+    loss: float
+    accuracy: float
+    penalty: float
+    confidence: dict[str, float]
+
+
+
+def _augmentation_preview(config: ModelConfig, seed: int, train_set: SplitArrays) -> Figure:
+    """The first training images beside augmented versions of them, to see what `aug.*` does to the data."""
+    originals = train_set.inputs[:PREVIEW_IMAGES]
+    versions = augmented_samples(config.aug, seed, originals, PREVIEW_DRAWS)
+    return augmentation_preview(originals, versions, f"{config.name}: {describe(config.aug)}")
+
+
+def _log(live: Live, row: dict[str, float]) -> None:
+    live.step = int(row["epoch"])
+    for key, value in row.items():
+        if key != "epoch":
+            live.log_metric(key, value)
+    live.next_step()
+
+
+def _summarise(live: Live, history: list[dict[str, float]], title: str) -> dict:
+    best = max(history, key=lambda item: item["val/acc"])
+    live.summary["best"] = {"epoch": best["epoch"], "val/acc": best["val/acc"], "val/loss": best["val/loss"]}
+    live.log_image("learning_curves.png", learning_curves(history, title))
+    return {"best": live.summary["best"]}

@@ -1,0 +1,99 @@
+"""One training step and what it needs: the model built from its params, the optimizer, the weight penalty.
+
+The train stage, `pipeline sanity overfit` and `pipeline bench` all step through `training_step`, so mixed
+precision and the `l1`/`l2` penalty mean the same thing in each.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.config.params import ModelConfig
+from pipeline.config.training import TrainParams
+from pipeline.core.errors import PipelineError
+from pipeline.core.runtime import (
+    mixed_precision,
+)
+from pipeline.models.outputs import loss
+from pipeline.models.registry import build_model
+from pipeline.training.schedule import initial_lr
+
+
+def build_for(model_name: str, config: ModelConfig, data: dict) -> nn.Module:
+    """The model, freshly initialised (and pretrained where asked); a failure names the model's params block."""
+    try:
+        return build_model(
+            config.arch, config.arch_args, in_channels=data["channels"], size=data["size"],
+            num_classes=len(data["classes"]),
+        )
+    except PipelineError as exc:
+        raise PipelineError(f"models.{model_name}: {exc}") from None
+
+
+def make_optimizer(groups: Iterable, settings: TrainParams) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) from `train.*`, over parameter groups that may carry their own rates."""
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=initial_lr(settings), momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
+    return torch.optim.Adam(groups, lr=initial_lr(settings), weight_decay=settings.weight_decay)
+
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """The `l1`/`l2` weight penalty on the given kernels (none given: nothing is penalised)."""
+
+    kernels: list[torch.Tensor]
+    l1: float = 0.0
+    l2: float = 0.0
+
+    def __call__(self, like: torch.Tensor) -> torch.Tensor:
+        """The penalty now, as a scalar beside `like`."""
+        return weight_penalty(self.kernels, self.l1, self.l2) if self.kernels else like.new_zeros(())
+
+
+NO_PENALTY = Penalty([])
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    amp: bool = True,
+    penalty: Penalty = NO_PENALTY,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimisation step, in bf16 autocast on a CUDA device that has it if `amp`; returns the logits, the data
+    loss and the penalty, detached and left on the device."""
+    optimizer.zero_grad(set_to_none=True)
+    with mixed_precision(inputs.device, amp):
+        logits = model(inputs)
+    batch_loss = loss(logits.float(), labels)
+    weights = penalty(batch_loss)
+    (batch_loss + weights).backward()
+    optimizer.step()
+    return logits.detach(), batch_loss.detach(), weights.detach()
+
+
+
+def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The trainable conv and dense kernels: what `l1` and `l2` penalise (not biases or BatchNorm scales)."""
+    return [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+
+
+def weight_penalty(kernels: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor:
+    """l1 * sum |w| + l2 * sum w^2 over the kernels, as Keras' kernel regularizers add it to the loss.
+
+    The optimizer's `weight_decay` is separate: it shrinks every parameter (biases too) inside the update step and
+    is never part of a logged loss.
+    """
+    total = torch.zeros((), device=kernels[0].device)
+    for weights in kernels:
+        if l1:
+            total = total + l1 * weights.abs().sum()
+        if l2:
+            total = total + l2 * weights.square().sum()
+    return total
