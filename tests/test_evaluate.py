@@ -66,7 +66,7 @@ def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(trained):
     returned = evaluate("catsdogs_cnn", trained, "cpu")
     written = json.loads(trained.test_metrics("catsdogs_cnn").read_text())
     assert {**written, "per_class": returned["per_class"]} == returned
-    assert set(written) == {"accuracy", "loss", "ece", "samples", "macro"}
+    assert set(written) == {"accuracy", "loss", "ece", "samples", "macro", "epoch", "kept"}
     assert 0 <= written["ece"] <= 1
     assert trained.reliability("catsdogs_cnn").read_bytes().startswith(b"\x89PNG")
     assert written["samples"] == 6

@@ -349,7 +349,7 @@ def test_load_model_rebuilds_a_pretrained_model_without_fetching_weights(monkeyp
     config = ModelConfig("cifar_vgg16", "cifar10", "vgg16", args, TrainParams(), AugParams())
     data = {"classes": [str(n) for n in range(10)], "size": 32, "channels": 3, "normalize": False, "mean": None,
             "std": None}
-    save_model(tmp_path / "model.pt", model, config, data, seed=0)
+    save_model(tmp_path / "model.pt", model, config, data, seed=0, epoch=1)
 
     def offline(self, *args, **kwargs):
         raise URLError("no network")

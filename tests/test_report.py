@@ -27,12 +27,13 @@ PARAMS = {
 def _state(
     rev: str,
     name: str | None,
-    scores: dict[str, tuple[float, float]],
+    scores: dict[str, tuple[float, float, float]],
     gaps: dict | None = None,
     when: str = "2026-01-01T00:00:00",
     **changes,
 ) -> dict:
-    """A run as `dvc exp show --json` gives it: params.yaml's content and each model's test.json."""
+    """A run as `dvc exp show --json` gives it: params.yaml's content, each model's test.json and its train
+    metrics.json; `scores` are (kept epoch's validation accuracy, test accuracy, test loss)."""
     params = copy.deepcopy(PARAMS)
     for key, value in changes.items():
         node = params
@@ -40,12 +41,12 @@ def _state(
         for part in parents:
             node = node[part]
         node[leaf] = value
-    metrics = {
-        f"metrics/{model}/test.json": {"data": {"accuracy": acc, "loss": loss, "samples": 10}}
-        for model, (acc, loss) in scores.items()
-    }
+    metrics = {}
+    for model, (val, acc, loss) in scores.items():
+        metrics[f"metrics/{model}/test.json"] = {"data": {"accuracy": acc, "loss": loss, "samples": 10}}
+        metrics[f"metrics/{model}/train/metrics.json"] = {"data": {"step": 2, "best": {"epoch": 2, "val/acc": val}}}
     for model, gap in (gaps or {}).items():
-        metrics[f"metrics/{model}/train/metrics.json"] = {"data": {"step": 2, "bn_check": gap}}
+        metrics[f"metrics/{model}/train/metrics.json"]["data"]["bn_check"] = gap
     data = {"timestamp": when, "params": {"params.yaml": {"data": params}}, "metrics": metrics}
     return {"rev": rev, "name": name, "data": data}
 
@@ -88,9 +89,13 @@ def fake_repo(monkeypatch):
     return install
 
 
-BASELINE = _state("a" * 40, "main", {"cnn": (0.70, 0.60), "mlp": (0.30, 2.0)})
-ROTATED = _state("b" * 40, "rot-20", {"cnn": (0.75, 0.55), "mlp": (0.30, 2.0)}, when="2026-01-02", aug__rotation=20)
-FLIPPED = _state("c" * 40, "flip", {"cnn": (0.65, 0.70), "mlp": (0.30, 2.0)}, when="2026-01-03", aug__hflip=0.5)
+BASELINE = _state("a" * 40, "main", {"cnn": (0.72, 0.70, 0.60), "mlp": (0.31, 0.30, 2.0)})
+ROTATED = _state(
+    "b" * 40, "rot-20", {"cnn": (0.76, 0.75, 0.55), "mlp": (0.31, 0.30, 2.0)}, when="2026-01-02", aug__rotation=20
+)
+FLIPPED = _state(
+    "c" * 40, "flip", {"cnn": (0.66, 0.65, 0.70), "mlp": (0.31, 0.30, 2.0)}, when="2026-01-03", aug__hflip=0.5
+)
 
 
 def test_collect_runs_lists_the_baseline_then_its_experiments_oldest_first(fake_repo):
@@ -98,12 +103,15 @@ def test_collect_runs_lists_the_baseline_then_its_experiments_oldest_first(fake_
     runs = collect_runs(Path("."))
     assert [run.name for run in runs] == ["main", "rot-20", "flip"]
     assert runs[1].params["aug.rotation"] == 20
-    assert runs[1].scores == {"cnn": {"accuracy": 0.75, "loss": 0.55}, "mlp": {"accuracy": 0.30, "loss": 2.0}}
+    assert runs[1].scores == {
+        "cnn": {"val_acc": 0.76, "accuracy": 0.75, "loss": 0.55},
+        "mlp": {"val_acc": 0.31, "accuracy": 0.30, "loss": 2.0},
+    }
     assert runs[0].label == "main (aaaaaaa)"
 
 
 def test_the_workspace_stands_in_for_a_baseline_commit_without_results(fake_repo):
-    workspace = _state("workspace", None, {"cnn": (0.71, 0.6)})
+    workspace = _state("workspace", None, {"cnn": (0.7, 0.71, 0.6)})
     fake_repo(_shown(_state("a" * 40, "main", {}), ROTATED, workspace=workspace))
     runs = collect_runs(Path("."))
     assert [run.name for run in runs] == ["workspace", "rot-20"]
@@ -130,7 +138,7 @@ def test_flatten_gives_dotted_keys_and_keeps_lists_whole():
 
 
 def test_only_params_that_differ_are_columns_including_added_keys():
-    added = _state("d" * 40, "lr", {"cnn": (0.7, 0.6)}, models__cnn__lr=0.01, models__cnn__dropout=[0, 0])
+    added = _state("d" * 40, "lr", {"cnn": (0.7, 0.7, 0.6)}, models__cnn__lr=0.01, models__cnn__dropout=[0, 0])
     runs = _runs(BASELINE, ROTATED, FLIPPED, added)
     assert differing_params(runs) == ["aug.rotation", "aug.hflip", "models.cnn.dropout", "models.cnn.lr"]
 
@@ -139,22 +147,33 @@ def test_models_with_the_same_scores_in_every_run_are_left_out():
     assert changed_models(_runs(BASELINE, ROTATED, FLIPPED)) == ["cnn"]
 
 
-def test_the_best_run_has_the_highest_accuracy_and_the_baseline_wins_ties():
+def test_the_best_run_has_the_highest_validation_accuracy_and_the_baseline_wins_ties():
     runs = _runs(BASELINE, ROTATED, FLIPPED)
     assert best_run(runs, "cnn").name == "rot-20"
     assert best_run(runs, "mlp").name == "main"
+
+
+def test_the_best_run_is_chosen_by_validation_never_by_test():
+    lucky_on_test = _state("d" * 40, "lucky", {"cnn": (0.60, 0.90, 0.40)}, when="2026-01-04", aug__hflip=1)
+    runs = _runs(BASELINE, ROTATED, lucky_on_test)
+    assert best_run(runs, "cnn").name == "rot-20"
+    page = markdown(runs, ["cnn"], {"cnn": None})
+    assert "| `lucky (ddddddd)` | 0 | 1 | 0.6000 | 0.9000 | 0.4000 |" in page.splitlines()
 
 
 def test_markdown_has_a_row_per_run_the_best_in_bold_and_a_chart_per_model():
     runs = _runs(BASELINE, ROTATED, FLIPPED)
     page = markdown(runs, ["cnn"], {"cnn": "experiments/cnn.png"})
     lines = page.splitlines()
-    assert "| experiment | `aug.rotation` | `aug.hflip` | cnn acc | cnn loss |" in lines
-    assert "| `main (aaaaaaa)` | 0 | 0 | 0.7000 | 0.6000 |" in lines
-    assert "| `rot-20 (bbbbbbb)` | 20 | 0 | **0.7500** | 0.5500 |" in lines
-    assert "| `flip (ccccccc)` | 0 | 0.5 | 0.6500 | 0.7000 |" in lines
+    assert "| experiment | `aug.rotation` | `aug.hflip` | cnn val acc | cnn test acc | cnn test loss |" in lines
+    assert "| `main (aaaaaaa)` | 0 | 0 | 0.7200 | 0.7000 | 0.6000 |" in lines
+    assert "| `rot-20 (bbbbbbb)` | 20 | 0 | **0.7600** | 0.7500 | 0.5500 |" in lines
+    assert "| `flip (ccccccc)` | 0 | 0.5 | 0.6600 | 0.6500 | 0.7000 |" in lines
     assert "Same test scores in every run, so left out: mlp." in lines
-    assert "Best run `rot-20 (bbbbbbb)`: test accuracy 0.7500 (+0.0500 on the baseline)." in lines
+    assert (
+        "Best run by validation accuracy `rot-20 (bbbbbbb)` (0.7600): test accuracy 0.7500 (+0.0500 on the baseline)."
+        in lines
+    )
     assert "![cnn learning curves](experiments/cnn.png)" in lines
 
 
@@ -183,8 +202,8 @@ def test_a_large_batchnorm_mode_gap_is_flagged():
     gap = {"train_mode_acc": 0.9, "eval_mode_acc": 0.5, "acc_gap": 0.4, "large": True}
     small = {"train_mode_acc": 0.9, "eval_mode_acc": 0.88, "acc_gap": 0.02, "large": False}
     runs = _runs(
-        _state("a" * 40, "main", {"cnn": (0.7, 0.6)}, gaps={"cnn": small}),
-        _state("b" * 40, "bn", {"cnn": (0.5, 0.9)}, gaps={"cnn": gap}, aug__rotation=5),
+        _state("a" * 40, "main", {"cnn": (0.7, 0.7, 0.6)}, gaps={"cnn": small}),
+        _state("b" * 40, "bn", {"cnn": (0.5, 0.5, 0.9)}, gaps={"cnn": gap}, aug__rotation=5),
     )
     assert runs[1].mode_gaps["cnn"] == gap
     page = markdown(runs, ["cnn"], {"cnn": None})

@@ -8,13 +8,15 @@ from conftest import tiny_raw
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.data.store import load_split
+from pipeline.core.runtime import Normalization
+from pipeline.data.store import load_meta, load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
 from pipeline.stages.split import split
 from pipeline.stages.train import train
+from pipeline.training.measure import measure
 from pipeline.training.step import make_optimizer, penalized_weights, weight_penalty
 
 CURVES = ("train/loss", "train/acc", "val/loss", "val/acc")
@@ -69,9 +71,9 @@ def test_train_writes_dvclive_metrics_and_the_learning_curve_image(prepared, tin
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["train"]["loss"] == pytest.approx(last["train/loss"])
     assert metrics["val"]["acc"] == pytest.approx(last["val/acc"])
-    best_epoch, best_acc = max(_curve(prepared, "val/acc"), key=lambda row: row[1])
-    assert metrics["best"]["epoch"] == best_epoch
-    assert metrics["best"]["val/acc"] == pytest.approx(best_acc)
+    best_epoch, best_loss = min(_curve(prepared, "val/loss"), key=lambda row: row[1])
+    assert metrics["best"]["epoch"] == best_epoch  # train.monitor: val_loss by default
+    assert metrics["best"]["val/loss"] == pytest.approx(best_loss)
     assert (folder / "plots" / "images" / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
     assert (folder / "plots" / "images" / "augmentation.png").read_bytes().startswith(b"\x89PNG")
 
@@ -313,3 +315,35 @@ def test_a_split_kept_on_the_device_trains_with_its_batched_augmentation(prepare
     last = train("catsdogs_cnn", parse_params(raw), prepared)
     assert math.isfinite(last["train/loss"]) and 0 <= last["val/acc"] <= 1
     assert (prepared.train_dir("catsdogs_cnn") / "plots" / "images" / "augmentation.png").is_file()
+
+
+def _val_losses_and_model(paths: Paths, raw: dict) -> tuple[list[float], dict]:
+    """Train with the given params; the per-epoch validation losses and the saved model file's contents."""
+    train("catsdogs_cnn", parse_params(raw), paths)
+    saved = torch.load(paths.model_file("catsdogs_cnn"), weights_only=True)
+    return [value for _, value in _curve(paths, "val/loss")], saved
+
+
+def test_the_kept_model_is_the_epoch_with_the_best_validation_loss(prepared):
+    raw = tiny_raw(**{"models.catsdogs_cnn.epochs": 6, "train.lr": 0.01})
+    losses, saved = _val_losses_and_model(prepared, raw)
+    best = 1 + losses.index(min(losses))
+    assert best != len(losses), "the sample must make the last epoch worse than the best for this test to mean much"
+    assert saved["epoch"] == best and saved["kept"] == "best"
+    model, _ = load_model(prepared.model_file("catsdogs_cnn"))
+    val = load_split(prepared, "catsdogs", "val")
+    normalization = Normalization.from_meta(load_meta(prepared, "catsdogs"))
+    assert measure(model, val, 4, torch.device("cpu"), normalization).loss == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_keep_last_keeps_the_last_epoch(prepared):
+    raw = tiny_raw(**{"models.catsdogs_cnn.epochs": 3, "train.keep": "last"})
+    losses, saved = _val_losses_and_model(prepared, raw)
+    assert saved["epoch"] == 3 and saved["kept"] == "last"
+
+
+def test_monitor_val_acc_keeps_the_first_epoch_with_the_best_validation_accuracy(prepared):
+    raw = tiny_raw(**{"models.catsdogs_cnn.epochs": 4, "train.monitor": "val_acc"})
+    _, saved = _val_losses_and_model(prepared, raw)
+    accuracies = [acc for _, acc in _curve(prepared, "val/acc")]
+    assert saved["epoch"] == 1 + accuracies.index(max(accuracies))

@@ -1,8 +1,10 @@
 """Command `report`: the repository's DVC experiments as one Markdown page.
 
-A table with the params that differ between runs and each model's test accuracy and loss (the best in bold), a
-warning for runs whose BatchNorm check shows a large train/eval-mode gap, then, per model, the learning curves
-of the baseline and of the best run on one chart. It reads what
+A table with the params that differ between runs and, per model, the validation accuracy of the kept epoch and
+the test accuracy and loss beside it; the best run of each model is chosen, and bolded, by validation accuracy,
+never by test (choosing by the test set would make its score a biased estimate). Then a warning for runs whose
+BatchNorm check shows a large train/eval-mode gap, and per model the learning curves of the baseline and of the
+best run on one chart. It reads what
 `dvc exp show` reads: the baseline commit (HEAD) and the experiments derived from it.
 """
 
@@ -19,14 +21,16 @@ from pipeline.core.atomic import write_text
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 
-SCORES = ("accuracy", "loss")
+SCORES = ("accuracy", "loss")  # test.json
+VALIDATION = "val/acc"  # of the kept epoch, in the train stage's metrics.json (`best`)
 CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
 MISSING = "—"
 
 
 @dataclass(frozen=True, eq=False)
 class Run:
-    """One row of the report: a baseline or an experiment, its params (dotted keys) and test scores per model."""
+    """One row of the report: a baseline or an experiment, its params (dotted keys) and per model the kept
+    epoch's validation accuracy (`val_acc`) and the test scores."""
 
     name: str
     rev: str | None
@@ -109,9 +113,11 @@ def _run(state: dict, name: str, rev: str | None) -> Run:
     scores, mode_gaps = {}, {}
     for model in params.get("models") or {}:
         figures = _metrics_file(metrics, Paths().test_metrics(model))
-        if all(key in figures for key in SCORES):
-            scores[model] = {key: float(figures[key]) for key in SCORES}
-        check = _metrics_file(metrics, Paths().train_dir(model) / "metrics.json").get("bn_check")
+        trained = _metrics_file(metrics, Paths().train_dir(model) / "metrics.json")
+        validation = (trained.get("best") or {}).get(VALIDATION)
+        if all(key in figures for key in SCORES) and validation is not None:
+            scores[model] = {"val_acc": float(validation), **{key: float(figures[key]) for key in SCORES}}
+        check = trained.get("bn_check")
         if check:
             mode_gaps[model] = check
     return Run(name=name, rev=rev, params=dict(flatten(params)), scores=scores, mode_gaps=mode_gaps)
@@ -143,21 +149,23 @@ def changed_models(runs: list[Run]) -> list[str]:
 
 
 def best_run(runs: list[Run], model: str) -> Run:
-    """The run with the highest test accuracy for `model` (the earliest on a tie, so the baseline wins ties)."""
+    """The run with the highest validation accuracy for `model` (the earliest on a tie, so the baseline wins
+    ties); the test scores play no part in the choice."""
     scored = [run for run in runs if model in run.scores]
-    return max(scored, key=lambda run: run.scores[model]["accuracy"])
+    return max(scored, key=lambda run: run.scores[model]["val_acc"])
 
 
 def markdown(runs: list[Run], models: list[str], charts: dict[str, str | None]) -> str:
     """The report page: the table, the models left out of it, and a chart per model."""
     keys = differing_params(runs)
     best = {model: best_run(runs, model) for model in models}
-    header = ["experiment", *(f"`{key}`" for key in keys), *(f"{m} {s}" for m in models for s in ("acc", "loss"))]
+    header = ["experiment", *(f"`{key}`" for key in keys), *(f"{m} {s}" for m in models for s in ("val acc", "test acc", "test loss"))]
     lines = [
         "# Experiments",
         "",
         f"{len(runs)} runs: the baseline `{runs[0].label}` and the experiments derived from it "
-        "(`dvc exp show`). Test accuracy and loss per model; the best accuracy of each model in bold.",
+        "(`dvc exp show`). Per model, the validation accuracy of the kept epoch, then the test accuracy and loss; "
+        "the best run of each model, chosen by validation accuracy (never by test), in bold.",
         "",
         _row(header),
         _row(["---"] * len(header)),
@@ -204,16 +212,24 @@ def _mode_gap_flags(runs: list[Run], models: list[str]) -> list[str]:
 
 def _scores(run: Run, model: str, bold: bool) -> list[str]:
     if model not in run.scores:
-        return [MISSING, MISSING]
-    accuracy, loss = (f"{run.scores[model][key]:.4f}" for key in SCORES)
-    return [f"**{accuracy}**" if bold else accuracy, loss]
+        return [MISSING, MISSING, MISSING]
+    validation, accuracy, loss = (f"{run.scores[model][key]:.4f}" for key in ("val_acc", *SCORES))
+    return [f"**{validation}**" if bold else validation, accuracy, loss]
 
 
 def _chart_caption(baseline: Run, best: Run, model: str) -> str:
+    """Which run validation chose, and what it scores on test."""
+    chosen = best.scores[model]
     if best is baseline:
-        return f"The baseline `{baseline.label}` has the best test accuracy ({best.scores[model]['accuracy']:.4f})."
-    gain = best.scores[model]["accuracy"] - baseline.scores.get(model, {}).get("accuracy", 0.0)
-    return f"Best run `{best.label}`: test accuracy {best.scores[model]['accuracy']:.4f} ({gain:+.4f} on the baseline)."
+        return (
+            f"The baseline `{baseline.label}` has the best validation accuracy ({chosen['val_acc']:.4f}; "
+            f"test accuracy {chosen['accuracy']:.4f})."
+        )
+    gain = chosen["accuracy"] - baseline.scores.get(model, {}).get("accuracy", 0.0)
+    return (
+        f"Best run by validation accuracy `{best.label}` ({chosen['val_acc']:.4f}): test accuracy "
+        f"{chosen['accuracy']:.4f} ({gain:+.4f} on the baseline)."
+    )
 
 
 def _chart(root: Path, runs: list[Run], model: str, out: Path) -> str | None:

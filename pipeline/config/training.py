@@ -48,6 +48,8 @@ class TrainParams(Block):
     workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     data_on_device: bool = False
     amp: bool = True
+    keep: Literal["best", "last"] = "best"
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
 
 
 DEVICE_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does as tensor ops

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.sync_batchnorm import synchronised
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,11 @@ def process_group(shard: Shard, device: torch.device) -> Iterator[torch.device]:
 
 
 def wrap(model: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
-    """The model as DistributedDataParallel when several processes train it, else as it is."""
+    """The model as DistributedDataParallel when several processes train it, else as it is. Under DDP its
+    BatchNorm layers normalise over the global batch (`sync_batchnorm`), as one process training alone would."""
     if shard.world == 1:
         return model
-    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    return DistributedDataParallel(synchronised(model, device), device_ids=[device] if device.type == "cuda" else None)
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
@@ -90,3 +92,20 @@ def launch(nproc: int, arguments: list[str]) -> int:
         raise PipelineError(f"--nproc: {nproc} processes, but this machine has {torch.cuda.device_count()} GPUs")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     return subprocess.run([*command, "-m", "pipeline", *arguments], check=False).returncode
+
+
+def gathered_uneven(values: torch.Tensor) -> torch.Tensor:
+    """Every process's tensor, whose first dimensions may differ, concatenated in rank order (itself when alone)."""
+    if not dist.is_initialized():
+        return values
+    sizes = gathered(torch.tensor([len(values)], device=values.device))
+    padded = values.new_zeros((int(sizes.max()), *values.shape[1:]))
+    padded[: len(values)] = values
+    parts = gathered(padded).split(int(sizes.max()))
+    return torch.cat([part[:size] for part, size in zip(parts, sizes.tolist(), strict=True)])
+
+
+def my_share(samples: int, shard: Shard) -> slice:
+    """This process's part of a split that every process scores (validation, the BatchNorm check): every
+    `world`-th sample from its rank on, so that the parts together are the split, each sample once."""
+    return slice(shard.rank, samples, shard.world)

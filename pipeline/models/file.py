@@ -13,9 +13,11 @@ from pipeline.core.torchfile import read_torch_file
 from pipeline.models.registry import build_model
 
 
-def save_model(path: Path, model: nn.Module, config: ModelConfig, data: dict[str, Any], seed: int) -> None:
+def save_model(
+    path: Path, model: nn.Module, config: ModelConfig, data: dict[str, Any], seed: int, epoch: int
+) -> None:
     """Save weights with their provenance (architecture, args, dataset, classes, input shape and normalisation,
-    training params)."""
+    training params, and which epoch's weights they are: `kept` is `train.keep`, best or last)."""
     payload = {
         "model": config.name,
         "arch": config.arch,
@@ -28,6 +30,8 @@ def save_model(path: Path, model: nn.Module, config: ModelConfig, data: dict[str
         "train": config.train.model_dump(mode="json"),
         "aug": config.aug.model_dump(mode="json"),
         "seed": seed,
+        "epoch": epoch,
+        "kept": config.train.keep,
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
     save_torch(path, payload)

@@ -8,7 +8,6 @@ confusion matrix, a reliability diagram, and a grid of misclassified test images
 import json
 
 import numpy as np
-import torch
 
 from pipeline.analysis.diagnostics import expected_calibration_error, reliability_bins
 from pipeline.analysis.plots import (
@@ -19,10 +18,10 @@ from pipeline.analysis.plots import (
 )
 from pipeline.core.atomic import write_json, write_text
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import Normalization, pick_device, place, predict
+from pipeline.core.runtime import Normalization, pick_device, place
 from pipeline.data.store import SplitArrays, load_meta, load_split
 from pipeline.models.file import load_model
-from pipeline.models.outputs import loss, probabilities
+from pipeline.training.measure import measure
 
 BATCH_SIZE = 256
 
@@ -33,16 +32,18 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved["dataset"], "test")
     normalization = Normalization.from_meta(saved["normalization"])
-    logits = predict(place(model, device), test.inputs, BATCH_SIZE, device, normalization)
-    class_probabilities = probabilities(logits).numpy()
+    scored = measure(place(model, device), test, BATCH_SIZE, device, normalization)
+    class_probabilities = scored.probabilities
     predicted = class_probabilities.argmax(1)
     per_class, macro = classification_metrics(test.labels, predicted, saved["classes"])
     metrics = {
-        "accuracy": float(np.mean(predicted == test.labels)),
-        "loss": loss(logits, torch.from_numpy(test.labels)).item(),
+        "accuracy": scored.accuracy,
+        "loss": scored.loss,
         "ece": expected_calibration_error(class_probabilities, test.labels),
         "samples": len(test.labels),
         "macro": macro,
+        "epoch": saved["epoch"],
+        "kept": saved["kept"],
     }
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])

@@ -24,6 +24,7 @@ from pipeline.config.params import ModelConfig
 from pipeline.core.atomic import save_torch
 from pipeline.core.errors import PipelineError
 from pipeline.core.torchfile import read_torch_file
+from pipeline.training.keep import KeptWeights
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Checkpoint:
 
     path: Path
     fingerprint: str
+    kept: KeptWeights = field(default_factory=lambda: KeptWeights("last", "val_loss"))
     history: list[dict[str, float]] = field(default_factory=list)
 
     @property
@@ -89,6 +91,7 @@ class Checkpoint:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        self.kept.load_state_dict(saved["kept"])
         self.history = list(saved["history"])
         return len(self.history)
 
@@ -103,6 +106,7 @@ class Checkpoint:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "history": self.history,
+            "kept": self.kept.state_dict(),
         }
         if self.path.is_file():
             os.replace(self.path, self.previous)

@@ -47,6 +47,7 @@ class EpochBatches(Sampler):
             )
         self.order = DistributedSampler(range(samples), num_replicas=shard.world, rank=shard.rank, seed=seed)
         self.per_process, self.seed, self.rank, self.epoch = batch_size // shard.world, seed, shard.rank, 0
+        self.samples, self.world = samples, shard.world
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's order and augmentation (from the seed and the epoch alone)."""
@@ -60,6 +61,14 @@ class EpochBatches(Sampler):
 
     def __len__(self) -> int:
         return batch_count(len(self.order), self.per_process)
+
+    def real_counts(self) -> list[int]:
+        """How many images of each of this process's batches are real, not padding: the sampler pads the epoch's
+        order with repeats to a multiple of the process count, at the end, so this process's image `i` is padding
+        when `rank + i * world` is past the split."""
+        real = len(range(self.rank, self.samples, self.world))
+        size = len(self.order)
+        return [max(0, min(self.per_process, real - start)) for start in range(0, size, self.per_process)]
 
 
 class PerImage:
@@ -135,6 +144,10 @@ class TrainFeed:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+    def real_counts(self) -> list[int]:
+        """The real (not padding) images in each of this process's batches of an epoch."""
+        return self.sampler.real_counts()
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The epoch's batches, as (uint8 NHWC images or float rows, int64 labels) on the device."""

@@ -25,7 +25,7 @@ from pipeline.config.params import ModelConfig, Params
 from pipeline.core.distributed import (
     Shard,
     current_shard,
-    gathered,
+    gathered_uneven,
     process_group,
     summed,
     unwrapped,
@@ -42,11 +42,12 @@ from pipeline.core.runtime import (
 )
 from pipeline.data.store import SplitArrays, load_meta, load_split, split_files
 from pipeline.models.file import save_model
-from pipeline.models.outputs import probabilities
+from pipeline.models.outputs import loss, probabilities
 from pipeline.models.registry import has_batchnorm, parameter_groups
 from pipeline.training.augment import describe
 from pipeline.training.checkpoints import Checkpoint, run_fingerprint
 from pipeline.training.feed import TrainFeed, augmented_samples
+from pipeline.training.keep import KeptWeights, chosen_row
 from pipeline.training.measure import measure
 from pipeline.training.schedule import initial_lr, make_scheduler
 from pipeline.training.step import (
@@ -88,7 +89,8 @@ def _train(
     optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
     scheduler = make_scheduler(optimizer, settings)
     fingerprint = run_fingerprint(config, seed, split_files(paths, config.dataset, ("train", "val")))
-    checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint)
+    kept = KeptWeights(settings.keep, settings.monitor)
+    checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept)
     done = checkpoint.restore(model, optimizer, scheduler)
     run = _Run(config, seed, meta, device, shard)
     feed = TrainFeed(train_set, config, seed, device, shard)
@@ -106,6 +108,7 @@ def _train(
             row = run.epoch(epoch, trained, optimizer, feed, val_set, bar)
             scheduler.step()
             checkpoint.history.append(row)
+            kept.offer(model, checkpoint.history)
             if live:
                 _log(live, row)
                 checkpoint.save(model, optimizer, scheduler)
@@ -113,11 +116,13 @@ def _train(
             bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
         if not live:
             return checkpoint.history[-1]
-        summary = _summarise(live, checkpoint.history, f"{config.name} on {config.dataset}")
+        chosen = chosen_row(checkpoint.history, settings.keep, settings.monitor)
+        kept.restore_into(model)
+        summary = _summarise(live, checkpoint.history, chosen, f"{config.name} on {config.dataset}")
         if has_batchnorm(model):
-            summary["bn_check"] = run.mode_check(model, train_set, checkpoint.history[-1])
+            summary["bn_check"] = run.mode_check(model, train_set, chosen)
             live.summary["bn_check"] = summary["bn_check"]
-    save_model(paths.model_file(config.name), model, config, data, seed)
+    save_model(paths.model_file(config.name), model, config, data, seed, int(chosen["epoch"]))
     checkpoint.remove()
     return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
 
@@ -154,9 +159,11 @@ class _Run:
         repeats the epoch exactly."""
         settings = self.config.train
         torch.manual_seed(derived_seed(self.seed, epoch, self.shard.rank))
-        fit = self.train_one_epoch(model, feed.epoch(epoch), optimizer, bar)
+        fit = self.train_one_epoch(model, feed.epoch(epoch), feed.real_counts(), optimizer, bar)
         started = time.perf_counter()
-        val = measure(unwrapped(model), val_set, settings.batch_size, self.device, self.normalization, settings.amp)
+        val = measure(
+            unwrapped(model), val_set, settings.batch_size, self.device, self.normalization, settings.amp, self.shard
+        )
         self.validation_s = time.perf_counter() - started  # measure's results are on the host: the device is done
         return {
             "epoch": epoch,
@@ -174,35 +181,41 @@ class _Run:
         self,
         model: nn.Module,
         data: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        real_counts: list[int],
         optimizer: torch.optim.Optimizer,
         bar: tqdm,
     ) -> "EpochFit":
         """One pass over the epoch's batches, minimising data loss plus the `l1`/`l2` weight penalty.
 
         Data loss and penalty are reported apart, so losses stay comparable between runs with different penalties.
-        The figures add up on the device and reach the host once, at the end: no step waits for the GPU.
+        The figures add up on the device and reach the host once, at the end: no step waits for the GPU. Under
+        torchrun the sampler pads the last batches with repeated images so that every process takes as many steps;
+        they train like the others but are left out of the figures (`real_counts`: the real images of each batch).
         """
         settings = self.config.train
         model.train()
         penalty = Penalty(penalized_weights(model) if settings.l1 or settings.l2 else [], settings.l1, settings.l2)
         sums = torch.zeros(3, device=self.device)  # data loss, penalty, correct
         seen_probabilities, seen_labels = [], []
-        for raw, labels in data:
+        for (raw, labels), real in zip(data, real_counts, strict=True):
             inputs = model_input(raw, self.normalization)
             logits, batch_loss, weights = training_step(model, optimizer, inputs, labels, settings.amp, penalty)
+            if real < len(labels):
+                logits, labels = logits[:real], labels[:real]
+                batch_loss = loss(logits.float(), labels)
             batch_probabilities = probabilities(logits.float())
             correct = (batch_probabilities.argmax(1) == labels).sum()
             sums += torch.stack([batch_loss * len(labels), weights * len(labels), correct])
             seen_probabilities.append(batch_probabilities)
             seen_labels.append(labels)
             bar.update()
-        all_probabilities = gathered(torch.cat(seen_probabilities)).cpu().numpy()
-        all_labels = gathered(torch.cat(seen_labels)).cpu().numpy()
+        all_probabilities = gathered_uneven(torch.cat(seen_probabilities)).cpu().numpy()
+        all_labels = gathered_uneven(torch.cat(seen_labels)).cpu().numpy()
         mean_loss, mean_penalty, accuracy = (summed(sums) / len(all_labels)).tolist()
         return EpochFit(mean_loss, accuracy, mean_penalty, confidence_figures(all_probabilities, all_labels))
 
     def mode_check(self, model: nn.Module, train_set: SplitArrays, last: dict[str, float]) -> dict[str, float | bool]:
-        """The training split in eval mode (no augmentation) beside the last epoch's train-mode figures."""
+        """The training split in eval mode (no augmentation) beside the kept epoch's train-mode figures."""
         settings = self.config.train
         scores = measure(model, train_set, settings.batch_size, self.device, self.normalization, settings.amp)
         return mode_gap(
@@ -238,8 +251,8 @@ def _log(live: Live, row: dict[str, float]) -> None:
     live.next_step()
 
 
-def _summarise(live: Live, history: list[dict[str, float]], title: str) -> dict:
-    best = max(history, key=lambda item: item["val/acc"])
-    live.summary["best"] = {"epoch": best["epoch"], "val/acc": best["val/acc"], "val/loss": best["val/loss"]}
+def _summarise(live: Live, history: list[dict[str, float]], chosen: dict[str, float], title: str) -> dict:
+    """The kept epoch's validation figures as the run's summary (`best` in metrics.json), and the curves."""
+    live.summary["best"] = {"epoch": chosen["epoch"], "val/acc": chosen["val/acc"], "val/loss": chosen["val/loss"]}
     live.log_image("learning_curves.png", learning_curves(history, title))
     return {"best": live.summary["best"]}
