@@ -1,19 +1,24 @@
-"""Shared fixtures: tiny, valid params and a tiny prepared dataset, generated on the fly (no network, no files)."""
+"""Shared fixtures: tiny, valid params, a tiny prepared dataset and tiny CIFAR-10 batches, generated on the fly (no
+network, no files)."""
 
 import copy
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
 from pipeline.config.params import Params, parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
+from pipeline.data.sources.cifar_official import CACHE_ENV
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
 from pipeline.stages.split import split
+from tests.cifar_files import expected_images, random_batches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,3 +134,26 @@ def _files_outside(root: Path, inside: Path) -> dict[str, bytes | None]:
 def repo_params() -> dict[str, Any]:
     """The repository's own params.yaml, parsed as YAML."""
     return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture
+def offline_cifar_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Nothing may reach the network, and the CIFAR-10 cache is a fresh folder, not the user's."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test tried to open a URL")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def cifar_batches() -> dict[str, dict[bytes, object]]:
+    """Tiny official CIFAR-10 batches of random pixels and labels (see tests/cifar_files.py)."""
+    return random_batches()
+
+
+@pytest.fixture(scope="module")
+def cifar_images(cifar_batches) -> dict[str, np.ndarray]:
+    """The RGB image each member of the raw archive made from `cifar_batches` must decode to, by member name."""
+    return expected_images(cifar_batches)

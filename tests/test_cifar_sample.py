@@ -10,7 +10,7 @@ import pytest
 from pipeline.config.datasets import Cifar10Data
 from pipeline.core.paths import Paths
 from pipeline.data.archive import list_images
-from pipeline.data.sources.cifar import PARTS
+from pipeline.data.sources.cifar_batches import PARTS
 from pipeline.data.sources.cifar_sample import BASE_FOLDER, cifar10_sample
 from pipeline.data.specs import CIFAR10, CIFAR10_CLASSES
 from pipeline.stages.download import download

@@ -65,6 +65,33 @@ def test_a_top_probability_of_one_falls_in_the_last_bin():
     assert (row["low"], row["high"]) == (14 / 15, 1.0)
 
 
+def ece_by_hand(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE written out: for each of `bins` equal-width confidence bins over [0, 1] (the last one closed), the gap
+    between the bin's accuracy and mean confidence, weighted by its share of the samples."""
+    total = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        members = [
+            i for i, row in enumerate(probabilities) if low <= row.max() < high or (b == bins - 1 and row.max() == high)
+        ]
+        if members:
+            accuracy = sum(probabilities[i].argmax() == labels[i] for i in members) / len(members)
+            confidence = sum(probabilities[i].max() for i in members) / len(members)
+            total += abs(accuracy - confidence) * len(members) / len(labels)
+    return total
+
+
+@pytest.mark.parametrize("classes", [2, 10])
+def test_ece_matches_a_computation_bin_by_bin_on_random_probabilities(classes):
+    rng = np.random.default_rng(classes)
+    probabilities = rng.dirichlet(np.full(classes, 0.5), size=2000)
+    # Right about 60% of the time plus chance: confidence and accuracy disagree, but not everywhere alike.
+    labels = np.where(rng.random(2000) < 0.6, probabilities.argmax(axis=1), rng.integers(0, classes, 2000))
+    expected = ece_by_hand(probabilities, labels)
+    assert expected > 0.01
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(expected, rel=1e-9)
+
+
 def test_mode_gap_reports_both_modes_and_flags_a_large_accuracy_gap():
     gap = mode_gap({"acc": 0.95, "loss": 0.1}, {"acc": 0.5, "loss": 2.0})
     assert gap["acc_gap"] == pytest.approx(0.45)

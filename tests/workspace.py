@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dvc.repo import Repo
 
 from tests.conftest import REPO
 
@@ -43,6 +44,21 @@ def committed_repro(root: Path, params: dict[str, Any]) -> Path:
     dvc(root, "repro")
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "first run")
+    return root
+
+
+def locked_copy(root: Path) -> Path:
+    """Copy the repository's files to `root` and lock every stage as if it had run, without running any: each
+    output is a placeholder file, and `dvc commit` records it with the stage's deps and params as they are. Then
+    `dvc status` names exactly the stages whose code deps, params or inputs a later edit changes."""
+    _copy_repo(root)
+    run(root, "git", "init", "-q")
+    with Repo(str(root)) as repo:
+        outputs = [Path(out.fs_path) for stage in repo.index.stages for out in stage.outs]
+    for output in outputs:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("placeholder\n")
+    dvc(root, "commit", "--force", "--quiet")
     return root
 
 

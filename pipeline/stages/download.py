@@ -25,13 +25,9 @@ from pipeline.data.archive import (
     refuse_unsafe,
     write_zip,
 )
-from pipeline.data.sources.cifar import (
-    cache_dir,
-    fetch_official,
-    local_members,
-    png_members,
-    read_tar,
-)
+from pipeline.data.sources.cifar_batches import png_members, read_tar
+from pipeline.data.sources.cifar_local import local_members
+from pipeline.data.sources.cifar_official import cache_dir, fetch_official
 from pipeline.data.sources.cifar_sample import cifar10_sample
 from pipeline.data.sources.kaggle import fetch_competition
 from pipeline.data.sources.sample import catsdogs_sample

@@ -10,6 +10,7 @@ import json
 import numpy as np
 
 from pipeline.analysis.diagnostics import expected_calibration_error, reliability_bins
+from pipeline.analysis.metrics import classification_metrics
 from pipeline.analysis.plots import (
     misclassified_grid,
     misclassified_scatter,
@@ -50,28 +51,6 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     classes = saved["classes"]
     _write_plots(paths, model_name, saved["dataset"], test, class_probabilities, predicted, classes, metrics["ece"])
     return {**metrics, "per_class": per_class}
-
-
-def classification_metrics(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> tuple[dict, dict]:
-    """Per-class precision, recall, F1 and support, and their macro averages (0 where undefined)."""
-    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(counts, (actual, predicted), 1)
-    hits = np.diag(counts).astype(float)
-    support = counts.sum(axis=1)
-    precision = _ratio(hits, counts.sum(axis=0))
-    recall = _ratio(hits, support)
-    f1 = _ratio(2 * precision * recall, precision + recall)
-    per_class = {
-        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
-    }
-    macro = {"precision": float(np.mean(precision)), "recall": float(np.mean(recall)), "f1": float(np.mean(f1))}
-    return per_class, macro
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator elementwise, 0 where the denominator is 0 (a class never predicted or present)."""
-    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
 
 def _write_plots(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from pipeline.data.sources.cifar import BASE_FOLDER, META, PARTS, SIDE
+from pipeline.data.sources.cifar_batches import BASE_FOLDER, META, PARTS, SIDE
 from pipeline.data.specs import CIFAR10_CLASSES
 
 AMBIGUOUS = 0.15

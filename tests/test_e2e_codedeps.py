@@ -1,0 +1,59 @@
+"""End to end: `dvc status` sees a code change in exactly the stages whose command imports the edited module, in a
+copy of the repository whose stages are locked on placeholder outputs (nothing is trained, so it takes seconds)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from dvc.repo import Repo
+
+from tests.workspace import dvc, locked_copy
+
+pytestmark = pytest.mark.slow
+
+# An edited module, and the stage groups (each stage of the group, one per dataset or model) that must rerun.
+EDITS = {
+    "pipeline/data/images.py": {"preprocess"},
+    "pipeline/training/feed.py": {"train"},
+    "pipeline/data/specs.py": {"download", "split", "preprocess"},  # the class order lives there
+    "pipeline/data/sources/cifar_batches.py": {"download"},  # a module inside a folder dep
+    "pipeline/analysis/metrics.py": {"evaluate"},
+    "pipeline/analysis/diagnostics.py": {"train", "evaluate"},
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository with every stage locked."""
+    return locked_copy(tmp_path_factory.mktemp("repo"))
+
+
+@pytest.fixture(scope="module")
+def stage_names(workspace: Path) -> set[str]:
+    """Every stage of the pipeline, as `dvc status` names them (`preprocess@cifar10`)."""
+    with Repo(str(workspace)) as repo:
+        return {stage.name for stage in repo.index.stages}
+
+
+def changed_stages(workspace: Path) -> set[str]:
+    """The stages `dvc status` reports as changed."""
+    return set(json.loads(dvc(workspace, "status", "--json")))
+
+
+def test_the_locked_copy_starts_up_to_date(workspace: Path) -> None:
+    assert changed_stages(workspace) == set()
+
+
+@pytest.mark.parametrize(("module", "groups"), EDITS.items(), ids=list(EDITS))
+def test_editing_a_module_changes_exactly_the_stages_that_import_it(
+    workspace: Path, stage_names: set[str], module: str, groups: set[str]
+) -> None:
+    expected = {name for name in stage_names if name.split("@")[0] in groups}
+    assert {name.split("@")[0] for name in expected} == groups
+    source = workspace / module
+    original = source.read_text()
+    source.write_text(original + "# an edit\n")
+    try:
+        assert changed_stages(workspace) == expected
+    finally:
+        source.write_text(original)
