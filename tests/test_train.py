@@ -313,3 +313,29 @@ def test_a_split_kept_on_the_device_trains_with_its_batched_augmentation(prepare
     last = train("catsdogs_cnn", parse_params(raw), prepared)
     assert math.isfinite(last["train/loss"]) and 0 <= last["val/acc"] <= 1
     assert (prepared.train_dir("catsdogs_cnn") / "plots" / "images" / "augmentation.png").is_file()
+
+
+WORKERS = {"aug.hflip": 0.5, "train.workers": 2}  # the tiny model has dropout
+
+
+@pytest.mark.slow
+def test_a_killed_run_with_worker_processes_resumes_to_the_same_weights(prepared, monkeypatch):
+    params = parse_params(tiny_raw(**WORKERS))
+    train("catsdogs_cnn", params, prepared)
+    uninterrupted = _weights(prepared)
+
+    _train_killed_in_epoch(monkeypatch, 2, params, prepared)
+    last = train("catsdogs_cnn", params, prepared)
+
+    assert last["resumed_from_epoch"] == 1
+    resumed = _weights(prepared)
+    assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
+
+
+@pytest.mark.slow
+def test_worker_processes_do_not_change_the_weights(prepared):
+    train("catsdogs_cnn", parse_params(tiny_raw(**{**WORKERS, "train.workers": 0})), prepared)
+    alone = _weights(prepared)
+    train("catsdogs_cnn", parse_params(tiny_raw(**WORKERS)), prepared)
+    with_workers = _weights(prepared)
+    assert all(torch.equal(alone[key], with_workers[key]) for key in alone)
