@@ -1,5 +1,7 @@
 import json
 import math
+import sys
+import types
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ from conftest import tiny_raw
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
+from pipeline.core.torchfile import read_torch_file
 from pipeline.data.store import load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
@@ -199,6 +202,35 @@ def test_a_checkpoint_of_other_params_is_not_resumed(prepared, monkeypatch):
     _train_killed_in_epoch(monkeypatch, 2, parse_params(tiny_raw(**AUGMENTED)), prepared)
     other = parse_params(tiny_raw(**{**AUGMENTED, "train.lr": 0.05}))
     assert train("catsdogs_cnn", other, prepared)["resumed_from_epoch"] == 0
+
+
+def test_a_checkpoint_of_other_code_is_not_resumed_and_a_warning_names_it(prepared, tiny_params, monkeypatch, caplog):
+    model_code = prepared.root / "edited_model.py"
+    model_code.write_text("WIDTH = 32\n")
+    edited = types.ModuleType("pipeline.models.edited")
+    edited.__file__ = str(model_code)
+    monkeypatch.setitem(sys.modules, edited.__name__, edited)
+    _train_killed_in_epoch(monkeypatch, 2, tiny_params, prepared)
+    model_code.write_text("WIDTH = 64\n")
+
+    assert train("catsdogs_cnn", tiny_params, prepared)["resumed_from_epoch"] == 0
+    checkpoint = prepared.checkpoint("catsdogs_cnn")
+    assert f"{checkpoint}: a checkpoint of another run (its fingerprint differs" in caplog.text
+    assert "removed, training starts over" in caplog.text
+
+
+def test_a_checkpoint_whose_state_does_not_load_is_a_warning_and_training_starts_over(
+    prepared, tiny_params, monkeypatch, caplog
+):
+    _train_killed_in_epoch(monkeypatch, 2, tiny_params, prepared)
+    checkpoint = prepared.checkpoint("catsdogs_cnn")
+    saved = read_torch_file(checkpoint, "checkpoint")
+    saved["model"]["0.0.weight"] = torch.zeros(1)
+    torch.save(saved, checkpoint)
+
+    assert train("catsdogs_cnn", tiny_params, prepared)["resumed_from_epoch"] == 0
+    assert f"{checkpoint}: its state does not load into this run (RuntimeError: " in caplog.text
+    assert "removed, training starts over" in caplog.text
 
 
 def test_an_unreadable_checkpoint_is_ignored(prepared, tiny_params):
