@@ -1,11 +1,15 @@
 import logging
+import sys
+import types
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_raw
 
+from pipeline.config.params import parse_params
 from pipeline.core.torchfile import read_torch_file
-from pipeline.training.checkpoints import Checkpoint
+from pipeline.training.checkpoints import Checkpoint, code_digest, run_fingerprint
 from tests.crafted import crafted_torch_file
 
 FINGERPRINT = "run-a"
@@ -51,6 +55,13 @@ def restored(path: Path) -> tuple[int, Run]:
 
 def assert_weights(run: Run, expected: dict[str, torch.Tensor]) -> None:
     assert all(torch.equal(value, expected[key]) for key, value in run.model.state_dict().items())
+
+
+def loaded_module(name: str, source: Path) -> types.ModuleType:
+    """A module as if imported from `source`, to be put in sys.modules."""
+    module = types.ModuleType(name)
+    module.__file__ = str(source)
+    return module
 
 
 @pytest.fixture
@@ -132,10 +143,77 @@ def test_killed_between_rotating_and_writing_resumes_from_the_one_before(ckpt, c
     assert caplog.records == []
 
 
-def test_a_checkpoint_of_another_run_is_not_resumed(ckpt):
+def test_a_checkpoint_of_another_run_is_removed_with_a_warning_and_training_starts_over(ckpt, caplog):
     trained(ckpt, epochs=2)
 
-    assert Run().restore(Checkpoint(ckpt, "run-b")) == 0
+    with caplog.at_level(logging.WARNING):
+        assert Run().restore(Checkpoint(ckpt, "run-b")) == 0
+
+    [record] = caplog.records
+    assert f"{ckpt}: a checkpoint of another run (its fingerprint differs" in record.message
+    assert f"{ckpt.with_name('net.prev.ckpt')}: a checkpoint of another run" in record.message
+    assert record.message.endswith("removed, training starts over")
+    assert list(ckpt.parent.iterdir()) == []
+
+
+def test_a_checkpoint_whose_state_does_not_load_starts_over_with_a_warning_and_the_run_untouched(ckpt, caplog):
+    trained(ckpt, epochs=1)
+    saved = read_torch_file(ckpt, "checkpoint")
+    saved["model"]["weight"] = torch.zeros(5, 3)  # the bias still fits: a partial load must be undone
+    torch.save(saved, ckpt)
+    run = Run()
+    fresh = run.weights()
+
+    with caplog.at_level(logging.WARNING):
+        assert run.restore(Checkpoint(ckpt, FINGERPRINT)) == 0
+
+    assert_weights(run, fresh)
+    assert run.scheduler.last_epoch == 0
+    [record] = caplog.records
+    assert record.message.startswith(f"warning: {ckpt}: its state does not load into this run (RuntimeError: ")
+    assert "size mismatch for weight" in record.message
+    assert "\n" not in record.message
+    assert record.message.endswith("removed, training starts over")
+    assert not ckpt.exists()
+
+
+def test_a_checkpoint_whose_state_does_not_load_falls_back_to_the_one_before(ckpt, caplog):
+    weights = trained(ckpt, epochs=2)
+    saved = read_torch_file(ckpt, "checkpoint")
+    del saved["optimizer"]
+    torch.save(saved, ckpt)
+
+    with caplog.at_level(logging.WARNING):
+        done, run = restored(ckpt)
+
+    assert done == 1
+    assert_weights(run, weights[0])
+    assert f"{ckpt}: its state does not load into this run (KeyError: 'optimizer')" in caplog.records[0].message
+
+
+def test_the_code_digest_covers_the_loaded_pipeline_modules_and_the_torch_version(tmp_path, monkeypatch):
+    source = tmp_path / "edited.py"
+    source.write_text("WIDTH = 1\n")
+    first = code_digest()
+    monkeypatch.setitem(sys.modules, "pipelines_elsewhere", loaded_module("pipelines_elsewhere", source))
+    assert code_digest() == first
+
+    monkeypatch.setitem(sys.modules, "pipeline.edited", loaded_module("pipeline.edited", source))
+    loaded = code_digest()
+    source.write_text("WIDTH = 2\n")
+    edited = code_digest()
+    monkeypatch.setattr(torch, "__version__", "0.0.1")
+
+    assert len({first, loaded, edited, code_digest()}) == 4
+
+
+def test_the_fingerprint_leaves_out_the_worker_count_and_the_device_but_not_the_other_settings():
+    def fingerprint(**changes) -> str:
+        return run_fingerprint(parse_params(tiny_raw(**changes)).model("catsdogs_cnn"), seed=7, data_files=[])
+
+    plain = fingerprint()
+    assert fingerprint(**{"train.workers": 2, "train.device": "auto"}) == plain
+    assert fingerprint(**{"train.lr": 0.01}) != plain
 
 
 def test_a_crafted_checkpoint_is_refused_without_running_its_code(ckpt, tmp_path, caplog):

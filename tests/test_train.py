@@ -1,5 +1,7 @@
 import json
 import math
+import sys
+import types
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import Normalization
+from pipeline.core.torchfile import read_torch_file
 from pipeline.data.store import load_meta, load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
@@ -203,6 +206,35 @@ def test_a_checkpoint_of_other_params_is_not_resumed(prepared, monkeypatch):
     assert train("catsdogs_cnn", other, prepared)["resumed_from_epoch"] == 0
 
 
+def test_a_checkpoint_of_other_code_is_not_resumed_and_a_warning_names_it(prepared, tiny_params, monkeypatch, caplog):
+    model_code = prepared.root / "edited_model.py"
+    model_code.write_text("WIDTH = 32\n")
+    edited = types.ModuleType("pipeline.models.edited")
+    edited.__file__ = str(model_code)
+    monkeypatch.setitem(sys.modules, edited.__name__, edited)
+    _train_killed_in_epoch(monkeypatch, 2, tiny_params, prepared)
+    model_code.write_text("WIDTH = 64\n")
+
+    assert train("catsdogs_cnn", tiny_params, prepared)["resumed_from_epoch"] == 0
+    checkpoint = prepared.checkpoint("catsdogs_cnn")
+    assert f"{checkpoint}: a checkpoint of another run (its fingerprint differs" in caplog.text
+    assert "removed, training starts over" in caplog.text
+
+
+def test_a_checkpoint_whose_state_does_not_load_is_a_warning_and_training_starts_over(
+    prepared, tiny_params, monkeypatch, caplog
+):
+    _train_killed_in_epoch(monkeypatch, 2, tiny_params, prepared)
+    checkpoint = prepared.checkpoint("catsdogs_cnn")
+    saved = read_torch_file(checkpoint, "checkpoint")
+    saved["model"]["0.0.weight"] = torch.zeros(1)
+    torch.save(saved, checkpoint)
+
+    assert train("catsdogs_cnn", tiny_params, prepared)["resumed_from_epoch"] == 0
+    assert f"{checkpoint}: its state does not load into this run (RuntimeError: " in caplog.text
+    assert "removed, training starts over" in caplog.text
+
+
 def test_an_unreadable_checkpoint_is_ignored(prepared, tiny_params):
     prepared.checkpoint("catsdogs_cnn").parent.mkdir(parents=True)
     prepared.checkpoint("catsdogs_cnn").write_bytes(b"half a checkpoint")
@@ -325,10 +357,12 @@ def _val_losses_and_model(paths: Paths, raw: dict) -> tuple[list[float], dict]:
 
 
 def test_the_kept_model_is_the_epoch_with_the_best_validation_loss(prepared):
-    raw = tiny_raw(**{"models.catsdogs_cnn.epochs": 6, "train.lr": 0.01})
+    # Three sound epochs, then one at a learning rate that wrecks the model: the last epoch is never the best.
+    wreck = [{"lr": 0.001, "epochs": 3}, {"lr": 50.0, "epochs": 1}]
+    raw = tiny_raw(**{"models.catsdogs_cnn.epochs": 4, "train.lr_schedule": wreck})
     losses, saved = _val_losses_and_model(prepared, raw)
     best = 1 + losses.index(min(losses))
-    assert best != len(losses), "the sample must make the last epoch worse than the best for this test to mean much"
+    assert best != len(losses)
     assert saved["epoch"] == best and saved["kept"] == "best"
     model, _ = load_model(prepared.model_file("catsdogs_cnn"))
     val = load_split(prepared, "catsdogs", "val")
@@ -347,3 +381,29 @@ def test_monitor_val_acc_keeps_the_first_epoch_with_the_best_validation_accuracy
     _, saved = _val_losses_and_model(prepared, raw)
     accuracies = [acc for _, acc in _curve(prepared, "val/acc")]
     assert saved["epoch"] == 1 + accuracies.index(max(accuracies))
+
+
+WORKERS = {"aug.hflip": 0.5, "train.workers": 2}  # the tiny model has dropout
+
+
+@pytest.mark.slow
+def test_a_killed_run_with_worker_processes_resumes_to_the_same_weights(prepared, monkeypatch):
+    params = parse_params(tiny_raw(**WORKERS))
+    train("catsdogs_cnn", params, prepared)
+    uninterrupted = _weights(prepared)
+
+    _train_killed_in_epoch(monkeypatch, 2, params, prepared)
+    last = train("catsdogs_cnn", params, prepared)
+
+    assert last["resumed_from_epoch"] == 1
+    resumed = _weights(prepared)
+    assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
+
+
+@pytest.mark.slow
+def test_worker_processes_do_not_change_the_weights(prepared):
+    train("catsdogs_cnn", parse_params(tiny_raw(**{**WORKERS, "train.workers": 0})), prepared)
+    alone = _weights(prepared)
+    train("catsdogs_cnn", parse_params(tiny_raw(**WORKERS)), prepared)
+    with_workers = _weights(prepared)
+    assert all(torch.equal(alone[key], with_workers[key]) for key in alone)

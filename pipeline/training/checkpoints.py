@@ -1,18 +1,23 @@
 """End-of-epoch checkpoints, so a killed training run resumes where it stopped.
 
 A checkpoint holds the model, optimizer and scheduler state and the history so far, tagged with a fingerprint of
-everything the run depends on (model settings, seed, training and validation data). A checkpoint with another
-fingerprint belongs to another run and is ignored. Every epoch draws its randomness (shuffle order, dropout,
+everything the run depends on: the model's settings (all of them but `train.device` and `train.workers`, which do
+not change the results), the seed, the bytes of the training and validation data, the source of every `pipeline`
+module the process has loaded, and the torch version. Every epoch draws its randomness (shuffle order, dropout,
 augmentation) from (seed, epoch) alone, so a resumed run continues exactly as an uninterrupted one would.
 
-The checkpoint before the latest is kept beside it (`<model>.prev.ckpt`): should the latest be unreadable (a disk
-error, a crafted file), the run warns and resumes from the one before, or else starts over.
+The checkpoint before the latest is kept beside it (`<model>.prev.ckpt`). A checkpoint that does not fit the run
+(unreadable: a disk error, a crafted file; another fingerprint: other params, data or code; state that does not load
+into the model or optimizer) is removed with one warning line naming it and why, and the run resumes from the one
+before, or else starts over.
 """
 
+import copy
 import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,21 +32,35 @@ from pipeline.core.torchfile import read_torch_file
 from pipeline.training.keep import KeptWeights
 
 log = logging.getLogger(__name__)
+MAX_REASON = 300  # characters of a state loading error kept in the warning
 
 
 def run_fingerprint(config: ModelConfig, seed: int, data_files: list[Path]) -> str:
-    """A digest of the model settings, the seed and the bytes of the data the run trains and validates on."""
+    """A digest of the model settings, the seed, the bytes of the data the run trains and validates on, and the code
+    it runs (`code_digest`)."""
     settings = {
         "model": [config.name, config.dataset, config.arch],
         "arch_args": config.arch_args.model_dump(mode="json"),
         "train": config.train.model_dump(mode="json", exclude={"device", "workers"}),
         "aug": config.aug.model_dump(mode="json"),
         "seed": seed,
+        "code": code_digest(),
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for path in data_files:
         with path.open("rb") as handle:
             digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
+def code_digest() -> str:
+    """A sha256 of the torch version and the name and source bytes of every loaded `pipeline` module, by name: edit
+    the model code (or upgrade torch) and a killed run's checkpoint no longer matches."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for name, module in sorted(sys.modules.items()):
+        source = getattr(module, "__file__", None)
+        if (name == "pipeline" or name.startswith("pipeline.")) and source:
+            digest.update(name.encode() + b"\0" + Path(source).read_bytes())
     return digest.hexdigest()
 
 
@@ -60,39 +79,52 @@ class Checkpoint:
         return self.path.with_suffix(".prev" + self.path.suffix)
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
-        """Load the run's newest readable checkpoint into the objects, if any; returns the epochs already done.
+        """Load the run's newest fitting checkpoint into the objects, if any; returns the epochs already done.
 
-        An unreadable checkpoint is only a lost head start: a warning names it, it is removed (so that no later save
-        keeps it as the one to fall back on), and the one before it is tried.
+        A checkpoint that does not fit (unreadable, of another run, or with state the objects cannot take) is only a
+        lost head start: a warning names it and why, it is removed (so that no later save keeps it as the one to fall
+        back on), and the one before it is tried.
         """
-        unreadable = []
+        unfit = []
         for path in (self.path, self.previous):
+            if not path.is_file():
+                continue
             try:
-                saved = self._read(path)
+                done = self._load(path, self._read(path), model, optimizer, scheduler)
             except PipelineError as exc:
-                unreadable.append(str(exc))
+                unfit.append(str(exc))
                 path.unlink(missing_ok=True)  # under torchrun, another process may have removed it
                 continue
-            if saved is not None:
-                _warn_removed(unreadable, f"resuming from {path}")
-                return self._load(saved, model, optimizer, scheduler)
-        _warn_removed(unreadable, "training starts over")
+            _warn_removed(unfit, f"resuming from {path}")
+            return done
+        _warn_removed(unfit, "training starts over")
         return 0
 
-    def _read(self, path: Path) -> dict[str, Any] | None:
-        """The checkpoint at `path` if there is one of this run; PipelineError if it cannot be read."""
-        if not path.is_file():
-            return None
+    def _read(self, path: Path) -> dict[str, Any]:
+        """The checkpoint at `path`; PipelineError if it cannot be read or belongs to another run."""
         saved = read_torch_file(path, "checkpoint")
-        return saved if saved.get("fingerprint") == self.fingerprint else None
+        if saved.get("fingerprint") != self.fingerprint:
+            raise PipelineError(
+                f"{path}: a checkpoint of another run (its fingerprint differs: other params, data, code or torch version)"
+            )
+        return saved
 
-    def _load(self, saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
-        """Put a read checkpoint's state into the objects; returns the epochs it holds."""
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        self.kept.load_state_dict(saved["kept"])
-        self.history = list(saved["history"])
+    def _load(
+        self, path: Path, saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+    ) -> int:
+        """Put the checkpoint read from `path` into the objects; returns the epochs it holds. State that does not
+        load (a missing entry, a tensor of another shape) is a PipelineError naming `path`, with the objects as
+        they were, so that training can start over from them."""
+        targets = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "kept": self.kept}
+        before = {name: copy.deepcopy(target.state_dict()) for name, target in targets.items()}
+        try:
+            for name, target in targets.items():
+                target.load_state_dict(saved[name])
+            self.history = list(saved["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            for name, target in targets.items():
+                target.load_state_dict(before[name])
+            raise PipelineError(f"{path}: its state does not load into this run ({_one_line(exc)})") from None
         return len(self.history)
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
@@ -118,7 +150,13 @@ class Checkpoint:
         self.previous.unlink(missing_ok=True)
 
 
-def _warn_removed(unreadable: list[str], outcome: str) -> None:
-    """One warning line for the unreadable checkpoints (if any) that were removed, and what training does now."""
-    if unreadable:
-        log.warning("warning: %s; removed, %s", "; ".join(unreadable), outcome)
+def _warn_removed(unfit: list[str], outcome: str) -> None:
+    """One warning line for the checkpoints that did not fit (if any) and were removed, and what training does now."""
+    if unfit:
+        log.warning("warning: %s; removed, %s", "; ".join(unfit), outcome)
+
+
+def _one_line(exc: Exception) -> str:
+    """Why loading state failed, in one line of at most MAX_REASON characters: torch's messages run over many."""
+    text = f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

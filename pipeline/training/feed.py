@@ -3,7 +3,10 @@
 Every epoch's order comes from a `DistributedSampler` seeded with the run's seed and set to the epoch, so a run of
 N processes (`torchrun`) trains on exactly the global batches one process would, each process on every N-th image
 of them. Every batch is augmented from its own seed (run seed, epoch, process, batch number), so the batches do
-not depend on which worker process made them, and a resumed run repeats an epoch exactly.
+not depend on which worker process made them, and a resumed run repeats an epoch exactly. The `DataLoader` draws
+its workers' base seed from a generator of its own, not from torch's global one, which the training loop reseeds
+every epoch for dropout: that draw comes every epoch without workers but only in a process's first epoch with
+persistent ones, so a resumed epoch, or a run with another `train.workers`, would get other dropout masks.
 
 Two feeds yield the same kind of batch, uint8 images (or float table rows) with int64 labels, on the device:
 - host (default): the split stays in host memory; a `DataLoader` gathers and augments each batch, in worker
@@ -140,6 +143,7 @@ class TrainFeed:
             self.loader = DataLoader(
                 _HostBatches(split, self.augment), sampler=self.sampler, batch_size=None,
                 num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                generator=torch.Generator().manual_seed(derived_seed(seed, shard.rank)),
             )
 
     def __len__(self) -> int:
