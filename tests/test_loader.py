@@ -141,3 +141,10 @@ def test_the_preview_draws_what_training_draws():
     images = _textured(3)
     versions = augmented_samples(AugParams(hflip=1), seed=1, images=images, draws=2)
     assert np.array_equal(versions[:, 1], images[:, :, ::-1])
+
+
+def test_the_padding_that_evens_out_processes_is_not_counted_as_real():
+    # 7 images, 2 processes, global batch 4: rank 1's last image repeats one of the epoch's first ones.
+    ranks = [EpochBatches(7, 4, seed=0, shard=Shard(rank, 2)) for rank in (0, 1)]
+    assert [batches.real_counts() for batches in ranks] == [[2, 2], [2, 1]]
+    assert EpochBatches(7, 4, seed=0, shard=Shard()).real_counts() == [4, 3]

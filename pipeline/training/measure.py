@@ -43,7 +43,8 @@ def measure(
     part = my_share(len(split.labels), shard)
     logits = predict(model, split.inputs[part], batch_size, device, normalization, mixed)
     labels = torch.from_numpy(split.labels[part])
-    logits, labels = gathered_uneven(logits.to(device)).cpu(), gathered_uneven(labels.to(device)).cpu()
+    if shard.world > 1:  # a process scoring alone (rank 0's BatchNorm check) must not wait for the others
+        logits, labels = gathered_uneven(logits.to(device)).cpu(), gathered_uneven(labels.to(device)).cpu()
     return scores(logits, labels)
 
 

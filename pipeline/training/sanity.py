@@ -25,7 +25,13 @@ from pipeline.data.store import load_meta, load_split
 from pipeline.models.outputs import loss, probabilities
 from pipeline.models.registry import parameter_groups
 from pipeline.training.schedule import initial_lr
-from pipeline.training.step import build_for, make_optimizer
+from pipeline.training.step import (
+    Penalty,
+    build_for,
+    make_optimizer,
+    penalized_weights,
+    training_step,
+)
 
 
 @dataclass(frozen=True)
@@ -78,13 +84,12 @@ def overfit(
     labels = torch.from_numpy(split.labels[chosen]).to(device)
     model = place(build_for(model_name, config, {**meta, "channels": images.shape[1]}), device)
     optimizer = make_optimizer(parameter_groups(model, initial_lr(config.train)), config.train)
+    settings = config.train
+    penalty = Penalty(penalized_weights(model) if settings.l1 or settings.l2 else [], settings.l1, settings.l2)
     model.train()
     steps, fit_loss = 0, float("inf")
     while steps < max_steps and (steps < min_steps or fit_loss >= target_loss):
-        optimizer.zero_grad(set_to_none=True)
-        batch_loss = loss(model(images), labels)
-        batch_loss.backward()
-        optimizer.step()
+        _, batch_loss, _ = training_step(model, optimizer, images, labels, settings.amp, penalty)
         fit_loss, steps = batch_loss.item(), steps + 1
     return _predictions(model, images, labels, chosen, meta["classes"], steps, fit_loss)
 
