@@ -29,6 +29,7 @@ from pipeline.models.registry import (
     parameter_groups,
     register,
 )
+from pipeline.training.step import training_step
 
 VGG16_FILE = "vgg16-397923af.pth"
 
@@ -69,27 +70,28 @@ def _cifar_vgg16(args: Vgg16Args, **kwargs) -> nn.Module:
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-@pytest.mark.parametrize(("channels", "size"), [(1, 80), (3, 32)], ids=["gray80", "rgb32"])
-@pytest.mark.parametrize(("classes", "outputs"), [(2, 1), (10, 10)])
-def test_every_architecture_gives_finite_logits_of_the_right_shape(arch, channels, size, classes, outputs):
+@pytest.mark.parametrize(
+    ("channels", "size"),
+    [
+        pytest.param(3, 32, id="rgb32"),
+        pytest.param(1, 80, id="gray80", marks=pytest.mark.slow),
+        pytest.param(3, 150, id="rgb150", marks=pytest.mark.slow),  # a 150x200 photo, resized
+    ],
+)
+@pytest.mark.parametrize(("classes", "outputs"), [(2, 1), (3, 3), (13, 13)])
+def test_every_architecture_trains_a_step_for_any_class_count_channels_and_size(arch, channels, size, classes, outputs):
     torch.manual_seed(0)
-    model = build_model(arch, _from_scratch(arch), in_channels=channels, size=size, num_classes=classes).eval()
-    with torch.no_grad():
-        logits = model(torch.rand(2, channels, size, size))
-    assert logits.shape == (2, outputs)
-    assert torch.isfinite(logits).all()
-
-
-@pytest.mark.parametrize("arch", sorted(ARCHS))
-def test_every_architecture_trains_one_step_in_training_mode(arch):
-    torch.manual_seed(0)
-    model = build_model(arch, _from_scratch(arch), in_channels=3, size=32, num_classes=10).train()
+    model = build_model(arch, _from_scratch(arch), in_channels=channels, size=size, num_classes=classes).train()
     optimizer = torch.optim.SGD(parameter_groups(model, 0.01), lr=0.01)
     before = [p.detach().clone() for group in optimizer.param_groups for p in group["params"]]
-    loss(model(torch.rand(2, 3, 32, 32)), torch.tensor([3, 7])).backward()
-    optimizer.step()
+    labels = torch.tensor([0, classes - 1])
+    logits, batch_loss, _ = training_step(model, optimizer, torch.rand(2, channels, size, size), labels)
+    assert logits.shape == (2, outputs)
+    assert torch.isfinite(logits).all() and torch.isfinite(batch_loss)
     after = [p for group in optimizer.param_groups for p in group["params"]]
     assert any(not torch.equal(old, new) for old, new in zip(before, after, strict=True))
+    with torch.no_grad():
+        assert probabilities(model.eval()(torch.rand(2, channels, size, size))).shape == (2, classes)
 
 
 def test_output_count_is_one_for_two_classes_else_one_per_class():
