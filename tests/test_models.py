@@ -21,7 +21,7 @@ from pipeline.config.params import ModelConfig, parse_params
 from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.errors import PipelineError
 from pipeline.models.file import load_model, save_model
-from pipeline.models.outputs import loss, output_count, probabilities
+from pipeline.models.outputs import inverse_frequency, loss, output_count, probabilities
 from pipeline.models.registry import (
     ARCHS,
     BATCHNORM,
@@ -388,3 +388,23 @@ def test_bn_momentum_on_a_model_without_batchnorm_is_an_error_naming_the_model()
     raw = tiny_raw(**{"models.plain": {"dataset": "catsdogs", "arch": "cifar_cnn", "bn_momentum": 0.5}})
     with pytest.raises(PipelineError, match=r"models\.plain: .*bn_momentum is set, but the model has no BatchNorm"):
         parse_params(raw)
+
+
+def test_inverse_frequency_weighs_each_class_as_a_balanced_split_would():
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2])
+    weights = inverse_frequency(labels, 4)
+    assert weights.tolist() == pytest.approx([9 / (4 * 6), 9 / (4 * 2), 9 / (4 * 1), 0.0])
+    totals = [float(weights[labels][labels == cls].sum()) for cls in range(3)]
+    assert totals == pytest.approx([9 / 4] * 3)  # every present class weighs alike in total
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_weighted_loss_is_the_class_weighted_mean_of_the_sample_losses(classes):
+    torch.manual_seed(0)
+    logits = torch.randn(6, output_count(classes))
+    labels = torch.tensor([0, 0, 0, 0, 1, 1]) if classes == 2 else torch.tensor([0, 0, 0, 1, 2, 2])
+    weights = inverse_frequency(labels, classes)
+    each = torch.stack([loss(logits[i : i + 1], labels[i : i + 1]) for i in range(6)])
+    expected = (each * weights[labels]).sum() / weights[labels].sum()
+    assert loss(logits, labels, weights) == pytest.approx(float(expected), rel=1e-6)
+    assert loss(logits, labels, torch.ones(classes)) == pytest.approx(float(each.mean()), rel=1e-6)

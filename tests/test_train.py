@@ -407,3 +407,20 @@ def test_worker_processes_do_not_change_the_weights(prepared):
     train("catsdogs_cnn", parse_params(tiny_raw(**WORKERS)), prepared)
     with_workers = _weights(prepared)
     assert all(torch.equal(alone[key], with_workers[key]) for key in alone)
+
+
+def test_class_weights_auto_weighs_the_training_loss_by_inverse_class_frequency(prepared, monkeypatch):
+    import pipeline.training.loop as loop
+
+    seen = []
+    real = loop.training_step
+
+    def recording(*args, **kwargs):
+        seen.append(args[6])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "training_step", recording)
+    train("catsdogs_cnn", parse_params(tiny_raw(**{"train.class_weights": "auto"})), prepared)
+    labels = torch.from_numpy(load_split(prepared, "catsdogs", "train").labels)
+    counts = torch.bincount(labels, minlength=2).float()
+    assert seen and all(torch.allclose(weights, len(labels) / (2 * counts)) for weights in seen)

@@ -49,6 +49,7 @@ class TrainParams(Block):
     data_on_device: bool = False
     amp: bool = True
     keep: Literal["best", "last"] = "best"
+    class_weights: Literal["none", "auto"] = "none"
     monitor: Literal["val_loss", "val_acc"] = "val_loss"
 
 

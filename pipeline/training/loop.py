@@ -22,6 +22,7 @@ from tqdm import tqdm
 from pipeline.analysis.diagnostics import confidence_figures, mode_gap
 from pipeline.analysis.plots import augmentation_preview, learning_curves
 from pipeline.config.params import ModelConfig, Params
+from pipeline.config.training import TrainParams
 from pipeline.core.distributed import (
     Shard,
     current_shard,
@@ -42,7 +43,7 @@ from pipeline.core.runtime import (
 )
 from pipeline.data.store import SplitArrays, load_meta, load_split, split_files
 from pipeline.models.file import save_model
-from pipeline.models.outputs import loss, probabilities
+from pipeline.models.outputs import inverse_frequency, loss, probabilities
 from pipeline.models.registry import has_batchnorm, parameter_groups
 from pipeline.training.augment import describe
 from pipeline.training.checkpoints import Checkpoint, run_fingerprint
@@ -92,7 +93,7 @@ def _train(
     kept = KeptWeights(settings.keep, settings.monitor)
     checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept)
     done = checkpoint.restore(model, optimizer, scheduler)
-    run = _Run(config, seed, meta, device, shard)
+    run = _Run(config, seed, meta, device, shard, _class_weights(settings, train_set, meta, device))
     feed = TrainFeed(train_set, config, seed, device, shard)
     trained = wrap(model, shard, device)
     processes = f" x{shard.world}" if shard.world > 1 else ""
@@ -127,6 +128,16 @@ def _train(
     return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
 
 
+def _class_weights(
+    settings: TrainParams, train_set: SplitArrays, meta: dict, device: torch.device
+) -> torch.Tensor | None:
+    """`train.class_weights: auto`: the training loss weighs each class by its inverse frequency in the training
+    split, so that an imbalanced dataset's small classes count as much as its large ones; `none`: plain mean."""
+    if settings.class_weights == "none":
+        return None
+    return inverse_frequency(torch.from_numpy(train_set.labels), len(meta["classes"])).to(device)
+
+
 def _live(paths: Paths, model_name: str, shard: Shard) -> contextlib.AbstractContextManager[Live | None]:
     """DVCLive for the process that writes (rank 0); nothing for the others."""
     if not shard.is_main:
@@ -138,8 +149,17 @@ def _live(paths: Paths, model_name: str, shard: Shard) -> contextlib.AbstractCon
 class _Run:
     """What stays fixed across the epochs of one training run."""
 
-    def __init__(self, config: ModelConfig, seed: int, meta: dict, device: torch.device, shard: Shard) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        seed: int,
+        meta: dict,
+        device: torch.device,
+        shard: Shard,
+        class_weights: torch.Tensor | None,
+    ) -> None:
         self.config, self.seed, self.device, self.shard = config, seed, device, shard
+        self.class_weights = class_weights
         self.normalization = Normalization.from_meta(meta)
         self.augments_images = meta.get("kind", "images") == "images"  # a table's rows are not augmented
         self.validation_s = 0.0  # wall time of the last epoch's validation pass
@@ -199,10 +219,12 @@ class _Run:
         seen_probabilities, seen_labels = [], []
         for (raw, labels), real in zip(data, real_counts, strict=True):
             inputs = model_input(raw, self.normalization)
-            logits, batch_loss, weights = training_step(model, optimizer, inputs, labels, settings.amp, penalty)
+            logits, batch_loss, weights = training_step(
+                model, optimizer, inputs, labels, settings.amp, penalty, self.class_weights
+            )
             if real < len(labels):
                 logits, labels = logits[:real], labels[:real]
-                batch_loss = loss(logits.float(), labels)
+                batch_loss = loss(logits.float(), labels, self.class_weights)
             batch_probabilities = probabilities(logits.float())
             correct = (batch_probabilities.argmax(1) == labels).sum()
             sums += torch.stack([batch_loss * len(labels), weights * len(labels), correct])

@@ -65,13 +65,14 @@ def training_step(
     labels: torch.Tensor,
     amp: bool = True,
     penalty: Penalty = NO_PENALTY,
+    class_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimisation step, in bf16 autocast on a CUDA device that has it if `amp`; returns the logits, the data
-    loss and the penalty, detached and left on the device."""
+    loss (weighted by class when `class_weights` are given) and the penalty, detached and left on the device."""
     optimizer.zero_grad(set_to_none=True)
     with mixed_precision(inputs.device, amp):
         logits = model(inputs)
-    batch_loss = loss(logits.float(), labels)
+    batch_loss = loss(logits.float(), labels, class_weights)
     weights = penalty(batch_loss)
     (batch_loss + weights).backward()
     optimizer.step()
