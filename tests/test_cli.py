@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 STAGES = ("download", "split", "preprocess", "train", "evaluate")
-COMMANDS = (*STAGES, "report", "bench", "sanity")
+COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect")
 runner = CliRunner()
 
 
@@ -47,7 +47,7 @@ def assert_clean_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_the_app_has_the_five_stage_commands_report_bench_and_sanity():
+def test_the_app_has_the_five_stage_commands_report_bench_sanity_and_inspect():
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
 
 

@@ -7,6 +7,8 @@ dogs-vs-cats keeps Kaggle's `train/<class>.<n>.jpg`; CIFAR-10 is stored as lossl
 Keeping the images in one archive (not 25,000 loose files) keeps DVC fast; stages read members directly.
 """
 
+import posixpath
+import tarfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PureWindowsPath
@@ -56,6 +58,14 @@ def refuse_unsafe(names: Iterable[str], source: str, key: str) -> None:
                 f"{key}: {source} holds the entry {name!r}, which points outside the archive's folder; refusing the "
                 "archive: get it again from its official source"
             )
+
+
+def link_target(member: tarfile.TarInfo) -> str:
+    """What a tar link points at, relative to the archive's root (a symbolic link's target is relative to its own
+    folder, a hard link's to the root); "" for other entries."""
+    if member.issym():
+        return posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
+    return member.linkname if member.islnk() else ""
 
 
 def list_images(path: Path, spec: DatasetSpec) -> pd.DataFrame:

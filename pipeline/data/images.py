@@ -20,7 +20,7 @@ MAX_PIXELS = 50_000_000
 TOO_LARGE = f"more than {MAX_PIXELS:,} pixels; not decoded (downscale it)"
 UNDECODABLE = "not a decodable image"
 JPEG = ("JPEG", "MPO")  # Pillow names a camera's multi-picture JPEG "MPO"
-FORMATS = {".jpg": JPEG, ".jpeg": JPEG, ".png": ("PNG",), ".bmp": ("BMP",)}
+FORMATS = {".jpg": JPEG, ".jpeg": JPEG, ".png": ("PNG",), ".bmp": ("BMP",), ".webp": ("WEBP",)}
 PNG_BIT_DEPTH = 24  # offset of the bit depth: signature (8), IHDR length and type (8), width and height (8)
 
 

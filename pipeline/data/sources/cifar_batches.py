@@ -9,7 +9,6 @@ numbered by their index in the official part (`train/airplane/00017.png`). The e
 import io
 import itertools
 import pickle
-import posixpath
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -21,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.core.errors import PipelineError
-from pipeline.data.archive import refuse_unsafe
+from pipeline.data.archive import link_target, refuse_unsafe
 from pipeline.data.sources.cifar_official import FILENAME
 from pipeline.data.specs import CIFAR10_CLASSES
 
@@ -53,7 +52,7 @@ def read_tar(file: BinaryIO, source: str, key: str) -> Batches:
     try:
         with tar:
             for member in tar:
-                refuse_unsafe([member.name, _link_target(member)], source, key)
+                refuse_unsafe([member.name, link_target(member)], source, key)
                 name = member.name.rsplit("/", 1)[-1]
                 if member.isfile() and name in MEMBERS and name not in found:
                     data = tar.extractfile(member).read()  # type: ignore[union-attr]  # a file member has a body
@@ -103,14 +102,6 @@ def _unpickle(data: bytes, where: str, key: str) -> object:
         return _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as exc:  # a corrupt pickle can fail in almost any way
         raise PipelineError(f"{key}: {where} is not a readable CIFAR-10 batch ({exc!r}); download it again") from None
-
-
-def _link_target(member: tarfile.TarInfo) -> str:
-    """What a tar link points at, relative to the archive's root (a symbolic link's target is relative to its own
-    folder, a hard link's to the root); "" for other entries."""
-    if member.issym():
-        return posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
-    return member.linkname if member.islnk() else ""
 
 
 def _checked(found: dict[str, object], source: str, key: str) -> Batches:

@@ -1,0 +1,122 @@
+"""`pipeline inspect`: a user's folder or archive looked at before it is declared in params.yaml.
+
+It is read in its layout (`pipeline.data.layouts`), then every image's header is read (with Pillow, never decoded)
+for its size, format and colour, checked as preprocess will check it (`pipeline.data.images.refusal`), and hashed
+to find files with the same content. `render` writes it all down, with the params blocks to paste
+(`pipeline.analysis.params_blocks`).
+"""
+
+import hashlib
+import io
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.analysis.params_blocks import blocks_text
+from pipeline.data.classes import Listing
+from pipeline.data.images import refusal
+from pipeline.data.layouts import read_listing
+from pipeline.data.tree import open_tree
+
+KEY = "inspect"
+GRAY_MODES = ("1", "L")
+
+
+@dataclass
+class Inspection:
+    """What `inspect` found: the listing, and of its images the sizes (width, height) and formats of those that may
+    be decoded, the unreadable ones with the reason, the groups of files with the same content, and whether every
+    readable image is gray."""
+
+    path: Path
+    listing: Listing
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    formats: Counter = field(default_factory=Counter)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+    gray: bool = True
+
+    @property
+    def side(self) -> int:
+        """The median of the readable images' shorter sides (0 when none is readable)."""
+        return _median([min(size) for size in self.sizes]) if self.sizes else 0
+
+    @property
+    def color(self) -> str:
+        """The preprocess colour the images call for: gray if every readable one is gray, else rgb."""
+        return "gray" if self.gray else "rgb"
+
+
+def inspect(path: Path, layout: str = "auto") -> Inspection:
+    """Read the dataset at `path` (a folder, zip or tar) in `layout` and look at every image's header."""
+    path = Path(path).resolve()
+    with open_tree(path, KEY) as tree:
+        listing = read_listing(tree, layout, key=KEY)
+        found = Inspection(path, listing)
+        by_content: dict[str, list[str]] = defaultdict(list)
+        names = [sample.path for sample in listing.samples]
+        files = tree.read_many(names)
+        for name, data in tqdm(files, total=len(names), desc="inspect", unit="img", disable=None, leave=False):
+            by_content[hashlib.sha256(data).hexdigest()].append(name)
+            reason = refusal(data, name)
+            if reason:
+                found.unreadable.append((name, reason))
+                continue
+            with Image.open(io.BytesIO(data)) as header:
+                found.sizes.append(header.size)
+                found.formats[header.format] += 1
+                found.gray &= header.mode in GRAY_MODES
+    found.unreadable.sort()
+    found.duplicates = sorted(sorted(group) for group in by_content.values() if len(group) > 1)
+    found.gray &= bool(found.sizes)
+    return found
+
+
+def render(found: Inspection, name: str) -> str:
+    """The inspection as text: layout, classes with counts, sizes, formats, unreadable files, duplicates, ignored
+    files, and the params blocks that declare the dataset as `name`."""
+    listing = found.listing
+    lines = [f"{found.path}: {listing.layout} layout, {len(listing.classes)} classes, {len(listing.samples)} images"]
+    lines += ["", *_class_table(listing), ""]
+    if found.sizes:
+        for axis, values in (("width", [w for w, _ in found.sizes]), ("height", [h for _, h in found.sizes])):
+            lines.append(
+                f"{axis:<6}  min {min(values)}, median {_median(values)}, max {max(values)} pixels"
+            )
+        colour = "all gray" if found.gray else "colour"
+        formats = ", ".join(f"{fmt} {count}" for fmt, count in sorted(found.formats.items()))
+        lines.append(f"formats {formats} ({colour})")
+    lines += _section("unreadable", [f"{path}: {reason}" for path, reason in found.unreadable])
+    lines += _section("duplicates (same content)", [" = ".join(group) for group in found.duplicates])
+    lines += _section("ignored files", [f"{reason}: {count}" for reason, count in listing.ignored.items()], count=False)
+    lines += ["", "params to declare it (pipeline inspect --write NAME adds them to params.yaml):", ""]
+    lines.append(blocks_text(name, found.path, found.side, found.color).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _class_table(listing: Listing) -> list[str]:
+    """Image counts per class, per part for split folders, with a total line."""
+    counts = Counter((sample.cls, sample.part) for sample in listing.samples)
+    parts = [part for part in ("train", "val", "test") if any(p == part for _, p in counts)] or [None]
+    width = max(len("class"), *(len(cls) for cls in listing.classes))
+    header = f"{'class':<{width}}" + "".join(f"  {part or 'images':>7}" for part in parts)
+    rows = [f"{cls:<{width}}" + "".join(f"  {counts[cls, part]:>7}" for part in parts) for cls in listing.classes]
+    totals = f"{'total':<{width}}" + "".join(
+        f"  {sum(counts[cls, part] for cls in listing.classes):>7}" for part in parts
+    )
+    return [header, *rows, totals]
+
+
+def _section(title: str, items: list[str], count: bool = True) -> list[str]:
+    """A titled list, its length in the title if `count`; "none" when empty."""
+    if not items:
+        return [f"{title}: none"]
+    return [f"{title} ({len(items)}):" if count else f"{title}:", *(f"  {item}" for item in items)]
+
+
+def _median(values: list[int]) -> int:
+    return int(statistics.median_low(values))

@@ -1,0 +1,103 @@
+"""What `pipeline.data.layouts` reads a dataset into (`Listing`, one `Sample` per image), and the rules its classes
+must follow: two at least, each with images, the same in every part; `classes` from params fixes their order or
+takes a subset."""
+
+from collections import Counter
+from dataclasses import dataclass
+
+from pipeline.core.errors import PipelineError
+
+PART_ORDER = {None: 0, "train": 0, "val": 1, "test": 2}
+OTHER_CLASSES = "images of classes not in `classes`"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image: its path in the tree, its class, and its part (train, val or test; None for one pool)."""
+
+    path: str
+    cls: str
+    part: str | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A dataset read in its layout: the samples in a stable order (part, class, path), the classes in label order,
+    and the files left out, counted by reason."""
+
+    layout: str
+    samples: list[Sample]
+    classes: tuple[str, ...]
+    ignored: dict[str, int]
+
+
+def settle_classes(
+    layout: str,
+    samples: list[Sample],
+    seen: dict[str | None, set[str]],
+    classes: list[str] | None,
+    ignored: Counter,
+    key: str,
+    where: str,
+) -> Listing:
+    """The listing of `samples`, once their classes pass the rules.
+
+    `seen` holds, per part, every class folder found, images or not (so an empty class is named); `classes` is the
+    params' choice (None: every class of the train part, or of the one pool, sorted). `key` and `where` (the tree)
+    head every error.
+    """
+    main = "train" if "train" in seen else None
+    chosen = tuple(sorted(seen[main])) if classes is None else _chosen(classes, seen[main], key, where)
+    for part in (part for part in seen if part != main):
+        _same_classes(part, seen[part], chosen, classes is None, key, where)
+    counts = Counter((sample.part, sample.cls) for sample in samples)
+    empty = [f"{part}/{cls}" if part else cls for part in seen for cls in chosen if not counts[part, cls]]
+    if empty:
+        raise PipelineError(
+            f"{key}: {where}: no images in the class folder {', '.join(empty)}; add images (.jpg, .jpeg, .png, "
+            ".bmp, .webp) or remove the folder"
+            + ("" if classes is None else ", or leave the class out of `classes`")
+        )
+    if not samples:
+        raise PipelineError(f"{key}: {where} lists no images; give it images of two classes at least")
+    if len(chosen) < 2:
+        raise PipelineError(
+            f"{key}: {where} has one class ({', '.join(chosen)}); a classifier needs two at least: "
+            + ("add another class's images" if classes is None else "list two or more in `classes`")
+        )
+    index = {cls: position for position, cls in enumerate(chosen)}
+    kept = [sample for sample in samples if sample.cls in index]
+    if len(kept) < len(samples):
+        ignored[OTHER_CLASSES] += len(samples) - len(kept)
+    kept.sort(key=lambda sample: (PART_ORDER[sample.part], index[sample.cls], sample.path))
+    return Listing(layout, kept, chosen, dict(sorted(ignored.items())))
+
+
+def _chosen(classes: list[str], found: set[str], key: str, where: str) -> tuple[str, ...]:
+    """The classes the params list, once each is a class of the dataset, listed once."""
+    repeated = sorted(cls for cls, count in Counter(classes).items() if count > 1)
+    if repeated:
+        raise PipelineError(f"{key}.classes: lists {', '.join(repeated)} more than once; list each class once")
+    unknown = [cls for cls in classes if cls not in found]
+    if unknown:
+        raise PipelineError(
+            f"{key}.classes: {', '.join(map(repr, unknown))} "
+            f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of {where}; its classes are "
+            f"{', '.join(sorted(found))}"
+        )
+    return tuple(classes)
+
+
+def _same_classes(part: str, found: set[str], chosen: tuple[str, ...], every: bool, key: str, where: str) -> None:
+    """A val or test part must have the train part's classes (the chosen ones, when `classes` takes a subset), and
+    no others unless `classes` leaves them out."""
+    lacks = sorted(set(chosen) - found)
+    extra = sorted(found - set(chosen)) if every else []
+    if lacks or extra:
+        differences = ([f"{part} lacks {', '.join(lacks)}"] if lacks else []) + (
+            [f"{part} has {', '.join(extra)}, which train lacks"] if extra else []
+        )
+        raise PipelineError(
+            f"{key}: {where}: the {part} classes differ from the train classes ({'; '.join(differences)}); give "
+            "every part the same class folders"
+        )

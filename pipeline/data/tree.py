@@ -1,0 +1,190 @@
+"""A user's dataset seen as one tree of files, whatever holds it: a folder, a zip, or a tar (`.tar`, `.tar.gz`,
+`.tgz`, any compression tarfile reads).
+
+`open_tree(path, key)` gives a `Tree`: `names()` are the files' posix paths relative to the root, sorted, and
+`read(name)` their bytes. Nothing is extracted. An archive entry that would land outside the archive's folder (`..`,
+an absolute path, a tar link leading out) is refused, and a corrupt archive is an error naming it, as in
+`pipeline.data.archive`.
+"""
+
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from pipeline.core.errors import PipelineError
+from pipeline.data.archive import link_target, refuse_unsafe
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+ZIP_MAGIC = b"PK\x03\x04"
+ACCEPTED = "a folder, a .zip, or a .tar / .tar.gz / .tgz"
+
+
+class Tree:
+    """Files under one root, by posix relative path; a context manager that closes the archive behind it."""
+
+    def __init__(self, source: Path, key: str) -> None:
+        self.source = source
+        self.key = key
+
+    def names(self) -> list[str]:
+        """Every file's posix path relative to the root, sorted."""
+        raise NotImplementedError
+
+    def read(self, name: str) -> bytes:
+        """The bytes of the file `name` (one of `names()`)."""
+        raise NotImplementedError
+
+    def read_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """(name, bytes) of each of `names`, in whatever order reads the tree fastest."""
+        return ((name, self.read(name)) for name in names)
+
+    def close(self) -> None:
+        """Release the archive behind the tree, if any."""
+
+    def __enter__(self) -> "Tree":
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _corrupt(self, exc: BaseException, name: str = "") -> PipelineError:
+        where = f" at {name!r}" if name else ""
+        return PipelineError(
+            f"{self.key}: {self.source} is a corrupt archive ({exc}{where}); download or pack it again"
+        )
+
+
+class FolderTree(Tree):
+    """The files under a folder, at any depth (a symbolic link is read as what it points at)."""
+
+    def __init__(self, source: Path, key: str) -> None:
+        super().__init__(source, key)
+        self._names = sorted(path.relative_to(source).as_posix() for path in source.rglob("*") if path.is_file())
+
+    def names(self) -> list[str]:
+        """Every file's posix path relative to the folder, sorted."""
+        return list(self._names)
+
+    def read(self, name: str) -> bytes:
+        """The bytes of the file `name` under the folder."""
+        try:
+            return (self.source / name).read_bytes()
+        except OSError as exc:
+            raise PipelineError(
+                f"{self.key}: cannot read {self.source / name} ({exc.strerror}); check the file and its permissions"
+            ) from None
+
+
+class ZipTree(Tree):
+    """The file entries of a zip (folder entries left out)."""
+
+    def __init__(self, source: Path, key: str) -> None:
+        super().__init__(source, key)
+        try:
+            self._zip = zipfile.ZipFile(source)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise self._corrupt(exc) from None
+        with _closed_on_error(self._zip):
+            refuse_unsafe(self._zip.namelist(), str(source), key)
+        self._names = sorted({info.filename for info in self._zip.infolist() if not info.is_dir()})
+
+    def names(self) -> list[str]:
+        """Every file entry's name, sorted."""
+        return list(self._names)
+
+    def read(self, name: str) -> bytes:
+        """The bytes of the entry `name`; a failed checksum or bad compressed data is an error naming the zip."""
+        try:
+            return self._zip.read(name)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            raise self._corrupt(exc, name) from None
+
+    def close(self) -> None:
+        """Close the zip."""
+        self._zip.close()
+
+
+class TarTree(Tree):
+    """The regular files (and hard links) of a tar archive, any compression."""
+
+    def __init__(self, source: Path, key: str) -> None:
+        super().__init__(source, key)
+        try:
+            self._tar = tarfile.open(source, mode="r:*")
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise self._corrupt(exc) from None
+        with _closed_on_error(self._tar):
+            try:
+                members = self._tar.getmembers()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise self._corrupt(exc) from None
+            for member in members:
+                refuse_unsafe([member.name, link_target(member)], str(source), key)
+        files = [member for member in members if member.isfile() or member.islnk()]
+        self._members = {member.name.removeprefix("./"): member for member in files}
+
+    def names(self) -> list[str]:
+        """Every file's name, sorted (a leading `./` left out)."""
+        return sorted(self._members)
+
+    def read(self, name: str) -> bytes:
+        """The bytes of the file `name`; damaged data is an error naming the archive."""
+        try:
+            return self._tar.extractfile(self._members[name]).read()  # type: ignore[union-attr]  # a file has a body
+        except (tarfile.TarError, OSError, EOFError, zlib.error, KeyError) as exc:
+            raise self._corrupt(exc, name) from None
+
+    def read_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """The files in the archive's own order, so a compressed tar is decompressed once, not once per file."""
+        wanted = set(names)
+        for name, member in sorted(self._members.items(), key=lambda item: item[1].offset):
+            if name in wanted:
+                yield name, self.read(name)
+
+    def close(self) -> None:
+        """Close the tar."""
+        self._tar.close()
+
+
+def open_tree(path: Path, key: str) -> Tree:
+    """The tree of files at `path`: a folder, a zip, or a tar (by its name, else by its first bytes).
+
+    `key` is the params key that names `path`, put at the head of every error.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return FolderTree(path, key)
+    if not path.is_file():
+        raise PipelineError(f"{key}: {path} does not exist; point it at {ACCEPTED}")
+    name = path.name.lower()
+    if name.endswith(".zip") or _starts_like_zip(path):
+        return ZipTree(path, key)
+    if name.endswith(TAR_SUFFIXES) or tarfile.is_tarfile(path):
+        return TarTree(path, key)
+    raise PipelineError(f"{key}: {path} is neither a folder nor a zip or tar archive; point it at {ACCEPTED}")
+
+
+def _starts_like_zip(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+@contextmanager
+def _closed_on_error(archive: _Closable) -> Iterator[None]:
+    """Close `archive` if the block raises (a refused or unreadable archive is not handed out open)."""
+    try:
+        yield
+    except BaseException:
+        archive.close()
+        raise
