@@ -175,25 +175,13 @@ def inspect(
     layout: Annotated[
         str, typer.Option(help="auto, class_folders, split_folders, names, csv or csv:<file in the tree>.")
     ] = "auto",
-    write: Annotated[
-        str | None, typer.Option("--write", help="Add the suggested params blocks to --params as dataset NAME.")
-    ] = None,
-    params: ParamsFile = DEFAULT_PARAMS,
 ) -> None:
-    """Look at a dataset before declaring it: its layout, classes and counts, image sizes and formats, unreadable
-    and duplicate files, what is ignored, and the params blocks that declare it."""
+    """Look at a dataset before training on it: its layout, classes and counts, image sizes and formats, unreadable
+    and duplicate files, what is ignored, and the preprocess size and colour its images call for."""
     from pipeline.analysis.inspect import inspect as run
     from pipeline.analysis.inspect import render
-    from pipeline.analysis.params_blocks import check_name, dataset_name, write_blocks
 
-    if write:
-        check_name(params, write)
-    found = run(path, layout)
-    name = write or dataset_name(path)
-    typer.echo(render(found, name), nl=False)
-    if write:
-        added = write_blocks(params, name, found.path, found.side, found.color)
-        typer.echo(f"added {', '.join(added)} to {params}")
+    typer.echo(render(run(path, layout)), nl=False)
 
 
 sanity = typer.Typer(help="Checks that explain training: run them on a model before trusting its numbers.")

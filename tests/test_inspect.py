@@ -1,18 +1,12 @@
-"""`pipeline inspect`: a dataset looked at before it is declared (layout, classes, sizes, formats, unreadable and
-duplicate files, ignored files) and the params blocks that declare it, written into params.yaml on request with its
-comments kept."""
+"""`pipeline inspect`: a dataset looked at before training on it (layout, classes, sizes, formats, unreadable and
+duplicate files, ignored files, the preprocess size and colour its images call for)."""
 
-import difflib
-import shutil
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
-from pipeline.analysis.inspect import inspect
-from pipeline.analysis.params_blocks import dataset_name, suggested_side
+from pipeline.analysis.inspect import inspect, suggested_side
 from pipeline.cli import app
-from tests.conftest import REPO
 from tests.image_trees import class_images, image, messy, write_tree
 
 runner = CliRunner()
@@ -45,7 +39,7 @@ def test_all_gray_images_suggest_gray_and_the_size_follows_the_median(tmp_path):
     assert [suggested_side(side) for side in (5, 32, 95, 96, 127, 4000)] == [32, 32, 64, 96, 96, 128]
 
 
-def test_the_command_prints_the_findings_and_the_params_blocks(messy_zip):
+def test_the_command_prints_the_findings_and_the_preprocess_they_call_for(messy_zip):
     result = runner.invoke(app, ["inspect", str(messy_zip)])
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -56,12 +50,7 @@ def test_the_command_prints_the_findings_and_the_params_blocks(messy_zip):
     assert "cat/empty.jpg: empty file" in out and "cat/cut.jpg: truncated JPEG" in out
     assert "cat/twin.jpg = dog/twin copy.jpg" in out
     assert "Thumbs.db: 2" in out and "__MACOSX/: 1" in out and "not images: 1" in out
-    blocks = yaml.safe_load(out[out.index("\ndata:") :])
-    assert blocks == {
-        "data": {"dataset": {"source": "local", "path": str(messy_zip.resolve())}},
-        "preprocess": {"dataset": {"size": 32, "color": "rgb"}},
-        "models": {"dataset_cnn": {"dataset": "dataset", "arch": "catsdogs_cnn"}},
-    }
+    assert out.endswith("\npreprocess: size 32, color rgb\n")
 
 
 def test_split_folders_are_counted_per_part(tmp_path):
@@ -72,41 +61,9 @@ def test_split_folders_are_counted_per_part(tmp_path):
     assert table in result.stdout
 
 
-def test_write_adds_the_blocks_keeping_the_comments_and_refuses_a_name_in_use(tmp_path, messy_zip):
-    params = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", params)
-    before = params.read_text()
-    result = runner.invoke(app, ["inspect", str(messy_zip), "--write", "pets", "--params", str(params)])
-    assert result.exit_code == 0, result.output
-    assert "added data.pets, preprocess.pets, models.pets_cnn" in result.stdout
-    after = params.read_text()
-    changes = [line for line in difflib.ndiff(before.splitlines(), after.splitlines()) if line[0] in "+-?"]
-    assert len(changes) == 9 and all(line.startswith("+ ") for line in changes)  # added, nothing else touched
-    assert "# Where each dataset's raw images come from." in after
-    raw = yaml.safe_load(after)
-    assert raw["data"]["pets"] == {"source": "local", "path": str(messy_zip.resolve())}
-    assert raw["preprocess"]["pets"] == {"size": 32, "color": "rgb"}
-    assert raw["models"]["pets_cnn"] == {"dataset": "pets", "arch": "catsdogs_cnn"}
-    heading = "\n\n# How each dataset is split into train / val / test manifests"
-    assert f"    path: {messy_zip.resolve()}{heading}" in after  # the next block's comment stays above it
-
-    again = runner.invoke(app, ["inspect", str(messy_zip), "--write", "pets", "--params", str(params)])
-    assert again.exit_code == 1 and again.stdout == ""
-    assert "already has data.pets, preprocess.pets, models.pets_cnn" in again.stderr and str(params) in again.stderr
-    assert params.read_text() == after
-
-
-def test_a_bad_name_or_path_is_one_error_line(tmp_path, messy_zip):
-    bad_name = runner.invoke(app, ["inspect", str(messy_zip), "--write", "My Pets", "--params", str(tmp_path / "p")])
-    assert bad_name.exit_code == 1 and bad_name.stderr.startswith("error: --write 'My Pets'")
+def test_a_missing_path_is_one_error_line(tmp_path):
     missing = runner.invoke(app, ["inspect", str(tmp_path / "nowhere.zip")])
     assert missing.exit_code == 1 and "nowhere.zip does not exist" in missing.stderr
-
-
-def test_a_dataset_name_is_derived_from_the_path(tmp_path):
-    assert dataset_name(tmp_path / "kagglecatsanddogs_5340.zip") == "kagglecatsanddogs_5340"
-    assert dataset_name(tmp_path / "Pet Images.tar.gz") == "pet_images"
-    assert dataset_name(tmp_path / "101_ObjectCategories.tgz") == "data_101_objectcategories"
 
 
 def test_webp_and_bmp_images_are_read_like_the_others(tmp_path):

@@ -14,7 +14,14 @@ from pipeline.core.errors import PipelineError
 from pipeline.data.classes import OTHER_CLASSES, Sample
 from pipeline.data.layouts import read_listing
 from pipeline.data.tree import open_tree
-from tests.image_trees import KINDS, class_images, image, messy, named_images, write_tree
+from tests.image_trees import (
+    KINDS,
+    class_images,
+    image,
+    messy,
+    named_images,
+    write_tree,
+)
 
 KEY = "data.pets"
 PETS = {"cat": 5, "dog": 3}  # imbalanced on purpose
