@@ -35,7 +35,7 @@ def _recomputed(paths: Paths) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     model, _ = load_model(paths.model_file("catsdogs_cnn"))
     test = load_split(paths, "catsdogs", "test")
     with torch.no_grad():
-        logits = model(torch.from_numpy(test.inputs).permute(0, 3, 1, 2).float() / 255)
+        logits = model(torch.from_numpy(np.array(test.inputs)).permute(0, 3, 1, 2).float() / 255)
     return test.labels, probabilities(logits).argmax(1).numpy(), logits
 
 

@@ -22,7 +22,7 @@ from pipeline.data.archive import write_zip
 from pipeline.data.images import TOO_LARGE, decode_image
 from pipeline.data.manifests import COLUMNS, read_manifest
 from pipeline.data.specs import CIFAR10_CLASSES
-from pipeline.data.store import channel_stats, load_meta, load_split, split_files
+from pipeline.data.store import ChannelStats, load_meta, load_split, split_files
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
 from tests.conftest import prepare, tiny_full
@@ -58,10 +58,11 @@ def test_labels_follow_the_manifest_order(prepared):
 def test_meta_json_records_classes_size_color_and_training_statistics(prepared):
     meta = load_meta(prepared, "catsdogs")
     images = load_split(prepared, "catsdogs", "train").inputs / 255
-    assert {key: meta[key] for key in ("classes", "size", "color", "normalize")} == {
+    assert {key: meta[key] for key in ("classes", "size", "color", "resize", "normalize")} == {
         "classes": ["cat", "dog"],
         "size": 32,
         "color": "gray",
+        "resize": "squash",
         "normalize": False,
     }
     assert meta["mean"] == pytest.approx([images.mean()], abs=1e-6)
@@ -72,13 +73,14 @@ def test_channel_stats_are_per_channel_on_the_unit_scale():
     images = np.zeros((2, 4, 4, 3), np.uint8)
     images[..., 1] = 255
     images[0, ..., 2] = 255
-    stats = channel_stats(images)
-    assert stats == {"mean": [0.0, 1.0, 0.5], "std": [1e-6, 1e-6, 0.5]}
+    stats = ChannelStats(3)
+    stats.add(images)
+    assert stats.result() == {"mean": [0.0, 1.0, 0.5], "std": [1e-6, 1e-6, 0.5]}
 
 
 def test_summary_counts_kept_images_and_nothing_skipped(prepared):
     summary = json.loads(prepared.preprocess_metrics("catsdogs").read_text())
-    assert summary == {
+    assert {name: summary[name] for name in SPLITS} == {
         "train": {"kept": 12, "skipped": 0},
         "val": {"kept": 6, "skipped": 0},
         "test": {"kept": 6, "skipped": 0},

@@ -337,7 +337,7 @@ def test_a_model_without_batchnorm_has_no_mode_check(prepared, tiny_params):
 def _scored(model: torch.nn.Module, arrays) -> tuple[float, float]:
     model.eval()
     with torch.no_grad():
-        logits = model(torch.from_numpy(arrays.inputs).permute(0, 3, 1, 2).float() / 255)
+        logits = model(torch.tensor(arrays.inputs).permute(0, 3, 1, 2).float() / 255)
     labels = torch.from_numpy(arrays.labels)
     return loss(logits, labels).item(), (probabilities(logits).argmax(1) == labels).float().mean().item()
 

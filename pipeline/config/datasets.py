@@ -54,9 +54,17 @@ class HoldoutSplit(Block):
     max_test_per_class: Count | None = None
 
 
+Resize = Literal["squash", "crop", "pad"]
+
+
 class PreprocessParams(Block):
+    """How images are stored: a `size` x `size` square in `color`; `resize` says how a non-square image becomes
+    square: `squash` stretches it, `crop` keeps the centre of its short side, `pad` keeps it whole between black
+    bars."""
+
     size: int = Field(80, ge=8, le=1024)
     color: Literal["gray", "rgb"] = "gray"
+    resize: Resize = "squash"
     normalize: bool = False
 
 

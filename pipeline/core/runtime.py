@@ -72,8 +72,10 @@ def batch_count(samples: int, batch_size: int) -> int:
 
 
 def to_tensor(inputs: np.ndarray, normalization: Normalization | None = None) -> torch.Tensor:
-    """uint8 NHWC images (or float table rows) from host memory as model inputs; see `model_input`."""
-    return model_input(torch.from_numpy(inputs), normalization)
+    """uint8 NHWC images (or float table rows) from host memory as model inputs; see `model_input`. A read-only
+    array (a slice of a memory-mapped split) is copied first: torch tensors need writable memory."""
+    owned = inputs if inputs.flags.writeable else np.array(inputs)
+    return model_input(torch.from_numpy(owned), normalization)
 
 
 def model_input(raw: torch.Tensor, normalization: Normalization | None = None) -> torch.Tensor:

@@ -3,7 +3,7 @@
 `refusal` reads an image's header and refuses: an empty file, an unknown format, more than `MAX_PIXELS` pixels (a
 decompression bomb is never decoded), content not in its name's format (a PNG or GIF named `.jpg`), a truncated or
 CMYK JPEG, a 16-bit PNG, an alpha channel. What passes is decoded by OpenCV, which turns EXIF-rotated JPEGs upright
-and converts gray to RGB (and colour to gray) as asked.
+and converts gray to RGB (and colour to gray) as asked, then made square (`fit_square`: squash, crop or pad).
 """
 
 import io
@@ -24,8 +24,16 @@ FORMATS = {".jpg": JPEG, ".jpeg": JPEG, ".png": ("PNG",), ".bmp": ("BMP",), ".we
 PNG_BIT_DEPTH = 24  # offset of the bit depth: signature (8), IHDR length and type (8), width and height (8)
 
 
-def decode_image(data: bytes, size: int, color: str) -> np.ndarray | None:
-    """Decode image bytes to a (size, size, channels) uint8 array (RGB or gray), or None if undecodable."""
+def decode_image(data: bytes, size: int, color: str, resize: str = "squash") -> np.ndarray | None:
+    """Decode image bytes to a (size, size, channels) uint8 array (RGB or gray), or None if undecodable; `resize`
+    as `fit_square` does it."""
+    image = decoded(data, color)
+    return None if image is None else fit_square(image, size, resize)
+
+
+def decoded(data: bytes, color: str) -> np.ndarray | None:
+    """Decode image bytes at their own size to an (height, width, channels) uint8 array, RGB or gray, upright as
+    their EXIF orientation says; None if undecodable."""
     flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
@@ -35,9 +43,31 @@ def decode_image(data: bytes, size: int, color: str) -> np.ndarray | None:
         return None
     if color == "rgb":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return image.reshape(size, size, -1)
+    return image.reshape(*image.shape[:2], -1)
 
+
+def fit_square(image: np.ndarray, size: int, resize: str) -> np.ndarray:
+    """A (height, width, channels) image as a (size, size, channels) one. `squash` stretches it to the square;
+    `crop` keeps the centred square of its short side; `pad` shrinks or enlarges it whole, keeping its aspect ratio,
+    and centres it between black bars (zeros)."""
+    height, width = image.shape[:2]
+    if resize == "crop":
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        image = image[top : top + side, left : left + side]
+    if resize != "pad":
+        return _resized(image, size, size)
+    scale = size / max(height, width)
+    inner_h, inner_w = max(1, round(height * scale)), max(1, round(width * scale))
+    square = np.zeros((size, size, image.shape[2]), np.uint8)
+    top, left = (size - inner_h) // 2, (size - inner_w) // 2
+    square[top : top + inner_h, left : left + inner_w] = _resized(image, inner_w, inner_h)
+    return square
+
+
+def _resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """cv2.resize by pixel-area averaging, keeping the channel axis that OpenCV drops for one channel."""
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA).reshape(height, width, -1)
 
 
 def refusal(data: bytes, name: str) -> str:

@@ -9,8 +9,9 @@ every epoch for dropout: that draw comes every epoch without workers but only in
 persistent ones, so a resumed epoch, or a run with another `train.workers`, would get other dropout masks.
 
 Two feeds yield the same kind of batch, uint8 images (or float table rows) with int64 labels, on the device:
-- host (default): the split stays in host memory; a `DataLoader` gathers and augments each batch, in worker
-  processes where they pay (`train.workers`), into pinned memory for an asynchronous copy to the GPU;
+- host (default): the split stays in host memory, memory-mapped (only the pages that batches touch are read); a
+  `DataLoader` gathers and augments each batch, in worker processes where they pay (`train.workers`), into pinned
+  memory for an asynchronous copy to the GPU;
 - device (`train.data_on_device`): the whole split is copied to the training device once; batches are gathered and
   augmented there.
 Crops, shifts and flips are batched tensor ops (`pipeline.training.batch_augment`), with no per-image Python work; the other
@@ -103,7 +104,7 @@ def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int)
     augment = batch_augmenter(aug, seed, images.shape[1])
     if augment is None:
         return np.repeat(images[:, None], draws, axis=1)
-    batch = torch.from_numpy(images)
+    batch = torch.from_numpy(np.array(images))  # owned: `images` may be a read-only, memory-mapped slice
     return torch.stack([augment(batch, seed + draw) for draw in range(draws)], dim=1).numpy()
 
 
@@ -136,8 +137,8 @@ class TrainFeed:
         self.sampler = EpochBatches(len(split.labels), settings.batch_size, seed, shard)
         self.on_device = settings.data_on_device  # params allow it only with batched transforms
         if self.on_device:
-            self.inputs = torch.from_numpy(split.inputs).to(device)
-            self.labels = torch.from_numpy(split.labels).to(device)
+            self.inputs = torch.tensor(split.inputs, device=device)  # a copy: the split is memory-mapped, read-only
+            self.labels = torch.tensor(split.labels, device=device)
         else:
             workers = worker_count(settings.workers, device)
             self.loader = DataLoader(
