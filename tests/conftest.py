@@ -1,11 +1,13 @@
 """Shared fixtures: tiny, valid params and a tiny prepared dataset, generated on the fly (no network, no files)."""
 
 import copy
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from pipeline.config.params import Params, parse_params
@@ -16,6 +18,18 @@ from pipeline.stages.preprocess import preprocess
 from pipeline.stages.split import split
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in each test process and each process a test starts, unless OMP_NUM_THREADS says otherwise.
+
+    The models here are tiny, so more threads gain nothing, and the xdist workers already share the cores: threads
+    contending for the same cores wait on each other (a tiny training run took 36 s on two threads, 3 s on one, on
+    a busy two-core machine).
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 TINY: dict[str, Any] = {
     "seed": 7,
