@@ -23,6 +23,7 @@ def _outside_any_repo(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_as_one_process_on_the_same_global_batch(prepared):
     raw = tiny_raw(**ONE_EPOCH)
     (prepared.root / "params.yaml").write_text(yaml.safe_dump(raw))
