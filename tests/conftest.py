@@ -2,6 +2,7 @@
 network, no files)."""
 
 import copy
+import os
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from pipeline.config.params import Params, parse_params
@@ -21,6 +23,18 @@ from pipeline.stages.split import split
 from tests.cifar_files import expected_images, random_batches
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in each test process and each process a test starts, unless OMP_NUM_THREADS says otherwise.
+
+    The models here are tiny, so more threads gain nothing, and the xdist workers already share the cores: threads
+    contending for the same cores wait on each other (a tiny training run took 36 s on two threads, 3 s on one, on
+    a busy two-core machine).
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 TINY: dict[str, Any] = {
     "seed": 7,

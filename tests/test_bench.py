@@ -1,12 +1,24 @@
 import json
+import math
 
 import pytest
 
+import pipeline.training.bench as bench_module
 from pipeline.training.bench import bench, render
 
 FIGURES = (
-    "data_images_per_s", "step_images_per_s", "stage_images_per_s", "ratio", "validation_s", "peak_host_memory_mib"
+    "data_images_per_s",
+    "step_images_per_s",
+    "stage_images_per_s",
+    "ratio",
+    "validation_s",
+    "validation_share",
+    "stage_with_validation_images_per_s",
+    "first_epoch_and_start_s",
+    "stage_end_to_end_images_per_s",
+    "peak_host_memory_mib",
 )
+SETTINGS = {"model": "catsdogs_cnn", "dataset": "catsdogs", "device": "cpu", "batch_size": 4, "train_images": 12}
 
 
 @pytest.fixture(autouse=True)
@@ -15,18 +27,35 @@ def _outside_any_repo(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
 
 
-def test_bench_measures_every_figure_and_writes_them_as_json(prepared, tiny_params):
+def test_bench_writes_its_settings_and_finite_positive_figures_as_json(prepared, tiny_params):
     figures = bench("catsdogs_cnn", tiny_params, prepared, epochs=2, steps=3)
-    assert all(figures[key] > 0 for key in (*FIGURES, "stage_end_to_end_images_per_s", "first_epoch_and_start_s"))
-    assert figures["ratio"] == pytest.approx(figures["stage_images_per_s"] / figures["step_images_per_s"])
-    assert 0 < figures["validation_share"] < 1
-    assert figures["stage_with_validation_images_per_s"] < figures["stage_images_per_s"]
-    assert (figures["device"], figures["batch_size"], figures["train_images"]) == ("cpu", 4, 12)
+    assert set(figures) == {*SETTINGS, "epochs", *FIGURES}
+    assert {key: figures[key] for key in SETTINGS} == SETTINGS and figures["epochs"] == 2
+    assert all(math.isfinite(figures[key]) and figures[key] > 0 for key in FIGURES)
     assert json.loads(prepared.bench_file("catsdogs_cnn").read_text()) == figures
 
 
-def test_bench_trains_in_a_scratch_folder_and_leaves_the_real_outputs_alone(prepared, tiny_params):
-    bench("catsdogs_cnn", tiny_params, prepared, epochs=1, steps=2)
+def test_bench_times_a_first_epoch_then_the_asked_ones_in_a_scratch_folder_it_removes(
+    prepared, tiny_params, monkeypatch
+):
+    real, runs = bench_module.run_training, []
+
+    def run_training(model_name, params, paths, on_epoch):
+        """The real stage, noting where it writes and each epoch it reports to the bench's clock."""
+        epochs = []
+        runs.append((paths.root, epochs))
+
+        def noted(row, validation_s):
+            epochs.append(row["epoch"])
+            on_epoch(row, validation_s)
+
+        return real(model_name, params, paths, noted)
+
+    monkeypatch.setattr(bench_module, "run_training", run_training)
+    bench("catsdogs_cnn", tiny_params, prepared, epochs=2, steps=2)
+    ((scratch, epochs),) = runs
+    assert epochs == [1, 2, 3]
+    assert not scratch.exists()
     assert not prepared.model_file("catsdogs_cnn").exists()
     assert not prepared.train_dir("catsdogs_cnn").exists()
     assert not prepared.checkpoint("catsdogs_cnn").exists()

@@ -9,6 +9,8 @@ import yaml
 from tests.conftest import tiny_full
 from tests.workspace import committed_repro, dvc, run, stages_run
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:

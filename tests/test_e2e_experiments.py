@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import tiny_raw
 from tests.workspace import committed_repro, dvc, run
 
+pytestmark = pytest.mark.slow
+
 ROTATIONS = (10, 30)
 DATA_STAGES = ("download@catsdogs", "split@catsdogs", "preprocess@catsdogs")
 QUEUE_TIMEOUT_S = 480

@@ -38,6 +38,8 @@ FAULT_PARAMS = tiny_raw(
 MODEL = "catsdogs_cnn"
 KILLED = -signal.SIGKILL
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Paths:

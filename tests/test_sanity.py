@@ -94,6 +94,7 @@ def _eval_right(result) -> int:
     return sum(p.eval_mode[0] == p.actual for p in result.predictions)
 
 
+@pytest.mark.slow
 def test_resnet_eval_mode_fails_with_slow_running_statistics_and_recovers_with_more_of_them(cifar):
     slow = overfit("cifar_resnet18", _resnet(0.99), cifar, n=3, max_steps=300)
     assert slow.fit_loss < 0.01

@@ -5,7 +5,7 @@ import types
 
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import prepare, tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
@@ -15,9 +15,6 @@ from pipeline.core.torchfile import read_torch_file
 from pipeline.data.store import load_meta, load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
-from pipeline.stages.download import download
-from pipeline.stages.preprocess import preprocess
-from pipeline.stages.split import split
 from pipeline.stages.train import train
 from pipeline.training.measure import measure
 from pipeline.training.step import make_optimizer, penalized_weights, weight_penalty
@@ -132,24 +129,26 @@ def test_make_optimizer_defaults_to_adam(tiny_params):
 
 
 def test_training_loss_falls_on_a_learnable_sample(paths):
+    """Standardised images and no dropout: the loss leaves chance (ln 2 = 0.69) in the first epochs, whatever the
+    CPU's kernels or threads (unstandardised, it sits at chance for as many epochs as the numerics decide). The
+    last three epochs average 0.04 here, at most 0.30 with other seeds, two threads or oneDNN off; a model that
+    does not learn stays at 0.69."""
     raw = tiny_raw(
         **{
             "data.catsdogs.sample_per_class": 40,
             "split.catsdogs": {"train": 30, "val": 5, "test": 5},
+            "preprocess.catsdogs.normalize": True,
             "train.batch_size": 4,
-            "models.catsdogs_cnn.epochs": 25,
+            "models.catsdogs_cnn.epochs": 16,
             "models.catsdogs_cnn.dropout": [0, 0, 0],
         }
     )
     params = parse_params(raw)
-    download("catsdogs", params.data["catsdogs"], params.seed, paths)
-    split("catsdogs", params.split["catsdogs"], params.seed, paths)
-    preprocess("catsdogs", params.preprocess["catsdogs"], paths)
-    train("catsdogs_cnn", params, paths)
+    train("catsdogs_cnn", params, prepare(paths, params, "catsdogs"))
     losses = [value for _, value in _curve(paths, "train/loss")]
-    assert len(losses) == 25
-    assert losses[0] > 0.68
-    assert max(losses[-3:]) < losses[0] - 0.15
+    assert len(losses) == 16
+    assert losses[0] > 0.65
+    assert sum(losses[-3:]) / 3 < 0.4
 
 
 def _weights(paths: Paths) -> dict[str, torch.Tensor]:
