@@ -108,6 +108,14 @@ def tiny_params() -> Params:
 
 
 @pytest.fixture
+def outside_any_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work in the test's own folder: DVCLive looks for a DVC/Git repo from the working directory and may report to
+    Studio; give it neither."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
+
+
+@pytest.fixture
 def paths(tmp_path: Path) -> Paths:
     """Pipeline paths rooted in a fresh temporary folder."""
     return Paths(tmp_path)
