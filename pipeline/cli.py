@@ -97,16 +97,27 @@ def train(
     params: ParamsFile = DEFAULT_PARAMS,
     set_: Overrides = None,
     nproc: Annotated[
-        int, typer.Option("--nproc", min=1, help="Train in N processes (one per GPU) with torchrun and DDP.")
+        int, typer.Option("--nproc", min=1, help="Train in N processes on this machine (one per GPU) with torchrun.")
     ] = 1,
+    nnodes: Annotated[
+        int, typer.Option("--nnodes", min=1, help="Train across N machines, each running this command.")
+    ] = 1,
+    node_rank: Annotated[
+        int, typer.Option("--node-rank", min=0, help="This machine's number, 0 to N-1; node 0 writes the model.")
+    ] = 0,
+    master: Annotated[
+        str | None, typer.Option("--master", help="ADDR:PORT of node 0, where the machines meet (c10d rendezvous).")
+    ] = None,
 ) -> None:
     """Train a model on its dataset; logs learning curves and writes models/<model>.pt."""
     loaded = _params(params, set_)
-    if nproc > 1:
-        from pipeline.core.distributed import launch
+    if nproc > 1 or nnodes > 1 or node_rank or master is not None:
+        from pipeline.core.distributed import Nodes, launch
 
+        nodes = Nodes(nproc=nproc, nnodes=nnodes, node_rank=node_rank, master=master)
         overrides = [argument for item in set_ or [] for argument in ("--set", item)]
-        raise typer.Exit(launch(nproc, ["train", model, "--params", str(params), *overrides]))
+        arguments = ["train", model, "--params", str(params), *overrides]
+        raise typer.Exit(launch(nodes, arguments, run_id=f"pipeline-{model}"))
     from pipeline.core.distributed import current_shard
     from pipeline.stages.train import train as run
 
@@ -182,6 +193,33 @@ def inspect(
     from pipeline.analysis.inspect import render
 
     typer.echo(render(run(path, layout)), nl=False)
+
+
+Remote = Annotated[
+    str | None, typer.Option("--remote", "-r", help="DVC remote to use (default: the one `dvc remote add -d` set).")
+]
+Jobs = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Parallel transfers (default: DVC's).")]
+
+
+@app.command()
+def push(remote: Remote = None, jobs: Jobs = None) -> None:
+    """Upload the DVC cache (data, models, metrics) to the remote: `dvc push`, plus a hint on how to fix a failure."""
+    _transfer("push", remote, jobs)
+
+
+@app.command()
+def pull(remote: Remote = None, jobs: Jobs = None) -> None:
+    """Download and check out what dvc.lock names from the remote: `dvc pull`, plus a hint on how to fix a failure."""
+    _transfer("pull", remote, jobs)
+
+
+def _transfer(direction: str, remote: str | None, jobs: int | None) -> None:
+    from pipeline.remote import transfer
+
+    status, advice = transfer(direction, remote, jobs)
+    if status:
+        typer.secho(f"hint: {advice}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(1)
 
 
 sanity = typer.Typer(help="Checks that explain training: run them on a model before trusting its numbers.")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 STAGES = ("download", "split", "preprocess", "train", "evaluate")
-COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect")
+COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "push", "pull")
 runner = CliRunner()
 
 
@@ -47,7 +47,7 @@ def assert_clean_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_the_app_has_the_five_stage_commands_report_bench_sanity_and_inspect():
+def test_the_app_has_the_five_stage_commands_report_bench_sanity_inspect_push_and_pull():
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
 
 
@@ -136,6 +136,20 @@ def test_a_bad_param_from_the_real_command_prints_no_traceback(project):
 )
 def test_unknown_dataset_or_model_is_a_clean_error(project, args, message):
     assert_clean_error(invoke(*args), message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--nnodes", "2"), "--nnodes 2: add --master ADDR:PORT"),
+        (("--nnodes", "2", "--node-rank", "2", "--master", "10.0.0.1:29500"), "--node-rank: 2, but --nnodes 2"),
+        (("--node-rank", "1"), "--node-rank: 1, but --nnodes 1"),
+        (("--nnodes", "2", "--master", "10.0.0.1"), "--master: '10.0.0.1' is not ADDR:PORT"),
+    ],
+)
+def test_a_node_layout_torchrun_could_not_join_is_a_clean_error_and_nothing_starts(project, args, message):
+    assert_clean_error(invoke("train", "catsdogs_cnn", *args), message)
+    assert not (project / "models").exists()
 
 
 def test_a_missing_params_file_is_a_clean_error(project):

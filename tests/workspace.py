@@ -15,17 +15,26 @@ from tests.conftest import REPO
 GIT_ENV = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com", "DVC_STUDIO_OFFLINE": "true"}
 
 
-def run(cwd: Path, *args: str, timeout: int = 600) -> str:
-    """Run a command with this environment's tools first on PATH; its stdout and stderr, or a failed assertion."""
-    env = {**os.environ, **GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run(cwd: Path, *args: str, timeout: int = 600, env: dict[str, str] | None = None) -> str:
+    """Run a command with this environment's tools first on PATH (in `env` instead of this process's environment
+    when given); its stdout and stderr, or a failed assertion."""
+    result = attempt(cwd, *args, timeout=timeout, env=env)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
 
-def dvc(cwd: Path, *args: str) -> str:
+def attempt(
+    cwd: Path, *args: str, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command as `run` does, whatever its exit status; the finished process, output captured."""
+    base = os.environ if env is None else env
+    env = {**base, **GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base['PATH']}"}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """Run `dvc` in `cwd`."""
-    return run(cwd, sys.executable, "-m", "dvc", *args)
+    return run(cwd, sys.executable, "-m", "dvc", *args, env=env)
 
 
 def stages_run(output: str) -> set[str]:

@@ -1,9 +1,11 @@
 """Training on several processes (one per GPU) with DistributedDataParallel, launched by `torchrun`.
 
-`pipeline train MODEL --nproc N` starts `torchrun --standalone --nproc_per_node N -m pipeline train MODEL`. Each
-process finds its rank in the environment torchrun sets, trains on its share of every global batch
-(`train.batch_size` is the global batch, split evenly) and averages gradients with the others; only rank 0 writes
-metrics, checkpoints and the model. NCCL joins the processes on GPUs, gloo on the CPU.
+`pipeline train MODEL --nproc N` starts `torchrun --standalone --nproc_per_node N -m pipeline train MODEL`; with
+`--nnodes M --node-rank R --master ADDR:PORT` it starts the same on each of M machines, joined by torchrun's c10d
+rendezvous at ADDR:PORT, which node 0 hosts. Each process finds its rank in the environment torchrun sets, trains
+on its share of every global batch (`train.batch_size` is the global batch, split evenly) and averages gradients
+with the others; one process alone writes metrics, checkpoints and the model: rank 0 on one machine, the first
+process of node 0 across machines. NCCL joins the processes on GPUs, gloo on the CPU.
 """
 
 import contextlib
@@ -21,23 +23,39 @@ from torch.nn.parallel import DistributedDataParallel
 from pipeline.core.errors import PipelineError
 from pipeline.core.sync_batchnorm import synchronised
 
+# Set by `launch` for a run across machines: this machine's --node-rank, which torchrun's c10d rendezvous does not
+# keep (it numbers the machines in an order of its own), but which says where the model is written.
+NODE_RANK_ENV = "PIPELINE_NODE_RANK"
+
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's place among the processes of one training run: `rank` of `world`."""
+    """This process's place among the processes of one training run: `rank` of `world`; across machines, also
+    the --node-rank of its machine and its rank on that machine."""
 
     rank: int = 0
     world: int = 1
+    node_rank: int | None = None
+    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
-        """Rank 0, the one process that writes metrics, checkpoints and the model."""
-        return self.rank == 0
+        """The one process that writes metrics, checkpoints and the model: rank 0 on one machine; across machines,
+        the first process of node 0 (the machine whose DVC tracks the run)."""
+        if self.node_rank is None:
+            return self.rank == 0
+        return self.node_rank == 0 and self.local_rank == 0
 
 
 def current_shard() -> Shard:
     """This process's rank among those torchrun started; one process of one when run without torchrun."""
-    return Shard(rank=int(os.environ.get("RANK", 0)), world=int(os.environ.get("WORLD_SIZE", 1)))
+    node_rank = os.environ.get(NODE_RANK_ENV)
+    return Shard(
+        rank=int(os.environ.get("RANK", "0")),
+        world=int(os.environ.get("WORLD_SIZE", "1")),
+        node_rank=None if node_rank is None else int(node_rank),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
 
 
 @contextlib.contextmanager
@@ -52,6 +70,11 @@ def process_group(shard: Shard, device: torch.device) -> Iterator[torch.device]:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
+        writers = int(summed(torch.tensor([int(shard.is_main)], device=device)).item())
+        if writers != 1:
+            raise PipelineError(
+                f"{writers} processes would write the model: give each machine its own --node-rank, 0 to --nnodes - 1"
+            )
         yield device
     finally:
         dist.destroy_process_group()
@@ -86,12 +109,72 @@ def gathered(values: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def launch(nproc: int, arguments: list[str]) -> int:
-    """Run `pipeline <arguments>` under torchrun in `nproc` processes on this machine; returns their exit status."""
-    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
-        raise PipelineError(f"--nproc: {nproc} processes, but this machine has {torch.cuda.device_count()} GPUs")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    return subprocess.run([*command, "-m", "pipeline", *arguments], check=False).returncode
+@dataclass(frozen=True)
+class Nodes:
+    """Where a run's processes are: `nproc` on each of `nnodes` machines; this one is `node_rank`, and `master`
+    (ADDR:PORT of node 0, reachable from every machine) is where they meet. One machine needs no master."""
+
+    nproc: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master: str | None = None
+
+    def check(self) -> None:
+        """Refuse, before anything starts, a layout torchrun could not join, naming the option to fix."""
+        if not 0 <= self.node_rank < self.nnodes:
+            raise PipelineError(
+                f"--node-rank: {self.node_rank}, but --nnodes {self.nnodes} numbers the machines 0 to "
+                f"{self.nnodes - 1}; give 0 to the machine at --master"
+            )
+        if self.nnodes == 1 and self.master is not None:
+            raise PipelineError("--master: only for training across machines; add --nnodes N (N >= 2), or drop it")
+        if self.nnodes == 1:
+            return
+        example = "e.g. --master 10.0.0.1:29500"
+        if self.master is None:
+            raise PipelineError(
+                f"--nnodes {self.nnodes}: add --master ADDR:PORT, node 0's address and a free port there, the same "
+                f"on every machine ({example})"
+            )
+        host, _, port = self.master.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise PipelineError(f"--master: {self.master!r} is not ADDR:PORT, node 0's address and a port ({example})")
+
+    def torchrun_options(self, run_id: str) -> list[str]:
+        """torchrun's options for this layout: `--standalone` on one machine; across machines, the c10d rendezvous
+        at `master`, hosted by node 0 (torchrun itself ignores --node_rank under c10d and says so)."""
+        if self.nnodes == 1:
+            return ["--standalone", f"--nproc_per_node={self.nproc}"]
+        return [
+            f"--nnodes={self.nnodes}",
+            f"--node_rank={self.node_rank}",
+            f"--nproc_per_node={self.nproc}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={self.master}",
+            f"--rdzv_id={run_id}",
+            f"--rdzv_conf=is_host={int(self.node_rank == 0)}",
+        ]
+
+
+def launch(nodes: Nodes, arguments: list[str], run_id: str = "pipeline") -> int:
+    """Run `pipeline <arguments>` under torchrun: `nodes.nproc` processes on this machine, joined with those the
+    same command starts on the other machines (`run_id` must match there); returns torchrun's exit status."""
+    nodes.check()
+    if torch.cuda.is_available() and nodes.nproc > torch.cuda.device_count():
+        raise PipelineError(f"--nproc: {nodes.nproc} processes, but this machine has {torch.cuda.device_count()} GPUs")
+    env = dict(os.environ)
+    if nodes.nnodes > 1:
+        env[NODE_RANK_ENV] = str(nodes.node_rank)
+    command = [sys.executable, "-m", "torch.distributed.run", *nodes.torchrun_options(run_id)]
+    return subprocess.run([*command, "-m", "pipeline", *arguments], env=env, check=False).returncode
+
+
+def same_everywhere(value: int, device: torch.device) -> bool:
+    """Whether every process holds the same `value` (always, for a process alone)."""
+    if not dist.is_initialized():
+        return True
+    values = gathered(torch.tensor([value], device=device))
+    return bool((values == values[0]).all())
 
 
 def gathered_uneven(values: torch.Tensor) -> torch.Tensor:

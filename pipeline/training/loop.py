@@ -28,10 +28,12 @@ from pipeline.core.distributed import (
     current_shard,
     gathered_uneven,
     process_group,
+    same_everywhere,
     summed,
     unwrapped,
     wrap,
 )
+from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import (
     Normalization,
@@ -93,6 +95,12 @@ def _train(
     kept = KeptWeights(settings.keep, settings.monitor)
     checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept)
     done = checkpoint.restore(model, optimizer, scheduler)
+    if not same_everywhere(done, device):
+        raise PipelineError(
+            f"the processes would resume {config.name} from different epochs, since the machines' "
+            f"{paths.checkpoint(config.name).parent}/ differ: put it on a filesystem they share, or delete "
+            f"{paths.checkpoint(config.name).name}* there on every machine to start over"
+        )
     run = _Run(config, seed, meta, device, shard, _class_weights(settings, train_set, meta, device))
     feed = TrainFeed(train_set, config, seed, device, shard)
     trained = wrap(model, shard, device)
