@@ -90,6 +90,6 @@ def test_report_tabulates_the_sweep_and_charts_the_baseline_and_best_run(swept):
     root, experiments = swept
     run(root, sys.executable, "-m", "pipeline", "report", "--out", "reports/sweep.md")
     page = (root / "reports" / "sweep.md").read_text()
-    assert "| experiment | `aug.rotation` | catsdogs_cnn acc | catsdogs_cnn loss |" in page
+    assert "| experiment | `aug.rotation` | catsdogs_cnn val acc | catsdogs_cnn test acc | catsdogs_cnn test loss |" in page
     assert all(f"`{name} (" in page for name in experiments)
     assert (root / "reports" / "sweep" / "catsdogs_cnn.png").read_bytes().startswith(b"\x89PNG")
