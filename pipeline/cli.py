@@ -92,6 +92,16 @@ def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Over
 
 @app.command()
 @_user_errors
+def augment(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Write the `aug` settings the dataset's models train with (none for a table) to data/augment/<dataset>.json."""
+    from pipeline.stages.augment import augment as run
+
+    loaded = _params(params, set_)
+    _report(run(_dataset(loaded, dataset), loaded.aug, Paths()))
+
+
+@app.command()
+@_user_errors
 def train(
     model: Model,
     params: ParamsFile = DEFAULT_PARAMS,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 
-STAGES = ("download", "split", "preprocess", "train", "evaluate")
+STAGES = ("download", "split", "preprocess", "augment", "train", "evaluate")
 COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "push", "pull")
 runner = CliRunner()
 
@@ -47,7 +47,7 @@ def assert_clean_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_the_app_has_the_five_stage_commands_report_bench_sanity_inspect_push_and_pull():
+def test_the_app_has_the_six_stage_commands_report_bench_sanity_inspect_push_and_pull():
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
 
 
@@ -68,6 +68,7 @@ def test_all_stages_run_end_to_end(project):
     assert ok("download", "catsdogs").stdout.startswith("catsdogs: 24 samples in data/raw/catsdogs")
     assert json.loads(ok("split", "catsdogs").stdout)["train"] == {"cat": 6, "dog": 6}
     assert json.loads(ok("preprocess", "catsdogs").stdout)["test"] == {"kept": 6, "skipped": 0}
+    assert json.loads(ok("augment", "catsdogs").stdout)["rotation"] == 0
     assert json.loads(ok("train", "catsdogs_cnn").stdout)["epoch"] == 2
     metrics = json.loads(ok("evaluate", "catsdogs_cnn", "--device", "cpu").stdout)
     assert metrics["samples"] == 6

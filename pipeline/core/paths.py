@@ -23,6 +23,10 @@ class Paths:
         """A table dataset's raw samples: one CSV, a row per sample (see `pipeline.data.tables`)."""
         return self.raw_dir(dataset) / "table.csv"
 
+    def augment_file(self, dataset: str) -> Path:
+        """The `aug` settings a dataset's models train with (none for a table): what train stages depend on."""
+        return self.root / "data" / "augment" / f"{dataset}.json"
+
     def manifest_dir(self, dataset: str) -> Path:
         return self.root / "data" / "manifests" / dataset
 
