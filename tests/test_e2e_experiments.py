@@ -3,29 +3,17 @@
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import tiny_raw
-from tests.workspace import committed_repro, dvc, run
+from tests.workspace import committed_repro, dvc, run, wait_for_queue
 
 pytestmark = pytest.mark.slow
 
 ROTATIONS = (10, 30)
 DATA_STAGES = ("download@catsdogs", "split@catsdogs", "preprocess@catsdogs")
-QUEUE_TIMEOUT_S = 480
-
-
-def _wait_for_queue(root: Path) -> str:
-    deadline = time.monotonic() + QUEUE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = dvc(root, "queue", "status")
-        if not any(word in status for word in ("Queued", "Running")):
-            return status
-        time.sleep(2)
-    pytest.fail(f"the queue did not finish within {QUEUE_TIMEOUT_S} s:\n{status}")
 
 
 def _experiments(root: Path) -> dict[str, dict]:
@@ -46,7 +34,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dic
     sweep = ",".join(map(str, ROTATIONS))
     dvc(root, "exp", "run", "--queue", "-S", f"aug.rotation={sweep}")
     dvc(root, "queue", "start", "-j", "2")
-    status = _wait_for_queue(root)
+    status = wait_for_queue(root)
     assert status.count("Success") == len(ROTATIONS), status
     return root, _experiments(root)
 

@@ -16,7 +16,14 @@ from dvc.repo import Repo
 
 from tests.conftest import TINY, TINY_IRIS
 from tests.s3 import BUCKET, Proxy, content_matches_name, moto_s3
-from tests.workspace import attempt, committed_repro, dvc, run, stages_run
+from tests.workspace import (
+    attempt,
+    committed_repro,
+    dvc,
+    run,
+    stages_run,
+    wait_for_queue,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -140,8 +147,10 @@ def test_an_experiment_travels_by_exp_push_and_exp_pull_and_applies_without_trai
     origin = tmp_path / "origin.git"
     run(tmp_path, "git", "clone", "-q", "--bare", str(root), origin.name)
     run(root, "git", "remote", "add", "origin", str(origin))
-    output = dvc(root, "exp", "run", "--name", "longer", "-S", "models.iris_mlp.epochs=5", env=env)
-    assert stages_run(output) == {"train@iris_mlp", "evaluate@iris_mlp"}
+    dvc(root, "exp", "run", "--queue", "--name", "longer", "-S", "models.iris_mlp.epochs=5", env=env)
+    dvc(root, "queue", "start", "-j", "1", env=env)
+    assert "Success" in wait_for_queue(root, env)
+    assert stages_run(dvc(root, "queue", "logs", "longer", env=env)) == {"train@iris_mlp", "evaluate@iris_mlp"}
     mine = _experiments(root, env)["longer"]
     dvc(root, "exp", "push", "origin", "longer", env=env)  # the git ref to origin, the outputs to the S3 remote
 

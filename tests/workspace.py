@@ -4,9 +4,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from dvc.repo import Repo
 
@@ -35,6 +37,17 @@ def attempt(
 def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """Run `dvc` in `cwd`."""
     return run(cwd, sys.executable, "-m", "dvc", *args, env=env)
+
+
+def wait_for_queue(root: Path, env: dict[str, str] | None = None, timeout_s: float = 480) -> str:
+    """Wait until `dvc queue` has no queued or running experiment (at most `timeout_s`); its last status."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = dvc(root, "queue", "status", env=env)
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(2)
+    pytest.fail(f"the queue did not finish within {timeout_s} s:\n{status}")
 
 
 def stages_run(output: str) -> set[str]:
