@@ -54,10 +54,9 @@ from pipeline.training.keep import KeptWeights, chosen_row
 from pipeline.training.measure import measure
 from pipeline.training.schedule import initial_lr, make_scheduler
 from pipeline.training.step import (
-    Penalty,
     build_for,
     make_optimizer,
-    penalized_weights,
+    penalty_for,
     training_step,
 )
 
@@ -222,7 +221,7 @@ class _Run:
         """
         settings = self.config.train
         model.train()
-        penalty = Penalty(penalized_weights(model) if settings.l1 or settings.l2 else [], settings.l1, settings.l2)
+        penalty = penalty_for(model, settings)
         sums = torch.zeros(3, device=self.device)  # data loss, penalty, correct
         seen_probabilities, seen_labels = [], []
         for (raw, labels), real in zip(data, real_counts, strict=True):

@@ -26,10 +26,9 @@ from pipeline.models.outputs import loss, probabilities
 from pipeline.models.registry import parameter_groups
 from pipeline.training.schedule import initial_lr
 from pipeline.training.step import (
-    Penalty,
     build_for,
     make_optimizer,
-    penalized_weights,
+    penalty_for,
     training_step,
 )
 
@@ -85,7 +84,7 @@ def overfit(
     model = place(build_for(model_name, config, {**meta, "channels": images.shape[1]}), device)
     optimizer = make_optimizer(parameter_groups(model, initial_lr(config.train)), config.train)
     settings = config.train
-    penalty = Penalty(penalized_weights(model) if settings.l1 or settings.l2 else [], settings.l1, settings.l2)
+    penalty = penalty_for(model, settings)
     model.train()
     steps, fit_loss = 0, float("inf")
     while steps < max_steps and (steps < min_steps or fit_loss >= target_loss):

@@ -58,6 +58,11 @@ class Penalty:
 NO_PENALTY = Penalty([])
 
 
+def penalty_for(model: nn.Module, settings: TrainParams) -> Penalty:
+    """The `train.l1`/`train.l2` penalty on the model's kernels (nothing penalised when both are 0)."""
+    return Penalty(penalized_weights(model) if settings.l1 or settings.l2 else [], settings.l1, settings.l2)
+
+
 def training_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
