@@ -51,7 +51,7 @@ def _params(path: Path, overrides: list[str] | None) -> Params:
 
 def _dataset(params: Params, name: str) -> str:
     if name not in params.data:
-        raise PipelineError(f"unknown dataset {name!r}: params.yaml `data` has {', '.join(params.data.names())}")
+        raise PipelineError(f"unknown dataset {name!r}: params.yaml `data` has {', '.join(params.data)}")
     return name
 
 
@@ -62,18 +62,22 @@ def _report(result: Any) -> None:
 @app.command()
 @_user_errors
 def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
-    """Bring the dataset's raw images into data/raw/<dataset>/ from its source (sample, kaggle or local)."""
+    """Bring the dataset's raw images into data/raw/<dataset>/ from its source (local, sample, kaggle, ...)."""
     from pipeline.stages.download import download as run
 
     loaded = _params(params, set_)
-    count = run(_dataset(loaded, dataset), loaded.data[dataset], loaded.seed, Paths())
-    typer.echo(f"{dataset}: {count} samples in {Paths().raw_dir(dataset)}")
+    index = run(_dataset(loaded, dataset), loaded.data[dataset], loaded.seed, Paths())
+    left_out = ", ".join(f"{count} {reason}" for reason, count in index.ignored.items())
+    typer.echo(
+        f"{dataset}: {index.samples} samples of {len(index.classes)} classes ({', '.join(index.classes)}), "
+        f"{index.layout} layout, in {Paths().raw_dir(dataset)}" + (f"; left out: {left_out}" if left_out else "")
+    )
 
 
 @app.command()
 @_user_errors
 def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
-    """Write balanced, shuffled train/val/test manifests to data/manifests/<dataset>/."""
+    """Write shuffled train/val/test manifests (balanced or stratified) to data/manifests/<dataset>/."""
     from pipeline.stages.split import split as run
 
     loaded = _params(params, set_)
@@ -92,12 +96,12 @@ def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Over
 
 @app.command()
 @_user_errors
-def augment(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
-    """Write the `aug` settings the dataset's models train with (none for a table) to data/augment/<dataset>.json."""
-    from pipeline.stages.augment import augment as run
+def settings(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Write the dataset's split, preprocess and aug blocks, defaults filled in, to data/settings/<dataset>/."""
+    from pipeline.stages.settings import settings as run
 
     loaded = _params(params, set_)
-    _report(run(_dataset(loaded, dataset), loaded.aug, Paths()))
+    _report(run(_dataset(loaded, dataset), loaded, Paths()))
 
 
 @app.command()

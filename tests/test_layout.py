@@ -14,7 +14,7 @@ from tests.imports import closure, graph, module_files
 LAYERS = [
     ("core",), ("config",), ("data", "models"), ("analysis",), ("training",), ("stages", "remote"), ("cli",), ("__main__",)
 ]
-STAGES = ("download", "split", "preprocess", "augment", "train", "evaluate")
+STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate")
 MODULES = module_files(REPO)
 MAX_LINES = 300
 

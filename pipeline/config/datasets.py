@@ -1,76 +1,118 @@
-"""Params of the data stages: where each dataset comes from (`data`), how it is split (`split`) and how its
-images are stored (`preprocess`); one typed block per dataset."""
+"""Params of the data stages, one typed block per dataset: where it comes from (`data.<name>`), how it is split
+(`split.<name>`) and how its images are stored (`preprocess.<name>`).
 
-from typing import Any, Literal
+Every dataset goes through the same blocks. The built-in names have their own sources besides `local`: `catsdogs`
+(`sample`, `kaggle`), `cifar10` (`sample`, `torchvision`) and `iris` (`sklearn`, a table); any other name is the
+user's own images, `source: local` at `path`, in any layout `pipeline.data.layouts` reads. `split.<name>` and
+`preprocess.<name>` are optional: a dataset without one gets the block's defaults.
+"""
 
-from pydantic import Field, model_validator
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, PlainValidator, model_validator
 
 from pipeline.config.base import Block, Count
-from pipeline.core.errors import PipelineError
+
+SHARE = "an int >= 1 (images per class) or a float in (0, 1) (that fraction of each class)"
+
+
+def _share(value: Any) -> int | float:
+    """A split size: images per class (an int >= 1) or a fraction of each class (a float in (0, 1))."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected {SHARE}")
+    if isinstance(value, int) and value < 1 or isinstance(value, float) and not 0 < value < 1:
+        raise ValueError(f"expected {SHARE}")
+    return value
+
+
+Share = Annotated[int | float, PlainValidator(_share)]
+Resize = Literal["squash", "crop", "pad"]
 
 
 class DataSource(Block):
-    """Where a dataset's raw images come from; `local` reads the user's copy at `path`."""
+    """Where a dataset's raw images come from; `local` reads the user's folder, zip or tar at `path`, in `layout`
+    (`auto` detects it), with `classes` fixing the class order or taking a subset (null: every class, sorted)."""
 
-    source: str = "sample"
+    source: Literal["local"] = "local"
     path: str | None = None
+    layout: str = "auto"
+    classes: list[str] | None = None
+
+    @property
+    def kind(self) -> Literal["images", "table"]:
+        """`table` for a dataset of feature rows (Iris), `images` for every other."""
+        return "table" if self.source == "sklearn" else "images"
 
     @model_validator(mode="after")
     def _local_needs_path(self) -> "DataSource":
         if self.source == "local" and not self.path:
-            raise ValueError("source 'local' needs 'path' to point at your copy of the dataset")
+            raise ValueError("source 'local' needs 'path' to point at your images (a folder, a .zip or a .tar.gz)")
         return self
 
 
 class CatsDogsData(DataSource):
-    source: Literal["sample", "kaggle", "local"] = "sample"
+    """dogs-vs-cats: the Kaggle layout (`cat.<n>.jpg`, `dog.<n>.jpg` in one folder) and its two classes."""
+
+    source: Literal["sample", "kaggle", "local"] = "sample"  # type: ignore[assignment]
+    layout: str = "names"
+    classes: list[str] | None = Field(default_factory=lambda: ["cat", "dog"])
     sample_per_class: Count = 2000
 
 
 class Cifar10Data(DataSource):
-    source: Literal["sample", "torchvision", "local"] = "sample"
+    source: Literal["sample", "torchvision", "local"] = "sample"  # type: ignore[assignment]
     sample_per_class: Count = 200
     sample_test_per_class: Count = 100
 
 
 class IrisData(DataSource):
-    source: Literal["sklearn"] = "sklearn"
+    source: Literal["sklearn"] = "sklearn"  # type: ignore[assignment]
 
 
-class CountSplit(Block):
-    """Images per class in each split, drawn from one pool (dogs-vs-cats has no official test set)."""
-
-    train: Count = 1000
-    val: Count = 500
-    test: Count = 500
+BUILTIN_DATA: dict[str, type[DataSource]] = {"catsdogs": CatsDogsData, "cifar10": Cifar10Data, "iris": IrisData}
 
 
-class HoldoutSplit(Block):
-    """A validation share held out of the official training set; the official test set stays the test split."""
+def data_block(name: str) -> type[DataSource]:
+    """The params class of `data.<name>`: a built-in dataset's own, else the user's images (`source: local`)."""
+    return BUILTIN_DATA.get(name, DataSource)
 
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    seed: int = Field(43, ge=0)
+
+class SplitParams(Block):
+    """How one dataset becomes train / val / test: each of `train`, `val`, `test` is images per class (an int:
+    every class gives exactly that many) or a fraction of each class (a float in (0, 1): an imbalanced dataset keeps
+    its proportions); `train: null` takes what is left. A part the dataset brings (split folders, CIFAR-10's official
+    test set) is used as given, capped at `max_<part>_per_class`; the train cap applies before val and test are held
+    out of it. `seed` null is the global seed. `val_fraction` is the older name of a fractional `val`."""
+
+    train: Share | None = None
+    val: Share = Field(0.15, validation_alias=AliasChoices("val", "val_fraction"))
+    test: Share = 0.15
+    seed: int | None = Field(None, ge=0)
     max_train_per_class: Count | None = None
+    max_val_per_class: Count | None = None
     max_test_per_class: Count | None = None
 
+    @model_validator(mode="after")
+    def _leaves_training_images(self) -> "SplitParams":
+        shares = [share for share in (self.train, self.val, self.test) if isinstance(share, float)]
+        if sum(shares) >= 1:
+            raise ValueError(f"the fractions add up to {sum(shares):g}; together they must stay under 1")
+        return self
 
-Resize = Literal["squash", "crop", "pad"]
+    def cap(self, part: str) -> int | None:
+        """The most images per class `part` keeps (None: no cap)."""
+        value: int | None = getattr(self, f"max_{part}_per_class")
+        return value
 
 
 class PreprocessParams(Block):
     """How images are stored: a `size` x `size` square in `color`; `resize` says how a non-square image becomes
     square: `squash` stretches it, `crop` keeps the centre of its short side, `pad` keeps it whole between black
-    bars."""
+    bars. `normalize` standardises inputs with the training split's per-channel mean and std."""
 
     size: int = Field(80, ge=8, le=1024)
-    color: Literal["gray", "rgb"] = "gray"
-    resize: Resize = "squash"
-    normalize: bool = False
-
-
-class Cifar10Preprocess(PreprocessParams):
-    size: int = Field(32, ge=8, le=1024)
     color: Literal["gray", "rgb"] = "rgb"
+    resize: Resize = "squash"
     normalize: bool = True
 
 
@@ -80,35 +122,15 @@ class TablePreprocess(Block):
     normalize: bool = True
 
 
-class PerDataset(Block):
-    """One optional block per known dataset; the datasets present are the ones the pipeline runs."""
-
-    def names(self) -> list[str]:
-        """The datasets that have a block here."""
-        return [name for name in type(self).model_fields if getattr(self, name) is not None]
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self.names():
-            raise PipelineError(f"unknown dataset {name!r}: params.yaml has {', '.join(self.names())}")
-        return getattr(self, name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.names()
+def preprocess_block(data: DataSource) -> type[PreprocessParams] | type[TablePreprocess]:
+    """The params class of `preprocess.<name>` for a dataset of this kind."""
+    return TablePreprocess if data.kind == "table" else PreprocessParams
 
 
-class DataBlocks(PerDataset):
-    catsdogs: CatsDogsData | None = None
-    cifar10: Cifar10Data | None = None
-    iris: IrisData | None = None
-
-
-class SplitBlocks(PerDataset):
-    catsdogs: CountSplit | None = None
-    cifar10: HoldoutSplit | None = None
-    iris: CountSplit | None = None
-
-
-class PreprocessBlocks(PerDataset):
-    catsdogs: PreprocessParams | None = None
-    cifar10: Cifar10Preprocess | None = None
-    iris: TablePreprocess | None = None
+def blocks_of(raw: Any, block: str) -> dict[str, Any]:
+    """A top-level `split` / `preprocess` / `data` mapping, or an error naming it when it is not a mapping."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{block}: expected a mapping of dataset names to blocks (got {raw!r})")
+    return raw

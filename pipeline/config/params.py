@@ -2,7 +2,8 @@
 
 params.yaml is read once into a `Params` object; every stage takes the parts it needs. Every problem is
 reported with the dotted key it concerns (`aug.hflip`, `models.catsdogs_cnn.epochs`) before any work starts.
-Each dataset has its own typed blocks under `data`, `split` and `preprocess`; each architecture its own args.
+Each dataset has its own typed blocks under `data`, `split` and `preprocess` (the last two filled with defaults when
+absent); each architecture its own args.
 """
 
 from dataclasses import dataclass
@@ -14,7 +15,14 @@ from ruamel.yaml import YAMLError
 
 from pipeline.config.archs import ARCH_ARGS
 from pipeline.config.base import Block
-from pipeline.config.datasets import DataBlocks, PreprocessBlocks, SplitBlocks
+from pipeline.config.datasets import (
+    DataSource,
+    PreprocessParams,
+    SplitParams,
+    TablePreprocess,
+    data_block,
+    preprocess_block,
+)
 from pipeline.config.messages import format_errors, validated
 from pipeline.config.overrides import apply_override, read_yaml
 from pipeline.config.training import AugParams, TrainParams, unbatched_aug
@@ -32,9 +40,9 @@ class ModelParams(BaseModel):
 
 class Params(Block):
     seed: int = Field(42, ge=0)
-    data: DataBlocks
-    split: SplitBlocks
-    preprocess: PreprocessBlocks
+    data: dict[str, DataSource]
+    split: dict[str, SplitParams]
+    preprocess: dict[str, PreprocessParams | TablePreprocess]
     aug: AugParams = AugParams()
     train: TrainParams = TrainParams()
     models: dict[str, ModelParams]
@@ -73,10 +81,13 @@ def load_params(path: Path = Path("params.yaml"), overrides: list[str] | None = 
 
 def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     """Validate a params mapping; every problem is reported with its dotted key."""
+    blocks, problems = _dataset_blocks(raw)
     try:
-        params = Params.model_validate(raw)
+        params = Params.model_validate({**raw, **blocks})
     except ValidationError as exc:
-        raise PipelineError(f"{source}: {format_errors(exc, '', Params)}") from None
+        problems.insert(0, format_errors(exc, "", Params))
+    if problems:
+        raise PipelineError(f"{source}: " + "; ".join(problems))
     problems = _cross_check(params)
     if problems:
         raise PipelineError(f"{source}: " + "; ".join(problems))
@@ -89,19 +100,40 @@ def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
 
 
 
+def _dataset_blocks(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`data`, `split` and `preprocess` typed per dataset (a built-in name's own data block, a table's preprocess
+    block), `split` and `preprocess` filled with defaults where a dataset has none; and the problems, by key."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return {}, []  # Params says what `data` should be
+    blocks: dict[str, dict[str, Any]] = {"data": {}, "split": {}, "preprocess": {}}
+    problems = []
+    for block in ("split", "preprocess"):
+        given = raw.get(block) or {}
+        if not isinstance(given, dict):
+            problems.append(f"{block}: expected a mapping of dataset names to blocks (got {given!r})")
+            continue
+        problems += [f"{block}.{name}: no such dataset under `data` ({', '.join(data)})" for name in given if name not in data]
+    for name, values in data.items():
+        try:
+            source = blocks["data"][name] = validated(data_block(name), values or {}, f"data.{name}")
+            for block, kind in (("split", SplitParams), ("preprocess", preprocess_block(source))):
+                given = raw.get(block) if isinstance(raw.get(block), dict) else {}
+                blocks[block][name] = validated(kind, given.get(name) or {}, f"{block}.{name}")
+        except PipelineError as exc:
+            problems.append(str(exc))
+    return blocks, problems
+
+
 def _cross_check(params: Params) -> list[str]:
     problems = []
-    datasets = params.data.names()
-    for block in ("split", "preprocess"):
-        have = getattr(params, block).names()
-        problems += [f"{block}.{name}: missing; every dataset under `data` needs one" for name in datasets if name not in have]
-        problems += [f"{block}.{name}: no such dataset under `data`" for name in have if name not in datasets]
+    datasets = list(params.data)
     for name, model in params.models.items():
         if model.dataset not in datasets:
             problems.append(f"models.{name}.dataset: {model.dataset!r} is not a dataset under `data` ({', '.join(datasets)})")
         if model.arch not in ARCH_ARGS:
             problems.append(f"models.{name}.arch: unknown architecture {model.arch!r}; known: {', '.join(ARCH_ARGS)}")
-        if name in type(params.data).model_fields:
+        if name in params.data:
             problems.append(f"models.{name}: a model may not share its name with a dataset")
     return problems
 

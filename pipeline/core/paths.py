@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("train", "val", "test")
+RAW_ARCHIVE, RAW_TABLE, RAW_SAMPLES, RAW_INDEX = "images.zip", "table.csv", "samples.csv", "index.json"
 
 
 @dataclass(frozen=True)
@@ -17,15 +18,24 @@ class Paths:
 
     def raw_archive(self, dataset: str) -> Path:
         """Every source ends in this one zip of encoded images (see `pipeline.data.archive`)."""
-        return self.raw_dir(dataset) / "images.zip"
+        return self.raw_dir(dataset) / RAW_ARCHIVE
 
     def raw_table(self, dataset: str) -> Path:
         """A table dataset's raw samples: one CSV, a row per sample (see `pipeline.data.tables`)."""
-        return self.raw_dir(dataset) / "table.csv"
+        return self.raw_dir(dataset) / RAW_TABLE
 
-    def augment_file(self, dataset: str) -> Path:
-        """The `aug` settings a dataset's models train with (none for a table): what train stages depend on."""
-        return self.root / "data" / "augment" / f"{dataset}.json"
+    def raw_samples(self, dataset: str) -> Path:
+        """One row per raw sample: path, class, part, content hash (see `pipeline.data.raw`)."""
+        return self.raw_dir(dataset) / RAW_SAMPLES
+
+    def raw_index(self, dataset: str) -> Path:
+        """The raw dataset's kind, classes, layout and left-out files (see `pipeline.data.raw`)."""
+        return self.raw_dir(dataset) / RAW_INDEX
+
+    def settings_file(self, dataset: str, block: str) -> Path:
+        """A dataset's resolved `split`, `preprocess` or `aug` block, defaults filled in: what the split, preprocess
+        and train stages depend on (see `pipeline.stages.settings`)."""
+        return self.root / "data" / "settings" / dataset / f"{block}.json"
 
     def manifest_dir(self, dataset: str) -> Path:
         return self.root / "data" / "manifests" / dataset

@@ -2,6 +2,7 @@
 must follow: two at least, each with images, the same in every part; `classes` from params fixes their order or
 takes a subset."""
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -22,7 +23,8 @@ class Sample:
 
 @dataclass(frozen=True)
 class Listing:
-    """A dataset read in its layout: the samples in a stable order (part, class, path), the classes in label order,
+    """A dataset read in its layout: the samples in a stable order (part, class, path in natural order: `cat.2.jpg`
+    before `cat.10.jpg`), the classes in label order,
     and the files left out, counted by reason."""
 
     layout: str
@@ -69,8 +71,15 @@ def settle_classes(
     kept = [sample for sample in samples if sample.cls in index]
     if len(kept) < len(samples):
         ignored[OTHER_CLASSES] += len(samples) - len(kept)
-    kept.sort(key=lambda sample: (PART_ORDER[sample.part], index[sample.cls], sample.path))
+    kept.sort(key=lambda sample: (PART_ORDER[sample.part], index[sample.cls], natural_key(sample.path)))
     return Listing(layout, kept, chosen, dict(sorted(ignored.items())))
+
+
+def natural_key(path: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that orders the digit runs of `path` by their value (`cat.2.jpg` before `cat.10.jpg`), then by
+    the path itself so that `01` and `1` keep a fixed order."""
+    runs = tuple((0, int(run)) if run.isdigit() else (1, run) for run in re.split(r"(\d+)", path) if run)
+    return (*runs, (1, path))
 
 
 def _chosen(classes: list[str], found: set[str], key: str, where: str) -> tuple[str, ...]:

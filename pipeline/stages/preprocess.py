@@ -28,16 +28,16 @@ from pipeline.core.paths import SPLITS, Paths
 from pipeline.data.archive import open_archive
 from pipeline.data.images import UNDECODABLE, decoded, fit_square, refusal
 from pipeline.data.manifests import read_manifest
-from pipeline.data.specs import dataset_spec
+from pipeline.data.raw import read_index
 from pipeline.data.store import ArrayWriter, ChannelStats
 from pipeline.data.tables import preprocess_table
 
 
 def preprocess(dataset: str, params: PreprocessParams | TablePreprocess, paths: Paths) -> dict:
     """Write the arrays of every split; returns the kept and skipped counts per split and the decoded sizes."""
-    spec = dataset_spec(dataset)
-    if spec.kind == "table":
-        return preprocess_table(spec, params, paths)
+    index = read_index(paths, dataset)
+    if index.kind == "table":
+        return preprocess_table(dataset, params, paths)
     summary: dict[str, dict] = {}
     skipped: list[dict[str, str]] = []
     stats = ChannelStats(1 if params.color == "gray" else 3)
@@ -58,7 +58,7 @@ def preprocess(dataset: str, params: PreprocessParams | TablePreprocess, paths: 
             sizes.append(split.sizes[: split.labels.rows])
         meta = {
             "kind": "images",
-            "classes": list(spec.classes),
+            "classes": list(index.classes),
             "size": params.size,
             "color": params.color,
             "resize": params.resize,

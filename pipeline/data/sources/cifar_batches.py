@@ -1,7 +1,7 @@
 """CIFAR-10's python-pickle batches, in the official tar (any compression) or an extracted folder.
 
 The batches are read through a restricted unpickler that cannot run code, checked to hold what CIFAR-10 batches
-hold, and turned into raw-archive members `<part>/<class>/<name>` (see `pipeline.data.archive`): lossless PNGs
+hold, and turned into members `<part>/<class>/<name>`, split folders (see `pipeline.data.layouts`): lossless PNGs
 numbered by their index in the official part (`train/airplane/00017.png`). The embedded sample
 (`pipeline.data.sources.cifar_sample`) is a pickle archive too, so it goes through the same reader as the real one.
 """
@@ -22,14 +22,14 @@ from tqdm import tqdm
 from pipeline.core.errors import PipelineError
 from pipeline.data.archive import link_target, refuse_unsafe
 from pipeline.data.sources.cifar_official import FILENAME
-from pipeline.data.specs import CIFAR10_CLASSES
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BASE_FOLDER = "cifar-10-batches-py"
 PARTS = {"train": tuple(f"data_batch_{n}" for n in range(1, 6)), "test": ("test_batch",)}
 META = "batches.meta"
 MEMBERS = (*PARTS["train"], *PARTS["test"], META)
 SIDE = 32
-FORMATS = f"{FILENAME}, an extracted {BASE_FOLDER}/ folder, or a class-folder tree train/<class>/ + test/<class>/"
+FORMATS = f"{FILENAME}, an extracted {BASE_FOLDER}/ folder, or images in one of the layouts (train/<class>/ + test/<class>/)"
 
 Batch = tuple[np.ndarray, np.ndarray]
 Batches = dict[str, Batch]

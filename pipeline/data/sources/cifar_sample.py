@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from pipeline.data.sources.cifar_batches import BASE_FOLDER, META, PARTS, SIDE
-from pipeline.data.specs import CIFAR10_CLASSES
+from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
 
 AMBIGUOUS = 0.15
 TINT_SHARE = 0.6

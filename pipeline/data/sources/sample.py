@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from pipeline.data.specs import CATSDOGS
 
+CLASSES = ("cat", "dog")
 AMBIGUOUS = 0.12
 MIN_SIDE, MAX_SIDE = 140, 360
 
@@ -22,7 +22,7 @@ def catsdogs_sample(per_class: int, seed: int) -> Iterator[tuple[str, bytes]]:
 
     Each image depends only on (seed, class, n), so the archive is byte-identical for equal arguments.
     """
-    for class_index, name in enumerate(CATSDOGS.classes):
+    for class_index, name in enumerate(CLASSES):
         for number in range(per_class):
             rng = np.random.default_rng([seed, class_index, number])
             yield f"train/{name}.{number}.jpg", _encode(_draw_animal(rng, looks_like_cat=_looks_like_cat(rng, name)), rng)

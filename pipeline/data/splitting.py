@@ -1,0 +1,93 @@
+"""How a dataset's samples become train / val / test: seeded draws per class, then the leakage check.
+
+`draw_splits` takes each class in turn. Its pool (the samples of no part, or of the `train` part) is shuffled and
+capped at `max_train_per_class`; the parts with a size are cut from it in the order train, val, test (an int is that
+many images, a float that fraction of the class, at least one), and a `train: null` takes what is left. A part the
+source brings (`val/` or `test/` split folders, CIFAR-10's official test set) is used as given, shuffled and capped
+at `max_<part>_per_class`, and its size key is not used. The draws happen in a fixed order from one generator, so
+the same samples and seed give the same splits.
+
+`drop_leaks` keeps identical files (same sha256) out of two splits: a val image that is also in train, or a test
+image also in train or val, is dropped from the later split and reported.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config.datasets import SplitParams
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import SPLITS
+
+POOL_PARTS = ("", "train")
+
+
+@dataclass
+class Leaks:
+    """Identical files found across splits (dropped from the later one) and within one split (kept)."""
+
+    dropped: dict[str, int] = field(default_factory=lambda: {"val": 0, "test": 0})
+    within: int = 0
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+
+def draw_splits(
+    samples: pd.DataFrame, classes: tuple[str, ...], sizes: SplitParams, rng: np.random.Generator, key: str, where: str
+) -> dict[str, pd.DataFrame]:
+    """The rows of each split, drawn per class as the module says; errors name `key` and the raw data `where`."""
+    given = [part for part in ("val", "test") if (samples["part"] == part).any()]
+    cut = [part for part in SPLITS if part not in given and getattr(sizes, part) is not None]
+    chosen: dict[str, list[pd.DataFrame]] = {name: [] for name in SPLITS}
+    pool = samples[samples["part"].isin(POOL_PARTS)]
+    for cls in classes:
+        rows = _draw(pool[pool["class"] == cls], sizes.cap("train"), rng)
+        counts = [_count(getattr(sizes, part), len(rows)) for part in cut]
+        needed = sum(counts) + (1 if sizes.train is None else 0)
+        if needed > len(rows):
+            raise PipelineError(
+                f"{key}: class {cls!r} has {len(rows)} images to split, but "
+                + " + ".join(f"{part} {count}" for part, count in zip(cut, counts, strict=True))
+                + (" + at least 1 for train" if sizes.train is None else "")
+                + f" = {needed} are needed ({where}); lower {key}.{'/'.join(cut)}, use fractions, or add images"
+            )
+        start = 0
+        for part, count in zip(cut, counts, strict=True):
+            chosen[part].append(rows.iloc[start : start + count])
+            start += count
+        if sizes.train is None:
+            chosen["train"].append(rows.iloc[start:])
+        for part in given:
+            own = samples[(samples["part"] == part) & (samples["class"] == cls)]
+            chosen[part].append(_draw(own, sizes.cap(part), rng))
+    return {name: pd.concat(frames) if frames else samples.iloc[:0] for name, frames in chosen.items()}
+
+
+def drop_leaks(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], Leaks]:
+    """The splits less the files already in an earlier split (by content hash), and what was found."""
+    leaks, seen, kept = Leaks(), {}, {}
+    for name in SPLITS:
+        frame = splits[name]
+        hashed = frame["sha256"] != ""
+        leaked = hashed & frame["sha256"].isin(seen)
+        for path, digest in zip(frame.loc[leaked, "path"], frame.loc[leaked, "sha256"], strict=True):
+            leaks.rows.append({"split": name, "path": path, "same_as": seen[digest][1], "in": seen[digest][0]})
+        if name in leaks.dropped:
+            leaks.dropped[name] = int(leaked.sum())
+        kept[name] = frame[~leaked]
+        hashes = kept[name]["sha256"]
+        leaks.within += int(((hashes != "") & hashes.duplicated()).sum())
+        for path, digest in zip(kept[name]["path"], hashes, strict=True):
+            if digest:
+                seen.setdefault(digest, (name, path))
+    return kept, leaks
+
+
+def _count(share: int | float, available: int) -> int:
+    """Images of a class for a part: the count itself, or the fraction of the class's images (one at least)."""
+    return share if isinstance(share, int) else max(1, round(available * share))
+
+
+def _draw(rows: pd.DataFrame, count: int | None, rng: np.random.Generator) -> pd.DataFrame:
+    """`rows` shuffled, the first `count` of them (all for None)."""
+    return rows.iloc[rng.permutation(len(rows))[:count]]

@@ -1,0 +1,28 @@
+"""Stage `settings`: a dataset's resolved `split`, `preprocess` and `aug` blocks, as files other stages depend on.
+
+DVC gives every stage of a `foreach` the same params keys, and a key that params.yaml lacks is an error. But
+`split.<name>` and `preprocess.<name>` are optional (a dataset without one gets the defaults), and a table's rows
+are never augmented, so `-S aug.rotation=20` must not re-train the Iris MLP. So the blocks are params of this stage,
+one per dataset, which writes each block with its defaults filled in (`aug`: `{}` for a table) to
+`data/settings/<dataset>/`; split, preprocess and train depend on those files. A change re-runs this stage for
+every dataset (a second each), rewrites only the files whose content changed, and so re-runs exactly the stages
+that the change touches.
+"""
+
+from pipeline.config.params import Params
+from pipeline.core.atomic import write_json
+from pipeline.core.paths import Paths
+
+
+def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
+    """Write the dataset's resolved split, preprocess and aug blocks; returns them."""
+    data = params.data[dataset]
+    split = params.split[dataset].model_dump(mode="json")
+    resolved = {
+        "split": {**split, "seed": params.seed if split["seed"] is None else split["seed"]},
+        "preprocess": params.preprocess[dataset].model_dump(mode="json"),
+        "aug": params.aug.model_dump(mode="json") if data.kind == "images" else {},
+    }
+    for block, values in resolved.items():
+        write_json(paths.settings_file(dataset, block), values)
+    return resolved
