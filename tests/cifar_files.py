@@ -12,27 +12,34 @@ import numpy as np
 
 from pipeline.config.datasets import Cifar10Data
 from pipeline.core.paths import Paths
-from pipeline.data.sources.cifar_batches import BASE_FOLDER, MEMBERS, PARTS
+from pipeline.data.sources.cifar_batches import BASE_FOLDER, CIFAR10_CLASSES, MEMBERS, PARTS
 from pipeline.data.sources.cifar_official import FILENAME
-from pipeline.data.specs import CIFAR10_CLASSES
 
-BATCH_SIZES = dict(zip(MEMBERS, (3, 2, 3, 2, 3, 4)))
+BATCH_SIZES = dict(zip(MEMBERS, (3, 4, 2, 3, 4, 11)))
 
 
 def random_batches() -> dict[str, dict[bytes, object]]:
-    """Tiny official batches of random pixels and labels, with the keys the real files hold."""
+    """Tiny official batches of random pixels and labels, with the keys the real files hold; each part (the five
+    training batches, the test batch) has every class, as the real ones do."""
     rng = np.random.default_rng(5)
     found: dict[str, dict[bytes, object]] = {}
-    for name, size in BATCH_SIZES.items():
-        labels = [int(label) for label in rng.integers(0, len(CIFAR10_CLASSES), size)]
-        found[name] = {
-            b"batch_label": name.encode(),
-            b"labels": labels,
-            b"data": rng.integers(0, 256, (size, 3072), dtype=np.uint8),
-            b"filenames": [f"img_{n}.png".encode() for n in range(size)],
-        }
+    for names in PARTS.values():
+        sizes = [BATCH_SIZES[name] for name in names]
+        every = np.concatenate([np.arange(len(CIFAR10_CLASSES)), rng.integers(0, len(CIFAR10_CLASSES), sum(sizes) - 10)])
+        for name, labels in zip(names, np.split(rng.permutation(every), np.cumsum(sizes)[:-1]), strict=True):
+            found[name] = _batch(name, [int(label) for label in labels], rng)
     found["batches.meta"] = {b"label_names": [name.encode() for name in CIFAR10_CLASSES], b"num_vis": 3072}
     return found
+
+
+def _batch(name: str, labels: list[int], rng: np.random.Generator) -> dict[bytes, object]:
+    size = len(labels)
+    return {
+        b"batch_label": name.encode(),
+        b"labels": labels,
+        b"data": rng.integers(0, 256, (size, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{n}.png".encode() for n in range(size)],
+    }
 
 
 def expected_images(batches: dict[str, dict[bytes, object]]) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -16,6 +17,8 @@ import yaml
 from pipeline.config.params import Params, parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
+from pipeline.data.classes import Listing
+from pipeline.data.raw import SAMPLE_COLUMNS, write_index
 from pipeline.data.sources.cifar_official import CACHE_ENV
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
@@ -40,7 +43,7 @@ TINY: dict[str, Any] = {
     "seed": 7,
     "data": {"catsdogs": {"source": "sample", "path": None, "sample_per_class": 12}},
     "split": {"catsdogs": {"train": 6, "val": 3, "test": 3}},
-    "preprocess": {"catsdogs": {"size": 32, "color": "gray"}},
+    "preprocess": {"catsdogs": {"size": 32, "color": "gray", "normalize": False}},
     "aug": {"rotation": 0, "shift": 0, "zoom": 0, "shear": 0, "hflip": 0, "brightness": 0},
     "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 0.001, "device": "cpu"},
     "models": {
@@ -179,3 +182,9 @@ def cifar_batches() -> dict[str, dict[bytes, object]]:
 def cifar_images(cifar_batches) -> dict[str, np.ndarray]:
     """The RGB image each member of the raw archive made from `cifar_batches` must decode to, by member name."""
     return expected_images(cifar_batches)
+
+
+def write_raw_index(paths: Paths, dataset: str, classes: tuple[str, ...]) -> None:
+    """The raw `index.json` (and an empty `samples.csv`) of an images dataset whose archive a test writes itself."""
+    paths.raw_dir(dataset).mkdir(parents=True, exist_ok=True)
+    write_index(paths.raw_dir(dataset), "images", Listing("split_folders", [], classes, {}), pd.DataFrame(columns=SAMPLE_COLUMNS))

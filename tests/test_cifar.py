@@ -1,5 +1,5 @@
-"""A user's copy of CIFAR-10 in each accepted format (the official archive, an extracted batches folder, a
-class-folder tree) taken by `download`, and the bad copies it refuses without writing anything."""
+"""A user's copy of CIFAR-10 in each accepted format (the official archive, an extracted batches folder, images in
+split folders) taken by `download`, and the bad copies it refuses without writing anything."""
 
 import pickle
 import re
@@ -15,7 +15,7 @@ from pipeline.config.datasets import Cifar10Data
 from pipeline.core.errors import PipelineError
 from pipeline.data.sources.cifar_batches import BASE_FOLDER
 from pipeline.data.sources.cifar_official import FILENAME
-from pipeline.data.specs import CIFAR10, CIFAR10_CLASSES
+from pipeline.data.raw import read_index, read_samples
 from pipeline.stages.download import download
 from tests.cifar_files import (
     BATCH_SIZES,
@@ -30,7 +30,7 @@ from tests.cifar_files import (
 )
 from tests.conftest import refusal_writing_nothing_outside
 
-PATH_KEY = r"data\.cifar10\.path"
+PATH_KEY = r"data\.cifar10[.:]"
 
 pytestmark = pytest.mark.usefixtures("offline_cifar_cache")
 
@@ -45,63 +45,52 @@ def folder_holding_extracted(root: Path, batches: dict) -> Path:
 
 @pytest.mark.parametrize("make_source", [official_tar, extracted_folder, folder_holding_extracted])
 def test_pickle_batches_round_trip_exactly(tmp_path, paths, cifar_batches, cifar_images, make_source):
-    count = download("cifar10", local(make_source(tmp_path / "user", cifar_batches)), 0, paths)
+    count = download("cifar10", local(make_source(tmp_path / "user", cifar_batches)), 0, paths).samples
 
     images = decoded(paths)
     assert count == len(cifar_images) == sum(BATCH_SIZES.values())
     assert images.keys() == cifar_images.keys()
     assert all(np.array_equal(images[name], cifar_images[name]) for name in cifar_images)
-    assert all(CIFAR10.image_name.fullmatch(name) for name in images)
+    samples = read_samples(paths, "cifar10")
+    assert [f"{part}/{cls}" for part, cls in zip(samples["part"], samples["class"], strict=True)] == [
+        name.rsplit("/", 1)[0] for name in samples["path"]
+    ]
+    assert read_index(paths, "cifar10").layout == "split_folders"
 
 
 def class_tree(root: Path) -> dict[str, bytes]:
-    """A class-folder tree of PNGs and JPEGs of odd names and sizes, with stray files; returns the members expected,
-    in their order: train then test, each sorted by name."""
+    """Split folders of PNGs and JPEGs of odd names and sizes, with stray files; returns the images expected in the
+    raw archive, in their order (train then test, each by class, then by name in natural order)."""
     png = cv2.imencode(".png", np.full((24, 40, 3), 90, np.uint8))[1].tobytes()
     jpeg = cv2.imencode(".jpg", np.full((32, 32, 3), 200, np.uint8))[1].tobytes()
     files = {
-        "train/cat/IMG 0001.PNG": ("train/cat/IMG 0001.png", png),
-        "train/cat/kitten.v2.JPEG": ("train/cat/kitten.v2.jpeg", jpeg),
-        "train/airplane/0007.png": ("train/airplane/0007.png", png),
-        "train/airplane/Überflieger.jpg": ("train/airplane/Überflieger.jpg", jpeg),
-        "test/ship/boat.jpg": ("test/ship/boat.jpg", jpeg),
-        "test/truck/00002.png": ("test/truck/00002.png", png),
+        "train/airplane/7.png": png,
+        "train/airplane/0010.png": png,
+        "train/airplane/Überflieger.jpg": jpeg,
+        "train/cat/IMG 0001.PNG": png,
+        "train/cat/kitten.v2.JPEG": jpeg,
+        "test/airplane/boat.jpg": jpeg,
+        "test/cat/00002.png": png,
+        "test/cat/sub/00003.png": png,
     }
-    for name, (_, data) in files.items():
+    for name, data in files.items():
         write(root / name, data)
     for stray in ("train/cat/.DS_Store", "train/cat/._kitten.png", "train/cat/notes.txt", "train/labels.csv",
-                  "train/.ipynb_checkpoints/cat.png", "test/__MACOSX/ship/._boat.jpg", "test/truck/sub/00003.png"):
+                  "train/.ipynb_checkpoints/cat.png", "test/__MACOSX/cat/._boat.jpg"):
         write(root / stray, b"not an image")
-    return dict(sorted(files.values(), key=lambda member: (not member[0].startswith("train/"), member[0])))
+    return files
 
 
-def test_class_folder_tree_keeps_the_original_bytes(tmp_path, paths):
+def test_split_folders_keep_the_original_names_and_bytes(tmp_path, paths):
     members = class_tree(tmp_path / "user")
 
-    count = download("cifar10", local(tmp_path / "user"), 0, paths)
+    index = download("cifar10", local(tmp_path / "user"), 0, paths)
 
     with zipfile.ZipFile(paths.raw_archive("cifar10")) as archive:
         assert archive.namelist() == list(members)
         assert {name: archive.read(name) for name in archive.namelist()} == members
-    assert count == len(members)
-    assert all(CIFAR10.class_of(name) for name in members)
-
-
-def test_class_folder_tree_may_hold_some_classes_only(tmp_path, paths):
-    write(tmp_path / "user" / "train" / "dog" / "1.png", b"png")
-    write(tmp_path / "user" / "test" / "dog" / "2.png", b"png")
-
-    assert download("cifar10", local(tmp_path / "user"), 0, paths) == 2
-
-
-def test_class_folder_names_match_the_classes_in_any_case(tmp_path, paths):
-    write(tmp_path / "user" / "train" / "Airplane" / "1.PNG", b"png")
-    write(tmp_path / "user" / "test" / "TRUCK" / "2.png", b"png")
-
-    download("cifar10", local(tmp_path / "user"), 0, paths)
-
-    with zipfile.ZipFile(paths.raw_archive("cifar10")) as archive:
-        assert archive.namelist() == ["train/airplane/1.png", "test/truck/2.png"]
+    assert (index.samples, index.classes, index.layout) == (len(members), ("airplane", "cat"), "split_folders")
+    assert read_samples(paths, "cifar10")["part"].tolist() == ["train"] * 5 + ["test"] * 3
 
 
 def missing(root: Path, batches: dict) -> Path:
@@ -110,6 +99,10 @@ def missing(root: Path, batches: dict) -> Path:
 
 def zip_file(root: Path, batches: dict) -> Path:
     return write(root / "cifar10.zip", b"PK\x05\x06" + b"\x00" * 18)
+
+
+def folder_of_batches_and_other_things(root: Path, batches: dict) -> Path:
+    return write(root / "stuff" / "data_batch_1", b"hello").parent
 
 
 def text_file(root: Path, batches: dict) -> Path:
@@ -124,10 +117,6 @@ def unknown_class_folder(root: Path, batches: dict) -> Path:
     write(root / "tree" / "train" / "cats" / "1.png", b"png")
     write(root / "tree" / "test" / "cat" / "1.png", b"png")
     return root / "tree"
-
-
-def tree_without_test(root: Path, batches: dict) -> Path:
-    return write(root / "tree" / "train" / "cat" / "1.png", b"png").parents[2]
 
 
 def tree_without_train(root: Path, batches: dict) -> Path:
@@ -178,15 +167,15 @@ def rows_of_wrong_length(root: Path, batches: dict) -> Path:
 
 BAD_SOURCES = [
     (missing, "does not exist", None),
-    (zip_file, "unknown format", None),
-    (text_file, "unknown format", None),
-    (folder_of_other_things, "unknown format", None),
-    (unknown_class_folder, "not CIFAR-10 classes (cats)", ", ".join(CIFAR10_CLASSES)),
-    (tree_without_test, "has no test/ folder", "train/<class>/ and test/<class>/"),
-    (tree_without_train, "has no train/ folder", None),
-    (tree_without_images, "holds no PNG or JPEG images", None),
+    (zip_file, "holds no images", "accepted layouts"),
+    (text_file, "is a corrupt archive", None),
+    (folder_of_other_things, "holds no images", "accepted layouts"),
+    (folder_of_batches_and_other_things, "data_batch_1 is not a readable CIFAR-10 batch", None),
+    (unknown_class_folder, "the test classes differ from the train classes", "test has cat, which train lacks"),
+    (tree_without_train, "but no train/", None),
+    (tree_without_images, "no images in the class folder test/cat", None),
     (truncated_tar, "corrupt archive", "download it again"),
-    (corrupt_tar, "corrupt archive", "download it again"),
+    (corrupt_tar, "download it again", None),  # the gzip check or the unpickler, by where the damage lands
     (corrupt_pickle, "data_batch_3 is not a readable CIFAR-10 batch", "download it again"),
     (folder_missing_batches, "lacks data_batch_5, batches.meta", "download cifar-10-python.tar.gz again"),
     (tar_missing_test_batch, "lacks test_batch", None),

@@ -76,8 +76,8 @@ def test_torchvision_source_downloads_once_and_reuses_the_cache(paths, monkeypat
     monkeypatch.setattr(cifar_official, "TGZ_MD5", hashlib.md5(official_bytes).hexdigest())
     server = serve(official_bytes)
 
-    first = download("cifar10", Cifar10Data(source="torchvision"), 0, paths)
-    again = download("cifar10", Cifar10Data(source="torchvision"), 0, paths)
+    first = download("cifar10", Cifar10Data(source="torchvision"), 0, paths).samples
+    again = download("cifar10", Cifar10Data(source="torchvision"), 0, paths).samples
 
     assert server.requests == [cifar_official.URL]
     assert first == again == len(cifar_images)
@@ -107,7 +107,7 @@ def test_torchvision_checksum_mismatch_then_a_good_download_succeeds(
     monkeypatch.setattr(cifar_official, "TGZ_MD5", hashlib.md5(official_bytes).hexdigest())
     server = serve(official_bytes[:-100], official_bytes)
 
-    assert download("cifar10", Cifar10Data(source="torchvision"), 0, paths) == len(cifar_images)
+    assert download("cifar10", Cifar10Data(source="torchvision"), 0, paths).samples == len(cifar_images)
 
     assert server.requests == [cifar_official.URL, cifar_official.URL]
     assert list(cifar_official.cache_dir().iterdir()) == [cifar_official.cache_dir() / cifar_official.FILENAME]
@@ -121,7 +121,7 @@ def test_a_corrupt_archive_in_the_cache_is_replaced_by_a_fresh_download(
     archive.parent.mkdir(parents=True)
     archive.write_bytes(official_bytes[: len(official_bytes) // 2])
     serve(official_bytes)
-    assert download("cifar10", Cifar10Data(source="torchvision"), 0, paths) == len(cifar_images)
+    assert download("cifar10", Cifar10Data(source="torchvision"), 0, paths).samples == len(cifar_images)
     assert archive.read_bytes() == official_bytes
     assert list(cifar_official.cache_dir().iterdir()) == [archive]
 

@@ -9,10 +9,10 @@ import pytest
 
 from pipeline.config.datasets import Cifar10Data
 from pipeline.core.paths import Paths
-from pipeline.data.archive import list_images
+from pipeline.data.raw import read_samples
 from pipeline.data.sources.cifar_batches import PARTS
 from pipeline.data.sources.cifar_sample import BASE_FOLDER, cifar10_sample
-from pipeline.data.specs import CIFAR10, CIFAR10_CLASSES
+from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
 from pipeline.stages.download import download
 
 PER_CLASS, TEST_PER_CLASS = 3, 2
@@ -63,9 +63,9 @@ def test_sample_source_writes_pngs_of_the_packed_pixels(paths, sample):
     members = unpacked(sample)
     data = Cifar10Data(sample_per_class=PER_CLASS, sample_test_per_class=TEST_PER_CLASS)
 
-    count = download("cifar10", data, 3, paths)
+    count = download("cifar10", data, 3, paths).samples
 
-    frame = list_images(paths.raw_archive("cifar10"), CIFAR10)
+    frame = read_samples(paths, "cifar10")
     assert count == len(frame) == 10 * (PER_CLASS + TEST_PER_CLASS)
     assert frame.groupby("part")["class"].value_counts().unstack().to_dict("index") == {
         "test": dict.fromkeys(CIFAR10_CLASSES, TEST_PER_CLASS),

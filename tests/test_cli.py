@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 
-STAGES = ("download", "split", "preprocess", "augment", "train", "evaluate")
+STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate")
 COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "push", "pull")
 runner = CliRunner()
 
@@ -65,10 +65,11 @@ def test_no_arguments_shows_help():
 
 
 def test_all_stages_run_end_to_end(project):
-    assert ok("download", "catsdogs").stdout.startswith("catsdogs: 24 samples in data/raw/catsdogs")
-    assert json.loads(ok("split", "catsdogs").stdout)["train"] == {"cat": 6, "dog": 6}
+    downloaded = ok("download", "catsdogs").stdout
+    assert downloaded == "catsdogs: 24 samples of 2 classes (cat, dog), names layout, in data/raw/catsdogs\n"
+    assert json.loads(ok("settings", "catsdogs").stdout)["aug"]["rotation"] == 0
+    assert json.loads(ok("split", "catsdogs").stdout)["train"] == {"cat": 6, "dog": 6, "total": 12}
     assert json.loads(ok("preprocess", "catsdogs").stdout)["test"] == {"kept": 6, "skipped": 0}
-    assert json.loads(ok("augment", "catsdogs").stdout)["rotation"] == 0
     assert json.loads(ok("train", "catsdogs_cnn").stdout)["epoch"] == 2
     metrics = json.loads(ok("evaluate", "catsdogs_cnn", "--device", "cpu").stdout)
     assert metrics["samples"] == 6

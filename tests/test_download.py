@@ -12,13 +12,12 @@ from kagglehub.exceptions import KaggleApiHTTPError
 from pipeline.config.datasets import CatsDogsData
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.data.archive import list_images
+from pipeline.data.raw import read_samples
 from pipeline.data.sources.sample import catsdogs_sample
-from pipeline.data.specs import CATSDOGS
 from pipeline.stages.download import download
 from tests.conftest import refusal_writing_nothing_outside
 
-PATH_KEY = r"data\.catsdogs\.path"
+PATH_KEY = r"data\.catsdogs[.:]"
 RULES_URL = "https://www.kaggle.com/competitions/dogs-vs-cats/rules"
 
 
@@ -30,9 +29,13 @@ def images() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def expected(images) -> list[dict[str, str]]:
-    return [
-        {"path": f"train/{name}", "class": name.split(".")[0], "part": "train"} for name in sorted(images, key=_natural)
-    ]
+    return [{"name": name, "class": name.split(".")[0]} for name in sorted(images, key=_natural)]
+
+
+def listed(paths: Paths) -> list[dict[str, str]]:
+    """The raw samples as file names (the folders above them depend on the source) and classes, in order."""
+    frame = read_samples(paths, "catsdogs")
+    return [{"name": path.rsplit("/", 1)[-1], "class": cls} for path, cls in zip(frame["path"], frame["class"], strict=True)]
 
 
 def _natural(name: str) -> tuple[str, int]:
@@ -79,10 +82,10 @@ def assert_nothing_written(paths: Paths) -> None:
 
 
 def test_sample_source_writes_the_raw_archive(paths, tiny_params):
-    count = download("catsdogs", tiny_params.data["catsdogs"], tiny_params.seed, paths)
+    count = download("catsdogs", tiny_params.data["catsdogs"], tiny_params.seed, paths).samples
 
     per_class = tiny_params.data["catsdogs"].sample_per_class
-    frame = list_images(paths.raw_archive("catsdogs"), CATSDOGS)
+    frame = read_samples(paths, "catsdogs")
     assert count == len(frame) == 2 * per_class
     assert frame["class"].value_counts().to_dict() == {"cat": per_class, "dog": per_class}
 
@@ -112,7 +115,7 @@ STRAY_FILES = {
     "Thumbs.db": b"thumbs",
     ".DS_Store": b"ds",
     "train/bird.1.jpg": b"another class",
-    "train/cat.x.jpg": b"not numbered",
+    "train/cat.jpg": b"no class and number in its name",
     "sampleSubmission.csv": b"id,label\n",
     "__MACOSX/train/cat.99.jpg": b"apple double",
     "__MACOSX/train/._cat.0.jpg": b"apple double",
@@ -128,14 +131,13 @@ def local_competition_zip(root: Path, images: dict[str, bytes]) -> Path:
 
 
 def local_extracted_folder(root: Path, images: dict[str, bytes]) -> Path:
+    """The competition zip extracted, train.zip and test1.zip too: train/, test1/, sampleSubmission.csv."""
     folder = root / "extracted"
-    names = sorted(images)
-    for name in names[: len(names) // 2]:
-        write(folder / name, images[name])
-    for name in names[len(names) // 2 :]:
-        write(folder / "train" / name, images[name])
+    for name, data in images.items():
+        write(folder / "train" / name, data)
+    write(folder / "test1" / "1.jpg", next(iter(images.values())))
     for name, data in STRAY_FILES.items():
-        write(folder / name, data)
+        write(folder / name.replace("__MACOSX/", "__MACOSX/x/"), data)
     return folder
 
 
@@ -165,13 +167,12 @@ def local_folder_with_train_zip(root: Path, images: dict[str, bytes]) -> Path:
 def test_local_source_gives_the_same_images(tmp_path, paths, images, expected, make_source):
     source = make_source(tmp_path / "user", images)
 
-    count = download("catsdogs", local(source), 0, paths)
+    count = download("catsdogs", local(source), 0, paths).samples
 
-    target = paths.raw_archive("catsdogs")
-    assert list_images(target, CATSDOGS).to_dict("records") == expected
+    assert listed(paths) == expected
     assert count == len(expected)
-    members = archive_members(target)
-    assert {name: members[f"train/{name}"] for name in images} == images
+    members = {name.rsplit("/", 1)[-1]: data for name, data in archive_members(paths.raw_archive("catsdogs")).items()}
+    assert members == images
 
 
 def test_local_source_replaces_a_previous_archive(tmp_path, paths, images, expected):
@@ -179,7 +180,7 @@ def test_local_source_replaces_a_previous_archive(tmp_path, paths, images, expec
 
     download("catsdogs", local(local_train_zip(tmp_path / "user", images)), 0, paths)
 
-    assert list_images(paths.raw_archive("catsdogs"), CATSDOGS).to_dict("records") == expected
+    assert listed(paths) == expected
 
 
 def nonexistent(root: Path, images: dict[str, bytes]) -> Path:
@@ -223,14 +224,14 @@ def plain_file(root: Path, images: dict[str, bytes]) -> Path:
 
 BAD_SOURCES = [
     (nonexistent, "does not exist"),
-    (folder_without_images, "holds no train.zip"),
-    (zip_without_images, "holds no train.zip"),
+    (folder_without_images, "holds no images"),
+    (zip_without_images, "holds no images"),
     (competition_zip_with_bad_train_zip, "is not a zip file"),
     (competition_zip_with_empty_train_zip, "holds no images"),
-    (folder_with_empty_train_zip, "no images"),
-    (corrupt_zip, "corrupt zip"),
-    (truncated_zip, "is a corrupt zip"),
-    (plain_file, "neither a zip file nor a folder"),
+    (folder_with_empty_train_zip, "holds no images"),
+    (corrupt_zip, "is a corrupt archive"),
+    (truncated_zip, "is a corrupt archive"),
+    (plain_file, "holds no images"),
 ]
 
 
@@ -322,11 +323,11 @@ def test_kaggle_source_ingests_the_competition_folder(
     cache = local_folder_with_train_zip(tmp_path / "kagglehub-cache", images)
     calls = fake_competition_download(monkeypatch, cache)
 
-    count = download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
+    count = download("catsdogs", CatsDogsData(source="kaggle"), 0, paths).samples
 
     assert calls == ["dogs-vs-cats"]
     assert count == len(expected)
-    assert list_images(paths.raw_archive("catsdogs"), CATSDOGS).to_dict("records") == expected
+    assert listed(paths) == expected
 
 
 def test_kaggle_without_credentials_explains_how_to_add_them(paths, no_kaggle_env):
@@ -387,6 +388,6 @@ def test_kaggle_folder_without_images_names_the_source_key(tmp_path, paths, monk
     write(cache / "sampleSubmission.csv", b"id,label\n")
     fake_competition_download(monkeypatch, cache)
 
-    with pytest.raises(PipelineError, match=r"data\.catsdogs\.source: .*holds no train\.zip"):
+    with pytest.raises(PipelineError, match=r"data\.catsdogs: .*kagglehub-cache holds no images"):
         download("catsdogs", CatsDogsData(source="kaggle"), 0, paths)
     assert_nothing_written(paths)

@@ -5,6 +5,7 @@ import pytest
 import yaml
 from conftest import TINY, repo_params, tiny_raw
 
+from pipeline.config.datasets import PreprocessParams, SplitParams
 from pipeline.config.params import load_params, parse_params
 from pipeline.core.errors import PipelineError
 
@@ -160,15 +161,52 @@ def test_model_dataset_must_be_under_data():
         parse_params(tiny_raw(**{"models.catsdogs_cnn.dataset": "cifar10"}))
 
 
-def test_dataset_without_split_block_is_an_error():
-    with pytest.raises(PipelineError, match=r"split\.catsdogs: missing"):
-        parse_params(tiny_raw(split={}))
+def test_a_dataset_without_split_or_preprocess_blocks_gets_the_defaults():
+    params = parse_params(tiny_raw(split={}, preprocess={}))
+    assert params.split["catsdogs"] == SplitParams()
+    assert params.preprocess["catsdogs"] == PreprocessParams()
 
 
-def test_unknown_dataset_name_is_an_error():
-    raw = tiny_raw(**{"data.dogs": {"source": "sample"}, "split.dogs": {}, "preprocess.dogs": {}})
-    with pytest.raises(PipelineError, match=r"data\.dogs: unknown key; did you mean 'catsdogs'"):
-        parse_params(raw)
+def test_a_new_dataset_name_is_the_users_own_images_at_a_path():
+    params = parse_params(tiny_raw(**{"data.pets": {"source": "local", "path": "/data/pets"}}))
+    assert (params.data["pets"].path, params.data["pets"].layout, params.data["pets"].classes) == ("/data/pets", "auto", None)
+    assert params.split["pets"].val == 0.15 and params.preprocess["pets"].color == "rgb"
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"source": "sample"}, r"data\.dogs\.source: Input should be 'local'"),
+        ({"source": "local"}, r"data\.dogs: .*needs 'path'"),
+        ({"path": "x", "layot": "auto"}, r"data\.dogs\.layot: unknown key; did you mean 'layout'"),
+    ],
+)
+def test_a_bad_block_for_a_new_dataset_names_the_key(block, message):
+    with pytest.raises(PipelineError, match=message):
+        parse_params(tiny_raw(**{"data.dogs": block}))
+
+
+def test_a_split_block_for_a_dataset_that_is_not_there_is_an_error():
+    with pytest.raises(PipelineError, match=r"split\.pets: no such dataset under `data` \(catsdogs"):
+        parse_params(tiny_raw(**{"split.pets": {"val": 0.2}}))
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"val": 0}, r"split\.catsdogs\.val: .*expected an int >= 1 \(images per class\) or a float in \(0, 1\)"),
+        ({"test": 1.5}, r"split\.catsdogs\.test: .*expected an int"),
+        ({"val": True}, r"split\.catsdogs\.val: .*expected an int"),
+        ({"train": None, "val": 0.5, "test": 0.5}, r"split\.catsdogs: .*fractions add up to 1"),
+    ],
+)
+def test_bad_split_sizes_name_the_key(split, message):
+    with pytest.raises(PipelineError, match=message):
+        parse_params(tiny_raw(**{"split.catsdogs": split}))
+
+
+def test_val_fraction_is_the_older_name_of_a_fractional_val():
+    assert parse_params(tiny_raw(**{"split.catsdogs": {"val_fraction": 0.2}})).split["catsdogs"].val == 0.2
 
 
 def write_params(path: Path, raw: dict) -> Path:

@@ -23,7 +23,7 @@ def _expected_outputs() -> set[str]:
             paths.split_metrics(dataset),
             paths.split_plots(dataset),
             paths.preprocess_metrics(dataset),
-            paths.augment_file(dataset),
+            *(paths.settings_file(dataset, block) for block in ("split", "preprocess", "aug")),
         }
     for model in params["models"]:
         train_dir = paths.train_dir(model)

@@ -21,11 +21,11 @@ from pipeline.core.paths import SPLITS, Paths
 from pipeline.data.archive import write_zip
 from pipeline.data.images import TOO_LARGE, decode_image
 from pipeline.data.manifests import COLUMNS, read_manifest
-from pipeline.data.specs import CIFAR10_CLASSES
+from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
 from pipeline.data.store import ChannelStats, load_meta, load_split, split_files
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
-from tests.conftest import prepare, tiny_full
+from tests.conftest import prepare, tiny_full, write_raw_index
 
 
 def _files(paths: Paths) -> dict[Path, bytes]:
@@ -262,6 +262,7 @@ def cases(tmp_path_factory) -> Cases:
     paths = Paths(tmp_path_factory.mktemp("cases"))
     members = {name: make() for name, make in KEPT.items()} | {name: make() for name, (make, _) in SKIPPED.items()}
     write_zip(paths.raw_archive("cifar10"), members.items())
+    write_raw_index(paths, "cifar10", CIFAR10_CLASSES)
     _only_train(paths, "cifar10", list(members))
     decoded: list[bytes] = []
     real = cv2.imdecode

@@ -1,18 +1,18 @@
+import hashlib
 import re
 import zipfile
 from collections.abc import Iterator
 
+import pandas as pd
 import pytest
 
 from pipeline.core.errors import PipelineError
-from pipeline.data.archive import (
-    ZIP_EPOCH,
-    list_images,
-    open_archive,
-    refuse_unsafe,
-    write_zip,
-)
-from pipeline.data.specs import CATSDOGS
+from pipeline.config.datasets import CatsDogsData
+from pipeline.core.paths import Paths
+from pipeline.data.archive import ZIP_EPOCH, open_archive, refuse_unsafe, write_zip
+from pipeline.data.ingest import ingest
+from pipeline.data.raw import read_samples
+from pipeline.data.tree import open_tree
 
 MEMBERS = [("train/cat.1.jpg", b"cat one"), ("train/dog.1.jpg", b"dog one"), ("notes.txt", b"hello")]
 
@@ -62,7 +62,7 @@ def test_write_zip_keeps_previous_target_when_members_fail(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["train.zip"]
 
 
-def test_list_images_sorts_naturally_and_skips_non_images(tmp_path):
+def test_ingest_sorts_naturally_hashes_and_leaves_out_what_is_not_the_datasets(tmp_path):
     target = tmp_path / "train.zip"
     names = [
         "train/",
@@ -81,28 +81,34 @@ def test_list_images_sorts_naturally_and_skips_non_images(tmp_path):
         "train/cat.5.png",
         "sampleSubmission.csv",
     ]
-    write_zip(target, ((name, b"x") for name in names))
+    write_zip(target, ((name, name.encode()) for name in names))
+    folder = tmp_path / "raw"
+    folder.mkdir()
 
-    frame = list_images(target, CATSDOGS)
+    with open_tree(target, "data.catsdogs.path") as tree:
+        index = ingest(tree, CatsDogsData(), "data.catsdogs", folder)
 
-    assert list(frame.columns) == ["path", "class", "part"]
-    assert frame.to_dict("records") == [
-        {"path": "train/cat.1.jpg", "class": "cat", "part": "train"},
-        {"path": "train/cat.2.jpg", "class": "cat", "part": "train"},
-        {"path": "train/cat.10.jpg", "class": "cat", "part": "train"},
-        {"path": "train/dog.2.jpg", "class": "dog", "part": "train"},
-        {"path": "train/dog.10.jpg", "class": "dog", "part": "train"},
-    ]
+    frame = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
+    assert list(frame.columns) == ["path", "class", "part", "sha256"]
+    kept = ["cat.1.jpg", "cat.2.jpg", "cat.5.png", "cat.10.jpg", "cat.x.jpg", "dog.2.jpg", "dog.10.jpg"]
+    assert frame["path"].tolist() == [f"train/{name}" for name in kept]
+    assert frame["class"].tolist() == ["cat"] * 5 + ["dog"] * 2
+    assert set(frame["part"]) == {""}
+    assert frame["sha256"].tolist() == [hashlib.sha256(path.encode()).hexdigest() for path in frame["path"]]
+    with zipfile.ZipFile(folder / "images.zip") as archive:
+        assert archive.namelist() == frame["path"].tolist()
+    assert (index.classes, index.samples, index.layout) == (("cat", "dog"), 7, "names")
+    assert index.ignored == {
+        ".DS_Store": 2, "Thumbs.db": 1, "__MACOSX/": 2, "images of classes not in `classes`": 1, "not images": 1
+    }
 
 
-def test_list_images_of_an_archive_without_images_is_empty(tmp_path):
+def test_ingest_of_an_archive_without_images_is_an_error(tmp_path):
     target = tmp_path / "train.zip"
     write_zip(target, [("readme.txt", b"x")])
 
-    frame = list_images(target, CATSDOGS)
-
-    assert frame.empty
-    assert list(frame.columns) == ["path", "class", "part"]
+    with open_tree(target, "data.catsdogs.path") as tree, pytest.raises(PipelineError, match="holds no images"):
+        ingest(tree, CatsDogsData(), "data.catsdogs", tmp_path)
 
 
 def test_open_archive_of_missing_file_names_the_path(tmp_path):
@@ -120,9 +126,9 @@ def test_open_archive_of_corrupt_file_names_the_path(tmp_path):
         open_archive(corrupt)
 
 
-def test_list_images_of_missing_archive_is_a_pipeline_error(tmp_path):
-    with pytest.raises(PipelineError, match="run the download stage first"):
-        list_images(tmp_path / "train.zip", CATSDOGS)
+def test_reading_raw_samples_that_are_not_there_says_to_download(tmp_path):
+    with pytest.raises(PipelineError, match=r"samples\.csv: not found; run the download stage first"):
+        read_samples(Paths(tmp_path), "catsdogs")
 
 
 UNSAFE = ["../x.jpg", "/x.jpg", "..\\x.jpg", "C:/x.jpg", "C:x.jpg", "a/../../x", "//host/share/x"]

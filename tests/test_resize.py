@@ -14,10 +14,10 @@ from pipeline.core.paths import SPLITS, Paths
 from pipeline.data.archive import write_zip
 from pipeline.data.images import decode_image
 from pipeline.data.manifests import COLUMNS
-from pipeline.data.specs import CIFAR10_CLASSES
+from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
 from pipeline.data.store import load_meta, load_split
 from pipeline.stages.preprocess import preprocess, size_report
-from tests.conftest import tiny_raw
+from tests.conftest import tiny_raw, write_raw_index
 
 BACKGROUND, RED, BLUE = (100, 100, 100), (255, 0, 0), (0, 0, 255)
 SIZE = 40  # 200 px / 40 = 5: each output pixel averages whole source pixels, so colours stay exact
@@ -108,6 +108,7 @@ MEMBERS = {  # name: (width, height); the empty file is skipped
 def _prepared(paths: Paths) -> Paths:
     members = {name: _png(_striped(*size)) if size else b"" for name, size in MEMBERS.items()}
     write_zip(paths.raw_archive("cifar10"), members.items())
+    write_raw_index(paths, "cifar10", CIFAR10_CLASSES)
     paths.manifest_dir("cifar10").mkdir(parents=True)
     for split_name in SPLITS:
         rows = [

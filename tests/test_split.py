@@ -3,13 +3,14 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline.config.datasets import CountSplit, HoldoutSplit
+from pipeline.config.datasets import SplitParams
 from pipeline.config.params import Params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import SPLITS, Paths
-from pipeline.data.archive import write_zip
+from pipeline.data.classes import Listing
 from pipeline.data.manifests import read_manifest
-from pipeline.data.specs import CIFAR10_CLASSES
+from pipeline.data.raw import write_index
+from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
 from pipeline.stages.download import download
 from pipeline.stages.split import split
 
@@ -40,7 +41,7 @@ def test_each_split_has_the_configured_count_of_every_class(raw, tiny_params):
     for name, per_class in expected.items():
         frame = read_manifest(raw, "catsdogs", name)
         assert frame["class"].value_counts().to_dict() == {"cat": per_class, "dog": per_class}
-        assert counts[name] == {"cat": per_class, "dog": per_class}
+        assert counts[name] == {"cat": per_class, "dog": per_class, "total": 2 * per_class}
 
 
 def test_labels_are_the_class_index(raw, tiny_params):
@@ -80,8 +81,8 @@ def test_different_seed_gives_a_different_split(raw, tiny_params):
 
 
 def test_too_few_images_names_the_counts_and_the_key(raw, tiny_params):
-    with pytest.raises(PipelineError, match=r"split\.catsdogs.*13 images.*cat: 12, dog: 12"):
-        split("catsdogs", CountSplit(train=6, val=3, test=4), tiny_params.seed, raw)
+    with pytest.raises(PipelineError, match=r"split\.catsdogs: class 'cat' has 12 images .*train 6 \+ val 3 \+ test 4 = 13"):
+        split("catsdogs", SplitParams(train=6, val=3, test=4), tiny_params.seed, raw)
     assert not raw.manifest_dir("catsdogs").exists()
 
 
@@ -92,6 +93,7 @@ def test_split_metrics_json_counts_every_split(raw, tiny_params):
         "train": {"cat": 6, "dog": 6, "total": 12},
         "val": {"cat": 3, "dog": 3, "total": 6},
         "test": {"cat": 3, "dog": 3, "total": 6},
+        "duplicates": {"dropped_from_val": 0, "dropped_from_test": 0, "within_a_split": 0},
     }
 
 
@@ -108,54 +110,84 @@ def test_read_manifest_of_a_missing_split_says_to_run_split(paths):
         read_manifest(paths, "catsdogs", "train")
 
 
-def _cifar_raw(paths: Paths, train_per_class: dict[str, int], test_per_class: int = 5) -> Paths:
-    """A raw CIFAR-10 archive whose members are named as the readers write them (split never decodes them)."""
-    members = [
-        (f"{part}/{cls}/{number:05d}.png", b"png")
-        for part, counts in (("train", train_per_class), ("test", dict.fromkeys(CIFAR10_CLASSES, test_per_class)))
-        for cls in CIFAR10_CLASSES
-        for number in range(counts.get(cls, 20))
-    ]
-    write_zip(paths.raw_archive("cifar10"), members)
+def _raw(paths: Paths, rows: list[tuple[str, str, str, str]], dataset: str = "own") -> Paths:
+    """A raw dataset as download writes it, `(path, class, part, sha256)` rows (split never reads the images)."""
+    frame = pd.DataFrame(rows, columns=["path", "class", "part", "sha256"])
+    classes = tuple(sorted(set(frame["class"])))
+    paths.raw_dir(dataset).mkdir(parents=True)
+    write_index(paths.raw_dir(dataset), "images", Listing("class_folders", [], classes, {}), frame)
     return paths
 
 
-def _holdout_split(paths: Paths, **changes) -> dict:
-    return split("cifar10", HoldoutSplit(**changes), 0, paths)
+def _images(counts: dict[str, int], part: str = "") -> list[tuple[str, str, str, str]]:
+    """`count` rows of each class, every one with its own content hash."""
+    return [(f"{part or 'all'}/{cls}/{n}.jpg", cls, part, f"{part}{cls}{n}") for cls, count in counts.items() for n in range(count)]
 
 
-def test_holdout_keeps_the_official_test_set_and_holds_out_val_from_train(paths):
-    counts = _holdout_split(_cifar_raw(paths, {}), val_fraction=0.1)
-    assert counts["train"] == dict.fromkeys(CIFAR10_CLASSES, 18)
-    assert counts["val"] == dict.fromkeys(CIFAR10_CLASSES, 2)
-    assert counts["test"] == dict.fromkeys(CIFAR10_CLASSES, 5)
-    manifests = {name: read_manifest(paths, "cifar10", name) for name in SPLITS}
+def _counts(paths: Paths, dataset: str = "own") -> dict[str, dict[str, int]]:
+    return {name: read_manifest(paths, dataset, name)["class"].value_counts().to_dict() for name in SPLITS}
+
+
+def test_a_given_test_part_is_kept_and_val_is_held_out_of_train(paths):
+    _raw(paths, _images(dict.fromkeys(CIFAR10_CLASSES, 20), "train") + _images(dict.fromkeys(CIFAR10_CLASSES, 5), "test"))
+    split("own", SplitParams(val=0.1), 0, paths)
+    assert _counts(paths) == {
+        "train": dict.fromkeys(CIFAR10_CLASSES, 18), "val": dict.fromkeys(CIFAR10_CLASSES, 2),
+        "test": dict.fromkeys(CIFAR10_CLASSES, 5),
+    }
+    manifests = {name: read_manifest(paths, "own", name) for name in SPLITS}
     assert manifests["test"]["path"].str.startswith("test/").all()
-    assert manifests["train"]["path"].str.startswith("train/").all()
     assert not set(manifests["train"]["path"]) & set(manifests["val"]["path"])
     frame = pd.concat(manifests.values())
     assert (frame["label"] == frame["class"].map(CIFAR10_CLASSES.index)).all()
 
 
-def test_holdout_balances_classes_to_the_smallest_and_applies_the_caps(paths):
-    _cifar_raw(paths, {"cat": 12})
-    assert _holdout_split(paths, val_fraction=0.25)["train"] == dict.fromkeys(CIFAR10_CLASSES, 9)
-    capped = _holdout_split(paths, val_fraction=0.25, max_train_per_class=8, max_test_per_class=3)
-    assert (capped["train"]["dog"], capped["val"]["dog"], capped["test"]["dog"]) == (6, 2, 3)
+def test_fractions_keep_each_classs_share_of_an_imbalanced_dataset(paths):
+    _raw(paths, _images({"common": 200, "rare": 20}))
+    split("own", SplitParams(val=0.15, test=0.15), 0, paths)
+    assert _counts(paths) == {
+        "train": {"common": 140, "rare": 14}, "val": {"common": 30, "rare": 3}, "test": {"common": 30, "rare": 3}
+    }
 
 
-def test_holdout_is_seeded_by_its_own_seed(paths):
-    _cifar_raw(paths, {})
-    _holdout_split(paths, seed=43)
-    first = _manifest_bytes(paths, "cifar10")
-    split("cifar10", HoldoutSplit(seed=43), 99, paths)
-    assert _manifest_bytes(paths, "cifar10") == first
-    _holdout_split(paths, seed=44)
-    assert _manifest_bytes(paths, "cifar10") != first
+def test_integers_balance_the_splits_and_train_null_takes_the_rest(paths):
+    _raw(paths, _images({"common": 200, "rare": 20}))
+    split("own", SplitParams(val=5, test=5), 0, paths)
+    assert _counts(paths) == {"train": {"common": 190, "rare": 10}, "val": {"common": 5, "rare": 5}, "test": {"common": 5, "rare": 5}}
 
 
-def test_holdout_without_official_test_images_of_a_class_names_the_counts(paths):
-    members = [(f"train/{cls}/{n:05d}.png", b"png") for cls in CIFAR10_CLASSES for n in range(4)]
-    write_zip(paths.raw_archive("cifar10"), members + [("test/cat/00000.png", b"png")])
-    with pytest.raises(PipelineError, match=r"split\.cifar10: every class needs at least 1 official test.*airplane: 0"):
-        _holdout_split(paths)
+def test_a_class_too_small_for_the_fractions_is_named(paths):
+    _raw(paths, _images({"big": 50, "tiny": 2}))
+    with pytest.raises(PipelineError, match=r"split\.own: class 'tiny' has 2 images .*at least 1 for train = 3"):
+        split("own", SplitParams(), 0, paths)
+
+
+def test_split_folders_are_used_as_given_and_capped(paths):
+    _raw(paths, _images({"a": 30, "b": 30}, "train") + _images({"a": 7, "b": 9}, "val") + _images({"a": 4, "b": 4}, "test"))
+    split("own", SplitParams(val=0.3, test=0.3, max_train_per_class=20, max_val_per_class=8), 0, paths)
+    assert _counts(paths) == {"train": {"a": 20, "b": 20}, "val": {"a": 7, "b": 8}, "test": {"a": 4, "b": 4}}
+
+
+def test_a_split_is_seeded_by_its_own_seed_when_it_has_one(paths):
+    _raw(paths, _images({"a": 30, "b": 30}))
+    split("own", SplitParams(seed=43), 0, paths)
+    first = _manifest_bytes(paths, "own")
+    split("own", SplitParams(seed=43), 99, paths)
+    assert _manifest_bytes(paths, "own") == first
+    split("own", SplitParams(seed=44), 0, paths)
+    assert _manifest_bytes(paths, "own") != first
+
+
+def test_identical_files_are_kept_out_of_the_later_split_and_reported(paths):
+    rows = _images({"a": 20, "b": 20}, "train") + _images({"a": 5, "b": 5}, "test")
+    rows[-1] = ("test/b/copy.jpg", "b", "test", rows[0][3])  # the same bytes as the first training image
+    rows.append(("train/a/again.jpg", "a", "train", rows[1][3]))  # a copy within the training part (seed 0 draws both)
+    _raw(paths, rows)
+
+    summary = split("own", SplitParams(val=0.25), 0, paths)
+
+    assert summary["duplicates"] == {"dropped_from_val": 0, "dropped_from_test": 1, "within_a_split": 1}
+    assert "test/b/copy.jpg" not in set(read_manifest(paths, "own", "test")["path"])
+    listed = pd.read_csv(paths.manifest_dir("own") / "duplicates.csv")
+    assert {"split": "test", "path": "test/b/copy.jpg", "same_as": rows[0][0], "in": "train"} in listed.to_dict("records")
+    assert json.loads(paths.split_metrics("own").read_text())["duplicates"] == summary["duplicates"]

@@ -7,13 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.config.datasets import CountSplit, IrisData, TablePreprocess
+from pipeline.config.datasets import IrisData, SplitParams, TablePreprocess
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.runtime import Normalization, to_tensor
-from pipeline.data.specs import IRIS
 from pipeline.data.store import load_meta, load_split
-from pipeline.data.tables import list_rows, write_table
+from pipeline.data.tables import read_table, write_table
 from pipeline.stages.download import download
 from pipeline.stages.evaluate import evaluate
 from pipeline.stages.preprocess import preprocess
@@ -35,7 +34,7 @@ IRIS_PARAMS = {
 def iris(paths):
     """Iris taken through download, split and preprocess."""
     params = parse_params(IRIS_PARAMS)
-    assert download("iris", params.data["iris"], params.seed, paths) == 150
+    assert download("iris", params.data["iris"], params.seed, paths).samples == 150
     split("iris", params.split["iris"], params.seed, paths)
     preprocess("iris", params.preprocess["iris"], paths)
     return paths
@@ -94,19 +93,17 @@ def test_the_iris_mlp_trains_and_evaluates_with_a_feature_scatter(iris):
 
 
 def test_a_table_without_a_class_column_is_an_error_naming_the_file(tmp_path):
-    path = tmp_path / "table.csv"
-    write_table(path, pd.DataFrame({"a": [1.0], "b": [2.0]}))
-    with pytest.raises(PipelineError, match=rf"{path}: no 'class' column"):
-        list_rows(path, IRIS)
+    with pytest.raises(PipelineError, match=r"table\.csv: no 'class' column"):
+        write_table(tmp_path, pd.DataFrame({"a": [1.0], "b": [2.0]}))
 
 
-def test_a_table_with_unknown_classes_is_an_error_naming_the_file(tmp_path):
-    path = tmp_path / "table.csv"
-    write_table(path, pd.DataFrame({"a": [1.0], "class": ["rose"]}))
-    with pytest.raises(PipelineError, match=rf"{path}: expected numeric features and classes setosa"):
-        list_rows(path, IRIS)
+def test_a_raw_table_with_text_features_is_an_error_naming_the_file(paths):
+    paths.raw_dir("iris").mkdir(parents=True)
+    pd.DataFrame({"a": ["x"], "class": ["rose"]}).to_csv(paths.raw_table("iris"), index=False)
+    with pytest.raises(PipelineError, match=rf"{paths.raw_table('iris')}: expected numeric features"):
+        read_table(paths, "iris")
 
 
 def test_too_few_rows_for_the_split_names_the_counts(iris):
-    with pytest.raises(PipelineError, match=r"split\.iris: each class needs .* = 60 .*setosa: 50"):
-        split("iris", CountSplit(train=40, val=10, test=10), 0, iris)
+    with pytest.raises(PipelineError, match=r"split\.iris: class 'setosa' has 50 images to split, but .* = 60"):
+        split("iris", SplitParams(train=40, val=10, test=10), 0, iris)

@@ -24,7 +24,7 @@ def ingest(tree: Tree, data: DataSource, key: str, folder: Path) -> RawIndex:
 
     def hashed() -> Iterator[tuple[str, bytes]]:
         names = [sample.path for sample in listing.samples]
-        for name, blob in tqdm(tree.read_many(names), total=len(names), desc=f"read {tree.source.name}", disable=None):
+        for name, blob in tqdm(tree.read_many(names), total=len(names), desc=f"read {tree.shown}", disable=None):
             hashes[name] = hashlib.sha256(blob).hexdigest()
             yield name, blob
 

@@ -68,14 +68,14 @@ def read_listing(
     """
     if layout != "auto" and layout not in LAYOUTS and not layout.startswith("csv:"):
         raise PipelineError(f"{key}.layout: unknown layout {layout!r}; choose auto or one of: {ACCEPTED}")
-    files = _sorted_out(tree.names(), str(tree.source))
+    files = _sorted_out(tree.names(), tree.shown)
     if not files.images and not layout.startswith("csv"):
         raise PipelineError(
-            f"{key}: {tree.source} holds no images ({', '.join(IMAGE_SUFFIXES)}); found {_found(files, '')}; "
+            f"{key}: {tree.shown} holds no images ({', '.join(IMAGE_SUFFIXES)}); found {_found(files, '')}; "
             f"accepted layouts: {ACCEPTED}"
         )
     kind, root = _detect(files, tree, key) if layout == "auto" else _named(layout, files, key)
-    where = f"{tree.source}" + (f", folder {root}" if root and kind != "csv" else "")
+    where = f"{tree.shown}" + (f", folder {root}" if root and kind != "csv" else "")
     samples, seen, used = READERS[kind](tree, files, root, f"{key}: {where}")
     files.ignored[NOT_IMAGES] += len([name for name in files.others if name not in used])
     files.ignored[NOT_LISTED if kind == "csv" else OUTSIDE] += len([name for name in files.images if name not in used])
@@ -153,7 +153,7 @@ def _detect(files: _Files, tree: Tree, key: str) -> tuple[str, str]:
             return "class_folders", root
         break
     raise PipelineError(
-        f"{key}: {tree.source} is in no layout it can tell; found {_found(files, root)}; accepted "
+        f"{key}: {tree.shown} is in no layout it can tell; found {_found(files, root)}; accepted "
         f"layouts: {ACCEPTED} (or name one with `layout`, and csv:<file> to choose among CSV files)"
     )
 

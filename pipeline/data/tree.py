@@ -27,9 +27,10 @@ ACCEPTED = "a folder, a .zip, or a .tar / .tar.gz / .tgz"
 class Tree:
     """Files under one root, by posix relative path; a context manager that closes the archive behind it."""
 
-    def __init__(self, source: Path, key: str) -> None:
+    def __init__(self, source: Path, key: str, shown: str = "") -> None:
         self.source = source
         self.key = key
+        self.shown = shown or str(source)  # how errors name the tree: `train.zip inside dogs-vs-cats.zip`
 
     def names(self) -> list[str]:
         """Every file's posix path relative to the root, sorted."""
@@ -57,15 +58,15 @@ class Tree:
     def _corrupt(self, exc: BaseException, name: str = "") -> PipelineError:
         where = f" at {name!r}" if name else ""
         return PipelineError(
-            f"{self.key}: {self.source} is a corrupt archive ({exc}{where}); download or pack it again"
+            f"{self.key}: {self.shown} is a corrupt archive ({exc}{where}); download or pack it again"
         )
 
 
 class FolderTree(Tree):
     """The files under a folder, at any depth (a symbolic link is read as what it points at)."""
 
-    def __init__(self, source: Path, key: str) -> None:
-        super().__init__(source, key)
+    def __init__(self, source: Path, key: str, shown: str = "") -> None:
+        super().__init__(source, key, shown)
         self._names = sorted(path.relative_to(source).as_posix() for path in source.rglob("*") if path.is_file())
 
     def names(self) -> list[str]:
@@ -85,14 +86,14 @@ class FolderTree(Tree):
 class ZipTree(Tree):
     """The file entries of a zip (folder entries left out)."""
 
-    def __init__(self, source: Path, key: str) -> None:
-        super().__init__(source, key)
+    def __init__(self, source: Path, key: str, shown: str = "") -> None:
+        super().__init__(source, key, shown)
         try:
             self._zip = zipfile.ZipFile(source)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise self._corrupt(exc) from None
         with _closed_on_error(self._zip):
-            refuse_unsafe(self._zip.namelist(), str(source), key)
+            refuse_unsafe(self._zip.namelist(), self.shown, key)
         self._names = sorted({info.filename for info in self._zip.infolist() if not info.is_dir()})
 
     def names(self) -> list[str]:
@@ -114,8 +115,8 @@ class ZipTree(Tree):
 class TarTree(Tree):
     """The regular files (and hard links) of a tar archive, any compression."""
 
-    def __init__(self, source: Path, key: str) -> None:
-        super().__init__(source, key)
+    def __init__(self, source: Path, key: str, shown: str = "") -> None:
+        super().__init__(source, key, shown)
         try:
             self._tar = tarfile.open(source, mode="r:*")
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
@@ -126,7 +127,7 @@ class TarTree(Tree):
             except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 raise self._corrupt(exc) from None
             for member in members:
-                refuse_unsafe([member.name, link_target(member)], str(source), key)
+                refuse_unsafe([member.name, link_target(member)], self.shown, key)
         files = [member for member in members if member.isfile() or member.islnk()]
         self._members = {member.name.removeprefix("./"): member for member in files}
 
@@ -153,21 +154,22 @@ class TarTree(Tree):
         self._tar.close()
 
 
-def open_tree(path: Path, key: str) -> Tree:
+def open_tree(path: Path, key: str, shown: str = "") -> Tree:
     """The tree of files at `path`: a folder, a zip, or a tar (by its name, else by its first bytes).
 
-    `key` is the params key that names `path`, put at the head of every error.
+    `key` is the params key that names `path`, put at the head of every error; `shown` names the tree in errors
+    (default: its path).
     """
     path = Path(path)
     if path.is_dir():
-        return FolderTree(path, key)
+        return FolderTree(path, key, shown)
     if not path.is_file():
         raise PipelineError(f"{key}: {path} does not exist; point it at {ACCEPTED}")
     name = path.name.lower()
     if name.endswith(".zip") or _starts_like_zip(path):
-        return ZipTree(path, key)
+        return ZipTree(path, key, shown)
     if name.endswith(TAR_SUFFIXES) or tarfile.is_tarfile(path):
-        return TarTree(path, key)
+        return TarTree(path, key, shown)
     raise PipelineError(f"{key}: {path} is neither a folder nor a zip or tar archive; point it at {ACCEPTED}")
 
 

@@ -34,44 +34,47 @@ INNER_ARCHIVE = "train.zip"
 def open_source(dataset: str, data: DataSource, seed: int, scratch: Path) -> Iterator[Tree]:
     """The tree of `dataset`'s raw images from its `data` source; temporary files go to `scratch` and are removed."""
     key = f"data.{dataset}"
-    if data.source == "local" and dataset == "catsdogs":
-        with _competition_train(Path(data.path or ""), f"{key}.path", scratch) as path, open_tree(path, f"{key}.path") as tree:
+    path, at_path, at_source = Path(data.path or ""), f"{key}.path", f"{key}.source"
+    if data.source == "local" and isinstance(data, CatsDogsData):
+        with _competition_train(path, at_path, scratch) as (train, shown), open_tree(train, at_path, shown) as tree:
             yield tree
-    elif data.source == "local" and isinstance(data, Cifar10Data) and _is_pickled(Path(data.path or "")):
-        with _members_tree(_pickled(Path(data.path or ""), f"{key}.path"), f"{key}.path", scratch) as tree:
+    elif data.source == "local" and isinstance(data, Cifar10Data) and _is_pickled(path):
+        with _members_tree(_pickled(path, at_path), at_path, str(path), scratch) as tree:
             yield tree
     elif data.source == "local":
-        with open_tree(Path(data.path or ""), f"{key}.path") as tree:
+        with open_tree(path, at_path) as tree:
             yield tree
     elif data.source == "kaggle":
-        with _competition_train(fetch_competition(KAGGLE_COMPETITION), f"{key}.source", scratch) as path, open_tree(
-            path, f"{key}.source"
-        ) as tree:
+        download = fetch_competition(KAGGLE_COMPETITION)
+        with _competition_train(download, at_source, scratch) as (train, shown), open_tree(train, at_source, shown) as tree:
             yield tree
     elif data.source == "torchvision":
-        with _members_tree(_pickled(fetch_official(cache_dir()), f"{key}.source"), f"{key}.source", scratch) as tree:
+        archive = fetch_official(cache_dir())
+        with _members_tree(_pickled(archive, at_source), at_source, str(archive), scratch) as tree:
             yield tree
     elif isinstance(data, Cifar10Data):
         sample = cifar10_sample(data.sample_per_class, data.sample_test_per_class, seed)
         with tempfile.SpooledTemporaryFile() as file:
             file.write(sample)
             file.seek(0)
-            members = png_members(read_tar(file, "the generated sample", f"{key}.source"))
-            with _members_tree(members, f"{key}.source", scratch) as tree:
+            members = png_members(read_tar(file, "the generated sample", at_source))
+            with _members_tree(members, at_source, "the generated sample", scratch) as tree:
                 yield tree
     elif isinstance(data, CatsDogsData):
-        with _members_tree(catsdogs_sample(data.sample_per_class, seed), f"{key}.source", scratch) as tree:
+        members = catsdogs_sample(data.sample_per_class, seed)
+        with _members_tree(members, at_source, "the generated sample", scratch) as tree:
             yield tree
     else:
         raise PipelineError(f"{key}.source: {data.source!r} is not an image source")
 
 
 @contextmanager
-def _members_tree(members: Iterable[tuple[str, bytes]], key: str, scratch: Path) -> Iterator[Tree]:
-    """Members made in memory as a tree: written to a temporary zip in `scratch`, removed after."""
+def _members_tree(members: Iterable[tuple[str, bytes]], key: str, shown: str, scratch: Path) -> Iterator[Tree]:
+    """Members made in memory as a tree (named `shown` in errors): written to a temporary zip in `scratch`, removed
+    after."""
     with _scratch_file(scratch, ".zip") as path:
         write_zip(path, members)
-        with ZipTree(path, key) as tree:
+        with ZipTree(path, key, shown) as tree:
             yield tree
 
 
@@ -121,28 +124,33 @@ def _batches_folder(folder: Path) -> Path | None:
 
 
 @contextmanager
-def _competition_train(source: Path, key: str, scratch: Path) -> Iterator[Path]:
-    """The dogs-vs-cats training images inside a competition download: `train.zip` in a folder or inside the
-    competition zip (extracted to `scratch`), or an extracted `train/` folder; any other path as it is."""
+def _competition_train(source: Path, key: str, scratch: Path) -> Iterator[tuple[Path, str]]:
+    """The dogs-vs-cats training images inside a competition download, and how errors name them: `train.zip` in a
+    folder or inside the competition zip (extracted to `scratch`), or an extracted `train/` folder; any other path
+    as it is."""
     if source.is_dir() and (source / INNER_ARCHIVE).is_file():
-        yield source / INNER_ARCHIVE
+        yield source / INNER_ARCHIVE, str(source / INNER_ARCHIVE)
     elif source.is_dir() and (source / "train").is_dir():
-        yield source / "train"
+        yield source / "train", str(source / "train")
     elif source.is_file() and zipfile.is_zipfile(source) and _inner_archive(source, key):
+        shown = f"{INNER_ARCHIVE} inside {source}"
         with zipfile.ZipFile(source) as archive, _scratch_file(scratch, ".zip") as path:
             with archive.open(_inner_archive(source, key)) as src, path.open("wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 20)
             if not zipfile.is_zipfile(path):
-                raise PipelineError(f"{key}: {INNER_ARCHIVE} inside {source} is not a zip file; download it again")
-            yield path
+                raise PipelineError(f"{key}: {shown} is not a zip file; download it again")
+            yield path, shown
     else:
-        yield source
+        yield source, str(source)
 
 
 def _inner_archive(source: Path, key: str) -> str:
     """The `train.zip` member of a competition zip that holds no images itself; "" otherwise."""
-    with zipfile.ZipFile(source) as archive:
-        names = archive.namelist()
+    try:
+        with zipfile.ZipFile(source) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return ""  # read as a tree, which names what is wrong
     refuse_unsafe(names, str(source), key)
     if any(name.lower().endswith((".jpg", ".jpeg", ".png")) for name in names):
         return ""

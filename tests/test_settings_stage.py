@@ -1,0 +1,56 @@
+"""Stage `settings`: each dataset's split, preprocess and aug blocks with the defaults filled in (`aug` empty for a
+table), the files split, preprocess and train depend on, so that optional blocks work and only what changed re-runs."""
+
+import json
+
+from pipeline.config.params import parse_params
+from pipeline.stages.settings import settings
+from tests.conftest import repo_params
+
+
+def params_with(**changes: object) -> dict:
+    """The repository's params with a dataset of the user's own (`pets`) and `block__key=value` changes."""
+    raw = repo_params()
+    raw["data"]["pets"] = {"source": "local", "path": "/data/pets"}
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        block = raw
+        for part in parents:
+            block = block.setdefault(part, {})
+        block[leaf] = value
+    return raw
+
+
+def test_a_dataset_without_split_or_preprocess_blocks_gets_the_defaults(paths):
+    written = settings("pets", parse_params(params_with()), paths)
+
+    assert written["split"] == {
+        "train": None, "val": 0.15, "test": 0.15, "seed": 42,
+        "max_train_per_class": None, "max_val_per_class": None, "max_test_per_class": None,
+    }
+    assert written["preprocess"] == {"size": 80, "color": "rgb", "resize": "squash", "normalize": True}
+    assert json.loads(paths.settings_file("pets", "split").read_text()) == written["split"]
+
+
+def test_an_image_dataset_gets_the_aug_block_and_a_table_gets_none(paths):
+    params = parse_params(params_with(aug__rotation=20, aug__hflip=0.5))
+    assert settings("catsdogs", params, paths)["aug"] == params.aug.model_dump(mode="json")
+    assert json.loads(paths.settings_file("catsdogs", "aug").read_text())["rotation"] == 20
+    assert settings("iris", params, paths)["aug"] == {}
+
+
+def test_a_change_rewrites_only_the_files_it_touches(paths):
+    settings("cifar10", parse_params(params_with()), paths)
+    before = {block: paths.settings_file("cifar10", block).read_bytes() for block in ("split", "preprocess", "aug")}
+
+    settings("cifar10", parse_params(params_with(seed=7, aug__rotation=10, preprocess__catsdogs__size=64)), paths)
+
+    after = {block: paths.settings_file("cifar10", block).read_bytes() for block in ("split", "preprocess", "aug")}
+    assert after["split"] == before["split"]  # its own seed, 43, not the global one
+    assert after["preprocess"] == before["preprocess"]
+    assert after["aug"] != before["aug"]
+
+
+def test_a_split_without_its_own_seed_follows_the_global_seed(paths):
+    settings("catsdogs", parse_params(params_with(seed=7)), paths)
+    assert json.loads(paths.settings_file("catsdogs", "split").read_text())["seed"] == 7
