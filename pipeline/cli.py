@@ -200,13 +200,36 @@ def inspect(
     layout: Annotated[
         str, typer.Option(help="auto, class_folders, split_folders, names, csv or csv:<file in the tree>.")
     ] = "auto",
+    write: Annotated[
+        str | None,
+        typer.Option("--write", metavar="NAME", help="Add the printed params blocks to --params as dataset NAME."),
+    ] = None,
+    params: ParamsFile = DEFAULT_PARAMS,
 ) -> None:
     """Look at a dataset before training on it: its layout, classes and counts, image sizes and formats, unreadable
-    and duplicate files, what is ignored, and the preprocess size and colour its images call for."""
+    and duplicate files, what is ignored, and the params blocks that declare it (--write NAME adds them)."""
     from pipeline.analysis.inspect import inspect as run
     from pipeline.analysis.inspect import render
+    from pipeline.analysis.params_blocks import (
+        blocks_text,
+        check_name,
+        dataset_name,
+        model_name,
+        suggest,
+        write_blocks,
+    )
 
-    typer.echo(render(run(path, layout)), nl=False)
+    if write:
+        check_name(params, write)  # before reading what may be thousands of images
+    found = run(path, layout)
+    name = write or dataset_name(path)
+    entries = suggest(found, name, path, layout)
+    typer.echo(render(found))
+    typer.echo(f"params to declare it as {name!r} (--write NAME adds them to params.yaml):\n")
+    typer.echo(blocks_text(entries), nl=False)
+    if write:
+        added = write_blocks(params, name, entries)
+        typer.echo(f"\nadded {', '.join(added)} to {params}; then run:\n  uv run dvc repro evaluate@{model_name(name)}")
 
 
 Remote = Annotated[

@@ -1,16 +1,33 @@
 """`pipeline inspect`: a dataset looked at before training on it (layout, classes, sizes, formats, unreadable and
-duplicate files, ignored files, the preprocess size and colour its images call for)."""
+duplicate files, ignored files) and the params blocks that declare it, written into params.yaml on request
+(`--write NAME`) with its comments kept."""
 
+import difflib
+import shutil
 
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.analysis.inspect import inspect, suggested_side
+from pipeline.analysis.inspect import inspect
+from pipeline.analysis.params_blocks import aspect_range, dataset_name, suggested_side
 from pipeline.cli import app
+from pipeline.config.overrides import read_yaml
+from pipeline.config.params import load_params, parse_params
+from tests.conftest import REPO
 from tests.image_trees import class_images, image, messy, write_tree
 
 runner = CliRunner()
 PETS = {"cat": 5, "dog": 3}
+SMALL = """# tiny params
+seed: 7
+data:
+  catsdogs: {source: sample, sample_per_class: 12}
+split:
+# the models
+models:
+  catsdogs_cnn: {dataset: catsdogs, arch: catsdogs_cnn}
+# end
+"""
 
 
 @pytest.fixture
@@ -39,7 +56,7 @@ def test_all_gray_images_suggest_gray_and_the_size_follows_the_median(tmp_path):
     assert [suggested_side(side) for side in (5, 32, 95, 96, 127, 4000)] == [32, 32, 64, 96, 96, 128]
 
 
-def test_the_command_prints_the_findings_and_the_preprocess_they_call_for(messy_zip):
+def test_the_command_prints_the_findings_and_the_params_blocks(messy_zip):
     result = runner.invoke(app, ["inspect", str(messy_zip)])
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -50,7 +67,14 @@ def test_the_command_prints_the_findings_and_the_preprocess_they_call_for(messy_
     assert "cat/empty.jpg: empty file" in out and "cat/cut.jpg: truncated JPEG" in out
     assert "cat/twin.jpg = dog/twin copy.jpg" in out
     assert "Thumbs.db: 2" in out and "__MACOSX/: 1" in out and "not images: 1" in out
-    assert out.endswith("\npreprocess: size 32, color rgb\n")
+    assert printed_blocks(out) == {
+        "data": {"dataset": {"source": "local", "path": str(messy_zip), "layout": "class_folders", "classes": None}},
+        "split": {"dataset": {"train": None, "val": 0.15, "test": 0.15}},
+        "preprocess": {"dataset": {"size": 32, "color": "rgb", "resize": "squash", "normalize": True}},
+        "models": {"dataset_cnn": {"dataset": "dataset", "arch": "catsdogs_cnn"}},
+    }
+    assert "imbalanced (largest class cat: 9 images, smallest dog: 4; 2.2x)" in out
+    assert "consider train.class_weights: auto" in out
 
 
 def test_split_folders_are_counted_per_part(tmp_path):
@@ -71,3 +95,139 @@ def test_webp_and_bmp_images_are_read_like_the_others(tmp_path):
     files = {f"{cls}/{n}{suffix}": image(n, 9, 7, suffix) for cls in ("a", "b") for n, suffix in kinds}
     found = inspect(write_tree(tmp_path, files, "folder"))
     assert (found.unreadable, sorted(found.formats.items())) == ([], [("BMP", 2), ("WEBP", 2)])
+
+
+def printed_blocks(out: str) -> dict:
+    """The params blocks at the end of `pipeline inspect`'s output, read as DVC reads params.yaml."""
+    return read_yaml(out[out.index("\ndata:") :].split("\nadded ")[0])
+
+
+def repo_params(tmp_path):
+    """A copy of the repository's params.yaml, and its text."""
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    return params, params.read_text()
+
+
+def test_the_printed_blocks_complete_the_params(tmp_path, messy_zip):
+    result = runner.invoke(app, ["inspect", str(messy_zip)])
+    assert result.exit_code == 0, result.output
+    raw = read_yaml((REPO / "params.yaml").read_text())
+    for block, entries in printed_blocks(result.stdout).items():
+        raw[block].update(entries)
+    params = parse_params(raw)
+    assert params.data["dataset"].path == str(messy_zip) and params.preprocess["dataset"].size == 32
+    assert params.model("dataset_cnn").arch == "catsdogs_cnn"
+
+
+def test_write_adds_the_blocks_and_keeps_everything_else_byte_for_byte(tmp_path, messy_zip):
+    params, before = repo_params(tmp_path)
+    result = runner.invoke(app, ["inspect", str(messy_zip), "--write", "pets", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    assert "added data.pets, split.pets, preprocess.pets, models.pets_cnn" in result.stdout
+    assert result.stdout.endswith("then run:\n  uv run dvc repro evaluate@pets_cnn\n")
+    after = params.read_text()
+    diff = list(difflib.ndiff(before.splitlines(keepends=True), after.splitlines(keepends=True)))
+    added = [line[2:] for line in diff if line.startswith("+ ")]
+    assert not [line for line in diff if line.startswith("- ")]  # nothing removed or changed: only lines added
+    assert "".join(line[2:] for line in diff if line.startswith("  ")) == before
+    printed = result.stdout[result.stdout.index("\ndata:") + 1 : result.stdout.index("\nadded ")]
+    entries = [line for line in printed.splitlines(keepends=True) if line.startswith(" ")]  # not the block keys
+    assert sorted(line for line in added if line.strip()) == sorted(entries)  # the printed entries, comments and all
+    assert "    classes: null\n\n# How each dataset is split" in after  # the next block's heading stays above it
+    assert "    normalize: true\n\n# Training-time augmentation" in after
+    assert after.endswith("    lr: 0.0005\n\n  # A first model on pets: the small catsdogs_cnn convnet (any size and "
+                          "number of classes), train defaults\n  pets_cnn:\n    dataset: pets\n    arch: catsdogs_cnn\n")
+    assert printed_blocks(result.stdout) == {
+        block: {key: values} for block, entries in read_yaml(after).items() if isinstance(entries, dict)
+        for key, values in entries.items() if key in ("pets", "pets_cnn")
+    }
+
+
+def test_the_written_params_load_with_the_path_made_absolute(tmp_path, monkeypatch):
+    files = class_images({"cat": 4, "dog": 4})
+    write_tree(tmp_path / "in", files, "folder")
+    params, _ = repo_params(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["inspect", "in/dataset", "--write", "pets"])
+    assert result.exit_code == 0, result.output
+    loaded = load_params(params)
+    assert loaded.data["pets"].path == str(tmp_path / "in" / "dataset")
+    assert (loaded.data["pets"].layout, loaded.data["pets"].classes) == ("class_folders", None)
+    assert loaded.split["pets"].val == 0.15 and loaded.preprocess["pets"].color == "rgb"
+    assert loaded.model("pets_cnn").dataset == "pets"
+    assert "balanced (largest class cat: 4 images, smallest dog: 4)" in result.stdout
+
+
+def test_a_name_in_use_is_refused_before_any_image_is_read(tmp_path, messy_zip):
+    params, before = repo_params(tmp_path)
+    taken = runner.invoke(app, ["inspect", str(messy_zip), "--write", "catsdogs", "--params", str(params)])
+    assert taken.exit_code == 1 and taken.stdout == ""
+    assert taken.stderr.startswith(f"error: {params} already has data.catsdogs, split.catsdogs, preprocess.catsdogs, "
+                                   "models.catsdogs_cnn; choose another NAME")
+    assert runner.invoke(app, ["inspect", str(messy_zip), "--write", "pets", "--params", str(params)]).exit_code == 0
+    written = params.read_text()
+    again = runner.invoke(app, ["inspect", str(messy_zip), "--write", "pets", "--params", str(params)])
+    assert again.exit_code == 1 and "already has data.pets, split.pets, preprocess.pets, models.pets_cnn" in again.stderr
+    model = runner.invoke(app, ["inspect", str(messy_zip), "--write", "cifar", "--params", str(params)])
+    assert model.exit_code == 1 and "already has models.cifar_cnn;" in model.stderr  # the model name it would add
+    assert params.read_text() == written != before
+
+
+def test_params_that_would_not_validate_are_left_as_they_are(tmp_path, messy_zip):
+    params, before = repo_params(tmp_path)
+    params.write_text(before.replace("seed: 42", "seed: -1"))
+    result = runner.invoke(app, ["inspect", str(messy_zip), "--write", "pets", "--params", str(params)])
+    assert result.exit_code == 1 and "--write pets: the blocks were not added" in result.stderr
+    assert "seed" in result.stderr and params.read_text() == before.replace("seed: 42", "seed: -1")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "params.yaml"]  # no temporary file left
+
+
+def test_blocks_a_params_file_lacks_are_added_whole(tmp_path, messy_zip):
+    params = tmp_path / "small.yaml"
+    params.write_text(SMALL)
+    result = runner.invoke(app, ["inspect", str(messy_zip), "--write", "pets", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    after = params.read_text()
+    assert after.startswith("# tiny params\nseed: 7\ndata:\n  catsdogs: {source: sample, sample_per_class: 12}\n  pets:\n")
+    assert "    test: 0.15\n# the models\nmodels:\n  catsdogs_cnn: {dataset: catsdogs, arch: catsdogs_cnn}\n\n" in after
+    assert "    arch: catsdogs_cnn\npreprocess:\n  pets:\n" in after  # the missing block, at the end
+    assert after.endswith("    normalize: true\n# end\n")  # the closing comment stays last
+    loaded = load_params(params)
+    assert list(loaded.data) == ["catsdogs", "pets"] and loaded.preprocess["pets"].size == 32
+    assert list(loaded.models) == ["catsdogs_cnn", "pets_cnn"]
+
+
+def test_a_bad_name_is_one_error_line(tmp_path, messy_zip):
+    bad = runner.invoke(app, ["inspect", str(messy_zip), "--write", "My Pets", "--params", str(tmp_path / "p.yaml")])
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: --write 'My Pets': a dataset name is lower-case")
+    missing = runner.invoke(app, ["inspect", str(messy_zip), "--write", "pets", "--params", str(tmp_path / "p.yaml")])
+    assert missing.exit_code == 1 and "p.yaml does not exist" in missing.stderr
+
+
+def test_varied_aspect_ratios_are_cropped_alike_ones_squashed(tmp_path):
+    wide = {f"{cls}/{n}.png": image(n, 90, 60, ".png") for cls in ("a", "b") for n in range(3)}
+    mixed = wide | {f"{cls}/{n}.png": image(n, 60, 90, ".png") for cls in ("a", "b") for n in range(3, 6)}
+    for files, resize in ((wide, "squash"), (mixed, "crop")):
+        root = write_tree(tmp_path / resize, files, "folder")
+        result = runner.invoke(app, ["inspect", str(root)])
+        assert result.exit_code == 0, result.output
+        assert printed_blocks(result.stdout)["preprocess"]["dataset"]["resize"] == resize
+        assert f"# {resize}: " in result.stdout
+    assert aspect_range([(90, 60)] * 8 + [(10, 100)]) == (1.5, 1.5)  # a few odd images do not decide
+    assert aspect_range([]) == (1.0, 1.0)
+
+
+def test_split_folders_say_which_parts_come_with_the_dataset(tmp_path):
+    files = class_images(PETS, "train/") | class_images({"cat": 2, "dog": 1}, "valid/", start=40)
+    result = runner.invoke(app, ["inspect", str(write_tree(tmp_path, files, "folder"))])
+    assert result.exit_code == 0, result.output
+    assert "# val/ comes with the dataset: used as given, so val below is unused (max_val_per_class caps it); " \
+           "test is held out of train/" in result.stdout
+    assert printed_blocks(result.stdout)["data"]["dataset"]["layout"] == "split_folders"
+
+
+def test_a_dataset_name_is_derived_from_the_path(tmp_path):
+    assert dataset_name(tmp_path / "kagglecatsanddogs_5340.zip") == "kagglecatsanddogs_5340"
+    assert dataset_name(tmp_path / "Pet Images.tar.gz") == "pet_images"
+    assert dataset_name(tmp_path / "101_ObjectCategories.tgz") == "data_101_objectcategories"

@@ -2,8 +2,8 @@
 
 It is read in its layout (`pipeline.data.layouts`), then every image's header is read (with Pillow, never decoded)
 for its size, format and colour, checked as preprocess will check it (`pipeline.data.images.refusal`), and hashed
-to find files with the same content. `render` writes it all down, with the preprocess size and colour the images
-call for.
+to find files with the same content. `render` writes it all down; `pipeline.analysis.params_blocks` turns it into
+the params blocks that declare the dataset.
 """
 
 import hashlib
@@ -22,7 +22,6 @@ from pipeline.data.layouts import read_listing
 from pipeline.data.tree import open_tree
 
 KEY = "inspect"
-SIDES = (32, 48, 64, 96, 128)  # the largest not above the images' median side; 128 is plenty for a small CNN
 GRAY_MODES = ("1", "L")
 
 
@@ -76,15 +75,9 @@ def inspect(path: Path, layout: str = "auto") -> Inspection:
     return found
 
 
-def suggested_side(median_side: int) -> int:
-    """The preprocess size for images whose median shorter side is `median_side`: the largest of `SIDES` not above
-    it (the smallest for tiny images)."""
-    return max([side for side in SIDES if side <= median_side], default=SIDES[0])
-
-
 def render(found: Inspection) -> str:
     """The inspection as text: layout, classes with counts, sizes, formats, unreadable files, duplicates, ignored
-    files, and the preprocess size and colour the images call for."""
+    files."""
     listing = found.listing
     lines = [f"{found.path}: {listing.layout} layout, {len(listing.classes)} classes, {len(listing.samples)} images"]
     lines += ["", *_class_table(listing), ""]
@@ -99,7 +92,6 @@ def render(found: Inspection) -> str:
     lines += _section("unreadable", [f"{path}: {reason}" for path, reason in found.unreadable])
     lines += _section("duplicates (same content)", [" = ".join(group) for group in found.duplicates])
     lines += _section("ignored files", [f"{reason}: {count}" for reason, count in listing.ignored.items()], count=False)
-    lines += ["", f"preprocess: size {suggested_side(found.side)}, color {found.color}"]
     return "\n".join(lines) + "\n"
 
 
