@@ -208,28 +208,30 @@ def inspect(
 ) -> None:
     """Look at a dataset before training on it: its layout, classes and counts, image sizes and formats, unreadable
     and duplicate files, what is ignored, and the params blocks that declare it (--write NAME adds them)."""
-    from pipeline.analysis.inspect import inspect as run
-    from pipeline.analysis.inspect import render
-    from pipeline.analysis.params_blocks import (
-        blocks_text,
-        check_name,
-        dataset_name,
-        model_name,
-        suggest,
-        write_blocks,
-    )
+    from pipeline.analysis.params_blocks import declare
 
-    if write:
-        check_name(params, write)  # before reading what may be thousands of images
-    found = run(path, layout)
-    name = write or dataset_name(path)
-    entries = suggest(found, name, path, layout)
-    typer.echo(render(found))
-    typer.echo(f"params to declare it as {name!r} (--write NAME adds them to params.yaml):\n")
-    typer.echo(blocks_text(entries), nl=False)
-    if write:
-        added = write_blocks(params, name, entries)
-        typer.echo(f"\nadded {', '.join(added)} to {params}; then run:\n  uv run dvc repro evaluate@{model_name(name)}")
+    typer.echo(declare(path, layout, write, params), nl=False)
+
+
+@app.command("make-images")
+@_user_errors
+def make_images(
+    path: Annotated[Path, typer.Argument(help="A new folder to write the images to.")],
+    layout: Annotated[str, typer.Option(help="class_folders, split_folders, names or csv.")] = "class_folders",
+    classes: Annotated[int, typer.Option(min=2, max=13, help="Number of classes (shapes).")] = 3,
+    per_class: Annotated[int, typer.Option(min=3, help="Images of the first (largest) class.")] = 200,
+    imbalance: Annotated[float, typer.Option(min=1, help="First class over last class, in images.")] = 1.0,
+    flaws: Annotated[bool, typer.Option(help="Add a zero-byte and a truncated JPEG, a duplicate, OS clutter.")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the images.")] = 0,
+) -> None:
+    """Write a generated photo folder that looks like your own (shapes over clutter, any sizes, JPEG and PNG, odd
+    names) in one of the layouts, to try `pipeline inspect` and a dataset of your own without any download."""
+    from pipeline.data.shapes import make_images as run
+
+    if path.exists():
+        raise PipelineError(f"{path} exists; give make-images a new folder")
+    counts = run(path, layout, classes, per_class, imbalance, seed, flaws)
+    typer.echo(f"{path}: {sum(counts.values())} images in {layout} layout ({', '.join(f'{c}: {n}' for c, n in counts.items())})")
 
 
 Remote = Annotated[

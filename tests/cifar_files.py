@@ -12,7 +12,12 @@ import numpy as np
 
 from pipeline.config.datasets import Cifar10Data
 from pipeline.core.paths import Paths
-from pipeline.data.sources.cifar_batches import BASE_FOLDER, CIFAR10_CLASSES, MEMBERS, PARTS
+from pipeline.data.sources.cifar_batches import (
+    BASE_FOLDER,
+    CIFAR10_CLASSES,
+    MEMBERS,
+    PARTS,
+)
 from pipeline.data.sources.cifar_official import FILENAME
 
 BATCH_SIZES = dict(zip(MEMBERS, (3, 4, 2, 3, 4, 11)))

@@ -13,9 +13,9 @@ import pytest
 
 from pipeline.config.datasets import Cifar10Data
 from pipeline.core.errors import PipelineError
+from pipeline.data.raw import read_index, read_samples
 from pipeline.data.sources.cifar_batches import BASE_FOLDER
 from pipeline.data.sources.cifar_official import FILENAME
-from pipeline.data.raw import read_index, read_samples
 from pipeline.stages.download import download
 from tests.cifar_files import (
     BATCH_SIZES,

@@ -10,9 +10,8 @@ import pytest
 from pipeline.config.datasets import Cifar10Data
 from pipeline.core.paths import Paths
 from pipeline.data.raw import read_samples
-from pipeline.data.sources.cifar_batches import PARTS
+from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES, PARTS
 from pipeline.data.sources.cifar_sample import BASE_FOLDER, cifar10_sample
-from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
 from pipeline.stages.download import download
 
 PER_CLASS, TEST_PER_CLASS = 3, 2

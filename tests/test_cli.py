@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate")
-COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "push", "pull")
+COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "push", "pull")
 runner = CliRunner()
 
 
@@ -47,7 +47,7 @@ def assert_clean_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_the_app_has_the_six_stage_commands_report_bench_sanity_inspect_push_and_pull():
+def test_the_app_has_the_stage_commands_and_the_tools():
     assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)
 
 
@@ -168,3 +168,20 @@ def test_training_on_images_too_small_for_the_architecture_is_a_clean_error(proj
     ok("split", "catsdogs")
     ok("preprocess", "catsdogs", *small)
     assert_clean_error(invoke("train", "catsdogs_cnn", *small), "at least 22 pixels", "got 16")
+
+
+def test_make_images_writes_a_folder_in_the_layout_asked(tmp_path):
+    result = ok("make-images", str(tmp_path / "shapes"), "--layout", "names", "--per-class", "5", "--classes", "2")
+    assert result.stdout == f"{tmp_path / 'shapes'}: 10 images in names layout (Circle: 5, Square: 5)\n"
+    names = sorted(path.name.lower() for path in (tmp_path / "shapes").iterdir())
+    assert names[:2] == ["circle.0.jpg", "circle.1.jpg"] and len(names) == 10 and names[-1].startswith("square.")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--layout", "tree"], "layout: 'tree' is not one of"), ([], "exists; give make-images a new folder")],
+)
+def test_make_images_refuses_a_bad_layout_or_an_existing_folder(tmp_path, args, message):
+    (tmp_path / "taken").mkdir()
+    result = invoke("make-images", str(tmp_path / ("new" if args else "taken")), *args)
+    assert result.exit_code == 1 and message in result.output

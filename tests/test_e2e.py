@@ -83,7 +83,7 @@ def test_aug_change_reruns_only_train_and_evaluate(workspace: Path) -> None:
     output = dvc(workspace, "exp", "run", "-S", "aug.rotation=20")
     augmented = [model for model in MODELS if model != "iris_mlp"]  # a table's rows are never augmented
     trained = {f"{stage}@{model}" for stage in ("train", "evaluate") for model in augmented}
-    assert stages_run(output) == {f"augment@{dataset}" for dataset in DATASETS} | trained
+    assert stages_run(output) == {f"settings@{dataset}" for dataset in DATASETS} | trained
     experiments = json.loads(dvc(workspace, "exp", "show", "--json"))
     rotations = {
         run["data"]["params"]["params.yaml"]["data"]["aug"]["rotation"]

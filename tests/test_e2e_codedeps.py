@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 EDITS = {
     "pipeline/data/images.py": {"preprocess"},
     "pipeline/training/feed.py": {"train"},
-    "pipeline/data/specs.py": {"download", "split", "preprocess", "augment"},  # the class order, and which datasets are tables
+    "pipeline/data/raw.py": {"download", "split", "preprocess"},  # the raw layout: written by download, read after
+    "pipeline/data/layouts.py": {"download"},  # reading a user's folder: split and preprocess read the raw layout
+    "pipeline/stages/settings.py": {"settings"},
     "pipeline/data/sources/cifar_batches.py": {"download"},  # a module inside a folder dep
     "pipeline/analysis/metrics.py": {"evaluate"},
     "pipeline/analysis/diagnostics.py": {"train", "evaluate"},

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from pipeline.core.errors import PipelineError
 from pipeline.config.datasets import CatsDogsData
+from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.data.archive import ZIP_EPOCH, open_archive, refuse_unsafe, write_zip
 from pipeline.data.ingest import ingest

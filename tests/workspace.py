@@ -55,15 +55,21 @@ def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
-def committed_repro(root: Path, params: dict[str, Any]) -> Path:
-    """Copy the repository's files to `root` with `params`, commit, `dvc repro`, and commit the results."""
+def committed_copy(root: Path, params: dict[str, Any]) -> Path:
+    """Copy the repository's files to `root` with `params`, in a new git repository, committed."""
     _copy_repo(root)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["init", "-q"], ["config", "user.name", "e2e"], ["config", "user.email", "e2e@example.com"]):
         run(root, "git", *command)
     run(root, "git", "add", "-A")
-    run(root, "git", "commit", "-qm", "tiny params")
-    dvc(root, "repro")
+    run(root, "git", "commit", "-qm", "params")
+    return root
+
+
+def committed_repro(root: Path, params: dict[str, Any], *targets: str) -> Path:
+    """`committed_copy`, then `dvc repro` (of `targets`, default all), and commit the results."""
+    committed_copy(root, params)
+    dvc(root, "repro", *targets)
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "first run")
     return root

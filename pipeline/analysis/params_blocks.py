@@ -14,7 +14,7 @@ from typing import Any
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap
 
-from pipeline.analysis.inspect import Inspection
+from pipeline.analysis.inspect import Inspection, inspect, render
 from pipeline.config.overrides import read_yaml
 from pipeline.config.params import parse_params
 from pipeline.core.atomic import write_text
@@ -51,6 +51,22 @@ class Entry:
         for key, note in self.notes.items():
             node.yaml_set_comment_before_after_key(key, before=note, indent=4)
         return node
+
+
+def declare(path: Path, layout: str, write: str | None, params_file: Path) -> str:
+    """What `pipeline inspect` prints: the inspection, the params blocks that declare the dataset, and, with `write`
+    (the dataset's name), what was added to `params_file` and the command to run next."""
+    if write:
+        check_name(params_file, write)  # before reading what may be thousands of images
+    found = inspect(path, layout)
+    name = write or dataset_name(path)
+    entries = suggest(found, name, path, layout)
+    text = f"{render(found)}\nparams to declare it as {name!r} (--write NAME adds them to params.yaml):\n\n"
+    text += blocks_text(entries)
+    if write:
+        added = write_blocks(params_file, name, entries)
+        text += f"\nadded {', '.join(added)} to {params_file}; then run:\n  uv run dvc repro evaluate@{model_name(name)}\n"
+    return text
 
 
 def dataset_name(path: Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import RAW_INDEX, RAW_SAMPLES, Paths

@@ -19,7 +19,13 @@ from pathlib import Path
 from pipeline.config.datasets import CatsDogsData, Cifar10Data, DataSource
 from pipeline.core.errors import PipelineError
 from pipeline.data.archive import refuse_unsafe, write_zip
-from pipeline.data.sources.cifar_batches import BASE_FOLDER, MEMBERS, png_members, read_folder, read_tar
+from pipeline.data.sources.cifar_batches import (
+    BASE_FOLDER,
+    MEMBERS,
+    png_members,
+    read_folder,
+    read_tar,
+)
 from pipeline.data.sources.cifar_official import cache_dir, fetch_official
 from pipeline.data.sources.cifar_sample import cifar10_sample
 from pipeline.data.sources.kaggle import fetch_competition

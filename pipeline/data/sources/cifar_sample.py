@@ -19,8 +19,13 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from pipeline.data.sources.cifar_batches import BASE_FOLDER, META, PARTS, SIDE
-from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
+from pipeline.data.sources.cifar_batches import (
+    BASE_FOLDER,
+    CIFAR10_CLASSES,
+    META,
+    PARTS,
+    SIDE,
+)
 
 AMBIGUOUS = 0.15
 TINT_SHARE = 0.6

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-
 CLASSES = ("cat", "dog")
 AMBIGUOUS = 0.12
 MIN_SIDE, MAX_SIDE = 140, 360
