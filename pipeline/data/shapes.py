@@ -44,14 +44,17 @@ def make_images(
         SHAPES[index].capitalize(): max(3, round(per_class / imbalance ** (index / (classes - 1))))
         for index in range(classes)
     }
-    files = list(_files(counts, layout, seed))
     root.mkdir(parents=True, exist_ok=False)
-    for name, data in tqdm(files, desc=f"write {root.name}", disable=None):
+    names, first = [], b""
+    total = sum(counts.values())
+    for name, data in tqdm(_files(counts, layout, seed), total=total, desc=f"write {root.name}", disable=None):
         _write(root / name, data)
+        names.append(name)
+        first = first or data
     if layout == "csv":
-        _write(root / "labels.csv", _manifest([(name, name.split("/")[1]) for name, _ in files]))
+        _write(root / "labels.csv", _manifest([(name, name.split("/")[1]) for name in names]))
     if flaws:
-        _add_flaws(root, files, layout)
+        _add_flaws(root, names, first, layout)
     return counts
 
 
@@ -149,17 +152,18 @@ def _pixel(point: np.ndarray) -> tuple[int, int]:
     return int(point[0]), int(point[1])
 
 
-def _add_flaws(root: Path, files: list[tuple[str, bytes]], layout: str) -> None:
-    """A zero-byte and a truncated JPEG in the first class, a copy of its first image where a split may leak it (the
-    test folder, for split folders), and the clutter macOS and Windows leave."""
-    first_name, first = files[0]
+def _add_flaws(root: Path, names: list[str], first: bytes, layout: str) -> None:
+    """A zero-byte and a truncated JPEG in the first class, a copy of its first image (`first`, the bytes of
+    `names[0]`) where a split may leak it (the test folder, for split folders), and the clutter macOS and Windows
+    leave."""
+    first_name = names[0]
     truncated = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()[:300]
     flawed = {"zero-byte": b"", "truncated": truncated, "copy": first}
     added = [_flawed_name(first_name, layout, tag, index) for index, tag in enumerate(flawed)]
     for name, data in zip(added, flawed.values(), strict=True):
         _write(root / name, data)
     if layout == "csv":
-        _write(root / "labels.csv", _manifest([(name, name.split("/")[1]) for name in [*(n for n, _ in files), *added]]))
+        _write(root / "labels.csv", _manifest([(name, name.split("/")[1]) for name in [*names, *added]]))
     for clutter in ("Thumbs.db", ".DS_Store", f"__MACOSX/{Path(first_name).parent}/._{Path(first_name).name}"):
         _write(root / clutter, b"\x00metadata")
 
