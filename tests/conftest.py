@@ -94,7 +94,11 @@ def tiny_full() -> dict[str, Any]:
 
 def tiny_raw(**changes: Any) -> dict[str, Any]:
     """A deep copy of the tiny params with dotted-key changes applied, e.g. tiny_raw(**{"aug.hflip": 0.5})."""
-    raw = copy.deepcopy(TINY)
+    return changed(copy.deepcopy(TINY), changes)
+
+
+def changed(raw: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with dotted-key changes applied in place (`{"aug.hflip": 0.5}`), missing blocks created; returns it."""
     for key, value in changes.items():
         node = raw
         *parents, leaf = key.split(".")

@@ -5,20 +5,14 @@ import json
 
 from pipeline.config.params import parse_params
 from pipeline.stages.settings import settings
-from tests.conftest import repo_params
+from tests.conftest import changed, repo_params
 
 
 def params_with(**changes: object) -> dict:
     """The repository's params with a dataset of the user's own (`pets`) and `block__key=value` changes."""
     raw = repo_params()
     raw["data"]["pets"] = {"source": "local", "path": "/data/pets"}
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split("__")
-        block = raw
-        for part in parents:
-            block = block.setdefault(part, {})
-        block[leaf] = value
-    return raw
+    return changed(raw, {key.replace("__", "."): value for key, value in changes.items()})
 
 
 def test_a_dataset_without_split_or_preprocess_blocks_gets_the_defaults(paths):
