@@ -10,7 +10,7 @@ import yaml
 from conftest import tiny_raw
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.main import app
 
 STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate")
 COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "push", "pull")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from pipeline.analysis.inspect import inspect
 from pipeline.analysis.params_blocks import aspect_range, dataset_name, suggested_side
-from pipeline.cli import app
+from pipeline.cli.main import app
 from pipeline.config.overrides import read_yaml
 from pipeline.config.params import load_params, parse_params
 from tests.conftest import REPO

@@ -5,7 +5,7 @@ import yaml
 from conftest import tiny_full, tiny_raw
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.main import app
 from pipeline.config.params import parse_params
 from pipeline.training.sanity import OverfitResult, Prediction, overfit, render
 

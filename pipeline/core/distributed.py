@@ -166,7 +166,7 @@ def launch(nodes: Nodes, arguments: list[str], run_id: str = "pipeline") -> int:
     if nodes.nnodes > 1:
         env[NODE_RANK_ENV] = str(nodes.node_rank)
     command = [sys.executable, "-m", "torch.distributed.run", *nodes.torchrun_options(run_id)]
-    return subprocess.run([*command, "-m", "pipeline", *arguments], env=env, check=False).returncode
+    return subprocess.run([*command, "-m", "pipeline.cli.stages", *arguments], env=env, check=False).returncode
 
 
 def same_everywhere(value: int, device: torch.device) -> bool:

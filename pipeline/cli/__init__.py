@@ -1,0 +1,1 @@
+"""The `pipeline` command line: stage commands (what dvc.yaml runs) and tools."""

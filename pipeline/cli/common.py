@@ -1,0 +1,52 @@
+"""What every `pipeline` command shares: the params options, the one-red-line error handling, the JSON report."""
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.config.params import Params, load_params
+from pipeline.core.errors import PipelineError
+
+ParamsFile = Annotated[Path, typer.Option("--params", "-p", help="Params file to read.")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-S", help="Override a param, key=value (repeatable), e.g. -S aug.rotation=20."),
+]
+Dataset = Annotated[str, typer.Argument(help="Dataset name, a key under `data` in params.yaml (e.g. catsdogs).")]
+Model = Annotated[str, typer.Argument(help="Model name, a key under `models` in params.yaml (e.g. catsdogs_cnn).")]
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command whose `PipelineError`s print as one red line and exit with status 1."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PipelineError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+def load(path: Path, overrides: list[str] | None) -> Params:
+    """The params file, `-S` overrides applied, validated."""
+    return load_params(path, overrides or [])
+
+
+def dataset_named(params: Params, name: str) -> str:
+    """`name`, once it is a dataset under `data`."""
+    if name not in params.data:
+        raise PipelineError(f"unknown dataset {name!r}: params.yaml `data` has {', '.join(params.data)}")
+    return name
+
+
+def report_json(result: Any) -> None:
+    """Print a stage's result as sorted JSON."""
+    typer.echo(json.dumps(result, indent=2, sort_keys=True))

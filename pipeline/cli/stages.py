@@ -1,0 +1,128 @@
+"""The stage commands: what dvc.yaml runs (`python -m pipeline.cli.stages <stage> <name>`), and the `pipeline` command
+runs by hand with the same functions.
+
+Every command reads params.yaml (or --params) once, applies `-S key=value` overrides as `dvc exp run -S` does,
+and validates everything before any work. Problems print as one red line and exit with status 1. Only stage
+commands live here, so that a stage's code deps are the stage's modules, not every tool's.
+"""
+
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.common import (
+    DEFAULT_PARAMS,
+    Dataset,
+    Model,
+    Overrides,
+    ParamsFile,
+    dataset_named,
+    load,
+    report_json,
+    user_errors,
+)
+from pipeline.core.paths import Paths
+
+app = typer.Typer(
+    help="Reproducible image-classification pipeline. Each stage command is one DVC stage; `dvc repro` runs them all.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.command()
+@user_errors
+def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Bring the dataset's raw images into data/raw/<dataset>/ from its source (local, sample, kaggle, ...)."""
+    from pipeline.stages.download import download as run
+
+    loaded = load(params, set_)
+    index = run(dataset_named(loaded, dataset), loaded.data[dataset], loaded.seed, Paths())
+    left_out = ", ".join(f"{count} {reason}" for reason, count in index.ignored.items())
+    typer.echo(
+        f"{dataset}: {index.samples} samples of {len(index.classes)} classes ({', '.join(index.classes)}), "
+        f"{index.layout} layout, in {Paths().raw_dir(dataset)}" + (f"; left out: {left_out}" if left_out else "")
+    )
+
+
+@app.command()
+@user_errors
+def settings(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Write the dataset's split, preprocess and aug blocks, defaults filled in, to data/settings/<dataset>/."""
+    from pipeline.stages.settings import settings as run
+
+    loaded = load(params, set_)
+    report_json(run(dataset_named(loaded, dataset), loaded, Paths()))
+
+
+@app.command()
+@user_errors
+def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Write shuffled train/val/test manifests (balanced or stratified) to data/manifests/<dataset>/."""
+    from pipeline.stages.split import split as run
+
+    loaded = load(params, set_)
+    report_json(run(dataset_named(loaded, dataset), loaded.split[dataset], loaded.seed, Paths()))
+
+
+@app.command()
+@user_errors
+def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Decode, convert and resize every split's images into uint8 arrays in data/processed/<dataset>/."""
+    from pipeline.stages.preprocess import preprocess as run
+
+    loaded = load(params, set_)
+    report_json(run(dataset_named(loaded, dataset), loaded.preprocess[dataset], Paths()))
+
+
+@app.command()
+@user_errors
+def train(
+    model: Model,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+    nproc: Annotated[
+        int, typer.Option("--nproc", min=1, help="Train in N processes on this machine (one per GPU) with torchrun.")
+    ] = 1,
+    nnodes: Annotated[
+        int, typer.Option("--nnodes", min=1, help="Train across N machines, each running this command.")
+    ] = 1,
+    node_rank: Annotated[
+        int, typer.Option("--node-rank", min=0, help="This machine's number, 0 to N-1; node 0 writes the model.")
+    ] = 0,
+    master: Annotated[
+        str | None, typer.Option("--master", help="ADDR:PORT of node 0, where the machines meet (c10d rendezvous).")
+    ] = None,
+) -> None:
+    """Train a model on its dataset; logs learning curves and writes models/<model>.pt."""
+    loaded = load(params, set_)
+    if nproc > 1 or nnodes > 1 or node_rank or master is not None:
+        from pipeline.core.distributed import Nodes, launch
+
+        nodes = Nodes(nproc=nproc, nnodes=nnodes, node_rank=node_rank, master=master)
+        overrides = [argument for item in set_ or [] for argument in ("--set", item)]
+        arguments = ["train", model, "--params", str(params), *overrides]
+        raise typer.Exit(launch(nodes, arguments, run_id=f"pipeline-{model}"))
+    from pipeline.core.distributed import current_shard
+    from pipeline.stages.train import train as run
+
+    result = run(model, loaded, Paths())
+    if current_shard().is_main:
+        report_json(result)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Model,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")] = "auto",
+) -> None:
+    """Score a trained model on the test split; writes metrics/<model>/test.json and a confusion matrix."""
+    from pipeline.stages.evaluate import evaluate as run
+
+    report_json(run(model, Paths(), device))
+
+
+if __name__ == "__main__":
+    app(prog_name="pipeline")

@@ -1,0 +1,145 @@
+"""The `pipeline` commands that are not stages: inspect and make-images (your own data), report and bench (results),
+sanity checks, push and pull. `pipeline.cli.main` adds them to the stage commands."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.common import (
+    DEFAULT_PARAMS,
+    Model,
+    Overrides,
+    ParamsFile,
+    load,
+    user_errors,
+)
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+
+
+@user_errors
+def bench(
+    model: Model,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the train stage to time, after a first one.")] = 3,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Bare training steps a timing (default: an epoch's worth).")
+    ] = None,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+) -> None:
+    """Measure training speed: the data feed alone, a bare training step, the train stage end to end, and the
+    share of the bare step's speed the stage keeps; writes metrics/bench/<model>.json."""
+    from pipeline.training.bench import bench as run
+    from pipeline.training.bench import render
+
+    typer.echo(render(run(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
+
+
+@user_errors
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write; charts go beside it.")] = Path(
+        "reports/experiments.md"
+    ),
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to report (repeatable); default: those whose scores differ."),
+    ] = None,
+    exp: Annotated[
+        list[str] | None,
+        typer.Option("--exp", "-e", help="Experiment to report (repeatable), beside the baseline; default: all."),
+    ] = None,
+) -> None:
+    """Summarise the DVC experiments of this repository: a table of differing params and test scores per model,
+    and the learning curves of the baseline and the best run."""
+    from pipeline.analysis.report import report as run
+
+    typer.echo(f"wrote {run(out, model or None, exp or None)}")
+
+
+@user_errors
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A folder, .zip or .tar(.gz) of images, in any accepted layout.")],
+    layout: Annotated[
+        str, typer.Option(help="auto, class_folders, split_folders, names, csv or csv:<file in the tree>.")
+    ] = "auto",
+    write: Annotated[
+        str | None,
+        typer.Option("--write", metavar="NAME", help="Add the printed params blocks to --params as dataset NAME."),
+    ] = None,
+    params: ParamsFile = DEFAULT_PARAMS,
+) -> None:
+    """Look at a dataset before training on it: its layout, classes and counts, image sizes and formats, unreadable
+    and duplicate files, what is ignored, and the params blocks that declare it (--write NAME adds them)."""
+    from pipeline.analysis.params_blocks import declare
+
+    typer.echo(declare(path, layout, write, params), nl=False)
+
+
+@user_errors
+def make_images(
+    path: Annotated[Path, typer.Argument(help="A new folder to write the images to.")],
+    layout: Annotated[str, typer.Option(help="class_folders, split_folders, names or csv.")] = "class_folders",
+    classes: Annotated[int, typer.Option(min=2, max=13, help="Number of classes (shapes).")] = 3,
+    per_class: Annotated[int, typer.Option(min=3, help="Images of the first (largest) class.")] = 200,
+    imbalance: Annotated[float, typer.Option(min=1, help="First class over last class, in images.")] = 1.0,
+    flaws: Annotated[bool, typer.Option(help="Add a zero-byte and a truncated JPEG, a duplicate, OS clutter.")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the images.")] = 0,
+) -> None:
+    """Write a generated photo folder that looks like your own (shapes over clutter, any sizes, JPEG and PNG, odd
+    names) in one of the layouts, to try `pipeline inspect` and a dataset of your own without any download."""
+    from pipeline.data.shapes import make_images as run
+
+    if path.exists():
+        raise PipelineError(f"{path} exists; give make-images a new folder")
+    counts = run(path, layout, classes, per_class, imbalance, seed, flaws)
+    typer.echo(f"{path}: {sum(counts.values())} images in {layout} layout ({', '.join(f'{c}: {n}' for c, n in counts.items())})")
+
+
+Remote = Annotated[
+    str | None, typer.Option("--remote", "-r", help="DVC remote to use (default: the one `dvc remote add -d` set).")
+]
+Jobs = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Parallel transfers (default: DVC's).")]
+
+
+def push(remote: Remote = None, jobs: Jobs = None) -> None:
+    """Upload the DVC cache (data, models, metrics) to the remote: `dvc push`, plus a hint on how to fix a failure."""
+    _transfer("push", remote, jobs)
+
+
+def pull(remote: Remote = None, jobs: Jobs = None) -> None:
+    """Download and check out what dvc.lock names from the remote: `dvc pull`, plus a hint on how to fix a failure."""
+    _transfer("pull", remote, jobs)
+
+
+def _transfer(direction: str, remote: str | None, jobs: int | None) -> None:
+    from pipeline.remote import transfer
+
+    status, advice = transfer(direction, remote, jobs)
+    if status:
+        typer.secho(f"hint: {advice}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(1)
+
+
+sanity = typer.Typer(help="Checks that explain training: run them on a model before trusting its numbers.")
+
+
+@sanity.command()
+@user_errors
+def overfit(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name, a key under `models` in params.yaml.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Training images to learn by heart.")] = 3,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="At most this many steps.")] = 1000,
+    min_steps: Annotated[int, typer.Option("--min-steps", min=0, help="At least this many steps.")] = 0,
+    target_loss: Annotated[float, typer.Option("--target-loss", help="Stop once the loss is below this.")] = 0.01,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+) -> None:
+    """Train a fresh model on N training images until the loss is near zero, then print its train-mode and
+    eval-mode predictions side by side (BatchNorm makes them differ)."""
+    from pipeline.training.sanity import overfit as run
+    from pipeline.training.sanity import render
+
+    loaded = load(params, set_)
+    result = run(model, loaded, Paths(), n=n, max_steps=steps, min_steps=min_steps, target_loss=target_loss)
+    typer.echo(render(result, model))
