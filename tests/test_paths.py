@@ -29,6 +29,7 @@ def _expected_outputs() -> set[str]:
         train_dir = paths.train_dir(model)
         expected |= {
             paths.model_file(model),
+            paths.model_card(model),
             train_dir / "metrics.json",
             train_dir / "plots" / "metrics",
             train_dir / "plots" / "images",

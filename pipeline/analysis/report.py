@@ -10,12 +10,12 @@ best run on one chart. It reads what
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.analysis.markdown import cell, row
 from pipeline.analysis.plots import compared_curves, save_png
 from pipeline.core.atomic import write_text
 from pipeline.core.errors import PipelineError
@@ -140,7 +140,7 @@ def flatten(params: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
 def differing_params(runs: list[Run]) -> list[str]:
     """The dotted keys whose value is not the same in every run, in the baseline's order."""
     keys = list(dict.fromkeys(key for run in runs for key in run.params))
-    return [key for key in keys if len({_cell(run.params.get(key, MISSING)) for run in runs}) > 1]
+    return [key for key in keys if len({cell(run.params.get(key, MISSING)) for run in runs}) > 1]
 
 
 def changed_models(runs: list[Run]) -> list[str]:
@@ -167,14 +167,14 @@ def markdown(runs: list[Run], models: list[str], charts: dict[str, str | None]) 
         "(`dvc exp show`). Per model, the validation accuracy of the kept epoch, then the test accuracy and loss; "
         "the best run of each model, chosen by validation accuracy (never by test), in bold.",
         "",
-        _row(header),
-        _row(["---"] * len(header)),
+        row(header),
+        row(["---"] * len(header)),
     ]
     for run in runs:
-        cells = [f"`{run.label}`", *(_cell(run.params.get(key, MISSING)) for key in keys)]
+        cells = [f"`{run.label}`", *(cell(run.params.get(key, MISSING)) for key in keys)]
         for model in models:
             cells += _scores(run, model, bold=run is best[model])
-        lines.append(_row(cells))
+        lines.append(row(cells))
     unchanged = [model for model in model_names(runs) if model not in models]
     if unchanged:
         lines += ["", f"Same test scores in every run, so left out: {', '.join(unchanged)}."]
@@ -255,8 +255,8 @@ def read_history(root: Path, rev: str | None, model: str) -> list[dict[str, floa
             text = dvc.api.read(path, repo=str(root), rev=rev)
         except (DvcException, OSError):
             return []
-        for row in csv.DictReader(io.StringIO(text), delimiter="\t"):
-            columns.setdefault(int(row["step"]), {"epoch": int(row["step"])})[name] = float(row[name.split("/")[1]])
+        for record in csv.DictReader(io.StringIO(text), delimiter="\t"):
+            columns.setdefault(int(record["step"]), {"epoch": int(record["step"])})[name] = float(record[name.split("/")[1]])
     return [columns[step] for step in sorted(columns)]
 
 
@@ -267,11 +267,3 @@ def model_names(runs: list[Run]) -> list[str]:
 
 def _key(scores: dict[str, float] | None) -> tuple:
     return tuple(sorted((scores or {}).items()))
-
-
-def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"

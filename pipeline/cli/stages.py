@@ -117,11 +117,14 @@ def train(
 def evaluate(
     model: Model,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")] = "auto",
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
 ) -> None:
-    """Score a trained model on the test split; writes metrics/<model>/test.json and a confusion matrix."""
+    """Score a trained model on the test split; writes metrics/<model>/test.json, a confusion matrix and the model
+    card models/<model>.card.md."""
     from pipeline.stages.evaluate import evaluate as run
 
-    report_json(run(model, Paths(), device))
+    report_json(run(model, Paths(), device, data=load(params, set_).data))
 
 
 if __name__ == "__main__":

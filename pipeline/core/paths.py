@@ -62,6 +62,10 @@ class Paths:
     def model_file(self, model: str) -> Path:
         return self.root / "models" / f"{model}.pt"
 
+    def model_card(self, model: str) -> Path:
+        """The model's card (Markdown): what it is, how well it does, its input and its limits; written by evaluate."""
+        return self.root / "models" / f"{model}.card.md"
+
     def checkpoint(self, model: str) -> Path:
         """The end-of-epoch checkpoint a killed training run resumes from; not a DVC output, so it survives."""
         return self.root / "models" / "checkpoints" / f"{model}.ckpt"

@@ -2,13 +2,20 @@
 
 Writes `metrics/<model>/test.json` (accuracy, loss, expected calibration error, macro-averaged precision, recall
 and F1) and, for `dvc plots show`, the per-class precision, recall, F1 and support, the test predictions as a
-confusion matrix, a reliability diagram, and a grid of misclassified test images.
+confusion matrix, a reliability diagram, and a grid of misclassified test images; and the model card,
+`models/<model>.card.md` (`pipeline.analysis.card`).
 """
 
 import json
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pipeline.analysis.card import CardFacts, class_counts, confusion_counts, model_card
 from pipeline.analysis.diagnostics import expected_calibration_error, reliability_bins
 from pipeline.analysis.metrics import classification_metrics
 from pipeline.analysis.plots import (
@@ -17,6 +24,7 @@ from pipeline.analysis.plots import (
     reliability_diagram,
     save_png,
 )
+from pipeline.config.datasets import DataSource
 from pipeline.core.atomic import write_json, write_text
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import Normalization, pick_device, place
@@ -27,8 +35,12 @@ from pipeline.training.measure import measure
 BATCH_SIZE = 256
 
 
-def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
-    """Score the saved model on the test split; returns test.json's metrics and the per-class figures."""
+def evaluate(
+    model_name: str, paths: Paths, device_name: str = "auto", data: Mapping[str, DataSource] | None = None
+) -> dict:
+    """Score the saved model on the test split and write its card; returns test.json's metrics and the per-class
+    figures. `data` (params' `data` blocks) gives the card the dataset's source; without it the card says it is
+    not known."""
     model, saved = load_model(paths.model_file(model_name))
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved["dataset"], "test")
@@ -50,7 +62,36 @@ def evaluate(model_name: str, paths: Paths, device_name: str = "auto") -> dict:
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
     classes = saved["classes"]
     _write_plots(paths, model_name, saved["dataset"], test, class_probabilities, predicted, classes, metrics["ece"])
+    source = data[saved["dataset"]].source if data and saved["dataset"] in data else None
+    _write_card(paths, model_name, saved, metrics, per_class, test.labels, predicted, source)
     return {**metrics, "per_class": per_class}
+
+
+def _write_card(
+    paths: Paths,
+    model_name: str,
+    saved: dict[str, Any],
+    metrics: dict,
+    per_class: dict,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    source: str | None,
+) -> None:
+    """models/<model>.card.md, from what evaluate has in hand, the dataset's meta.json and its split labels."""
+    dataset, classes = saved["dataset"], saved["classes"]
+    counts = {name: class_counts(load_split(paths, dataset, name).labels, classes) for name in ("train", "val")}
+    facts = CardFacts(
+        name=model_name,
+        saved=saved,
+        metrics=metrics,
+        per_class=per_class,
+        confusion=confusion_counts(actual, predicted, len(classes)),
+        meta=load_meta(paths, dataset),
+        counts={**counts, "test": class_counts(actual, classes)},
+        source=source,
+        commit=git_commit(paths.root),
+    )
+    write_text(paths.model_card(model_name), model_card(facts))
 
 
 def _write_plots(
@@ -80,3 +121,33 @@ def _write_plots(
 def _write_confusion(paths: Paths, model_name: str, actual: np.ndarray, predicted: np.ndarray, classes) -> None:
     records = [{"actual": classes[a], "predicted": classes[p]} for a, p in zip(actual, predicted, strict=True)]
     write_text(paths.confusion(model_name), json.dumps(records, indent=0) + "\n")
+
+
+def git_commit(root: Path) -> str:
+    """`git commit <sha>`, the commit checked out at `root`, with " + uncommitted changes" when a tracked file
+    differs from it; "not a git repository" outside one.
+
+    dvc.lock is left out of the comparison, since DVC rewrites it as the stages of a run finish, and so are
+    untracked files (the pipeline's outputs are ignored; a new module counts once a tracked file imports it).
+    `dvc exp run -S` edits params.yaml, so an experiment's card names its baseline commit + uncommitted changes:
+    in the workspace, and in the temporary copy a queued run works in (a git repository at the baseline commit,
+    the experiment's changes applied uncommitted).
+    """
+    try:
+        head = _git(root, "rev-parse", "--verify", "HEAD")
+        if head.returncode:
+            reason = (head.stderr.strip().splitlines() or ["git failed"])[-1]
+            return "not a git repository" if "not a git repository" in reason else f"unknown ({reason})"
+        status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ":(exclude)dvc.lock")
+    except OSError as exc:  # no git program
+        return f"unknown ({exc.strerror}: git)"
+    commit = f"git commit {head.stdout.strip()}"
+    if status.returncode:
+        return f"{commit} (whether files changed is not known: git status failed)"
+    return commit + (" + uncommitted changes" if status.stdout.strip() else "")
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run git in `root`, its messages in English (to recognise "not a git repository")."""
+    command = ["git", "-C", str(root), *args]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
