@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 
 STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate")
-COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "push", "pull")
+COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "push", "pull", "predict")
 runner = CliRunner()
 
 

@@ -349,8 +349,8 @@ def test_load_model_rebuilds_a_pretrained_model_without_fetching_weights(monkeyp
     args = Vgg16Args(pretrained=True, head=8)
     model = _cifar_vgg16(args)
     config = ModelConfig("cifar_vgg16", "cifar10", "vgg16", args, TrainParams(), AugParams())
-    data = {"classes": [str(n) for n in range(10)], "size": 32, "channels": 3, "normalize": False, "mean": None,
-            "std": None}
+    data = {"classes": [str(n) for n in range(10)], "size": 32, "channels": 3, "color": "rgb", "resize": "squash",
+            "normalize": False, "mean": [0.5] * 3, "std": [0.25] * 3}
     save_model(tmp_path / "model.pt", model, config, data, seed=0, epoch=1)
 
     def offline(self, *args, **kwargs):

@@ -27,6 +27,10 @@ def test_train_saves_a_loadable_model_with_its_provenance(prepared, tiny_params)
     assert (saved["size"], saved["channels"], saved["seed"]) == (32, 1, 7)
     assert saved["arch_args"] == {"dropout": [0.25, 0.25, 0.5], "dense": 32}
     assert saved["train"]["epochs"] == 2
+    meta = json.loads((prepared.processed_dir("catsdogs") / "meta.json").read_text())
+    assert saved["format"] == 2
+    assert saved["preprocessing"] == {key: meta[key] for key in saved["preprocessing"]}
+    assert set(saved["preprocessing"]) == {"size", "color", "resize", "normalize", "mean", "std", "classes"}
     assert model(torch.zeros(3, 1, 32, 32)).shape == (3, 1)
 
 

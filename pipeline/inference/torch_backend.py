@@ -1,0 +1,36 @@
+"""A model file (`models/<model>.pt`) run by PyTorch, on the CPU or a GPU, in batches."""
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.preprocessing import Preprocessing
+from pipeline.core.runtime import Normalization, pick_device, place, predict
+from pipeline.models.file import load_model
+from pipeline.models.outputs import probabilities
+
+BATCH_SIZE = 64
+
+
+class TorchBackend:
+    """The model of a model file, in eval mode on `device` (`auto`: CUDA when present), with the preprocessing
+    recorded in the file and the rest of its provenance (`saved`: architecture, dataset, epoch, ...)."""
+
+    def __init__(self, path: Path, device: str = "auto", batch_size: int = BATCH_SIZE) -> None:
+        model, self.saved = load_model(path)
+        if self.saved["preprocessing"] is None:
+            raise PipelineError(
+                f"{path}: {self.saved['model']} was trained on a table of features ({self.saved['dataset']}), not on "
+                "images; predict takes images"
+            )
+        self.preprocessing = Preprocessing.from_dict(self.saved["preprocessing"])
+        self.normalization = Normalization.from_meta(self.preprocessing.to_dict())
+        self.device = pick_device(device, key="--device")
+        self.model = place(model, self.device)
+        self.batch_size = batch_size
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) of uint8 images (N, size, size, channels), as evaluate computes them."""
+        logits = predict(self.model, images, self.batch_size, self.device, self.normalization)
+        return probabilities(logits).numpy()
