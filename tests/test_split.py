@@ -189,5 +189,8 @@ def test_identical_files_are_kept_out_of_the_later_split_and_reported(paths):
     assert summary["duplicates"] == {"dropped_from_val": 0, "dropped_from_test": 1, "within_a_split": 1}
     assert "test/b/copy.jpg" not in set(read_manifest(paths, "own", "test")["path"])
     listed = pd.read_csv(paths.manifest_dir("own") / "duplicates.csv")
-    assert {"split": "test", "path": "test/b/copy.jpg", "same_as": rows[0][0], "in": "train"} in listed.to_dict("records")
+    assert listed.to_dict("records") == [
+        {"split": "train", "path": rows[1][0], "same_as": "train/a/again.jpg", "in": "train"},  # kept, within a split
+        {"split": "test", "path": "test/b/copy.jpg", "same_as": rows[0][0], "in": "train"},  # dropped from test
+    ]
     assert json.loads(paths.split_metrics("own").read_text())["duplicates"] == summary["duplicates"]

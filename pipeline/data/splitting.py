@@ -8,7 +8,8 @@ at `max_<part>_per_class`, and its size key is not used. The draws happen in a f
 the same samples and seed give the same splits.
 
 `drop_leaks` keeps identical files (same sha256) out of two splits: a val image that is also in train, or a test
-image also in train or val, is dropped from the later split and reported.
+image also in train or val, is dropped from the later split; it and any second copy within one split (kept) are
+reported.
 """
 
 from dataclasses import dataclass, field
@@ -64,22 +65,21 @@ def draw_splits(
 
 
 def drop_leaks(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], Leaks]:
-    """The splits less the files already in an earlier split (by content hash), and what was found."""
+    """The splits less the files already in an earlier split (by content hash), and what was found: every copy,
+    dropped (in another split than its original) or kept (a second copy within one split)."""
     leaks, seen, kept = Leaks(), {}, {}
     for name in SPLITS:
         frame = splits[name]
-        hashed = frame["sha256"] != ""
-        leaked = hashed & frame["sha256"].isin(seen)
-        for path, digest in zip(frame.loc[leaked, "path"], frame.loc[leaked, "sha256"], strict=True):
-            leaks.rows.append({"split": name, "path": path, "same_as": seen[digest][1], "in": seen[digest][0]})
+        leaked = (frame["sha256"] != "") & frame["sha256"].isin(seen)
         if name in leaks.dropped:
             leaks.dropped[name] = int(leaked.sum())
+        for path, digest in zip(frame["path"], frame["sha256"], strict=True):
+            if digest in seen:
+                leaks.rows.append({"split": name, "path": path, "same_as": seen[digest][1], "in": seen[digest][0]})
+                leaks.within += seen[digest][0] == name
+            elif digest:
+                seen[digest] = (name, path)
         kept[name] = frame[~leaked]
-        hashes = kept[name]["sha256"]
-        leaks.within += int(((hashes != "") & hashes.duplicated()).sum())
-        for path, digest in zip(kept[name]["path"], hashes, strict=True):
-            if digest:
-                seen.setdefault(digest, (name, path))
     return kept, leaks
 
 

@@ -3,8 +3,9 @@
 Any dataset, one strategy (`pipeline.data.splitting`): integers in `split.<name>` are images per class (balanced,
 dogs-vs-cats' 1000 / 500 / 500), fractions keep each class's share (stratified, for imbalanced data); parts the
 source brings (split folders, CIFAR-10's official test set) are kept as given. No image is in two splits, and no
-file's content either: identical files are kept out of the later split, listed in `duplicates.csv` beside the
-manifests and counted in `metrics/<dataset>/split.json` with the per-split class counts (one bar chart per split).
+file's content either: identical files are kept out of the later split and listed in `duplicates.csv` beside the
+manifests (each copy, the file it repeats and that file's split: a copy in its original's split is kept), and
+counted in `metrics/<dataset>/split.json` with the per-split class counts (one bar chart per split).
 """
 
 import numpy as np
