@@ -1,8 +1,8 @@
 """A generated photo folder that looks like a user's own: shapes over cluttered backgrounds, in any of the layouts
 `pipeline.data.layouts` reads, with the flaws real folders have.
 
-Each image holds one shape of its class (circle, square, triangle, ...), of random colour, size, place and rotation,
-over a gradient with clutter and noise. Images have random sizes and aspect ratios (96 to 320 pixels a side), are
+Each image holds one shape of its class (circle, square, triangle, ...), of random size, place and rotation, most
+often near its class's colour (60%, else any colour), over a gradient with clutter and noise. Images have random sizes and aspect ratios (96 to 320 pixels a side), are
 JPEG (some PNG, some gray), and carry odd names (spaces, capitals, accents, `(2)`). Classes can be imbalanced: the
 last has `1 / imbalance` as many images as the first. With `flaws`, the folder also holds a zero-byte JPEG, a
 truncated JPEG, an exact duplicate of a training image in another split (or twice in one pool), `Thumbs.db`,
@@ -28,6 +28,7 @@ SHAPES = (
 )
 SPLIT_SHARES = {"train": 0.7, "val": 0.15, "test": 0.15}
 MIN_SIDE, MAX_SIDE = 96, 320
+TYPICAL = 0.6  # share of shapes in their class's typical colour
 NAMES = ("IMG_{n:04d}.JPG", "photo ({n}).jpg", "été {n}.jpeg", "DSC{n:05d}.jpg", "scan-{n}.png")
 
 
@@ -92,13 +93,23 @@ def _photo(rng: np.random.Generator, shape: int) -> tuple[bytes, str]:
     image = _background(rng, height, width)
     side = min(height, width) * rng.uniform(0.3, 0.5)
     centre = np.array([rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height])
-    _draw(image, SHAPES[shape], centre, side, rng.uniform(0, 360), tuple(int(c) for c in rng.uniform(0, 255, 3)))
+    _draw(image, SHAPES[shape], centre, side, rng.uniform(0, 360), _colour(rng, shape))
     image = np.clip(image + rng.normal(0, rng.uniform(3, 12), image.shape), 0, 255).astype(np.uint8)
     if rng.random() < 0.1:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if rng.random() < 0.2:
         return cv2.imencode(".png", image)[1].tobytes(), ".png"
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))])[1].tobytes(), ".jpg"
+
+
+def _colour(rng: np.random.Generator, shape: int) -> tuple[int, ...]:
+    """The shape's colour: most of the time (`TYPICAL`) near its class's own hue, as real classes differ in colour
+    as well as in form (roses red, daisies white), else any colour, so that form must decide those."""
+    if rng.random() >= TYPICAL:
+        return tuple(int(c) for c in rng.uniform(0, 255, 3))
+    hue = np.uint8(round(180 * shape / len(SHAPES)))
+    base = cv2.cvtColor(np.array([[[hue, 200, 220]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0].astype(float)
+    return tuple(int(c) for c in np.clip(base + rng.normal(0, 25, 3), 0, 255))
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
