@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 
-STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate")
+STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
 COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "push", "pull", "predict")
 runner = CliRunner()
 

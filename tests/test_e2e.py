@@ -33,6 +33,9 @@ def test_repro_writes_test_metrics_and_plots_for_every_model(workspace: Path, mo
     for plot in ("misclassified.png", "reliability.png"):
         assert (workspace / f"metrics/{model}/eval/{plot}").read_bytes().startswith(b"\x89PNG")
     assert (workspace / f"models/{model}.pt").is_file()
+    export = json.loads((workspace / f"metrics/{model}/export.json").read_text())
+    assert export["onnx"]["max_abs_diff"] <= 1e-4 and export["program"]["max_abs_diff"] <= 1e-4
+    assert (workspace / f"models/{model}.onnx").is_file() and (workspace / f"models/{model}.pt2").is_file()
 
 
 def test_metrics_show_lists_split_train_and_test_metrics_of_every_model(workspace: Path) -> None:
@@ -79,10 +82,10 @@ def test_one_model_reruns_alone_with_a_glob_target(workspace: Path) -> None:
     assert stages_run(output) == {"train@cifar_mlp", "evaluate@cifar_mlp"}
 
 
-def test_aug_change_reruns_only_train_and_evaluate(workspace: Path) -> None:
+def test_aug_change_reruns_only_train_evaluate_and_export(workspace: Path) -> None:
     output = dvc(workspace, "exp", "run", "-S", "aug.rotation=20")
     augmented = [model for model in MODELS if model != "iris_mlp"]  # a table's rows are never augmented
-    trained = {f"{stage}@{model}" for stage in ("train", "evaluate") for model in augmented}
+    trained = {f"{stage}@{model}" for stage in ("train", "evaluate", "export") for model in augmented}
     assert stages_run(output) == {f"settings@{dataset}" for dataset in DATASETS} | trained
     experiments = json.loads(dvc(workspace, "exp", "show", "--json"))
     rotations = {

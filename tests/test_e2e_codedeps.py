@@ -21,6 +21,8 @@ EDITS = {
     "pipeline/data/sources/cifar_batches.py": {"download"},  # a module inside a folder dep
     "pipeline/analysis/metrics.py": {"evaluate"},
     "pipeline/analysis/diagnostics.py": {"train", "evaluate"},
+    "pipeline/models/outputs.py": {"train", "evaluate", "export"},
+    "pipeline/inference/onnx_metadata.py": {"export"},
 }
 
 

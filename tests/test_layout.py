@@ -15,7 +15,7 @@ LAYERS = [
     ("core",), ("config",), ("data", "models"), ("analysis",), ("training", "inference"), ("stages", "remote"), ("cli",),
     ("__main__",)
 ]
-STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate")
+STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
 MODULES = module_files(REPO)
 MAX_LINES = 300
 

@@ -38,6 +38,9 @@ def _expected_outputs() -> set[str]:
             paths.per_class(model),
             paths.reliability(model),
             paths.misclassified(model),
+            paths.onnx_file(model),
+            paths.program_file(model),
+            paths.export_metrics(model),
         }
     return {str(path) for path in expected}
 

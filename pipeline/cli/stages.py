@@ -127,5 +127,15 @@ def evaluate(
     report_json(run(model, Paths(), device, data=load(params, set_).data))
 
 
+@app.command()
+@user_errors
+def export(model: Model) -> None:
+    """Export a trained model to models/<model>.onnx and .pt2 (preprocessed inputs in, class probabilities out),
+    checked against PyTorch on the test split; writes metrics/<model>/export.json."""
+    from pipeline.stages.export import export as run
+
+    report_json(run(model, Paths()))
+
+
 if __name__ == "__main__":
     app(prog_name="pipeline")

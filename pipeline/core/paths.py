@@ -66,6 +66,14 @@ class Paths:
         """The model's card (Markdown): what it is, how well it does, its input and its limits; written by evaluate."""
         return self.root / "models" / f"{model}.card.md"
 
+    def onnx_file(self, model: str) -> Path:
+        """The export stage's ONNX model: preprocessing and class probabilities inside, stated in its metadata."""
+        return self.root / "models" / f"{model}.onnx"
+
+    def program_file(self, model: str) -> Path:
+        """The export stage's `torch.export` program, the same graph as the ONNX file (`torch.export.load`)."""
+        return self.root / "models" / f"{model}.pt2"
+
     def checkpoint(self, model: str) -> Path:
         """The end-of-epoch checkpoint a killed training run resumes from; not a DVC output, so it survives."""
         return self.root / "models" / "checkpoints" / f"{model}.ckpt"
@@ -80,6 +88,10 @@ class Paths:
 
     def test_metrics(self, model: str) -> Path:
         return self.metrics_dir(model) / "test.json"
+
+    def export_metrics(self, model: str) -> Path:
+        """How closely the exported files agree with PyTorch on the test split."""
+        return self.metrics_dir(model) / "export.json"
 
     def eval_dir(self, model: str) -> Path:
         return self.metrics_dir(model) / "eval"

@@ -23,10 +23,10 @@ class Preprocessing:
     """The size, colour, resize policy and normalisation of training's images, and the class names in label order."""
 
     size: int
-    color: str  # "gray" | "rgb"
-    resize: str  # "squash" | "crop" | "pad"
+    color: str | None  # "gray" | "rgb"; None for a table's feature rows
+    resize: str | None  # "squash" | "crop" | "pad"; None for a table
     normalize: bool
-    mean: list[float]  # per channel, on the [0, 1] scale
+    mean: list[float]  # per channel (a table: per feature), on the [0, 1] scale
     std: list[float]
     classes: list[str]
 
@@ -37,8 +37,8 @@ class Preprocessing:
 
     @property
     def channels(self) -> int:
-        """1 for gray images, 3 for RGB."""
-        return 1 if self.color == "gray" else 3
+        """1 for gray images, 3 for RGB; a table's number of features."""
+        return len(self.mean) if self.color is None else 1 if self.color == "gray" else 3
 
     def to_dict(self) -> dict:
         """The fields as plain JSON-ready data (what the model file and the ONNX metadata hold)."""
@@ -65,12 +65,14 @@ def _value_problem(p: Preprocessing) -> str:
     """What is wrong with well-typed values, "" if nothing."""
     if p.size < 1:
         return f"size: {p.size} is not a positive number of pixels"
-    if p.color not in COLORS:
+    if p.color is None and p.resize is not None:
+        return f"resize: {p.resize!r} for a table (color null); a table is not resized"
+    if p.color is not None and p.color not in COLORS:
         return f"color: {p.color!r} is not {' or '.join(COLORS)}"
-    if p.resize not in RESIZES:
+    if p.color is not None and p.resize not in RESIZES:
         return f"resize: {p.resize!r} is not {', '.join(RESIZES)}"
-    if not len(p.mean) == len(p.std) == p.channels:
-        return f"mean and std: {len(p.mean)} and {len(p.std)} values for {p.color} images ({p.channels} per pixel)"
+    if not len(p.mean) == len(p.std) == p.channels or not p.mean:
+        return f"mean and std: {len(p.mean)} and {len(p.std)} values for {p.color or 'table'} inputs ({p.channels} expected)"
     if min(p.std) <= 0:
         return f"std: {p.std} has a value that is not positive"
     if len(p.classes) < 2 or len(set(p.classes)) < len(p.classes):

@@ -6,7 +6,7 @@ prepared as preprocess stores them. Imports no torch, so that the ONNX backend n
 cannot import this one), and is the same class here.
 """
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from pipeline.core.preprocessing import Preprocessing
 __all__ = ["Backend", "Preprocessing"]
 
 
+@runtime_checkable
 class Backend(Protocol):
     """A trained model, ready to score images."""
 
