@@ -92,7 +92,12 @@ def _info(channels: int, size: int, classes: int, normalization: Normalization |
     return ExportInfo(preprocessing, "tiny", "arch", "data", kind, features, OPSET)
 
 
-@pytest.mark.parametrize("case", CASES)
+SLOW_CASES = {"vgg16-batchnorm-3", "resnet18-2"}  # torchvision's full-width nets: the slow tier
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, marks=pytest.mark.slow) if case in SLOW_CASES else case for case in CASES]
+)
 def test_every_architecture_exports_to_onnx_and_a_program_that_agree_with_pytorch_for_any_batch(tmp_path, case):
     arch, args, channels, size, classes, normalization = CASES[case]
     model = _model(arch, args, channels, size, classes)
