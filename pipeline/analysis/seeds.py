@@ -133,11 +133,14 @@ def section(runs: Sequence[Record], models: list[str]) -> list[str]:
         "",
         "## Seeds: signal or noise?",
         "",
-        f"Runs whose params differ only in the global `{SEED}` are one setting (`split.*.seed` and every other key "
-        "make another setting). Per setting: validation and test accuracy as mean ± standard deviation over its "
-        f"seeds. The best setting has the highest mean validation accuracy (of those with {MIN_SEEDS} seeds or more); each other setting's test accuracy is "
-        f"compared with it by {TEST_NAME}: **real** when p < {ALPHA} with at least {MIN_SEEDS} seeds on each side, "
-        "else within the noise. No correction is made for testing several settings.",
+        (
+            f"Runs whose params differ only in the global `{SEED}` are one setting (`split.*.seed` and every other "
+            "key make another setting). Per setting: validation and test accuracy as mean ± standard deviation over "
+            f"its seeds. The best setting has the highest mean validation accuracy (of those with {MIN_SEEDS} seeds "
+            f"or more); each other setting's test accuracy is compared with it by {TEST_NAME}: **real** when "
+            f"p < {ALPHA} with at least {MIN_SEEDS} seeds on each side, else within the noise. No correction is made "
+            "for testing several settings."
+        ),
     ]
     for model in models:
         lines += _model_table(groups, keys, model)
