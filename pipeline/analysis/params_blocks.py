@@ -3,6 +3,7 @@ images are (`data`), how they are split (`split`), how they are stored (`preproc
 each with comments that say why. `write_blocks` adds them to params.yaml in place, keeping its comments, order and
 formatting (ruamel's round-trip mode), once the result validates; the file is replaced atomically."""
 
+import copy
 import io
 import os
 import re
@@ -139,14 +140,7 @@ def check_name(params_file: Path, name: str) -> CommentedMap:
         raise PipelineError(
             f"--write {name!r}: a dataset name is lower-case letters, digits and _, starting with a letter"
         )
-    try:
-        document = _yaml().load(params_file.read_text())
-    except FileNotFoundError:
-        raise PipelineError(f"{params_file} does not exist; run from the repository root or give --params") from None
-    except YAMLError as exc:
-        raise PipelineError(f"{params_file} is not valid YAML ({exc.__class__.__name__}); fix it first") from None
-    if not isinstance(document, CommentedMap):
-        raise PipelineError(f"{params_file} does not hold a mapping of params blocks; fix it first")
+    document = load_document(params_file)
     model = model_name(name)
     wanted = [*((block, name) for block in BLOCKS), ("data", model), ("models", model)]  # a model is no dataset's name
     taken = [f"{block}.{key}" for block, key in wanted if isinstance(document.get(block), dict) and key in document[block]]
@@ -164,20 +158,40 @@ def write_blocks(params_file: Path, name: str, entries: list[Entry]) -> list[str
     for entry in entries:
         target = document.get(entry.block)
         if isinstance(target, CommentedMap) and target:
-            _append(target, entry.key, entry.node())
+            append_entry(target, entry.key, entry.node())
         else:  # a block params.yaml lacks (or has empty): added whole, at the end
             target = CommentedMap({entry.key: entry.node()})
-            _append(document, entry.block, target)
+            append_entry(document, entry.block, target)
         if entry.comment:
             target.yaml_set_comment_before_after_key(entry.key, before=entry.comment, indent=2)
+    save_document(params_file, document, f"--write {name}: the blocks were not added")
+    return [f"{entry.block}.{entry.key}" for entry in entries]
+
+
+def load_document(params_file: Path) -> CommentedMap:
+    """`params_file` as a round-trip document (comments, order and formatting kept); an error if it is missing,
+    not YAML or not a mapping."""
+    try:
+        document = _yaml().load(params_file.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{params_file} does not exist; run from the repository root or give --params") from None
+    except YAMLError as exc:
+        raise PipelineError(f"{params_file} is not valid YAML ({exc.__class__.__name__}); fix it first") from None
+    if not isinstance(document, CommentedMap):
+        raise PipelineError(f"{params_file} does not hold a mapping of params blocks; fix it first")
+    return document
+
+
+def save_document(params_file: Path, document: CommentedMap, refused: str) -> None:
+    """Replace `params_file` atomically with `document`, once it validates (`parse_params`); else an error that
+    starts with `refused` (the option, and that nothing was written)."""
     text = io.StringIO()
     _yaml().dump(document, text)
     try:
         parse_params(read_yaml(text.getvalue()) or {}, source=str(params_file))
     except PipelineError as exc:
-        raise PipelineError(f"--write {name}: the blocks were not added, the result would not validate: {exc}") from None
+        raise PipelineError(f"{refused}, the result would not validate: {exc}") from None
     write_text(params_file, text.getvalue())
-    return [f"{entry.block}.{entry.key}" for entry in entries]
 
 
 def _split(found: Inspection, name: str) -> Entry:
@@ -238,16 +252,22 @@ def _yaml() -> YAML:
     return yaml
 
 
-def _append(mapping: CommentedMap, key: str, value: CommentedMap) -> None:
+def append_entry(mapping: CommentedMap, key: str, value: Any) -> None:
     """Set `key` (at the end of `mapping` if new), moving the comment that followed the entry before it (the next
     block's heading, which ruamel keeps with that entry; or with `key` itself if it was null) after the new value."""
     before = (mapping, key) if key in mapping else _last_entry(mapping)
     mapping[key] = value
     tokens = before[0].ca.items.get(before[1]) if before else None
-    after = _last_entry(value) or (mapping, key)
+    after = (_last_entry(value) if isinstance(value, CommentedMap) else None) or (mapping, key)
     if tokens and len(tokens) > COMMENT_SLOT and tokens[COMMENT_SLOT] is not None and after != before:
-        after[0].ca.items.setdefault(after[1], [None, None, None, None])[COMMENT_SLOT] = tokens[COMMENT_SLOT]
-        tokens[COMMENT_SLOT] = None
+        token = tokens[COMMENT_SLOT]
+        moved = copy.copy(token)
+        same_line, _, rest = token.value.partition("\n")
+        if same_line.strip():  # an end-of-line comment (`epochs: 2  # short`) stays on its line; the rest moves
+            token.value, moved.value = same_line + "\n", "\n" + rest
+        else:
+            tokens[COMMENT_SLOT] = None
+        after[0].ca.items.setdefault(after[1], [None, None, None, None])[COMMENT_SLOT] = moved
 
 
 def _last_entry(mapping: CommentedMap) -> tuple[CommentedMap, str] | None:

@@ -4,8 +4,9 @@ A table with the params that differ between runs and, per model, the validation 
 the test accuracy and loss beside it; the best run of each model is chosen, and bolded, by validation accuracy,
 never by test (choosing by the test set would make its score a biased estimate). Then a warning for runs whose
 BatchNorm check shows a large train/eval-mode gap, and per model the learning curves of the baseline and of the
-best run on one chart. It reads what
-`dvc exp show` reads: the baseline commit (HEAD) and the experiments derived from it.
+best run on one chart. Runs that differ only in `seed` are grouped too, as mean ± sd over their seeds, with each
+difference tested against seed noise (`pipeline.analysis.seeds`). It reads what `dvc exp show` reads: the
+baseline commit (HEAD) and the experiments derived from it.
 """
 
 import csv
@@ -17,6 +18,7 @@ from typing import Any
 
 from pipeline.analysis.markdown import cell, row
 from pipeline.analysis.plots import compared_curves, save_png
+from pipeline.analysis.seeds import section as seeds_section
 from pipeline.core.atomic import write_text
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
@@ -179,6 +181,7 @@ def markdown(runs: list[Run], models: list[str], charts: dict[str, str | None]) 
     if unchanged:
         lines += ["", f"Same test scores in every run, so left out: {', '.join(unchanged)}."]
     lines += _mode_gap_flags(runs, models)
+    lines += seeds_section(runs, models)
     for model in models:
         lines += ["", f"## {model}", "", _chart_caption(runs[0], best[model], model)]
         if charts[model]:

@@ -1,5 +1,5 @@
 """The `pipeline` commands that are not stages: inspect and make-images (your own data), report and bench (results),
-sanity checks, push and pull. `pipeline.cli.main` adds them to the stage commands."""
+lr-find, sanity checks, push and pull. `pipeline.cli.main` adds them to the stage commands."""
 
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +34,26 @@ def bench(
     from pipeline.training.bench import render
 
     typer.echo(render(run(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
+
+
+@user_errors
+def lr_find(
+    model: Model,
+    steps: Annotated[int, typer.Option(min=2, max=1000, help="Steps from lr 1e-7 to 10 (fastai: 100).")] = 100,
+    apply: Annotated[bool, typer.Option("--apply", help="Write the valley suggestion as the model's lr.")] = False,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+) -> None:
+    """Run the learning-rate range test on a fresh model: the loss as the rate rises exponentially, plotted to
+    metrics/<model>/lr_find.png, and fastai's suggestions (steepest descent, valley); --apply writes the valley."""
+    from pipeline.training.lr_find import apply as write
+    from pipeline.training.lr_find import find_and_plot
+
+    loaded = load(params, set_)
+    found, text = find_and_plot(model, loaded, Paths(), steps)
+    typer.echo(text)
+    if apply:
+        typer.echo(write(params, loaded, model, found.valley[0]))
 
 
 @user_errors

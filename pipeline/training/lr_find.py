@@ -1,0 +1,228 @@
+"""Command `lr-find`: the learning-rate range test (Leslie Smith; fastai's `lr_find`).
+
+A fresh model takes one training step per learning rate, the rate rising exponentially from 1e-7 to 10; the loss,
+smoothed by an exponential moving average (bias-corrected, beta 0.98), first falls, then explodes. The test stops
+once the smoothed loss is above four times its minimum. Two suggestions, as fastai makes them, over the recorded
+points less the first tenth of the planned steps and the last five:
+
+- steep: where the smoothed loss falls fastest against log(lr);
+- valley: fastai's `valley` (ESRI's suggester): the longest run of falling losses (the longest decreasing
+  subsequence), and the point `int(n/3) + int(n/6)` into it: about halfway, although fastai's docs say "roughly 2/3".
+
+Not a stage: it writes metrics/<model>/lr_find.png beside the stages' outputs, and no stage imports it.
+"""
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from pipeline.analysis.params_blocks import append_entry, load_document, save_document
+from pipeline.analysis.plots import save_png
+from pipeline.config.params import Params
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+from pipeline.core.runtime import (
+    Normalization,
+    pick_device,
+    place,
+    seed_everything,
+    to_tensor,
+)
+from pipeline.data.store import load_meta, load_split
+from pipeline.models.registry import parameter_groups
+from pipeline.training.schedule import initial_lr
+from pipeline.training.step import build_for, make_optimizer, penalty_for, training_step
+
+START_LR, END_LR = 1e-7, 10.0
+BETA = 0.98  # the smoothing of the loss
+DIVERGE = 4.0  # stop once the smoothed loss is above this many times its minimum
+SKIP_END = 5  # fastai leaves out the last five points (and the first tenth of the planned steps)
+
+
+@dataclass(frozen=True)
+class RangeTest:
+    """The rates stepped at, the raw and the smoothed loss at each, how many steps were planned, and whether the
+    test stopped early because the loss diverged."""
+
+    lrs: np.ndarray
+    raw: np.ndarray
+    losses: np.ndarray
+    planned: int
+    diverged: bool
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """fastai's two suggestions: the steepest descent and the valley; each a rate and its smoothed loss."""
+
+    steep: tuple[float, float]
+    valley: tuple[float, float]
+
+
+def rates(steps: int, start: float = START_LR, end: float = END_LR) -> np.ndarray:
+    """`steps` learning rates rising exponentially from `start` to `end` (both included)."""
+    if steps < 2:
+        raise PipelineError(f"--steps {steps}: the range test needs at least 2 steps")
+    return start * (end / start) ** (np.arange(steps) / (steps - 1))
+
+
+def range_test(step: Callable[[float], float], lrs: np.ndarray, beta: float = BETA, diverge: float = DIVERGE) -> RangeTest:
+    """Call `step(lr)` (one training step at that rate, returning its loss) for each rate in turn, smoothing the
+    losses (an exponential moving average, bias-corrected); stop after the step whose smoothed loss is not finite
+    or above `diverge` times the lowest so far."""
+    average, raw, smoothed, diverged = 0.0, [], [], False
+    for count, lr in enumerate(lrs, start=1):
+        raw.append(step(float(lr)))
+        average = beta * average + (1 - beta) * raw[-1]
+        smoothed.append(average / (1 - beta**count))
+        if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge * min(smoothed):
+            diverged = True
+            break
+    return RangeTest(np.asarray(lrs[: len(raw)], float), np.array(raw), np.array(smoothed), len(lrs), diverged)
+
+
+def steep(lrs: np.ndarray, losses: np.ndarray) -> int:
+    """The index of the rate where the loss falls fastest against log(lr) (the left end of the steepest segment)."""
+    return int(np.argmin(np.diff(losses) / np.diff(np.log(lrs))))
+
+
+def valley(losses: np.ndarray) -> int:
+    """fastai's `valley`: the index `int(n/3) + int(n/6)` into the longest decreasing run of losses (a longest
+    strictly decreasing subsequence, ending at its first possible end), starting one before it as fastai does."""
+    longest = np.ones(len(losses), int)
+    end = 0
+    for i in range(1, len(losses)):
+        before = longest[:i][losses[:i] > losses[i]]
+        longest[i] = 1 + before.max() if before.size else 1
+        if longest[i] > longest[end]:
+            end = i
+    start = end - longest[end]
+    third = (end - start) / 3
+    return min(max(start + int(third) + int(third / 2), 0), len(losses) - 1)
+
+
+def suggest(test: RangeTest) -> Suggestions:
+    """Both suggestions over the recorded points, less the first tenth of the planned steps and the last five."""
+    keep = slice(test.planned // 10, len(test.losses) - SKIP_END)
+    lrs, losses = test.lrs[keep], test.losses[keep]
+    finite = np.isfinite(losses)
+    if not finite.all():
+        lrs, losses = lrs[: np.argmin(finite)], losses[: np.argmin(finite)]
+    if len(losses) < 3:
+        raise PipelineError(
+            f"--steps {test.planned}: the loss diverged after {len(test.losses)} steps, too few to suggest a rate; "
+            "raise --steps"
+        )
+    at_steep, at_valley = steep(lrs, losses), valley(losses)
+    return Suggestions(
+        (float(lrs[at_steep]), float(losses[at_steep])), (float(lrs[at_valley]), float(losses[at_valley]))
+    )
+
+
+def lr_find(model_name: str, params: Params, paths: Paths, steps: int = 100) -> RangeTest:
+    """The range test on a fresh model of `model_name` (its params, optimizer and weight penalty, as the train stage
+    builds them), stepping through shuffled batches of its dataset's training split (no augmentation)."""
+    config = params.model(model_name)
+    settings = config.train
+    device = pick_device(settings.device)
+    seed_everything(params.seed, device)
+    meta = load_meta(paths, config.dataset)
+    split = load_split(paths, config.dataset, "train")
+    normalization = Normalization.from_meta(meta)
+    batches = _batches(len(split.labels), settings.batch_size, np.random.default_rng(params.seed))
+    first = next(batches)
+    channels = to_tensor(split.inputs[first[:1]], normalization).shape[1]
+    model = place(build_for(model_name, config, {**meta, "channels": channels}), device)
+    base = initial_lr(settings)
+    optimizer = make_optimizer(parameter_groups(model, base), settings)
+    scales = [group["lr"] / base for group in optimizer.param_groups]  # groups with their own rate keep its ratio
+    penalty = penalty_for(model, settings)
+    model.train()
+    pending = [first]
+
+    def step(lr: float) -> float:
+        chosen = pending.pop() if pending else next(batches)
+        for group, scale in zip(optimizer.param_groups, scales, strict=True):
+            group["lr"] = lr * scale
+        images = to_tensor(split.inputs[chosen], normalization).to(device)
+        labels = torch.from_numpy(split.labels[chosen]).to(device)
+        return training_step(model, optimizer, images, labels, settings.amp, penalty)[1].item()
+
+    return range_test(step, rates(steps))
+
+
+def _batches(n: int, size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Sorted index batches of a fresh shuffle each pass over `n` items, without end (a last short batch dropped
+    unless it is the only one)."""
+    while True:
+        order = rng.permutation(n)
+        for begin in range(0, max(n - size + 1, 1), size):
+            yield np.sort(order[begin : begin + size])
+
+
+def figure(test: RangeTest, found: Suggestions, title: str) -> Figure:
+    """The smoothed loss against the learning rate (log scale), the two suggestions marked."""
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    shown = slice(0, max(len(test.losses) - SKIP_END, 2))
+    axis.plot(test.lrs[shown], test.losses[shown], color="C0", label="smoothed loss")
+    for (lr, loss), name, color in ((found.steep, "steep", "C3"), (found.valley, "valley", "C2")):
+        axis.plot([lr], [loss], "o", color=color, markersize=8, label=f"{name}: {lr:.2e}")
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("loss")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title(title)
+    return fig
+
+
+def plot_path(paths: Paths, model_name: str) -> Path:
+    """Where `lr-find` saves its plot: metrics/<model>/lr_find.png."""
+    return paths.metrics_dir(model_name) / "lr_find.png"
+
+
+def find_and_plot(model_name: str, params: Params, paths: Paths, steps: int = 100) -> tuple[Suggestions, str]:
+    """Run the range test, save the plot (`plot_path`) and return the suggestions with the text to print."""
+    test = lr_find(model_name, params, paths, steps)
+    found = suggest(test)
+    path = plot_path(paths, model_name)
+    save_png(figure(test, found, f"{model_name}: learning-rate range test"), path)
+    stopped = (
+        f"stopped at lr {test.lrs[-1]:.2e}: the smoothed loss passed {DIVERGE:g}x its minimum"
+        if test.diverged
+        else f"ran all {test.planned} steps without the loss diverging; the suggestions may be low"
+    )
+    text = "\n".join([
+        f"{model_name}: {len(test.losses)} of {test.planned} steps, lr {START_LR:g} to {END_LR:g}; {stopped}",
+        f"SuggestedLRs(valley={found.valley[0]:.2e}, steep={found.steep[0]:.2e})",
+        f"  valley: {found.valley[0]:.2e} (smoothed loss {found.valley[1]:.4f}), the --apply choice",
+        f"  steep:  {found.steep[0]:.2e} (smoothed loss {found.steep[1]:.4f}), where the loss falls fastest",
+        f"plot: {path}",
+    ])
+    return found, text
+
+
+def apply(params_file: Path, params: Params, model_name: str, lr: float) -> str:
+    """Write `lr` (to 3 significant figures) as `models.<model>.lr` in `params_file`, keeping its comments, order
+    and formatting, once the result validates; the file is replaced atomically. Returns what changed."""
+    config = params.model(model_name)
+    if isinstance(config.train.lr_schedule, list):
+        raise PipelineError(
+            f"--apply: models.{model_name} has a step list as lr_schedule, whose steps set the rate; `lr` would be "
+            "unused: edit the steps' lr instead"
+        )
+    document = load_document(params_file)
+    block = (document.get("models") or {}).get(model_name)
+    if not isinstance(block, dict):
+        raise PipelineError(f"--apply: {params_file} has no block models.{model_name} to write lr into")
+    value = float(f"{lr:.3g}")
+    append_entry(block, "lr", value)
+    save_document(params_file, document, f"--apply: models.{model_name}.lr was not written")
+    return f"models.{model_name}.lr: {config.train.lr:g} -> {value:g} in {params_file}"
