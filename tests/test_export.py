@@ -92,11 +92,11 @@ def _info(channels: int, size: int, classes: int, normalization: Normalization |
     return ExportInfo(preprocessing, "tiny", "arch", "data", kind, features, OPSET)
 
 
-SLOW_CASES = {"vgg16-batchnorm-3", "resnet18-2"}  # torchvision's full-width nets: the slow tier
+FAST_CASES = {"catsdogs_cnn-2-sigmoid-dropout", "mlp-table-3"}  # the others in the slow tier
 
 
 @pytest.mark.parametrize(
-    "case", [pytest.param(case, marks=pytest.mark.slow) if case in SLOW_CASES else case for case in CASES]
+    "case", [case if case in FAST_CASES else pytest.param(case, marks=pytest.mark.slow) for case in CASES]
 )
 def test_every_architecture_exports_to_onnx_and_a_program_that_agree_with_pytorch_for_any_batch(tmp_path, case):
     arch, args, channels, size, classes, normalization = CASES[case]
@@ -173,6 +173,7 @@ def test_the_stage_writes_both_files_and_the_parity_figures(catsdogs_model):
     np.testing.assert_allclose(program_probabilities(program, test.inputs, 4), backend.probabilities(test.inputs), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_parity_takes_the_first_test_inputs_up_to_the_cap_in_batches_the_last_one_smaller(catsdogs_model, monkeypatch):
     monkeypatch.setattr(stage, "PARITY_SAMPLES", 5)
     monkeypatch.setattr(stage, "BATCH_SIZE", 2)
@@ -189,6 +190,7 @@ def test_parity_takes_the_first_test_inputs_up_to_the_cap_in_batches_the_last_on
     assert report["onnx"]["max_abs_diff"] <= 1e-5 and report["program"]["max_abs_diff"] <= 1e-5
 
 
+@pytest.mark.slow
 def test_a_table_model_is_exported_with_its_features_and_statistics(paths):
     _trained(paths, json.loads(json.dumps(TINY_IRIS)) | {"seed": 7}, "iris_mlp")
     report = stage.export("iris_mlp", paths)
@@ -199,7 +201,7 @@ def test_a_table_model_is_exported_with_its_features_and_statistics(paths):
     assert info.preprocessing.color is None and info.preprocessing.mean == meta["mean"]
 
 
-@pytest.mark.parametrize("run", ["onnx", "program"])
+@pytest.mark.parametrize("run", ["onnx", pytest.param("program", marks=pytest.mark.slow)])
 def test_the_stage_fails_naming_the_model_and_the_figures_when_an_export_disagrees(catsdogs_model, monkeypatch, run):
     paths = catsdogs_model
     if run == "onnx":

@@ -250,6 +250,7 @@ def test_the_onnx_backend_missing_from_this_version_is_a_clean_error(tmp_path, m
         open_backend("onnx", tmp_path / "model.pt")
 
 
+@pytest.mark.slow
 def test_the_onnx_backend_predicts_as_the_torch_one(project, test_images):
     onnx_backend = pytest.importorskip("pipeline.inference.onnx_backend")
     export = pytest.importorskip("pipeline.stages.export")
