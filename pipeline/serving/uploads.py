@@ -70,7 +70,7 @@ async def _files(items: list[tuple[str, Any]]) -> list[tuple[str, bytes]]:
     if any(not isinstance(value, UploadFile) for value in named):
         raise Refused(422, f"field '{FIELD}' holds text, not a file; {HOW}")
     files = [(value.filename or "", await value.read()) for value in named]
-    files = [(name, data) for name, data in files if name or data]  # a browser's form sends "no file chosen" so
+    files = [(name, data) for name, data in files if name or data]  # nameless and empty: a form with no file chosen
     if any(not name for name, _ in files):
         raise Refused(422, f"a '{FIELD}' field without a filename: its extension (.jpg, .png, ...) says the format; {HOW}")
     if not files:
