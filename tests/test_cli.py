@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 
 STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
-COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "lr-find", "push", "pull", "predict")
+COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "lr-find", "push", "pull", "predict", "serve",
+            "bench-predict")
 runner = CliRunner()
 
 

@@ -12,8 +12,8 @@ from tests.imports import closure, graph, module_files
 
 # Each subpackage may import its own modules and those of the layers before it, never after.
 LAYERS = [
-    ("core",), ("config",), ("data", "models"), ("analysis",), ("training", "inference"), ("stages", "remote"), ("cli",),
-    ("__main__",)
+    ("core",), ("config",), ("data", "models"), ("analysis",), ("training", "inference"), ("serving",), ("stages", "remote"),
+    ("cli",), ("__main__",)
 ]
 STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
 MODULES = module_files(REPO)

@@ -1,11 +1,12 @@
-"""The `pipeline` command: every stage command (`pipeline.cli.stages`), the tools (`pipeline.cli.tools`) and
-`pipeline predict` (`pipeline.cli.predict`)."""
+"""The `pipeline` command: every stage command (`pipeline.cli.stages`), the tools (`pipeline.cli.tools`),
+`pipeline predict` (`pipeline.cli.predict`) and `pipeline serve` with `pipeline bench-predict` (`pipeline.cli.serve`)."""
 
-from pipeline.cli import predict, tools
+from pipeline.cli import predict, serve, tools
 from pipeline.cli.stages import app
 
-for command in (tools.bench, tools.report, tools.inspect, tools.push, tools.pull, predict.predict):
+for command in (tools.bench, tools.report, tools.inspect, tools.push, tools.pull, predict.predict, serve.serve):
     app.command()(command)
 app.command("make-images")(tools.make_images)
 app.command("lr-find")(tools.lr_find)
+app.command("bench-predict")(serve.bench_predict)
 app.add_typer(tools.sanity, name="sanity")
