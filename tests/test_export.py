@@ -2,6 +2,7 @@
 batch size; the preprocessing in the ONNX metadata; the stage's parity check, its metrics and its refusals."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -171,6 +172,15 @@ def test_the_stage_writes_both_files_and_the_parity_figures(catsdogs_model):
     test = load_split(paths, "catsdogs", "test")
     program = torch.export.load(paths.program_file("catsdogs_cnn"))
     np.testing.assert_allclose(program_probabilities(program, test.inputs, 4), backend.probabilities(test.inputs), atol=1e-5)
+
+
+def test_the_exports_hold_no_source_paths_so_a_clone_anywhere_writes_the_same_bytes(catsdogs_model):
+    paths = catsdogs_model
+    stage.export("catsdogs_cnn", paths)
+    written = [paths.onnx_file("catsdogs_cnn").read_bytes(), paths.program_file("catsdogs_cnn").read_bytes()]
+    assert not any(str(Path(stage.__file__).parents[2]).encode() in data for data in written)
+    stage.export("catsdogs_cnn", paths)
+    assert [paths.onnx_file("catsdogs_cnn").read_bytes(), paths.program_file("catsdogs_cnn").read_bytes()] == written
 
 
 @pytest.mark.slow

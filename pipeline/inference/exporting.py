@@ -47,7 +47,10 @@ def export_program(graph: InferenceGraph, example: np.ndarray) -> ExportedProgra
     """The graph in eval mode as a `torch.export` program whose batch axis takes any size; `example` is a batch of
     at least two inputs of the right shape and type (a batch of one would fix the axis at 1)."""
     dynamic = {"inputs": {0: Dim(BATCH, min=1)}}
-    return torch.export.export(graph.eval(), (torch.from_numpy(np.array(example)),), dynamic_shapes=dynamic)
+    program = torch.export.export(graph.eval(), (torch.from_numpy(np.array(example)),), dynamic_shapes=dynamic)
+    for node in program.graph.nodes:
+        node.meta.pop("stack_trace", None)  # source file paths: the same model would give other bytes elsewhere
+    return program
 
 
 def onnx_model(program: ExportedProgram, info: ExportInfo) -> onnx.ModelProto:
@@ -58,6 +61,9 @@ def onnx_model(program: ExportedProgram, info: ExportInfo) -> onnx.ModelProto:
         program, dynamo=True, opset_version=OPSET, input_names=[name], output_names=[OUTPUT], verbose=False
     )
     model = exported.model_proto
+    for node in [*model.graph.node, *(node for function in model.functions for node in function.node)]:
+        del node.metadata_props[:]  # the exporter's stack traces: source file paths, which differ between clones
+        node.doc_string = ""
     _name_batch_axis(model.graph)
     onnx.helper.set_model_props(model, info.props())
     model.doc_string = (
