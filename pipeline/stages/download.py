@@ -23,5 +23,5 @@ def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> RawInde
         folder.mkdir()
         if data.kind == "table":
             return write_table(folder, iris_frame())
-        with open_source(dataset, data, seed, paths.raw_dir(dataset).parent) as tree:
+        with open_source(dataset, data, seed, folder.parent) as tree:  # scratch files inside the temporary copy
             return ingest(tree, data, f"data.{dataset}", folder)
