@@ -174,6 +174,7 @@ def test_the_stage_writes_both_files_and_the_parity_figures(catsdogs_model):
     np.testing.assert_allclose(program_probabilities(program, test.inputs, 4), backend.probabilities(test.inputs), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_exports_hold_no_source_paths_so_a_clone_anywhere_writes_the_same_bytes(catsdogs_model):
     paths = catsdogs_model
     stage.export("catsdogs_cnn", paths)

@@ -232,6 +232,7 @@ def test_concurrent_clients_all_get_their_own_right_answer(server, images, expec
     assert [len(received) for received in answers] == [REQUESTS] * CLIENTS
 
 
+@pytest.mark.slow
 def test_the_onnx_backend_serves_the_same_answers(project, images, expected):
     pytest.importorskip("pipeline.inference.onnx_backend")
     export = pytest.importorskip("pipeline.stages.export")
