@@ -193,6 +193,7 @@ def test_a_table_datasets_card_describes_feature_rows():
     card = model_card(facts)
     assert "- **A row of 2 features**, in this order: `petal_length`, `petal_width`" in card
     assert "standardised per feature with the training split's mean (3.7, 1.2) and std (1.76, 0.76)" in card
+    assert "`pipeline predict` takes images; run this table model on rows through its export" in card
     assert "epoch 3 of 10, the last (`train.keep: last`)" in card
     assert "Every param is at its default." not in card  # keep: last differs
     assert "No test sample is misclassified." in card

@@ -165,9 +165,11 @@ def _how_well(facts: CardFacts) -> list[str]:
 def _input(facts: CardFacts) -> list[str]:
     meta, classes = facts.meta, facts.saved["classes"]
     labels = ", ".join(f"{label} `{name}`" for label, name in enumerate(classes))
+    call = f"Call it with `uv run pipeline predict {facts.name} PATH`, which prepares the input as above."
     if meta.get("kind") == "table":
         names = ", ".join(f"`{name}`" for name in meta["features"])
         shape = f"- **A row of {len(meta['features'])} features**, in this order: {names}"
+        call = f"`pipeline predict` takes images; run this table model on rows through its export, `models/{facts.name}.onnx`."
     else:
         shape = (
             f"- **An image** of any size, made {meta['size']}x{meta['size']} pixels, {COLOR[meta['color']]}; "
@@ -180,7 +182,7 @@ def _input(facts: CardFacts) -> list[str]:
         f"- **Normalisation**: {_normalisation(meta)}",
         f"- **Classes**, in label order: {labels}",
         "",
-        f"Call it with `uv run pipeline predict {facts.name} PATH`, which prepares the input as above.",
+        call,
     ]
 
 
