@@ -99,6 +99,10 @@ class SplitParams(Block):
             raise ValueError(f"the fractions add up to {sum(shares):g}; together they must stay under 1")
         return self
 
+    def draw_seed(self, seed: int) -> int:
+        """The seed of the draws: the block's own, else the global `seed`."""
+        return seed if self.seed is None else self.seed
+
     def cap(self, part: str) -> int | None:
         """The most images per class `part` keeps (None: no cap)."""
         value: int | None = getattr(self, f"max_{part}_per_class")
@@ -125,12 +129,3 @@ class TablePreprocess(Block):
 def preprocess_block(data: DataSource) -> type[PreprocessParams] | type[TablePreprocess]:
     """The params class of `preprocess.<name>` for a dataset of this kind."""
     return TablePreprocess if data.kind == "table" else PreprocessParams
-
-
-def blocks_of(raw: Any, block: str) -> dict[str, Any]:
-    """A top-level `split` / `preprocess` / `data` mapping, or an error naming it when it is not a mapping."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{block}: expected a mapping of dataset names to blocks (got {raw!r})")
-    return raw

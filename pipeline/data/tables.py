@@ -17,7 +17,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.paths import RAW_TABLE, SPLITS, Paths
 from pipeline.data.classes import Listing
 from pipeline.data.manifests import read_manifest
-from pipeline.data.raw import RawIndex, read_index, write_index
+from pipeline.data.raw import RawIndex, write_index
 
 CLASS_COLUMN = "class"
 
@@ -60,7 +60,7 @@ def read_table(paths: Paths, dataset: str) -> pd.DataFrame:
     return check_table(pd.read_csv(path), str(path))
 
 
-def preprocess_table(dataset: str, params: TablePreprocess, paths: Paths) -> dict:
+def preprocess_table(dataset: str, classes: tuple[str, ...], params: TablePreprocess, paths: Paths) -> dict:
     """Write each split's features and labels, the training split's per-feature mean and std, and meta.json."""
     frame = read_table(paths, dataset)
     features = frame.drop(columns=CLASS_COLUMN)
@@ -77,7 +77,7 @@ def preprocess_table(dataset: str, params: TablePreprocess, paths: Paths) -> dic
                 stats = {"mean": _rounded(values.mean(axis=0)), "std": _rounded(np.maximum(values.std(axis=0), 1e-6))}
         meta = {
             "kind": "table",
-            "classes": list(read_index(paths, dataset).classes),
+            "classes": list(classes),
             "features": list(features.columns),
             "size": 1,
             **stats,

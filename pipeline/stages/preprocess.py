@@ -37,7 +37,7 @@ def preprocess(dataset: str, params: PreprocessParams | TablePreprocess, paths: 
     """Write the arrays of every split; returns the kept and skipped counts per split and the decoded sizes."""
     index = read_index(paths, dataset)
     if index.kind == "table":
-        return preprocess_table(dataset, params, paths)
+        return preprocess_table(dataset, index.classes, params, paths)
     summary: dict[str, dict] = {}
     skipped: list[dict[str, str]] = []
     stats = ChannelStats(1 if params.color == "gray" else 3)

@@ -17,9 +17,9 @@ from pipeline.core.paths import Paths
 def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
     """Write the dataset's resolved split, preprocess and aug blocks; returns them."""
     data = params.data[dataset]
-    split = params.split[dataset].model_dump(mode="json")
+    split = params.split[dataset]
     resolved = {
-        "split": {**split, "seed": params.seed if split["seed"] is None else split["seed"]},
+        "split": {**split.model_dump(mode="json"), "seed": split.draw_seed(params.seed)},
         "preprocess": params.preprocess[dataset].model_dump(mode="json"),
         "aug": params.aug.model_dump(mode="json") if data.kind == "images" else {},
     }

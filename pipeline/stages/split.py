@@ -26,7 +26,7 @@ def split(dataset: str, sizes: SplitParams, seed: int, paths: Paths) -> dict[str
     them."""
     classes = read_index(paths, dataset).classes
     samples = read_samples(paths, dataset)
-    rng = np.random.default_rng(seed if sizes.seed is None else sizes.seed)
+    rng = np.random.default_rng(sizes.draw_seed(seed))
     drawn = draw_splits(samples, classes, sizes, rng, f"split.{dataset}", str(paths.raw_dir(dataset)))
     kept, leaks = drop_leaks(drawn)
     labels = {cls: label for label, cls in enumerate(classes)}

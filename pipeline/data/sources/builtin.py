@@ -6,6 +6,7 @@ generated samples and CIFAR-10's pickled batches are written to a temporary zip 
 `train/<class>.<n>.jpg`), and a Kaggle dogs-vs-cats competition download is unwrapped to its `train.zip` or `train/`.
 """
 
+import io
 import os
 import shutil
 import tarfile
@@ -59,13 +60,10 @@ def open_source(dataset: str, data: DataSource, seed: int, scratch: Path) -> Ite
         with _members_tree(_pickled(archive, at_source), at_source, str(archive), scratch) as tree:
             yield tree
     elif isinstance(data, Cifar10Data):
-        sample = cifar10_sample(data.sample_per_class, data.sample_test_per_class, seed)
-        with tempfile.SpooledTemporaryFile() as file:
-            file.write(sample)
-            file.seek(0)
-            members = png_members(read_tar(file, "the generated sample", at_source))
-            with _members_tree(members, at_source, "the generated sample", scratch) as tree:
-                yield tree
+        sample = io.BytesIO(cifar10_sample(data.sample_per_class, data.sample_test_per_class, seed))
+        members = png_members(read_tar(sample, "the generated sample", at_source))
+        with _members_tree(members, at_source, "the generated sample", scratch) as tree:
+            yield tree
     elif isinstance(data, CatsDogsData):
         members = catsdogs_sample(data.sample_per_class, seed)
         with _members_tree(members, at_source, "the generated sample", scratch) as tree:
@@ -138,10 +136,10 @@ def _competition_train(source: Path, key: str, scratch: Path) -> Iterator[tuple[
         yield source / INNER_ARCHIVE, str(source / INNER_ARCHIVE)
     elif source.is_dir() and (source / "train").is_dir():
         yield source / "train", str(source / "train")
-    elif source.is_file() and zipfile.is_zipfile(source) and _inner_archive(source, key):
+    elif inner := _inner_archive(source, key):
         shown = f"{INNER_ARCHIVE} inside {source}"
         with zipfile.ZipFile(source) as archive, _scratch_file(scratch, ".zip") as path:
-            with archive.open(_inner_archive(source, key)) as src, path.open("wb") as dst:
+            with archive.open(inner) as src, path.open("wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 20)
             if not zipfile.is_zipfile(path):
                 raise PipelineError(f"{key}: {shown} is not a zip file; download it again")
@@ -151,7 +149,9 @@ def _competition_train(source: Path, key: str, scratch: Path) -> Iterator[tuple[
 
 
 def _inner_archive(source: Path, key: str) -> str:
-    """The `train.zip` member of a competition zip that holds no images itself; "" otherwise."""
+    """The `train.zip` member of a competition zip that holds no images itself; "" otherwise (not a zip, too)."""
+    if not (source.is_file() and zipfile.is_zipfile(source)):
+        return ""
     try:
         with zipfile.ZipFile(source) as archive:
             names = archive.namelist()
