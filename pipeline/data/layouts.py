@@ -85,7 +85,7 @@ def read_listing(
 def _sorted_out(names: list[str], source: str) -> _Files:
     files = _Files(source, names)
     for name in names:
-        reason = _clutter(name)
+        reason = clutter(name)
         if reason:
             files.ignored[reason] += 1
         elif name.lower().endswith(IMAGE_SUFFIXES):
@@ -95,7 +95,7 @@ def _sorted_out(names: list[str], source: str) -> _Files:
     return files
 
 
-def _clutter(name: str) -> str:
+def clutter(name: str) -> str:
     """Why a file is never part of a dataset (macOS and Windows metadata, hidden files); "" for the others."""
     *folders, base = name.split("/")
     if "__MACOSX" in folders:

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Self
 
 from pipeline.core.errors import PipelineError
-from pipeline.data.layouts import IMAGE_SUFFIXES
+from pipeline.data.layouts import IMAGE_SUFFIXES, clutter
 from pipeline.data.tree import TAR_SUFFIXES, Tree, open_tree
 
 ARCHIVE_SUFFIXES = (".zip", *TAR_SUFFIXES)
@@ -45,8 +45,7 @@ def image_names(tree: Tree) -> tuple[list[str], int]:
     names = tree.names()
     images = [
         name for name in names
-        if name.lower().endswith(IMAGE_SUFFIXES)
-        and not any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+        if name.lower().endswith(IMAGE_SUFFIXES) and not clutter(name)
     ]
     return images, len(names) - len(images)
 
