@@ -69,10 +69,33 @@ class ResNet18Args(BatchNormArgs):
     small_input: bool = True
 
 
+class AirbenchArgs(BatchNormArgs):
+    """airbench94's CIFAR-10 net (Keller Jordan): a 2x2 conv stem of `stem` channels and GELU, three groups of
+    (3x3 conv, 2x2 maxpool, BatchNorm, GELU, 3x3 conv, BatchNorm, GELU) at `widths`, a global maxpool, a linear head
+    without bias whose logits are multiplied by `scale`. BatchNorm scales are fixed at 1 (only their shifts train)
+    and each conv starts as an identity on its first input channels (airbench's dirac init)."""
+
+    stem: Count = 24
+    widths: Annotated[tuple[Count, Count, Count], FromList] = (64, 256, 256)
+    scale: float = Field(1 / 9, gt=0)
+
+
+class SmallResNetArgs(BatchNormArgs):
+    """A small ResNet for training from scratch on a few thousand photos: a 3x3 stride-2 stem, `depth` basic
+    residual blocks at each of `widths` (the first block of each width after the first at stride 2), global average
+    pool, dropout, linear."""
+
+    widths: Annotated[list[Count], Field(min_length=1, max_length=6)] = [32, 64, 128, 256]
+    depth: Count = 1
+    dropout: Probability = 0.2
+
+
 ARCH_ARGS: dict[str, type[Block]] = {
     "catsdogs_cnn": CatsDogsCnnArgs,
     "mlp": MlpArgs,
     "cifar_cnn": CifarCnnArgs,
     "vgg16": Vgg16Args,
     "resnet18": ResNet18Args,
+    "airbench": AirbenchArgs,
+    "small_resnet": SmallResNetArgs,
 }

@@ -3,8 +3,10 @@
 
 Every dataset goes through the same blocks. The built-in names have their own sources besides `local`: `catsdogs`
 (`sample`, `kaggle`), `cifar10` (`sample`, `torchvision`) and `iris` (`sklearn`, a table); any other name is the
-user's own images, `source: local` at `path`, in any layout `pipeline.data.layouts` reads. `split.<name>` and
-`preprocess.<name>` are optional: a dataset without one gets the block's defaults.
+user's own images, `source: local` at `path`, in any layout `pipeline.data.layouts` reads, unless it says
+`builtin: <name>`: then it is another copy of that built-in dataset, with that dataset's sources and keys (the same
+images split or stored another way, e.g. dogs-vs-cats in colour at a larger size beside the classic grayscale
+80x80). `split.<name>` and `preprocess.<name>` are optional: a dataset without one gets the block's defaults.
 """
 
 from typing import Annotated, Any, Literal
@@ -33,6 +35,7 @@ class DataSource(Block):
     """Where a dataset's raw images come from; `local` reads the user's folder, zip or tar at `path`, in `layout`
     (`auto` detects it), with `classes` fixing the class order or taking a subset (null: every class, sorted)."""
 
+    builtin: Literal["catsdogs", "cifar10", "iris"] | None = None
     source: Literal["local"] = "local"
     path: str | None = None
     layout: str = "auto"
@@ -72,9 +75,10 @@ class IrisData(DataSource):
 BUILTIN_DATA: dict[str, type[DataSource]] = {"catsdogs": CatsDogsData, "cifar10": Cifar10Data, "iris": IrisData}
 
 
-def data_block(name: str) -> type[DataSource]:
-    """The params class of `data.<name>`: a built-in dataset's own, else the user's images (`source: local`)."""
-    return BUILTIN_DATA.get(name, DataSource)
+def data_block(name: str, values: dict[str, Any]) -> type[DataSource]:
+    """The params class of `data.<name>`: a built-in dataset's own (by its name, or the block's `builtin` key), else
+    the user's images (`source: local`); an unknown `builtin` is left for the block's validation to name."""
+    return BUILTIN_DATA.get(values.get("builtin") or name, DataSource)
 
 
 class SplitParams(Block):

@@ -116,7 +116,9 @@ def _dataset_blocks(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         problems += [f"{block}.{name}: no such dataset under `data` ({', '.join(data)})" for name in given if name not in data]
     for name, values in data.items():
         try:
-            source = blocks["data"][name] = validated(data_block(name), values or {}, f"data.{name}")
+            given = values or {}
+            kind = data_block(name, given if isinstance(given, dict) else {})
+            source = blocks["data"][name] = validated(kind, given, f"data.{name}")
             for block, kind in (("split", SplitParams), ("preprocess", preprocess_block(source))):
                 given = raw.get(block) if isinstance(raw.get(block), dict) else {}
                 blocks[block][name] = validated(kind, given.get(name) or {}, f"{block}.{name}")
