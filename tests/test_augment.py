@@ -1,95 +1,87 @@
 import numpy as np
 import pytest
+import torch
 
 from pipeline.config.training import AugParams
-from pipeline.training.augment import build_augment, describe
+from pipeline.training.augment import describe, per_image_augment
 
-EACH_TRANSFORM = {
+PER_IMAGE = {
     "rotation": 30,
-    "shift": 0.2,
     "zoom": 0.3,
     "shear": 20,
-    "hflip": 1.0,
-    "vflip": 1.0,
     "brightness": 0.3,
     "contrast": 0.5,
-    "crop_padding": 4,
+    "policy": "trivialaugment",
+    "erasing": 1.0,
 }
 
 
-def _textured(channels: int) -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, (32, 32, channels), dtype=np.uint8)
+def _textured(count: int = 8, channels: int = 3) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).integers(0, 256, (count, 32, 32, channels), dtype=np.uint8))
 
 
-def _outputs(aug: AugParams, seed: int, image: np.ndarray, calls: int = 4) -> list[np.ndarray]:
-    augment = build_augment(aug, seed, size=32)
-    return [augment(image=image)["image"] for _ in range(calls)]
+def _changed(before: torch.Tensor, after: torch.Tensor) -> int:
+    """How many images of the batch the transform changed."""
+    return int((before != after).flatten(1).any(1).sum())
 
 
-def test_all_transforms_off_gives_no_augmentation():
-    assert build_augment(AugParams(), seed=0, size=32) is None
+@pytest.mark.parametrize("key", ["crop_padding", "shift", "hflip", "vflip"])
+def test_pixel_moves_alone_leave_nothing_to_do_image_by_image(key):
+    assert per_image_augment(AugParams()) is None
+    assert per_image_augment(AugParams(**{key: 0.1 if key == "shift" else 1})) is None
 
 
 @pytest.mark.parametrize("channels", [1, 3], ids=["gray", "rgb"])
-@pytest.mark.parametrize(("key", "value"), EACH_TRANSFORM.items())
-def test_each_transform_alone_changes_the_image_and_keeps_shape_and_dtype(key, value, channels):
-    image = _textured(channels)
-    augment = build_augment(AugParams(**{key: value}), seed=0, size=32)
+@pytest.mark.parametrize(
+    ("key", "value"), [*PER_IMAGE.items(), ("policy", "randaugment")], ids=[*PER_IMAGE, "randaugment"]
+)
+def test_each_transform_alone_changes_the_images_and_keeps_shape_and_dtype(key, value, channels):
+    images = _textured(channels=channels)
+    augment = per_image_augment(AugParams(**{key: value}))
     assert augment is not None
-    out = augment(image=image)["image"]
-    assert out.shape == image.shape
-    assert out.dtype == np.uint8
-    assert not np.array_equal(out, image)
-
-
-def test_hflip_mirrors_the_image():
-    image = _textured(3)
-    out = build_augment(AugParams(hflip=1.0), seed=0, size=32)(image=image)["image"]
-    assert np.array_equal(out, image[:, ::-1])
+    out = augment(images, seed=0)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert _changed(images, out) >= len(images) // 2
 
 
 @pytest.mark.parametrize("channels", [1, 3], ids=["gray", "rgb"])
-def test_same_seed_gives_identical_outputs_over_several_calls(channels):
-    aug = AugParams(**EACH_TRANSFORM | {"hflip": 0.5})
-    image = _textured(channels)
-    first, second = _outputs(aug, 3, image), _outputs(aug, 3, image)
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
-    assert not np.array_equal(first[0], first[1])
+@pytest.mark.parametrize(
+    "aug", [AugParams(**PER_IMAGE), AugParams(policy="randaugment", erasing=0.5)], ids=["all", "randaugment"]
+)
+def test_the_same_seed_gives_the_same_batch_and_another_seed_another(aug, channels):
+    images, augment = _textured(channels=channels), per_image_augment(aug)
+    first = augment(images, seed=3)
+    assert torch.equal(first, augment(images, seed=3))
+    assert not torch.equal(first, augment(images, seed=4))
+    copies = augment(images[:1].repeat(8, 1, 1, 1), seed=3)  # one image eight times: each copy gets its own draw
+    assert len({tuple(copy.flatten().tolist()) for copy in copies}) > 4
 
 
-def test_different_seed_gives_different_outputs():
-    aug = AugParams(**EACH_TRANSFORM | {"hflip": 0.5})
-    image = _textured(1)
-    first, second = _outputs(aug, 3, image), _outputs(aug, 4, image)
-    assert not any(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+def test_the_policy_draws_from_a_fork_and_leaves_torchs_global_generator_as_it_was():
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    per_image_augment(AugParams(policy="trivialaugment", erasing=0.5))(_textured(), seed=1)
+    assert torch.equal(torch.rand(3), expected)
 
 
-def test_crop_padding_shifts_the_image_within_the_padding_and_fills_with_zeros():
-    image = np.random.default_rng(1).integers(1, 256, (32, 32, 3), dtype=np.uint8)
-    augment = build_augment(AugParams(crop_padding=4), seed=0, size=32)
-    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
-    for _ in range(8):
-        out = augment(image=image)["image"]
-        windows = [(dy, dx) for dy in range(9) for dx in range(9) if np.array_equal(padded[dy : dy + 32, dx : dx + 32], out)]
-        assert len(windows) == 1
+def test_erasing_is_drawn_with_its_probability_and_erases_a_patch_only():
+    images = _textured(count=200, channels=1) | 1  # no zero pixels: an erased pixel is a zero
+    out = per_image_augment(AugParams(erasing=0.5))(images, seed=2)
+    erased = (out == 0) & (out != images)
+    assert torch.equal(out[~erased], images[~erased])
+    assert 70 < _changed(images, out) < 130
 
 
-def test_vflip_mirrors_the_image_upside_down():
-    image = _textured(3)
-    out = build_augment(AugParams(vflip=1.0), seed=0, size=32)(image=image)["image"]
-    assert np.array_equal(out, image[::-1])
-
-
-@pytest.mark.parametrize("key", ["rotation", "shift", "zoom", "shear"])
+@pytest.mark.parametrize("key", ["rotation", "zoom", "shear"])
 def test_p_zero_turns_the_affine_group_off(key):
-    assert build_augment(AugParams(**{key: EACH_TRANSFORM[key], "p": 0}), seed=0, size=32) is None
+    assert per_image_augment(AugParams(**{key: PER_IMAGE[key], "p": 0})) is None
 
 
 def test_p_is_the_share_of_images_given_the_affine_group():
-    image = _textured(1)
-    outputs = _outputs(AugParams(rotation=30, p=0.5), 0, image, calls=200)
-    unchanged = sum(np.array_equal(out, image) for out in outputs)
-    assert 70 < unchanged < 130
+    images = _textured(count=200, channels=1)
+    out = per_image_augment(AugParams(rotation=30, p=0.5))(images, seed=0)
+    assert 70 < _changed(images, out) < 130
 
 
 def test_describe_names_the_transforms_that_are_on():
@@ -97,3 +89,6 @@ def test_describe_names_the_transforms_that_are_on():
     assert describe(AugParams(rotation=20, hflip=0.5)) == "rotation=20, hflip=0.5"
     assert describe(AugParams(rotation=20, p=0.5)) == "rotation=20, p=0.5"
     assert describe(AugParams(hflip=0.5, p=0.5)) == "hflip=0.5"
+    assert describe(AugParams(crop_padding=4, policy="randaugment", erasing=0.25)) == (
+        "crop_padding=4, policy=randaugment, erasing=0.25"
+    )

@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -8,10 +10,11 @@ from pipeline.config.training import AugParams
 from pipeline.core.distributed import Shard
 from pipeline.core.errors import PipelineError
 from pipeline.data.store import SplitArrays
+from pipeline.training.augment import per_image_augment
 from pipeline.training.batch_augment import BatchAugment
 from pipeline.training.feed import (
+    Augmenter,
     EpochBatches,
-    PerImage,
     TrainFeed,
     augmented_samples,
     batch_augmenter,
@@ -66,8 +69,9 @@ def _split(count: int = 10) -> SplitArrays:
     return SplitArrays(rng.integers(0, 256, (count, 8, 8, 3), dtype=np.uint8), np.arange(count, dtype=np.int64))
 
 
-def _config(**train):
-    raw = tiny_raw(**{"aug.crop_padding": 2, "aug.hflip": 0.5, **{f"train.{k}": v for k, v in train.items()}})
+def _config(aug: dict | None = None, **train):
+    aug = {"crop_padding": 2, "hflip": 0.5} | (aug or {})
+    raw = tiny_raw(**{f"aug.{k}": v for k, v in aug.items()}, **{f"train.{k}": v for k, v in train.items()})
     return parse_params(raw).model("catsdogs_cnn")
 
 
@@ -86,10 +90,11 @@ def test_the_host_feed_gives_uint8_images_and_their_labels_augmented_reproducibl
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
 
 
-def test_worker_processes_make_the_same_batches_as_the_main_process():
+@pytest.mark.parametrize("aug", [{}, {"policy": "trivialaugment", "erasing": 0.5}], ids=["moves", "per-image"])
+def test_worker_processes_make_the_same_batches_as_the_main_process(aug):
     split = _split(16)
-    alone = _epoch(TrainFeed(split, _config(workers=0), seed=1, device=torch.device("cpu")), epoch=3)
-    workers = _epoch(TrainFeed(split, _config(workers=2), seed=1, device=torch.device("cpu")), epoch=3)
+    alone = _epoch(TrainFeed(split, _config(aug, workers=0), seed=1, device=torch.device("cpu")), epoch=3)
+    workers = _epoch(TrainFeed(split, _config(aug, workers=2), seed=1, device=torch.device("cpu")), epoch=3)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(alone, workers, strict=True))
 
 
@@ -115,10 +120,54 @@ def test_auto_workers_are_none_on_the_cpu_and_some_for_a_gpu(monkeypatch):
     assert worker_count(3, torch.device("cpu")) == 3
 
 
-def test_pixel_moves_are_batched_and_any_other_transform_goes_image_by_image():
-    assert batch_augmenter(AugParams(), seed=0, size=8) is None
-    assert isinstance(batch_augmenter(AugParams(crop_padding=2, hflip=0.5, shift=0.1), seed=0, size=8), BatchAugment)
-    assert isinstance(batch_augmenter(AugParams(hflip=0.5, rotation=10), seed=0, size=8), PerImage)
+def test_pixel_moves_are_batched_and_other_transforms_follow_image_by_image():
+    assert batch_augmenter(AugParams()) is None
+    assert isinstance(batch_augmenter(AugParams(crop_padding=2, hflip=0.5, shift=0.1)), BatchAugment)
+    assert batch_augmenter(AugParams(shift=0.1, p=0)) is None
+    both = batch_augmenter(AugParams(hflip=0.5, rotation=10))
+    assert isinstance(both, Augmenter) and both.moves == BatchAugment(AugParams(hflip=0.5, rotation=10))
+    assert batch_augmenter(AugParams(policy="randaugment")).moves is None
+
+
+def _batch(count: int = 16, side: int = 32) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).integers(0, 256, (count, side, side, 3), dtype=np.uint8))
+
+
+def test_the_shipped_models_batches_are_those_of_the_code_before_the_one_path():
+    # sha256 of the batch the code before per-image keys moved onto the batched moves (commit 0e6c7fc) made
+    out = batch_augmenter(AugParams(crop_padding=4, hflip=0.5))(_batch(), seed=1234)
+    assert hashlib.sha256(out.numpy().tobytes()).hexdigest() == (
+        "b300731600ada8b707e041bdacc19e5d99d8146d0d1f324cf6cfa285ddde34ad"
+    )
+
+
+@pytest.mark.parametrize("key", ["brightness", "contrast", "erasing"])
+def test_a_per_image_key_at_strength_near_zero_leaves_the_batch_as_it_is_off(key):
+    # 1e-12: albumentations' brightness truncates its float32 table to uint8, so at 1e-9 some pixels lose a level
+    moves = {"crop_padding": 4, "hflip": 0.5, "shift": 0.1, "p": 0.5}
+    off = batch_augmenter(AugParams(**moves))(_batch(), seed=5)
+    assert torch.equal(batch_augmenter(AugParams(**moves, **{key: 1e-12}))(_batch(), seed=5), off)
+
+
+@pytest.mark.parametrize(
+    "others",
+    [{"brightness": 0.3}, {"contrast": 0.5}, {"rotation": 20, "zoom": 0.2}, {"policy": "trivialaugment", "erasing": 1}],
+    ids=["brightness", "contrast", "affine", "policy"],
+)
+def test_the_moves_are_drawn_alike_whatever_else_is_on(others):
+    moves = {"crop_padding": 4, "hflip": 0.5, "vflip": 0.5, "shift": 0.1}
+    moved = BatchAugment(AugParams(**moves))(_batch(), seed=5)
+    out = batch_augmenter(AugParams(**moves, **others))(_batch(), seed=5)
+    assert not torch.equal(out, moved)
+    assert torch.equal(out, per_image_augment(AugParams(**others))(moved, seed=5))
+
+
+def test_per_image_transforms_leave_the_order_and_the_labels_alone():
+    split, cpu = _split(), torch.device("cpu")
+    moves = _epoch(TrainFeed(split, _config(), seed=1, device=cpu))
+    policy = _epoch(TrainFeed(split, _config({"policy": "randaugment", "erasing": 0.5}), seed=1, device=cpu))
+    assert [labels.tolist() for _, labels in policy] == [labels.tolist() for _, labels in moves]
+    assert any(not torch.equal(a, b) for (a, _), (b, _) in zip(policy, moves, strict=True))
 
 
 def _textured(count: int = 2) -> np.ndarray:
@@ -130,7 +179,7 @@ def test_augmented_samples_are_copies_when_all_is_off_and_seeded_otherwise():
     off = augmented_samples(AugParams(), 0, images, draws=3)
     assert off.shape == (2, 3, 16, 16, 1)
     assert all(np.array_equal(off[i, j], images[i]) for i in range(2) for j in range(3))
-    for aug in (AugParams(rotation=30), AugParams(crop_padding=3)):
+    for aug in (AugParams(rotation=30), AugParams(crop_padding=3), AugParams(policy="trivialaugment", erasing=0.5)):
         on = augmented_samples(aug, 0, images, draws=3)
         assert on.shape == off.shape and on.dtype == np.uint8
         assert np.array_equal(on, augmented_samples(aug, 0, images, draws=3))

@@ -60,6 +60,9 @@ def test_unknown_model_name_lists_the_known_ones(tiny_params):
     [
         ({"split.catsdogs.test": -1}, r"split\.catsdogs\.test"),
         ({"aug.hflip": 1.5}, r"aug\.hflip"),
+        ({"aug.policy": "autoaugment"}, r"aug\.policy"),
+        ({"aug.erasing": 1.5}, r"aug\.erasing"),
+        ({"models.catsdogs_cnn.aug": {"policy": "trivial"}}, r"models\.catsdogs_cnn\.aug\.policy"),
         ({"data.catsdogs.source": "ftp"}, r"data\.catsdogs\.source"),
         ({"train.optimizer": "rmsprop"}, r"train\.optimizer"),
         ({"train.device": "gpu"}, r"train\.device"),
@@ -84,6 +87,9 @@ def test_a_split_on_the_device_refuses_augmentation_it_cannot_do_there_naming_th
     assert parse_params(raw).model("catsdogs_cnn").train.data_on_device
     with pytest.raises(PipelineError, match=r"models\.catsdogs_cnn: data_on_device .* aug\.rotation is on"):
         parse_params(tiny_raw(**{"train.data_on_device": True, "aug.rotation": 10}))
+    per_image = {"aug.policy": "trivialaugment", "aug.erasing": 0.25}
+    with pytest.raises(PipelineError, match=r"data_on_device .* aug\.policy, aug\.erasing are on"):
+        parse_params(tiny_raw(**{"train.data_on_device": True, **per_image}))
 
 
 def test_bad_value_error_shows_the_offending_value():

@@ -161,5 +161,6 @@ def _check_device_aug(aug: AugParams, prefix: str) -> None:
     if off:
         raise PipelineError(
             f"{prefix}: data_on_device augments on the device, with crop_padding, shift and flips only, but "
-            f"{', '.join(off)} is on; set it to 0 or data_on_device to false"
+            f"{', '.join(off)} {'is' if len(off) == 1 else 'are'} on (done image by image on the host); turn "
+            "them off (0, or policy none) or set data_on_device to false"
         )

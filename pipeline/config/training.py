@@ -18,6 +18,12 @@ class AugParams(Block):
     brightness: float = Field(0, ge=0, le=1)
     contrast: float = Field(0, ge=0, le=1)
     crop_padding: int = Field(0, ge=0, le=64)
+    policy: Literal["none", "trivialaugment", "randaugment"] = "none"
+    erasing: Probability = 0
+
+    def on(self) -> dict[str, float | int | str]:
+        """The keys that turn a transform on (or, as `p`, tune one), with their values: all but zeros and `none`."""
+        return {key: value for key, value in self.model_dump().items() if value not in (0, "none")}
 
 
 class LrStep(Block):
@@ -53,9 +59,10 @@ class TrainParams(Block):
     monitor: Literal["val_loss", "val_acc"] = "val_loss"
 
 
-DEVICE_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does as tensor ops
+BATCHED_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does as tensor ops
 
 
 def unbatched_aug(aug: AugParams) -> list[str]:
-    """The `aug.*` keys that are on and have no batched tensor version (all but crop_padding, shift, the flips)."""
-    return [f"aug.{key}" for key, value in aug.model_dump().items() if value and key not in DEVICE_AUG_KEYS]
+    """The `aug.*` keys that are on and have no batched tensor version (all but crop_padding, shift, the flips):
+    rotation, zoom, shear, brightness, contrast, policy and erasing, done image by image on the host."""
+    return [f"aug.{key}" for key in aug.on() if key not in BATCHED_AUG_KEYS]

@@ -1,41 +1,71 @@
-"""Training-time augmentation: `aug.*` params to an albumentations pipeline. Zero turns a transform off."""
+"""Training-time augmentation image by image: the `aug.*` transforms with no batched tensor version. Zero (or
+`none`) turns a transform off.
+
+They run on top of the batched pixel moves (`pipeline.training.batch_augment`: crop, shift, flips), which every run
+draws alike whatever else is on, in this order: the affine group (rotation, zoom, shear; with probability `p`) and
+brightness and contrast with albumentations, then an automatic policy (torchvision's TrivialAugmentWide or
+RandAugment, with torchvision's defaults) and random erasing with torchvision. Their draws come from a seed of their
+own, derived from the batch's; torchvision draws from torch's global generator, so it runs on a fork of it, seeded
+per batch, and leaves the training loop's generator as it was.
+"""
 
 import os
+from dataclasses import dataclass
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import: the pipeline runs offline
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchvision.transforms import v2  # noqa: E402
 
 from pipeline.config.training import AugParams  # noqa: E402
+from pipeline.core.runtime import derived_seed  # noqa: E402
+
+PER_IMAGE_STREAM = 1  # the batch seed's child that seeds the per-image draws (the batched moves use the batch seed)
+POLICIES = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment}
+AFFINE_KEYS = {"rotation", "shift", "zoom", "shear"}  # the keys `p` applies to
 
 
-def build_augment(aug: AugParams, seed: int, size: int) -> A.Compose | None:
-    """The seeded augmentation for training images (uint8 HWC, `size` a side), or None when all is off.
+@dataclass(frozen=True)
+class PerImage:
+    """The per-image transforms of an `aug` block, built once, applied to uint8 NHWC batches on the host."""
 
-    Order: random crop of the padded image, the affine group (rotation, shift, zoom, shear; applied with
-    probability `p`), flips, then brightness and contrast.
-    """
-    transforms = [*_crop(aug, size), *_affine(aug), *_flips(aug), *_photometric(aug)]
-    return A.Compose(transforms, seed=seed) if transforms else None
+    albumentations: A.Compose | None  # the affine group, brightness and contrast
+    torchvision: v2.Compose | None  # the policy and erasing
+
+    def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """The batch with each image augmented by its own draw; the same batch seed gives the same batch."""
+        seed = derived_seed(seed, PER_IMAGE_STREAM)
+        if self.albumentations is not None:
+            self.albumentations.set_random_seed(seed)
+            images = torch.from_numpy(
+                np.stack([self.albumentations(image=image)["image"].reshape(image.shape) for image in images.numpy()])
+            )
+        if self.torchvision is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                images = torch.stack([self.torchvision(image.permute(2, 0, 1)).permute(1, 2, 0) for image in images])
+        return images
 
 
-def _crop(aug: AugParams, size: int) -> list[A.BasicTransform]:
-    if not aug.crop_padding:
-        return []
-    return [
-        A.Pad(padding=aug.crop_padding, border_mode=cv2.BORDER_CONSTANT, fill=0),
-        A.RandomCrop(height=size, width=size),
-    ]
+def per_image_augment(aug: AugParams) -> PerImage | None:
+    """The block's per-image transforms, or None when none is on."""
+    albumentations, torchvision = [*_affine(aug), *_photometric(aug)], [*_policy(aug), *_erasing(aug)]
+    if not (albumentations or torchvision):
+        return None
+    return PerImage(
+        A.Compose(albumentations) if albumentations else None, v2.Compose(torchvision) if torchvision else None
+    )
 
 
 def _affine(aug: AugParams) -> list[A.BasicTransform]:
-    if not (aug.p and (aug.rotation or aug.shift or aug.zoom or aug.shear)):
+    if not (aug.p and (aug.rotation or aug.zoom or aug.shear)):
         return []
     return [
         A.Affine(
             rotate=(-aug.rotation, aug.rotation),
-            translate_percent=(-aug.shift, aug.shift),
             scale=(1 - aug.zoom, 1 + aug.zoom),
             shear=(-aug.shear, aug.shear),
             border_mode=cv2.BORDER_REPLICATE,
@@ -44,24 +74,24 @@ def _affine(aug: AugParams) -> list[A.BasicTransform]:
     ]
 
 
-def _flips(aug: AugParams) -> list[A.BasicTransform]:
-    flips: list[A.BasicTransform] = []
-    if aug.hflip:
-        flips.append(A.HorizontalFlip(p=aug.hflip))
-    if aug.vflip:
-        flips.append(A.VerticalFlip(p=aug.vflip))
-    return flips
-
-
 def _photometric(aug: AugParams) -> list[A.BasicTransform]:
     if not (aug.brightness or aug.contrast):
         return []
     return [A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=aug.contrast, p=1.0)]
 
 
+def _policy(aug: AugParams) -> list[v2.Transform]:
+    return [POLICIES[aug.policy]()] if aug.policy != "none" else []
+
+
+def _erasing(aug: AugParams) -> list[v2.Transform]:
+    return [v2.RandomErasing(p=aug.erasing)] if aug.erasing else []
+
+
 def describe(aug: AugParams) -> str:
     """The transforms that are on, as `key=value` pairs, for titles and reports."""
-    on = {key: value for key, value in aug.model_dump().items() if value and key != "p"}
-    if on and aug.p != 1 and {"rotation", "shift", "zoom", "shear"} & set(on):
+    on = {key: value for key, value in aug.on().items() if key != "p"}
+    if on and aug.p != 1 and AFFINE_KEYS & set(on):
         on["p"] = aug.p
-    return ", ".join(f"{key}={value:g}" for key, value in on.items()) or "no augmentation"
+    pairs = [f"{key}={value}" if isinstance(value, str) else f"{key}={value:g}" for key, value in on.items()]
+    return ", ".join(pairs) or "no augmentation"

@@ -3,9 +3,10 @@ kept there (`train.data_on_device`).
 
 The fastest published CIFAR-10 trainers keep the data on the GPU and flip, crop and translate whole batches with a
 few tensor ops instead of image by image. This does the same for the `aug.*` keys that are pixel moves:
-`crop_padding` (zero padding, then a random window), `shift` (translate within +-shift of the side with the edge
-pixels repeated, with probability `p`, as albumentations' affine group) and the flips. Every output pixel is
-one gather from the batch, so a batch costs one indexing call whatever the transforms.
+`crop_padding` (zero padding, then a random window), `shift` (translate by whole pixels within +-shift of the side
+with the edge pixels repeated, with probability `p`) and the flips. Every output pixel is one gather from the batch,
+so a batch costs one indexing call whatever the transforms. Every run does its moves here, with the same draws,
+whatever other `aug.*` key is on (those follow image by image: `pipeline.training.augment`).
 """
 
 from dataclasses import dataclass

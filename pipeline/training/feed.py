@@ -14,12 +14,14 @@ Two feeds yield the same kind of batch, uint8 images (or float table rows) with 
   memory for an asynchronous copy to the GPU;
 - device (`train.data_on_device`): the whole split is copied to the training device once; batches are gathered and
   augmented there.
-Crops, shifts and flips are batched tensor ops (`pipeline.training.batch_augment`), with no per-image Python work; the other
-transforms (rotation, zoom, shear, brightness, contrast) run through albumentations image by image, on the host.
+Crops, shifts and flips are always batched tensor ops (`pipeline.training.batch_augment`), with no per-image Python
+work; the other transforms (rotation, zoom, shear, brightness, contrast, policy, erasing) follow image by image on the
+host (`pipeline.training.augment`), from a seed of their own, so they never change the moves' draws.
 """
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,12 +29,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from pipeline.config.params import ModelConfig
-from pipeline.config.training import AugParams, unbatched_aug
+from pipeline.config.training import AugParams
 from pipeline.core.distributed import Shard
 from pipeline.core.errors import PipelineError
 from pipeline.core.runtime import batch_count, derived_seed
 from pipeline.data.store import SplitArrays
-from pipeline.training.augment import A, build_augment
+from pipeline.training.augment import PerImage, per_image_augment
 from pipeline.training.batch_augment import BatchAugment
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -75,33 +77,35 @@ class EpochBatches(Sampler):
         return [max(0, min(self.per_process, real - start)) for start in range(0, size, self.per_process)]
 
 
-class PerImage:
-    """albumentations, image by image, on a uint8 NHWC batch: for the transforms with no batched version."""
+@dataclass(frozen=True)
+class Augmenter:
+    """The batched pixel moves, then the per-image transforms on top: the moves are drawn from the batch seed alike
+    whatever else is on, so a sweep over a per-image key leaves every crop, shift and flip as it was."""
 
-    def __init__(self, augment: A.Compose) -> None:
-        self.augment = augment
+    moves: BatchAugment | None
+    per_image: PerImage | None
 
     def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
-        """The batch with each image augmented by its own draw; the same seed gives the same batch."""
-        self.augment.set_random_seed(seed)
-        return torch.from_numpy(
-            np.stack([self.augment(image=image)["image"].reshape(image.shape) for image in images.numpy()])
-        )
+        """The batch augmented; the same seed gives the same batch."""
+        if self.moves is not None:
+            images = self.moves(images, seed)
+        return self.per_image(images, seed) if self.per_image is not None else images
 
 
-def batch_augmenter(aug: AugParams, seed: int, size: int) -> BatchAugmenter | None:
-    """How training batches are augmented (None: not at all). Pixel moves alone (crop, shift, flips) are batched
-    tensor ops; any other transform on sends the whole `aug` block through albumentations, image by image."""
-    per_image = build_augment(aug, seed, size)
+def batch_augmenter(aug: AugParams) -> BatchAugmenter | None:
+    """How training batches are augmented (None: not at all). Crop, shift and flips are always batched tensor ops;
+    the other transforms, when on, follow image by image on the host."""
+    moves = BatchAugment(aug) if aug.crop_padding or aug.hflip or aug.vflip or (aug.shift and aug.p) else None
+    per_image = per_image_augment(aug)
     if per_image is None:
-        return None
-    return PerImage(per_image) if unbatched_aug(aug) else BatchAugment(aug)
+        return moves
+    return Augmenter(moves, per_image)
 
 
 def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int) -> np.ndarray:
     """`draws` versions of each image (uint8 NHWC) as (N, draws, H, W, C), drawn as training draws them; copies
     when all is off."""
-    augment = batch_augmenter(aug, seed, images.shape[1])
+    augment = batch_augmenter(aug)
     if augment is None:
         return np.repeat(images[:, None], draws, axis=1)
     batch = torch.from_numpy(np.array(images))  # owned: `images` may be a read-only, memory-mapped slice
@@ -132,7 +136,7 @@ class TrainFeed:
     ) -> None:
         settings = config.train
         images = split.inputs.ndim == 4  # a table's rows are not augmented
-        self.augment = batch_augmenter(config.aug, seed, split.inputs.shape[1]) if images else None
+        self.augment = batch_augmenter(config.aug) if images else None
         self.device = device
         self.sampler = EpochBatches(len(split.labels), settings.batch_size, seed, shard)
         self.on_device = settings.data_on_device  # params allow it only with batched transforms
