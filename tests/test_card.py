@@ -116,7 +116,7 @@ def test_the_worst_confused_pairs_are_counted_and_shared_by_the_true_class():
     predicted = np.repeat([0, 1, 2, 0, 1, 1, 2], [6, 2, 2, 2, 1, 6, 4])
     assert (confusion_counts(actual, predicted, 3) == matrix).all()
     worst = worst_confusions(matrix, ["a", "b", "c"], top=3)
-    assert [(p["true"], p["predicted"], p["count"]) for p in worst] == [("c", "b", 6), ("b", "a", 2), ("a", "b", 2)]
+    assert [(p["actual"], p["predicted"], p["count"]) for p in worst] == [("c", "b", 6), ("b", "a", 2), ("a", "b", 2)]
     assert [p["share"] for p in worst] == pytest.approx([0.6, 2 / 3, 0.2])  # a tie in count: the larger share first
     assert len(worst_confusions(matrix, ["a", "b", "c"])) == 4  # never-confused pairs are left out
     assert worst_confusions(np.diag([3, 4]), ["a", "b"]) == []
@@ -183,7 +183,7 @@ def test_a_table_datasets_card_describes_feature_rows():
     figures = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 5}
     facts = CardFacts(
         name="iris_mlp", saved=saved,
-        metrics={"accuracy": 1.0, "loss": 0.1, "ece": 0.05, "samples": 10, "macro": {"f1": 1.0}},
+        metrics={"accuracy": 1.0, "loss": 0.1, "ece": 0.05, "samples": 10, "macro": {"f1": 1.0}, "tta": "none"},
         per_class={name: figures for name in classes}, confusion=np.diag([5, 5]),
         meta={"kind": "table", "features": ["petal_length", "petal_width"], "normalize": True, "mean": [3.7, 1.2],
               "std": [1.76, 0.76]},

@@ -76,7 +76,9 @@ def test_all_stages_run_end_to_end(project):
     assert metrics["samples"] == 6
     per_class = metrics.pop("per_class")
     assert json.loads((project / "metrics" / "catsdogs_cnn" / "test.json").read_text()) == metrics
-    assert set(per_class) == {"cat", "dog"}
+    assert set(per_class) == {"cat", "dog"} and metrics["tta"] == "none"
+    flipped = json.loads(ok("evaluate", "catsdogs_cnn", "--device", "cpu", "-S", "evaluate.tta=flip").stdout)
+    assert flipped["tta"] == "flip"
     for path in ("models/catsdogs_cnn.pt", "metrics/catsdogs_cnn/train/metrics.json", "data/processed/catsdogs"):
         assert (project / path).exists()
 
@@ -134,7 +136,7 @@ def test_a_bad_param_from_the_real_command_prints_no_traceback(project):
         (("split", "dogs"), "unknown dataset 'dogs'"),
         (("preprocess", "dogs"), "unknown dataset 'dogs'"),
         (("train", "resnet"), "unknown model 'resnet'"),
-        (("evaluate", "resnet"), "models/resnet.pt: model not found"),
+        (("evaluate", "resnet"), "unknown model 'resnet'"),
     ],
 )
 def test_unknown_dataset_or_model_is_a_clean_error(project, args, message):

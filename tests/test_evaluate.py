@@ -1,11 +1,17 @@
+import copy
 import json
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import TINY_IRIS, prepare, tiny_raw
 
-from pipeline.analysis.plots import misclassified_grid
+from pipeline.analysis.diagnostics import sample_losses
+from pipeline.analysis.plots import (
+    misclassified_grid,
+    top_losses_grid,
+    top_losses_table,
+)
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
@@ -43,7 +49,8 @@ def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(trained):
     returned = evaluate("catsdogs_cnn", trained, "cpu")
     written = json.loads(trained.test_metrics("catsdogs_cnn").read_text())
     assert {**written, "per_class": returned["per_class"]} == returned
-    assert set(written) == {"accuracy", "loss", "ece", "samples", "macro", "epoch", "kept"}
+    assert set(written) == {"accuracy", "loss", "ece", "samples", "macro", "epoch", "kept", "tta"}
+    assert written["tta"] == "none"
     assert 0 <= written["ece"] <= 1
     assert trained.reliability("catsdogs_cnn").read_bytes().startswith(b"\x89PNG")
     assert written["samples"] == 6
@@ -112,3 +119,67 @@ def test_a_model_trained_on_normalised_data_is_evaluated_on_normalised_data(prep
     test = load_split(prepared, "catsdogs", "test")
     logits = predict(model, test.inputs, 4, torch.device("cpu"), normalization)
     assert metrics["loss"] == pytest.approx(loss(logits, torch.from_numpy(test.labels)).item(), rel=1e-5)
+
+
+def test_evaluate_with_flip_tta_scores_the_mean_of_the_plain_and_mirrored_probabilities(trained):
+    metrics = evaluate("catsdogs_cnn", trained, "cpu", tta="flip")
+    assert json.loads(trained.test_metrics("catsdogs_cnn").read_text())["tta"] == "flip"
+    model, _ = load_model(trained.model_file("catsdogs_cnn"))
+    test = load_split(trained, "catsdogs", "test")
+    mirrored = np.ascontiguousarray(test.inputs[:, :, ::-1])  # NHWC: the width axis
+    mean = sum(probabilities(predict(model, inputs, 4, torch.device("cpu"))) for inputs in (test.inputs, mirrored)) / 2
+    labels = torch.from_numpy(test.labels)
+    assert metrics["accuracy"] == pytest.approx(float((mean.argmax(1) == labels).float().mean()))
+    nll = -torch.log(mean[torch.arange(len(labels)), labels]).mean().item()
+    assert metrics["loss"] == pytest.approx(nll, rel=1e-5)
+    assert "test-time augmentation `flip`" in trained.model_card("catsdogs_cnn").read_text()
+
+
+def test_a_table_model_gets_its_top_losses_as_a_table_and_refuses_tta_naming_its_key(paths):
+    params = parse_params(copy.deepcopy(TINY_IRIS))
+    train("iris_mlp", params, prepare(paths, params, "iris"))
+    with pytest.raises(PipelineError, match=r"^models\.iris_mlp\.evaluate\.tta: 'flip' flips and shifts images"):
+        evaluate("iris_mlp", paths, "cpu", tta="flip")
+    evaluate("iris_mlp", paths, "cpu")
+    assert paths.top_losses("iris_mlp").read_bytes().startswith(b"\x89PNG")
+    assert isinstance(json.loads(paths.confused("iris_mlp").read_text()), list)
+
+
+def test_evaluate_writes_the_most_confused_pairs_as_the_card_counts_them(trained):
+    evaluate("catsdogs_cnn", trained, "cpu")
+    rows = json.loads(trained.confused("catsdogs_cnn").read_text())
+    records = json.loads(trained.confusion("catsdogs_cnn").read_text())
+    wrong = [(r["actual"], r["predicted"]) for r in records if r["actual"] != r["predicted"]]
+    assert {(row["actual"], row["predicted"]): row["count"] for row in rows} == {
+        pair: wrong.count(pair) for pair in set(wrong)
+    }
+    assert [row["count"] for row in rows] == sorted((row["count"] for row in rows), reverse=True)
+    for row in rows:
+        assert row["pair"] == f"{row['actual']} → {row['predicted']}"
+        support = sum(r["actual"] == row["actual"] for r in records)
+        assert row["share"] == pytest.approx(row["count"] / support)
+    assert trained.top_losses("catsdogs_cnn").read_bytes().startswith(b"\x89PNG")
+
+
+def test_top_losses_are_captioned_actual_predicted_probability_and_loss_highest_first():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    actual = np.array([0, 0, 1, 1])
+    losses = sample_losses(probs, actual)
+    assert losses == pytest.approx(-np.log([0.9, 0.2, 0.4, 0.7]))
+    shown = np.argsort(-losses, kind="stable")[:2]
+    figure = top_losses_grid(np.zeros((4, 8, 8, 1), np.uint8), actual, probs, losses, shown, ["cat", "dog"], "m")
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert titles == ["cat / dog\np 0.80, loss 1.61", "dog / cat\np 0.60, loss 0.92"]
+
+
+def test_top_losses_of_a_table_are_a_table_of_rows():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    actual = np.array([0, 0])
+    losses = sample_losses(probs, actual)
+    features = np.array([[5.1, 3.5], [6.7, 3.0]])
+    figure = top_losses_table(features, ["length", "width"], actual, probs, losses, np.array([1]), ["a", "b"], "t")
+    cells = figure.axes[0].tables[0].get_celld()
+    assert [cells[0, c].get_text().get_text() for c in range(4)] == [
+        "actual / predicted", "probability, loss", "length", "width"
+    ]
+    assert [cells[1, c].get_text().get_text() for c in range(4)] == ["a / b", "p 0.80, loss 1.61", "6.7", "3"]

@@ -38,6 +38,8 @@ def _expected_outputs() -> set[str]:
             paths.per_class(model),
             paths.reliability(model),
             paths.misclassified(model),
+            paths.top_losses(model),
+            paths.confused(model),
             paths.onnx_file(model),
             paths.program_file(model),
             paths.export_metrics(model),

@@ -26,6 +26,14 @@ COLOR = {
     "gray": "grayscale, 1 channel (a colour image is converted to gray)",
     "rgb": "RGB, 3 channels (a grayscale image becomes three equal channels)",
 }
+TTA = {
+    "none": "no test-time augmentation",
+    "flip": "test-time augmentation `flip`: each image's class probabilities are the mean over it and its mirror",
+    "flip_shift": (
+        "test-time augmentation `flip_shift`: each image's class probabilities are the mean over 6 views, it and its "
+        "mirror, each as it is and moved one pixel down-right and one up-left"
+    ),
+}
 MONITOR = {"val_loss": "the lowest validation loss", "val_acc": "the highest validation accuracy"}
 
 
@@ -63,14 +71,15 @@ def class_counts(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
 
 
 def worst_confusions(confusion: np.ndarray, classes: list[str], top: int = TOP_CONFUSIONS) -> list[dict[str, Any]]:
-    """The `top` most frequent mistakes (true class, predicted class, count, share of the true class's samples),
-    most first; ties by the larger share, then by label order. Pairs never confused are left out."""
+    """The `top` most frequent mistakes (`actual` class, `predicted` class, `count`, `share` of the actual class's
+    samples), most first; ties by the larger share, then by label order. Pairs never confused are left out. The
+    card's table and evaluate's confused.json (fastai's most_confused)."""
     support = confusion.sum(axis=1)
     pairs = []
     for t, p in zip(*np.nonzero(confusion), strict=True):  # row by row: label order
         if t != p:
             count = int(confusion[t, p])
-            pairs.append({"true": classes[t], "predicted": classes[p], "count": count, "share": count / support[t]})
+            pairs.append({"actual": classes[t], "predicted": classes[p], "count": count, "share": float(count / support[t])})
     return sorted(pairs, key=lambda pair: (-pair["count"], -pair["share"]))[:top]
 
 
@@ -143,7 +152,7 @@ def _how_well(facts: CardFacts) -> list[str]:
     lines = [
         "## How well it does",
         "",
-        f"On the test split ({metrics['samples']} {noun}, never used for any choice):",
+        f"On the test split ({metrics['samples']} {noun}, never used for any choice; {TTA[metrics['tta']]}):",
         "",
         *table(["accuracy", "macro F1", "calibration error (ECE)", "loss"], [[_fixed(value) for value in figures]]),
         "",
@@ -153,7 +162,7 @@ def _how_well(facts: CardFacts) -> list[str]:
     worst = worst_confusions(facts.confusion, classes)
     if not worst:
         return [*lines, "No test sample is misclassified."]
-    rows = [[f"`{p['true']}`", f"`{p['predicted']}`", str(p["count"]), f"{p['share']:.1%}"] for p in worst]
+    rows = [[f"`{p['actual']}`", f"`{p['predicted']}`", str(p["count"]), f"{p['share']:.1%}"] for p in worst]
     return [
         *lines,
         f"The most frequent confusions (at most {TOP_CONFUSIONS}; share: of the true class's test {noun}):",

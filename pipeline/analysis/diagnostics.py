@@ -18,6 +18,13 @@ def true_class_probability(probabilities: np.ndarray, labels: np.ndarray) -> np.
     return probabilities[np.arange(len(labels)), labels]
 
 
+def sample_losses(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each sample's loss (N,), the negative log of its true class's probability: cross-entropy, or binary
+    cross-entropy for two classes. A probability of 0 (float underflow) counts as the smallest positive float."""
+    p_true = true_class_probability(probabilities, labels)
+    return -np.log(np.maximum(p_true, np.finfo(p_true.dtype).tiny))
+
+
 def boundary_distance(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Half the gap between the true class's probability and the strongest other class's: positive when the
     prediction is right, 0 on the decision boundary. For two classes it is p(true) - 0.5."""

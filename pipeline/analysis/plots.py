@@ -124,6 +124,65 @@ def misclassified_grid(
     return figure
 
 
+def top_losses_grid(
+    images: np.ndarray,
+    actual: np.ndarray,
+    probabilities: np.ndarray,
+    losses: np.ndarray,
+    shown: np.ndarray,
+    classes: list[str],
+    title: str,
+) -> Figure:
+    """fastai's plot_top_losses: the images (uint8 NHWC) at the indices `shown`, each titled with its actual and
+    predicted class, the probability of the prediction and its loss."""
+    columns = max(1, min(3, len(shown)))
+    rows = max(1, math.ceil(len(shown) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows + 0.4), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, shown, strict=False):
+        _show(axis, images[index])
+        axis.set_title("\n".join(_loss_caption(actual, probabilities, losses, index, classes)), fontsize=8)
+    figure.suptitle(f"{title}\nactual / predicted, probability of the prediction, loss", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def top_losses_table(
+    features: np.ndarray,
+    names: list[str],
+    actual: np.ndarray,
+    probabilities: np.ndarray,
+    losses: np.ndarray,
+    shown: np.ndarray,
+    classes: list[str],
+    title: str,
+) -> Figure:
+    """plot_top_losses for table rows: the rows at the indices `shown` as a table of their actual and predicted
+    class, the probability of the prediction, the loss and the features (as stored, before any normalisation)."""
+    cells = [
+        [*_loss_caption(actual, probabilities, losses, index, classes), *(f"{value:.4g}" for value in features[index])]
+        for index in shown
+    ]
+    figure, axis = plt.subplots(figsize=(1.3 * (len(names) + 2), 0.3 * len(cells) + 1.2), constrained_layout=True)
+    axis.axis("off")
+    header = ["actual / predicted", "probability, loss", *names]
+    axis.table(cellText=cells or [[""] * len(header)], colLabels=header, loc="center", fontsize=8)
+    axis.set_title(title, fontsize=10)
+    return figure
+
+
+def _loss_caption(
+    actual: np.ndarray, probabilities: np.ndarray, losses: np.ndarray, index: int, classes: list[str]
+) -> list[str]:
+    """`actual / predicted` and `p <probability of the prediction>, loss <loss>` for one sample."""
+    predicted = int(probabilities[index].argmax())
+    return [
+        f"{classes[actual[index]]} / {classes[predicted]}",
+        f"p {probabilities[index, predicted]:.2f}, loss {losses[index]:.2f}",
+    ]
+
+
 def reliability_diagram(bins: list[dict], ece: float, title: str) -> Figure:
     """Accuracy against confidence per confidence bin, beside the diagonal of perfect calibration; bar width
     spans the bin, and the count of test samples in each bin is printed on it."""

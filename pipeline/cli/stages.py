@@ -120,11 +120,12 @@ def evaluate(
     params: ParamsFile = DEFAULT_PARAMS,
     set_: Overrides = None,
 ) -> None:
-    """Score a trained model on the test split; writes metrics/<model>/test.json, a confusion matrix and the model
-    card models/<model>.card.md."""
+    """Score a trained model on the test split, with its `evaluate.tta`; writes metrics/<model>/test.json, a
+    confusion matrix, the top losses, the most confused pairs and the model card models/<model>.card.md."""
     from pipeline.stages.evaluate import evaluate as run
 
-    report_json(run(model, Paths(), device, data=load(params, set_).data))
+    config = load(params, set_)
+    report_json(run(model, Paths(), device, data=config.data, tta=config.model(model).evaluate.tta))
 
 
 @app.command()

@@ -6,7 +6,7 @@ depend on model code.
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pipeline.config.base import Block, Count, FromList, Probability
 
@@ -51,7 +51,26 @@ class CifarCnnArgs(BatchNormArgs):
     dropout: Annotated[tuple[Probability, Probability, Probability, Probability], FromList] = (0, 0, 0, 0)
 
 
-class Vgg16Args(BatchNormArgs):
+class FineTuneArgs(Block):
+    """fastai's `fine_tune`: for the first `freeze_epochs` epochs only the new head trains (the features frozen,
+    their BatchNorm layers in eval mode), then the features train too, at `features_lr`."""
+
+    freeze_epochs: Count
+
+
+class FineTunable(BatchNormArgs):
+    """A torchvision network with a new head, whose features may train at their own rate (`features_lr`, null: the
+    model's lr) and be fine-tuned (`fine_tune`, null: off)."""
+
+    @field_validator("fine_tune", check_fields=False)
+    @classmethod
+    def _not_frozen_for_good(cls, value: FineTuneArgs | None, info: ValidationInfo) -> FineTuneArgs | None:
+        if value is not None and info.data.get("freeze"):
+            raise ValueError("fine_tune unfreezes the features after freeze_epochs, but freeze is true; set freeze: false")
+        return value
+
+
+class Vgg16Args(FineTunable):
     """torchvision VGG16 (`batchnorm`: its VGG16-BN variant), ImageNet weights optional; `freeze` keeps the conv
     features fixed, else they train at `features_lr` (null: the model's own lr)."""
 
@@ -61,12 +80,17 @@ class Vgg16Args(BatchNormArgs):
     features_lr: float | None = Field(None, gt=0)
     head: Count = 256
     dropout: Probability = 0.5
+    fine_tune: FineTuneArgs | None = None
 
 
-class ResNet18Args(BatchNormArgs):
-    """torchvision ResNet-18 from scratch; `small_input` swaps the ImageNet stem for a 3x3 stride-1 conv, no maxpool."""
+class ResNet18Args(FineTunable):
+    """torchvision ResNet-18, from scratch or from ImageNet weights (`pretrained`); `small_input` swaps the ImageNet
+    stem for a 3x3 stride-1 conv, no maxpool; the features (all but `fc`) train at `features_lr`."""
 
     small_input: bool = True
+    pretrained: bool = False
+    features_lr: float | None = Field(None, gt=0)
+    fine_tune: FineTuneArgs | None = None
 
 
 class AirbenchArgs(BatchNormArgs):

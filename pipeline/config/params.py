@@ -6,7 +6,7 @@ Each dataset has its own typed blocks under `data`, `split` and `preprocess` (th
 absent); each architecture its own args.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pipeline.config.datasets import (
     data_block,
     preprocess_block,
 )
+from pipeline.config.evaluation import EvaluateParams
 from pipeline.config.messages import format_errors, validated
 from pipeline.config.overrides import apply_override, read_yaml
 from pipeline.config.training import AugParams, TrainParams, unbatched_aug
@@ -30,12 +31,14 @@ from pipeline.core.errors import PipelineError
 
 
 class ModelParams(BaseModel):
-    """A model block: its dataset and architecture, any `train.*` key to override, and the architecture's args."""
+    """A model block: its dataset and architecture, any `train.*` key to override (and `aug.*`, `evaluate.*` in
+    blocks of those names), and the architecture's args."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     dataset: str
     arch: str
     aug: dict[str, Any] = Field(default_factory=dict)
+    evaluate: dict[str, Any] = Field(default_factory=dict)
 
 
 class Params(Block):
@@ -45,6 +48,7 @@ class Params(Block):
     preprocess: dict[str, PreprocessParams | TablePreprocess]
     aug: AugParams = AugParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
     models: dict[str, ModelParams]
 
     def model(self, name: str) -> "ModelConfig":
@@ -56,7 +60,7 @@ class Params(Block):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything the train stage needs to know about one model, with overrides applied."""
+    """Everything the train and evaluate stages need to know about one model, with overrides applied."""
 
     name: str
     dataset: str
@@ -64,6 +68,7 @@ class ModelConfig:
     arch_args: Block
     train: TrainParams
     aug: AugParams
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def load_params(path: Path = Path("params.yaml"), overrides: list[str] | None = None) -> Params:
@@ -151,7 +156,24 @@ def _resolve_model(params: Params, name: str) -> ModelConfig:
     arch_args = validated(ARCH_ARGS[block.arch], extra, prefix, also_known=block_keys)
     if train.data_on_device:
         _check_device_aug(aug, prefix)
-    return ModelConfig(name=name, dataset=block.dataset, arch=block.arch, arch_args=arch_args, train=train, aug=aug)
+    return ModelConfig(
+        name=name, dataset=block.dataset, arch=block.arch, arch_args=arch_args, train=train, aug=aug,
+        evaluate=_resolve_evaluate(params, block, prefix),
+    )
+
+
+def _resolve_evaluate(params: Params, block: ModelParams, prefix: str) -> EvaluateParams:
+    """The model's `evaluate` block over the top-level one. Test-time augmentation flips and shifts images: the
+    top-level `tta` leaves a table model at none, and a table model's own `tta` other than none is an error."""
+    evaluate = validated(EvaluateParams, params.evaluate.model_dump() | block.evaluate, f"{prefix}.evaluate")
+    if not isinstance(params.preprocess[block.dataset], TablePreprocess) or evaluate.tta == "none":
+        return evaluate
+    if "tta" in block.evaluate:
+        raise PipelineError(
+            f"{prefix}.evaluate.tta: test-time augmentation ({evaluate.tta!r}) flips and shifts images, but "
+            f"{block.dataset!r} is a table (rows of features); remove it or set it to none"
+        )
+    return evaluate.model_copy(update={"tta": "none"})
 
 
 

@@ -109,3 +109,11 @@ class Paths:
 
     def misclassified(self, model: str) -> Path:
         return self.eval_dir(model) / "misclassified.png"
+
+    def top_losses(self, model: str) -> Path:
+        """The test samples of highest loss, fastai's plot_top_losses (images as a grid, table rows as a table)."""
+        return self.eval_dir(model) / "top_losses.png"
+
+    def confused(self, model: str) -> Path:
+        """The most confused (actual, predicted) class pairs, most first, as plot rows: fastai's most_confused."""
+        return self.eval_dir(model) / "confused.json"

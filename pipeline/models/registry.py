@@ -5,7 +5,8 @@ more classes has one logit per class (softmax, cross-entropy). `loss` and `proba
 
 An architecture with pretrained weights registers a loader beside its factory; `build_model` runs it only when
 asked, so rebuilding a saved model never downloads. A factory may give a submodule its own learning rate
-(`train_at`); `parameter_groups` turns that into optimizer groups.
+(`train_at`); `parameter_groups` turns that into optimizer groups. A factory that puts a new head on pretrained
+features marks them (`mark_features`), for fastai's fine_tune (`pipeline.training.fine_tune`).
 """
 
 from collections.abc import Callable
@@ -22,6 +23,7 @@ WeightsLoader = Callable[[nn.Module, Any], None]
 ARCHS: dict[str, Factory] = {}
 PRETRAINED: dict[str, WeightsLoader] = {}
 _GROUP_LR = "pipeline_group_lr"
+_FEATURES = "pipeline_features"
 BATCHNORM = nn.modules.batchnorm._BatchNorm  # the base of BatchNorm1d/2d/3d
 
 
@@ -75,13 +77,15 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 def parameter_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
-    """Optimizer parameter groups: the trainable parameters of each submodule its factory gave its own learning
-    rate, in a group at that rate, then all other trainable parameters in a last group at `lr` (the rate train
+    """Optimizer parameter groups: the trainable parameters of the submodules its factory gave their own learning
+    rate, in one group per rate, then all other trainable parameters in a last group at `lr` (the rate train
     logs). Frozen parameters are left out."""
-    groups, claimed = [], set()
+    by_rate: dict[float, list[nn.Parameter]] = {}
+    claimed: set[int] = set()
     for module in model.modules():
         if hasattr(module, _GROUP_LR):
-            groups.append({"params": _trainable(module, claimed), "lr": getattr(module, _GROUP_LR)})
+            by_rate.setdefault(getattr(module, _GROUP_LR), []).extend(_trainable(module, claimed))
+    groups = [{"params": params, "lr": rate} for rate, params in by_rate.items()]
     groups.append({"params": _trainable(model, claimed), "lr": lr})
     return [group for group in groups if group["params"]]
 
@@ -96,3 +100,15 @@ def _trainable(module: nn.Module, claimed: set[int]) -> list[nn.Parameter]:
 def train_at(module: nn.Module, lr: float) -> None:
     """Have `parameter_groups` put this submodule's parameters in a group of their own at `lr`."""
     setattr(module, _GROUP_LR, lr)
+
+
+def mark_features(*modules: nn.Module) -> None:
+    """Mark submodules as the model's features: the pretrained part under a new head, which `fine_tune` freezes
+    for its first epochs."""
+    for module in modules:
+        setattr(module, _FEATURES, True)
+
+
+def features_of(model: nn.Module) -> list[nn.Module]:
+    """The submodules its factory marked as features (`mark_features`), in model order; none for most models."""
+    return [module for module in model.modules() if getattr(module, _FEATURES, False)]

@@ -7,10 +7,10 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from pipeline.config.archs import ResNet18Args, Vgg16Args
+from pipeline.config.archs import FineTunable, ResNet18Args, Vgg16Args
 from pipeline.core.errors import PipelineError
 from pipeline.models.layers import dropout_layers, require_size
-from pipeline.models.registry import register, train_at
+from pipeline.models.registry import mark_features, register, train_at
 
 if TYPE_CHECKING:  # torchvision is imported where a torchvision model is built: importing it takes seconds
     from torchvision.models import WeightsEnum
@@ -33,11 +33,7 @@ def vgg16_net(args: Vgg16Args, *, in_channels: int, size: int, outputs: int) -> 
     32x32), then Linear(512, head), ReLU, Dropout, Linear(head, outputs). `freeze` fixes the features; otherwise
     they train at `features_lr` when given. ImageNet weights (`pretrained`) are loaded by `_vgg16_imagenet`."""
     require_size("vgg16", size, 32)
-    if args.pretrained and in_channels != IMAGENET_CHANNELS:
-        raise PipelineError(
-            f"vgg16 with pretrained ImageNet weights needs RGB images, got {in_channels} channel(s); "
-            "set preprocess.<dataset>.color: rgb, or pretrained: false to train from scratch"
-        )
+    _require_imagenet_channels("vgg16", args, in_channels)
     model = _vgg16_without_classifier(args.batchnorm)
     if in_channels != IMAGENET_CHANNELS:
         model.features[0] = _fresh_conv(in_channels, 64, kernel=3, stride=1, padding=1, bias=True)
@@ -47,9 +43,25 @@ def vgg16_net(args: Vgg16Args, *, in_channels: int, size: int, outputs: int) -> 
     )
     if args.freeze:
         model.features.requires_grad_(False)
-    elif args.features_lr is not None:
-        train_at(model.features, args.features_lr)
+    _mark_features(args, model.features)
     return model
+
+
+def _mark_features(args: FineTunable, *features: nn.Module) -> None:
+    """Mark the features for `fine_tune`, and have them train at `features_lr` when given."""
+    mark_features(*features)
+    if args.features_lr is not None:
+        for module in features:
+            train_at(module, args.features_lr)
+
+
+def _require_imagenet_channels(arch: str, args: Vgg16Args | ResNet18Args, in_channels: int) -> None:
+    """ImageNet weights take RGB images: a pretrained model of other input is an error naming the keys to change."""
+    if args.pretrained and in_channels != IMAGENET_CHANNELS:
+        raise PipelineError(
+            f"{arch} with pretrained ImageNet weights needs RGB images, got {in_channels} channel(s); "
+            "set preprocess.<dataset>.color: rgb, or pretrained: false to train from scratch"
+        )
 
 
 def _vgg16_without_classifier(batchnorm: bool) -> nn.Module:
@@ -69,18 +81,33 @@ def _vgg16_without_classifier(batchnorm: bool) -> nn.Module:
     return model
 
 
-@register("resnet18")
+def _resnet18_imagenet(model: nn.Module, args: ResNet18Args) -> None:
+    """Load the ImageNet weights of everything but the new head `fc` when `pretrained`; with `small_input` the new
+    3x3 stem `conv1` starts fresh too (ImageNet's is a 7x7 conv)."""
+    from torchvision.models import ResNet18_Weights
+
+    if args.pretrained:
+        fresh = ("fc.", "conv1.") if args.small_input else ("fc.",)
+        state = _fetch(ResNet18_Weights.IMAGENET1K_V1)
+        model.load_state_dict({key: value for key, value in state.items() if not key.startswith(fresh)}, strict=False)
+
+
+@register("resnet18", weights=_resnet18_imagenet)
 def resnet18_net(args: ResNet18Args, *, in_channels: int, size: int, outputs: int) -> nn.Module:
-    """torchvision ResNet-18 from scratch. `small_input` swaps the ImageNet stem (7x7 stride-2 conv, maxpool),
-    which would shrink a 32x32 image to 8x8 at once, for a 3x3 stride-1 conv and no maxpool."""
+    """torchvision ResNet-18; its features are every layer but the head `fc` (a new Linear(512, outputs)), trained
+    at `features_lr` when given. `small_input` swaps the ImageNet stem (7x7 stride-2 conv, maxpool), which would
+    shrink a 32x32 image to 8x8 at once, for a 3x3 stride-1 conv and no maxpool. ImageNet weights (`pretrained`)
+    are loaded by `_resnet18_imagenet`."""
     from torchvision.models import resnet18
 
+    _require_imagenet_channels("resnet18", args, in_channels)
     model = resnet18(weights=None, num_classes=outputs)
     if args.small_input:
         model.conv1 = _fresh_conv(in_channels, 64, kernel=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
     elif in_channels != IMAGENET_CHANNELS:
         model.conv1 = _fresh_conv(in_channels, 64, kernel=7, stride=2, padding=3, bias=False)
+    _mark_features(args, *(child for name, child in model.named_children() if name != "fc"))
     return model
 
 

@@ -1,9 +1,11 @@
 """Stage `evaluate`: score a trained model on its dataset's test split.
 
 Writes `metrics/<model>/test.json` (accuracy, loss, expected calibration error, macro-averaged precision, recall
-and F1) and, for `dvc plots show`, the per-class precision, recall, F1 and support, the test predictions as a
-confusion matrix, a reliability diagram, and a grid of misclassified test images; and the model card,
-`models/<model>.card.md` (`pipeline.analysis.card`).
+and F1, and the test-time augmentation they were measured with) and, for `dvc plots show`, the per-class precision,
+recall, F1 and support, the test predictions as a confusion matrix, a reliability diagram, a grid of misclassified
+test images, the test samples of highest loss (`top_losses.png`) and the most confused class pairs
+(`confused.json`); and the model card, `models/<model>.card.md` (`pipeline.analysis.card`). With `tta` every
+figure is of the class probabilities averaged over the views (`pipeline.models.tta`).
 """
 
 import json
@@ -15,37 +17,60 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.analysis.card import CardFacts, class_counts, confusion_counts, model_card
-from pipeline.analysis.diagnostics import expected_calibration_error, reliability_bins
+from pipeline.analysis.card import (
+    CardFacts,
+    class_counts,
+    confusion_counts,
+    model_card,
+    worst_confusions,
+)
+from pipeline.analysis.diagnostics import (
+    expected_calibration_error,
+    reliability_bins,
+    sample_losses,
+)
 from pipeline.analysis.metrics import classification_metrics
 from pipeline.analysis.plots import (
     misclassified_grid,
     misclassified_scatter,
     reliability_diagram,
     save_png,
+    top_losses_grid,
+    top_losses_table,
 )
 from pipeline.config.datasets import DataSource
+from pipeline.config.evaluation import TtaMode
 from pipeline.core.atomic import write_json, write_text
+from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import Normalization, pick_device, place
 from pipeline.data.store import SplitArrays, load_meta, load_split
+from pipeline.inference.tta import with_tta
 from pipeline.models.file import load_model
 from pipeline.training.measure import measure
 
 BATCH_SIZE = 256
+TOP_LOSSES = 9  # fastai's plot_top_losses shows 9 by default
+CONFUSED_PAIRS = 20
 
 
 def evaluate(
-    model_name: str, paths: Paths, device_name: str = "auto", data: Mapping[str, DataSource] | None = None
+    model_name: str,
+    paths: Paths,
+    device_name: str = "auto",
+    data: Mapping[str, DataSource] | None = None,
+    tta: TtaMode = "none",
 ) -> dict:
     """Score the saved model on the test split and write its card; returns test.json's metrics and the per-class
     figures. `data` (params' `data` blocks) gives the card the dataset's source; without it the card says it is
-    not known."""
+    not known. `tta` (`models.<model>.evaluate.tta`): the test-time augmentation every figure is measured with."""
     model, saved = load_model(paths.model_file(model_name))
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved["dataset"], "test")
+    if tta != "none" and test.inputs.ndim == 2:
+        raise PipelineError(f"models.{model_name}.evaluate.tta: {tta!r} flips and shifts images; a table gets none")
     normalization = Normalization.from_meta(saved["normalization"])
-    scored = measure(place(model, device), test, BATCH_SIZE, device, normalization)
+    scored = measure(place(with_tta(model, tta), device), test, BATCH_SIZE, device, normalization)
     class_probabilities = scored.probabilities
     predicted = class_probabilities.argmax(1)
     per_class, macro = classification_metrics(test.labels, predicted, saved["classes"])
@@ -57,6 +82,7 @@ def evaluate(
         "macro": macro,
         "epoch": saved["epoch"],
         "kept": saved["kept"],
+        "tta": tta,
     }
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
@@ -104,8 +130,10 @@ def _write_plots(
     classes: list[str],
     ece: float,
 ) -> None:
-    """The confusion matrix, the reliability diagram and the misclassified test images."""
+    """The confusion matrix, the reliability diagram, the misclassified test images, the test samples of highest
+    loss and the most confused class pairs."""
     _write_confusion(paths, model_name, test.labels, predicted, classes)
+    _write_errors(paths, model_name, dataset, test, class_probabilities, classes)
     bins = reliability_bins(class_probabilities, test.labels)
     title = f"{model_name}: calibration on the test split"
     save_png(reliability_diagram(bins, ece, title), paths.reliability(model_name))
@@ -116,6 +144,30 @@ def _write_plots(
     else:
         figure = misclassified_grid(test.inputs, test.labels, predicted, classes, title=title)
     save_png(figure, paths.misclassified(model_name))
+
+
+def _write_errors(
+    paths: Paths,
+    model_name: str,
+    dataset: str,
+    test: SplitArrays,
+    class_probabilities: np.ndarray,
+    classes: list[str],
+) -> None:
+    """fastai's plot_top_losses and most_confused: the test samples of highest loss (images as a grid, table rows
+    as a table) and the most confused (actual, predicted) pairs, most first, as plot rows."""
+    losses = sample_losses(class_probabilities, test.labels)
+    worst = np.argsort(-losses, kind="stable")[:TOP_LOSSES]
+    title = f"{model_name}: the {len(worst)} test samples of highest loss"
+    if test.inputs.ndim == 2:
+        names = load_meta(paths, dataset)["features"]
+        figure = top_losses_table(test.inputs, names, test.labels, class_probabilities, losses, worst, classes, title)
+    else:
+        figure = top_losses_grid(test.inputs, test.labels, class_probabilities, losses, worst, classes, title)
+    save_png(figure, paths.top_losses(model_name))
+    confusion = confusion_counts(test.labels, class_probabilities.argmax(1), len(classes))
+    pairs = worst_confusions(confusion, classes, top=CONFUSED_PAIRS)
+    write_json(paths.confused(model_name), [{"pair": f"{p['actual']} → {p['predicted']}", **p} for p in pairs])
 
 
 def _write_confusion(paths: Paths, model_name: str, actual: np.ndarray, predicted: np.ndarray, classes) -> None:

@@ -50,6 +50,7 @@ from pipeline.models.registry import has_batchnorm, parameter_groups
 from pipeline.training.augment import describe
 from pipeline.training.checkpoints import Checkpoint, run_fingerprint
 from pipeline.training.feed import TrainFeed, augmented_samples
+from pipeline.training.fine_tune import fine_tune_epoch
 from pipeline.training.keep import KeptWeights, chosen_row
 from pipeline.training.measure import measure
 from pipeline.training.schedule import initial_lr, make_scheduler
@@ -113,6 +114,7 @@ def _train(
         for row in checkpoint.history if live else ():
             _log(live, row)
         for epoch in range(done + 1, settings.epochs + 1):
+            fine_tune_epoch(model, config.arch_args, epoch)
             row = run.epoch(epoch, trained, optimizer, feed, val_set, bar)
             scheduler.step()
             checkpoint.history.append(row)

@@ -1,0 +1,16 @@
+"""The `evaluate` block: how the evaluate stage scores a model on its test split."""
+
+from typing import Literal
+
+from pipeline.config.base import Block
+
+TtaMode = Literal["none", "flip", "flip_shift"]
+
+
+class EvaluateParams(Block):
+    """`tta`, test-time augmentation: the class probabilities evaluate reports are the mean over views of each test
+    image. none: the image alone; flip: it and its mirror (flipped left-right); flip_shift: those two, each also
+    moved one pixel down-right and one pixel up-left (edge pixels repeated into the gap), six views in all
+    (airbench's). Images only: a table's rows get none."""
+
+    tta: TtaMode = "none"
