@@ -5,7 +5,8 @@ from pipeline.config.training import LrStep, TrainParams
 from pipeline.training.schedule import initial_lr, lr_at, make_scheduler
 
 
-def _rates(settings: TrainParams) -> list[float]:
+def _rates(settings: TrainParams, batches: int = 1) -> list[list[float]]:
+    """Every batch's rates (of both groups) over the run, the scheduler stepped after each batch."""
     optimizer = torch.optim.SGD(
         [
             {"params": [torch.nn.Parameter(torch.zeros(1))]},
@@ -13,9 +14,9 @@ def _rates(settings: TrainParams) -> list[float]:
         ],
         lr=initial_lr(settings),
     )
-    scheduler = make_scheduler(optimizer, settings)
+    scheduler = make_scheduler(optimizer, settings, batches)
     rates = []
-    for _ in range(settings.epochs):
+    for _ in range(settings.epochs * batches):
         rates.append([group["lr"] for group in optimizer.param_groups])
         optimizer.step()
         scheduler.step()
