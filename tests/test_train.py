@@ -225,7 +225,7 @@ def test_a_split_kept_on_the_device_trains_with_its_batched_augmentation(prepare
 
 
 def test_class_weights_auto_weighs_the_training_loss_by_inverse_class_frequency(prepared, monkeypatch):
-    import pipeline.training.epoch as epoch
+    from pipeline.training import epoch
 
     seen = []
     real = epoch.training_step
