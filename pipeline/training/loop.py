@@ -5,7 +5,9 @@ with DVCLive (`metrics/<model>/train/`, drawn by `dvc plots show`); saves a lear
 what `aug.*` does to training images; writes the model with its provenance to `models/<model>.pt`.
 A checkpoint after every epoch (`models/checkpoints/<model>.ckpt`) lets a killed run resume when run again.
 On a GPU, steps run in bf16 autocast (`train.amp`); under torchrun (`pipeline train MODEL --nproc N`) the processes
-share every batch through DistributedDataParallel and only rank 0 writes.
+share every batch through DistributedDataParallel and only rank 0 writes. The per-batch work (mixing, the step, the
+learning rate, the weights' moving average) is `pipeline.training.epoch`'s; with `train.ema` on, validation, the
+kept epoch and the saved model are the moving average's.
 """
 
 import contextlib
