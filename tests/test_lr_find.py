@@ -1,22 +1,28 @@
 """The learning-rate range test: the suggestion math on synthetic loss curves, the stop on divergence, a real run on a
 tiny model, and `--apply` writing only the model's `lr`, comments kept."""
 
+import copy
 import math
 
 import numpy as np
 import pytest
+import torch
 import yaml
-from conftest import tiny_raw
+from conftest import TINY_IRIS, changed, prepare, tiny_raw
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
+from pipeline.core.runtime import Normalization, seed_everything, to_tensor
+from pipeline.data.store import load_meta, load_split
+from pipeline.models.outputs import loss
 from pipeline.training.lr_find import (
     BETA,
     RangeTest,
     apply,
     find_and_plot,
+    lr_find,
     plot_path,
     range_test,
     rates,
@@ -24,6 +30,7 @@ from pipeline.training.lr_find import (
     suggest,
     valley,
 )
+from pipeline.training.step import build_for, make_optimizer, training_step
 
 
 def _curve(lr: float) -> float:
@@ -100,6 +107,33 @@ def test_a_real_run_on_a_tiny_model_writes_the_plot_and_both_suggestions(prepare
     assert plot_path(prepared, "catsdogs_cnn").read_bytes()[:4] == b"\x89PNG"
     assert f"SuggestedLRs(valley={found.valley[0]:.2e}, steep={found.steep[0]:.2e})" in text
     assert 1e-7 <= found.steep[0] <= 10 and 1e-7 <= found.valley[0] <= 10
+
+
+@pytest.mark.slow
+def test_on_a_toy_problem_the_valley_is_within_3x_of_the_best_constant_rate_found_by_a_sweep(paths):
+    """Softmax regression through one small hidden layer on Iris (adam, the default optimizer): the best constant
+    rate is the one of a sweep (a quarter decade apart) whose 100 steps end with the lowest training loss."""
+    params = parse_params(changed(copy.deepcopy(TINY_IRIS), {"models.iris_mlp.batch_size": 10}))
+    prepare(paths, params, "iris")
+    config, meta, split = params.model("iris_mlp"), load_meta(paths, "iris"), load_split(paths, "iris", "train")
+    inputs, labels = to_tensor(split.inputs, Normalization.from_meta(meta)), torch.from_numpy(split.labels)
+
+    def trained_loss(lr: float) -> float:
+        seed_everything(params.seed, torch.device("cpu"))
+        model = build_for("iris_mlp", config, {**meta, "channels": inputs.shape[1]})
+        optimizer = make_optimizer(model.parameters(), config.train.model_copy(update={"lr": lr}))
+        rng = np.random.default_rng(0)
+        for _ in range(100):
+            chosen = torch.from_numpy(rng.choice(len(labels), 10, replace=False))
+            training_step(model, optimizer, inputs[chosen], labels[chosen], amp=False)
+        with torch.no_grad():
+            return loss(model.eval()(inputs), labels).item()
+
+    sweep = 10.0 ** np.arange(-3, -0.49, 0.25)
+    best = sweep[int(np.argmin([trained_loss(lr) for lr in sweep]))]
+    assert sweep[0] < best < sweep[-1]  # inside the sweep, not at its ends
+    valley = suggest(lr_find("iris_mlp", params, paths, steps=100)).valley[0]
+    assert best / 3 <= valley <= best * 3
 
 
 PARAMS_TEXT = """# the global seed

@@ -225,16 +225,16 @@ def test_a_split_kept_on_the_device_trains_with_its_batched_augmentation(prepare
 
 
 def test_class_weights_auto_weighs_the_training_loss_by_inverse_class_frequency(prepared, monkeypatch):
-    import pipeline.training.loop as loop
+    from pipeline.training import epoch
 
     seen = []
-    real = loop.training_step
+    real = epoch.training_step
 
     def recording(*args, **kwargs):
         seen.append(args[6])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "training_step", recording)
+    monkeypatch.setattr(epoch, "training_step", recording)
     train("catsdogs_cnn", parse_params(tiny_raw(**{"train.class_weights": "auto"})), prepared)
     labels = torch.from_numpy(load_split(prepared, "catsdogs", "train").labels)
     counts = torch.bincount(labels, minlength=2).float()

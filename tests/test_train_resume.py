@@ -40,10 +40,15 @@ def _train_killed_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, params, 
 
 
 AUGMENTED = {"models.catsdogs_cnn.epochs": 3, "aug.rotation": 15, "aug.hflip": 0.5, "train.optimizer": "sgd"}
+RECIPES = {  # every training recipe on: the moving average, the per-batch schedule and the mixing resume exactly
+    **AUGMENTED, "train.label_smoothing": 0.1, "train.mixup": 0.4, "train.cutmix": 1.0, "train.mix_prob": 0.8,
+    "train.ema": 0.9, "train.warmup_epochs": 1, "train.lr_schedule": "onecycle",
+}
 
 
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(prepared, monkeypatch):
-    params = parse_params(tiny_raw(**AUGMENTED))
+@pytest.mark.parametrize("changes", [AUGMENTED, RECIPES], ids=["augmented", "recipes"])
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(prepared, monkeypatch, changes):
+    params = parse_params(tiny_raw(**changes))
     train("catsdogs_cnn", params, prepared)
     uninterrupted, figures = weights(prepared), outputs(prepared)
     prepared.model_file("catsdogs_cnn").unlink()

@@ -34,7 +34,7 @@ class LrStep(Block):
 
 
 LrSchedule = Annotated[
-    Annotated[Literal["constant", "cosine"], Tag("named")] | Annotated[list[LrStep], Field(min_length=1), Tag("steps")],
+    Annotated[Literal["constant", "cosine", "onecycle"], Tag("named")] | Annotated[list[LrStep], Field(min_length=1), Tag("steps")],
     Discriminator(lambda value: "steps" if isinstance(value, list | tuple) else "named"),
 ]
 UNION_TAGS = {"named", "steps"}
@@ -57,6 +57,12 @@ class TrainParams(Block):
     keep: Literal["best", "last"] = "best"
     class_weights: Literal["none", "auto"] = "none"
     monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    label_smoothing: float = Field(0, ge=0, lt=1)
+    mixup: float = Field(0, ge=0)
+    cutmix: float = Field(0, ge=0)
+    mix_prob: Probability = 1.0
+    ema: float = Field(0, ge=0, lt=1)
 
 
 BATCHED_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does as tensor ops

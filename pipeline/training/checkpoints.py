@@ -1,6 +1,7 @@
 """End-of-epoch checkpoints, so a killed training run resumes where it stopped.
 
-A checkpoint holds the model, optimizer and scheduler state and the history so far, tagged with a fingerprint of
+A checkpoint holds the model, optimizer and scheduler state (and the moving average of the weights, `train.ema`) and
+the history so far, tagged with a fingerprint of
 everything the run depends on: the model's settings (all of them but `train.device` and `train.workers`, which do
 not change the results), the seed, the bytes of the training and validation data, the source of every `pipeline`
 module the process has loaded, and the torch version. Every epoch draws its randomness (shuffle order, dropout,
@@ -78,8 +79,11 @@ class Checkpoint:
         """Where the checkpoint before the latest is kept: `<model>.prev.ckpt` beside `<model>.ckpt`."""
         return self.path.with_suffix(".prev" + self.path.suffix)
 
-    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
-        """Load the run's newest fitting checkpoint into the objects, if any; returns the epochs already done.
+    def restore(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ema: nn.Module | None = None
+    ) -> int:
+        """Load the run's newest fitting checkpoint into the objects (`ema`: the weights' moving average, if on),
+        if any; returns the epochs already done.
 
         A checkpoint that does not fit (unreadable, of another run, or with state the objects cannot take) is only a
         lost head start: a warning names it and why, it is removed (so that no later save keeps it as the one to fall
@@ -90,7 +94,7 @@ class Checkpoint:
             if not path.is_file():
                 continue
             try:
-                done = self._load(path, self._read(path), model, optimizer, scheduler)
+                done = self._load(path, self._read(path), _states(model, optimizer, scheduler, ema))
             except PipelineError as exc:
                 unfit.append(str(exc))
                 path.unlink(missing_ok=True)  # under torchrun, another process may have removed it
@@ -109,13 +113,11 @@ class Checkpoint:
             )
         return saved
 
-    def _load(
-        self, path: Path, saved: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
-    ) -> int:
+    def _load(self, path: Path, saved: dict[str, Any], states: dict[str, Any]) -> int:
         """Put the checkpoint read from `path` into the objects; returns the epochs it holds. State that does not
         load (a missing entry, a tensor of another shape) is a PipelineError naming `path`, with the objects as
         they were, so that training can start over from them."""
-        targets = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "kept": self.kept}
+        targets = {**states, "kept": self.kept}
         before = {name: copy.deepcopy(target.state_dict()) for name, target in targets.items()}
         try:
             for name, target in targets.items():
@@ -127,16 +129,16 @@ class Checkpoint:
             raise PipelineError(f"{path}: its state does not load into this run ({_one_line(exc)})") from None
         return len(self.history)
 
-    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+    def save(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ema: nn.Module | None = None
+    ) -> None:
         """Write the state after the epochs in `history`, atomically; the checkpoint it replaces becomes `previous`.
 
         Killed between the two steps, the run resumes from `previous`, one epoch back.
         """
         payload = {
             "fingerprint": self.fingerprint,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            **{name: target.state_dict() for name, target in _states(model, optimizer, scheduler, ema).items()},
             "history": self.history,
             "kept": self.kept.state_dict(),
         }
@@ -148,6 +150,11 @@ class Checkpoint:
         """Drop the checkpoints once the run has finished and its model is saved."""
         self.path.unlink(missing_ok=True)
         self.previous.unlink(missing_ok=True)
+
+
+def _states(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ema: nn.Module | None) -> dict:
+    """The objects whose state a checkpoint holds, by name (the moving average only when on)."""
+    return {"model": model, "optimizer": optimizer, "scheduler": scheduler, **({"ema": ema} if ema is not None else {})}
 
 
 def _warn_removed(unfit: list[str], outcome: str) -> None:

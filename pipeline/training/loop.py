@@ -5,13 +5,14 @@ with DVCLive (`metrics/<model>/train/`, drawn by `dvc plots show`); saves a lear
 what `aug.*` does to training images; writes the model with its provenance to `models/<model>.pt`.
 A checkpoint after every epoch (`models/checkpoints/<model>.ckpt`) lets a killed run resume when run again.
 On a GPU, steps run in bf16 autocast (`train.amp`); under torchrun (`pipeline train MODEL --nproc N`) the processes
-share every batch through DistributedDataParallel and only rank 0 writes.
+share every batch through DistributedDataParallel and only rank 0 writes. The per-batch work (mixing, the step, the
+learning rate, the weights' moving average) is `pipeline.training.epoch`'s; with `train.ema` on, validation, the
+kept epoch and the saved model are the moving average's.
 """
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from dvclive import Live
@@ -19,18 +20,15 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.analysis.diagnostics import confidence_figures, mode_gap
+from pipeline.analysis.diagnostics import mode_gap
 from pipeline.analysis.plots import augmentation_preview, learning_curves
 from pipeline.config.params import ModelConfig, Params
 from pipeline.config.training import TrainParams
 from pipeline.core.distributed import (
     Shard,
     current_shard,
-    gathered_uneven,
     process_group,
     same_everywhere,
-    summed,
-    unwrapped,
     wrap,
 )
 from pipeline.core.errors import PipelineError
@@ -38,28 +36,24 @@ from pipeline.core.paths import Paths
 from pipeline.core.runtime import (
     Normalization,
     derived_seed,
-    model_input,
     pick_device,
     place,
     seed_everything,
 )
 from pipeline.data.store import SplitArrays, load_meta, load_split, split_files
 from pipeline.models.file import save_model
-from pipeline.models.outputs import inverse_frequency, loss, probabilities
+from pipeline.models.outputs import inverse_frequency
 from pipeline.models.registry import has_batchnorm, parameter_groups
 from pipeline.training.augment import describe
 from pipeline.training.checkpoints import Checkpoint, run_fingerprint
+from pipeline.training.epoch import Stepping, train_one_epoch, weight_average
 from pipeline.training.feed import TrainFeed, augmented_samples
 from pipeline.training.fine_tune import fine_tune_epoch
 from pipeline.training.keep import KeptWeights, chosen_row
 from pipeline.training.measure import measure
+from pipeline.training.mixing import mixer_for
 from pipeline.training.schedule import initial_lr, make_scheduler
-from pipeline.training.step import (
-    build_for,
-    make_optimizer,
-    penalty_for,
-    training_step,
-)
+from pipeline.training.step import build_for, make_optimizer, penalty_for
 
 PREVIEW_IMAGES, PREVIEW_DRAWS = 6, 3
 EpochCallback = Callable[[dict, float], object]
@@ -90,20 +84,29 @@ def _train(
     data = {**meta, "channels": train_set.inputs.shape[-1]}
     model = place(build_for(config.name, config, data), device)
     optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
-    scheduler = make_scheduler(optimizer, settings)
+    feed = TrainFeed(train_set, config, seed, device, shard)
+    scheduler = make_scheduler(optimizer, settings, len(feed))
+    ema = weight_average(model, settings.ema)
+    served = model if ema is None else ema.module  # the weights validated, kept and saved
     fingerprint = run_fingerprint(config, seed, split_files(paths, config.dataset, ("train", "val")))
     kept = KeptWeights(settings.keep, settings.monitor)
     checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept)
-    done = checkpoint.restore(model, optimizer, scheduler)
+    done = checkpoint.restore(model, optimizer, scheduler, ema)
     if not same_everywhere(done, device):
         raise PipelineError(
             f"the processes would resume {config.name} from different epochs, since the machines' "
             f"{paths.checkpoint(config.name).parent}/ differ: put it on a filesystem they share, or delete "
             f"{paths.checkpoint(config.name).name}* there on every machine to start over"
         )
-    run = _Run(config, seed, meta, device, shard, _class_weights(settings, train_set, meta, device))
-    feed = TrainFeed(train_set, config, seed, device, shard)
     trained = wrap(model, shard, device)
+    stepping = Stepping(
+        optimizer, scheduler, Normalization.from_meta(meta), device, settings.amp, penalty_for(trained, settings),
+        _class_weights(settings, train_set, meta, device), settings.label_smoothing,
+        mixer_for(mixup=settings.mixup, cutmix=settings.cutmix, mix_prob=settings.mix_prob,
+                  num_classes=len(meta["classes"]), seed=seed, rank=shard.rank),
+        ema,
+    )
+    run = _Run(config, seed, meta, shard, stepping)
     processes = f" x{shard.world}" if shard.world > 1 else ""
     with _live(paths, config.name, shard) as live, tqdm(
         total=settings.epochs * len(feed), initial=done * len(feed), desc=f"train {config.name} ({device}{processes})",
@@ -115,24 +118,23 @@ def _train(
             _log(live, row)
         for epoch in range(done + 1, settings.epochs + 1):
             fine_tune_epoch(model, config.arch_args, epoch)
-            row = run.epoch(epoch, trained, optimizer, feed, val_set, bar)
-            scheduler.step()
+            row = run.epoch(epoch, trained, served, feed, val_set, bar)
             checkpoint.history.append(row)
-            kept.offer(model, checkpoint.history)
+            kept.offer(served, checkpoint.history)
             if live:
                 _log(live, row)
-                checkpoint.save(model, optimizer, scheduler)
+                checkpoint.save(model, optimizer, scheduler, ema)
             on_epoch(row, run.validation_s)
             bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
         if not live:
             return checkpoint.history[-1]
         chosen = chosen_row(checkpoint.history, settings.keep, settings.monitor)
-        kept.restore_into(model)
+        kept.restore_into(served)
         summary = _summarise(live, checkpoint.history, chosen, f"{config.name} on {config.dataset}")
-        if has_batchnorm(model):
-            summary["bn_check"] = run.mode_check(model, train_set, chosen)
+        if has_batchnorm(served):
+            summary["bn_check"] = run.mode_check(served, train_set, chosen)
             live.summary["bn_check"] = summary["bn_check"]
-    save_model(paths.model_file(config.name), model, config, data, seed, int(chosen["epoch"]))
+    save_model(paths.model_file(config.name), served, config, data, seed, int(chosen["epoch"]))
     checkpoint.remove()
     return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
 
@@ -158,41 +160,25 @@ def _live(paths: Paths, model_name: str, shard: Shard) -> contextlib.AbstractCon
 class _Run:
     """What stays fixed across the epochs of one training run."""
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        seed: int,
-        meta: dict,
-        device: torch.device,
-        shard: Shard,
-        class_weights: torch.Tensor | None,
-    ) -> None:
-        self.config, self.seed, self.device, self.shard = config, seed, device, shard
-        self.class_weights = class_weights
-        self.normalization = Normalization.from_meta(meta)
+    def __init__(self, config: ModelConfig, seed: int, meta: dict, shard: Shard, stepping: Stepping) -> None:
+        self.config, self.seed, self.shard, self.stepping = config, seed, shard, stepping
+        self.device, self.normalization = stepping.device, stepping.normalization
         self.augments_images = meta.get("kind", "images") == "images"  # a table's rows are not augmented
         self.validation_s = 0.0  # wall time of the last epoch's validation pass
 
     def epoch(
-        self,
-        epoch: int,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        feed: TrainFeed,
-        val_set: SplitArrays,
-        bar: tqdm,
+        self, epoch: int, model: nn.Module, served: nn.Module, feed: TrainFeed, val_set: SplitArrays, bar: tqdm
     ) -> dict[str, float]:
-        """Train one epoch and measure on the validation split; returns the epoch's row of the history.
+        """Train one epoch of `model` (wrapped for torchrun) and measure `served` (the model itself, or the
+        moving average of its weights) on the validation split; returns the epoch's row of the history.
 
         Dropout draws from (seed, epoch, rank) alone, as the feed's order and augmentation do, so a resumed run
         repeats the epoch exactly."""
         settings = self.config.train
         torch.manual_seed(derived_seed(self.seed, epoch, self.shard.rank))
-        fit = self.train_one_epoch(model, feed.epoch(epoch), feed.real_counts(), optimizer, bar)
+        fit = train_one_epoch(model, feed.epoch(epoch), feed.real_counts(), self.stepping, epoch, bar)
         started = time.perf_counter()
-        val = measure(
-            unwrapped(model), val_set, settings.batch_size, self.device, self.normalization, settings.amp, self.shard
-        )
+        val = measure(served, val_set, settings.batch_size, self.device, self.normalization, settings.amp, self.shard)
         self.validation_s = time.perf_counter() - started  # measure's results are on the host: the device is done
         return {
             "epoch": epoch,
@@ -203,47 +189,8 @@ class _Run:
             "val/loss": val.loss,
             "val/acc": val.accuracy,
             **{f"val/{key}": value for key, value in val.confidence.items()},
-            "lr": optimizer.param_groups[-1]["lr"],
+            "lr": fit.lr,
         }
-
-    def train_one_epoch(
-        self,
-        model: nn.Module,
-        data: Iterable[tuple[torch.Tensor, torch.Tensor]],
-        real_counts: list[int],
-        optimizer: torch.optim.Optimizer,
-        bar: tqdm,
-    ) -> "EpochFit":
-        """One pass over the epoch's batches, minimising data loss plus the `l1`/`l2` weight penalty.
-
-        Data loss and penalty are reported apart, so losses stay comparable between runs with different penalties.
-        The figures add up on the device and reach the host once, at the end: no step waits for the GPU. Under
-        torchrun the sampler pads the last batches with repeated images so that every process takes as many steps;
-        they train like the others but are left out of the figures (`real_counts`: the real images of each batch).
-        """
-        settings = self.config.train
-        model.train()
-        penalty = penalty_for(model, settings)
-        sums = torch.zeros(3, device=self.device)  # data loss, penalty, correct
-        seen_probabilities, seen_labels = [], []
-        for (raw, labels), real in zip(data, real_counts, strict=True):
-            inputs = model_input(raw, self.normalization)
-            logits, batch_loss, weights = training_step(
-                model, optimizer, inputs, labels, settings.amp, penalty, self.class_weights
-            )
-            if real < len(labels):
-                logits, labels = logits[:real], labels[:real]
-                batch_loss = loss(logits.float(), labels, self.class_weights)
-            batch_probabilities = probabilities(logits.float())
-            correct = (batch_probabilities.argmax(1) == labels).sum()
-            sums += torch.stack([batch_loss * len(labels), weights * len(labels), correct])
-            seen_probabilities.append(batch_probabilities)
-            seen_labels.append(labels)
-            bar.update()
-        all_probabilities = gathered_uneven(torch.cat(seen_probabilities)).cpu().numpy()
-        all_labels = gathered_uneven(torch.cat(seen_labels)).cpu().numpy()
-        mean_loss, mean_penalty, accuracy = (summed(sums) / len(all_labels)).tolist()
-        return EpochFit(mean_loss, accuracy, mean_penalty, confidence_figures(all_probabilities, all_labels))
 
     def mode_check(self, model: nn.Module, train_set: SplitArrays, last: dict[str, float]) -> dict[str, float | bool]:
         """The training split in eval mode (no augmentation) beside the kept epoch's train-mode figures."""
@@ -252,18 +199,6 @@ class _Run:
         return mode_gap(
             {"acc": last["train/acc"], "loss": last["train/loss"]}, {"acc": scores.accuracy, "loss": scores.loss}
         )
-
-
-
-@dataclass(frozen=True)
-class EpochFit:
-    """What one training epoch saw, in training mode: mean data loss, accuracy, mean weight penalty, and how sure
-    the model was of the true class (see `diagnostics.confidence_figures`)."""
-
-    loss: float
-    accuracy: float
-    penalty: float
-    confidence: dict[str, float]
 
 
 

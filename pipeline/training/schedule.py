@@ -1,7 +1,14 @@
-"""Learning-rate schedules from `train.lr_schedule`, stepped once per epoch.
+"""Learning-rate schedules from `train.lr_schedule` and `train.warmup_epochs`, stepped once per batch.
 
-`constant` keeps `lr`; `cosine` anneals it to zero over the run; a list of `{lr, epochs}` steps holds each rate
-for its epochs (the classic 1e-1, 1e-2, 1e-3, 1e-4 for 10 epochs each), the last one for any epochs beyond.
+`constant` keeps `lr`; `cosine` anneals it to zero over the run, epoch by epoch (every batch of an epoch has the
+epoch's rate); a list of `{lr, epochs}` steps holds each rate for its epochs (the classic 1e-1, 1e-2, 1e-3, 1e-4 for
+10 epochs each), the last one for any epochs beyond. These three give every batch of an epoch the rate they gave
+the epoch when they were stepped once per epoch. `onecycle` is torch's `OneCycleLR` shape (cosine annealing,
+`div_factor` 25, `final_div_factor` 1e4), batch by batch: it rises from lr/25 to `lr` over the first 30% of the
+steps (or over `warmup_epochs` when set), then anneals to lr/25/1e4 at the last step.
+
+`warmup_epochs` (other schedules) scales the schedule's rate linearly from 1/warmup-steps to 1 over the first
+batches of those epochs (Goyal et al.'s gradual warmup).
 """
 
 import math
@@ -10,14 +17,28 @@ import torch
 
 from pipeline.config.training import TrainParams
 
+ONE_CYCLE_RISE = 0.3  # OneCycleLR's pct_start
+ONE_CYCLE_START = 1 / 25  # 1 / div_factor
+ONE_CYCLE_END = ONE_CYCLE_START / 1e4  # 1 / (div_factor * final_div_factor)
+
 
 def initial_lr(settings: TrainParams) -> float:
-    """The learning rate of the first epoch: the first step's rate for a step list, else `lr`."""
+    """The base learning rate the optimizer is built with: the first step's rate for a step list, else `lr`."""
     return settings.lr_schedule[0].lr if isinstance(settings.lr_schedule, list) else settings.lr
 
 
-def lr_at(settings: TrainParams, epoch: int) -> float:
-    """The learning rate of 0-based `epoch`."""
+def lr_at(settings: TrainParams, epoch: int, batch: int = 0, batches: int = 1) -> float:
+    """The learning rate of batch `batch` (of `batches` an epoch) of 0-based `epoch`, warmup included."""
+    step, schedule = epoch * batches + batch, settings.lr_schedule
+    if schedule == "onecycle":
+        rise = settings.warmup_epochs * batches if settings.warmup_epochs else ONE_CYCLE_RISE * settings.epochs * batches
+        return settings.lr * _one_cycle(step, settings.epochs * batches, rise)
+    warm = settings.warmup_epochs * batches
+    return _epoch_rate(settings, epoch) * (min(1.0, (step + 1) / warm) if warm else 1.0)
+
+
+def _epoch_rate(settings: TrainParams, epoch: int) -> float:
+    """The rate of the epoch-wise schedules (constant, cosine, steps) for 0-based `epoch`."""
     schedule = settings.lr_schedule
     if schedule == "cosine":
         return settings.lr * 0.5 * (1 + math.cos(math.pi * epoch / settings.epochs))
@@ -31,7 +52,26 @@ def lr_at(settings: TrainParams, epoch: int) -> float:
     return settings.lr
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainParams) -> torch.optim.lr_scheduler.LambdaLR:
-    """Scale every parameter group's rate by the schedule, so groups with their own rate keep their ratio."""
+def _one_cycle(step: int, total: int, rise: float) -> float:
+    """OneCycleLR's factor of `lr` at 0-based `step` of `total`: cosine from 1/25 up to 1 at step `rise - 1`, then
+    cosine down to 1/25/1e4 at the last step (the phase ends as torch places them)."""
+    peak = rise - 1
+    if step <= peak:
+        return _cosine(ONE_CYCLE_START, 1.0, step / peak if peak > 0 else 1.0)
+    return _cosine(1.0, ONE_CYCLE_END, (step - peak) / (total - 1 - peak))
+
+
+def _cosine(start: float, end: float, done: float) -> float:
+    """From `start` (done 0) to `end` (done 1) along half a cosine, as OneCycleLR's `anneal_strategy='cos'`."""
+    return end + (start - end) / 2 * (math.cos(math.pi * done) + 1)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainParams, batches: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A scheduler to step after every batch (`batches` an epoch); it scales every parameter group's rate by the
+    schedule, so groups with their own rate keep their ratio."""
     first = initial_lr(settings)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_at(settings, epoch) / first)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_at(settings, step // batches, step % batches, batches) / first
+    )

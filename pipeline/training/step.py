@@ -71,13 +71,15 @@ def training_step(
     amp: bool = True,
     penalty: Penalty = NO_PENALTY,
     class_weights: torch.Tensor | None = None,
+    smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimisation step, in bf16 autocast on a CUDA device that has it if `amp`; returns the logits, the data
-    loss (weighted by class when `class_weights` are given) and the penalty, detached and left on the device."""
+    loss (weighted by class when `class_weights` are given, against targets smoothed by `smoothing`; `labels` may be
+    soft targets, see `outputs.loss`) and the penalty, detached and left on the device."""
     optimizer.zero_grad(set_to_none=True)
     with mixed_precision(inputs.device, amp):
         logits = model(inputs)
-    batch_loss = loss(logits.float(), labels, class_weights)
+    batch_loss = loss(logits.float(), labels, class_weights, smoothing)
     weights = penalty(batch_loss)
     (batch_loss + weights).backward()
     optimizer.step()
