@@ -109,14 +109,8 @@ def misclassified_grid(
 ) -> Figure:
     """The first `limit` misclassified images (uint8 NHWC), each captioned with its true and predicted class."""
     wrong = np.flatnonzero(actual != predicted)[:limit]
-    columns = max(1, min(6, len(wrong)))
-    rows = max(1, math.ceil(len(wrong) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows + 0.4), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, index in zip(axes.flat, wrong, strict=False):
-        _show(axis, images[index])
-        axis.set_title(f"{classes[actual[index]]}\n-> {classes[predicted[index]]}", fontsize=8)
+    captions = [f"{classes[actual[index]]}\n-> {classes[predicted[index]]}" for index in wrong]
+    figure, axes = _image_grid(images, wrong, captions, columns=6, cell=(1.9, 2.1))
     if not len(wrong):
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     figure.suptitle(f"{title} ({len(np.flatnonzero(actual != predicted))} of {len(actual)}; true -> predicted)")
@@ -135,17 +129,26 @@ def top_losses_grid(
 ) -> Figure:
     """fastai's plot_top_losses: the images (uint8 NHWC) at the indices `shown`, each titled with its actual and
     predicted class, the probability of the prediction and its loss."""
-    columns = max(1, min(3, len(shown)))
-    rows = max(1, math.ceil(len(shown) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows + 0.4), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, index in zip(axes.flat, shown, strict=False):
-        _show(axis, images[index])
-        axis.set_title("\n".join(_loss_caption(actual, probabilities, losses, index, classes)), fontsize=8)
+    captions = ["\n".join(_loss_caption(actual, probabilities, losses, index, classes)) for index in shown]
+    figure, _ = _image_grid(images, shown, captions, columns=3, cell=(2.4, 2.6))
     figure.suptitle(f"{title}\nactual / predicted, probability of the prediction, loss", fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def _image_grid(
+    images: np.ndarray, shown: np.ndarray, captions: list[str], columns: int, cell: tuple[float, float]
+) -> tuple[Figure, np.ndarray]:
+    """The images at the indices `shown`, at most `columns` a row, each `cell` inches, captioned; axes off."""
+    columns = max(1, min(columns, len(shown)))
+    rows = max(1, math.ceil(len(shown) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(cell[0] * columns, cell[1] * rows + 0.4), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index, caption in zip(axes.flat, shown, captions, strict=False):
+        _show(axis, images[index])
+        axis.set_title(caption, fontsize=8)
+    return figure, axes
 
 
 def top_losses_table(
