@@ -10,6 +10,7 @@ per batch, and leaves the training loop's generator as it was.
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import: the pipeline runs offline
@@ -18,13 +19,12 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torchvision.transforms import v2  # noqa: E402
 
 from pipeline.config.training import AugParams  # noqa: E402
 from pipeline.core.runtime import derived_seed  # noqa: E402
 
 PER_IMAGE_STREAM = 1  # the batch seed's child that seeds the per-image draws (the batched moves use the batch seed)
-POLICIES = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment}
+POLICIES = {"trivialaugment": "TrivialAugmentWide", "randaugment": "RandAugment"}  # torchvision.transforms.v2's
 AFFINE_KEYS = {"rotation", "shift", "zoom", "shear"}  # the keys `p` applies to
 
 
@@ -33,7 +33,7 @@ class PerImage:
     """The per-image transforms of an `aug` block, built once, applied to uint8 NHWC batches on the host."""
 
     albumentations: A.Compose | None  # the affine group, brightness and contrast
-    torchvision: v2.Compose | None  # the policy and erasing
+    torchvision: Callable[[torch.Tensor], torch.Tensor] | None  # the policy and erasing (a v2.Compose)
 
     def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
         """The batch with each image augmented by its own draw; the same batch seed gives the same batch."""
@@ -52,12 +52,10 @@ class PerImage:
 
 def per_image_augment(aug: AugParams) -> PerImage | None:
     """The block's per-image transforms, or None when none is on."""
-    albumentations, torchvision = [*_affine(aug), *_photometric(aug)], [*_policy(aug), *_erasing(aug)]
-    if not (albumentations or torchvision):
+    albumentations = [*_affine(aug), *_photometric(aug)]
+    if not (albumentations or aug.policy != "none" or aug.erasing):
         return None
-    return PerImage(
-        A.Compose(albumentations) if albumentations else None, v2.Compose(torchvision) if torchvision else None
-    )
+    return PerImage(A.Compose(albumentations) if albumentations else None, _torchvision_transforms(aug))
 
 
 def _affine(aug: AugParams) -> list[A.BasicTransform]:
@@ -80,12 +78,15 @@ def _photometric(aug: AugParams) -> list[A.BasicTransform]:
     return [A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=aug.contrast, p=1.0)]
 
 
-def _policy(aug: AugParams) -> list[v2.Transform]:
-    return [POLICIES[aug.policy]()] if aug.policy != "none" else []
+def _torchvision_transforms(aug: AugParams) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The policy, then erasing, as one torchvision v2 Compose; None when both are off. torchvision is imported
+    here, only when one is on: importing it takes seconds, which every training run would pay."""
+    if aug.policy == "none" and not aug.erasing:
+        return None
+    from torchvision.transforms import v2
 
-
-def _erasing(aug: AugParams) -> list[v2.Transform]:
-    return [v2.RandomErasing(p=aug.erasing)] if aug.erasing else []
+    policy = [getattr(v2, POLICIES[aug.policy])()] if aug.policy != "none" else []
+    return v2.Compose([*policy, *([v2.RandomErasing(p=aug.erasing)] if aug.erasing else [])])
 
 
 def describe(aug: AugParams) -> str:
