@@ -3,6 +3,7 @@ network, no files)."""
 
 import copy
 import os
+import shutil
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipeline.data.sources.cifar_official import CACHE_ENV
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
 from pipeline.stages.split import split
+from pipeline.stages.train import train
 from tests.cifar_files import expected_images, random_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +48,7 @@ TINY: dict[str, Any] = {
     "preprocess": {"catsdogs": {"size": 32, "color": "gray", "normalize": False}},
     "aug": {"rotation": 0, "shift": 0, "zoom": 0, "shear": 0, "hflip": 0, "brightness": 0},
     "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 0.001, "device": "cpu"},
+    "evaluate": {"tta": "none"},
     "models": {
         "catsdogs_cnn": {"dataset": "catsdogs", "arch": "catsdogs_cnn", "epochs": 2, "dropout": [0.25, 0.25, 0.5]}
     },
@@ -140,6 +143,26 @@ def prepare(paths: Paths, params: Params, dataset: str) -> Paths:
 def prepared(paths: Paths, tiny_params: Params) -> Paths:
     """A tiny catsdogs dataset taken through download, split and preprocess."""
     return prepare(paths, tiny_params, "catsdogs")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Paths, dict[str, Any]]:
+    """The tiny catsdogs dataset prepared and catsdogs_cnn trained on it with the tiny params, once per test process,
+    and the figures `train` returned. Only to read: a test that changes the run takes a copy (`trained`)."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    params = parse_params(tiny_raw())
+    with pytest.MonkeyPatch.context() as patch:  # outside any repo, as `outside_any_repo` says why
+        patch.chdir(root)
+        patch.setenv("DVC_STUDIO_OFFLINE", "true")
+        paths = prepare(Paths(root), params, "catsdogs")
+        last = train("catsdogs_cnn", params, paths)
+    return paths, last
+
+
+@pytest.fixture
+def trained(tiny_run, tmp_path: Path) -> Paths:
+    """A copy of `tiny_run`'s folder in the test's own folder, free to change (train again, evaluate, ...)."""
+    return Paths(shutil.copytree(tiny_run[0].root, tmp_path / "run"))
 
 
 def refusal_writing_nothing_outside(root: Path, inside: Path, action: Callable[[], object]) -> str:

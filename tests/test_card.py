@@ -2,12 +2,13 @@
 
 import errno
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import prepare, tiny_raw
+from conftest import tiny_raw
 
 from pipeline.analysis.card import (
     CardFacts,
@@ -23,21 +24,14 @@ from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.atomic import DiskFullError
 from pipeline.core.paths import Paths
 from pipeline.stages.evaluate import evaluate, git_commit
-from pipeline.stages.train import train
 
 SYNTHETIC = "**The sample is synthetic**"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Paths:
-    """The tiny catsdogs model, trained once for the module, outside any git or DVC repository."""
-    paths = Paths(tmp_path_factory.mktemp("card"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(paths.root)
-        patch.setenv("DVC_STUDIO_OFFLINE", "true")
-        params = parse_params(tiny_raw())
-        train("catsdogs_cnn", params, prepare(paths, params, "catsdogs"))
-    return paths
+def trained(tiny_run, tmp_path_factory) -> Paths:
+    """A copy of the tiny trained run (conftest's `tiny_run`) for this module, whose tests evaluate it again."""
+    return Paths(shutil.copytree(tiny_run[0].root, tmp_path_factory.mktemp("card") / "run"))
 
 
 @pytest.fixture(scope="module")

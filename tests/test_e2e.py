@@ -82,9 +82,15 @@ def test_one_model_reruns_alone_with_a_glob_target(workspace: Path) -> None:
     assert stages_run(output) == {"train@cifar_mlp", "evaluate@cifar_mlp"}
 
 
+# One model per dataset stands for the others (every model's stages come from the same foreach templates): the
+# experiment reruns 6 stage processes, not the 18 of every model (about 3 minutes less).
+AUG_MODELS = ("catsdogs_cnn", "cifar_mlp", "iris_mlp")
+
+
 def test_aug_change_reruns_only_train_evaluate_and_export(workspace: Path) -> None:
-    output = dvc(workspace, "exp", "run", "-S", "aug.rotation=20")
-    augmented = [model for model in MODELS if model != "iris_mlp"]  # a table's rows are never augmented
+    targets = [f"{stage}@{model}" for stage in ("evaluate", "export") for model in AUG_MODELS]
+    output = dvc(workspace, "exp", "run", "-S", "aug.rotation=20", *targets)
+    augmented = [model for model in AUG_MODELS if model != "iris_mlp"]  # a table's rows are never augmented
     trained = {f"{stage}@{model}" for stage in ("train", "evaluate", "export") for model in augmented}
     assert stages_run(output) == {f"settings@{dataset}" for dataset in DATASETS} | trained
     experiments = json.loads(dvc(workspace, "exp", "show", "--json"))

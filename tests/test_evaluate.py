@@ -1,5 +1,6 @@
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -31,10 +32,12 @@ def _outside_any_repo(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
 
 
-@pytest.fixture
-def trained(prepared, tiny_params) -> Paths:
-    train("catsdogs_cnn", tiny_params, prepared)
-    return prepared
+@pytest.fixture(scope="module")
+def evaluated(tiny_run, tmp_path_factory) -> tuple[Paths, dict]:
+    """A copy of the tiny trained run (conftest's `tiny_run`) evaluated once on the CPU for the module's tests that
+    only read what evaluate wrote, and what it returned."""
+    paths = Paths(shutil.copytree(tiny_run[0].root, tmp_path_factory.mktemp("evaluated") / "run"))
+    return paths, evaluate("catsdogs_cnn", paths, "cpu")
 
 
 def _recomputed(paths: Paths) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
@@ -45,8 +48,8 @@ def _recomputed(paths: Paths) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     return test.labels, probabilities(logits).argmax(1).numpy(), logits
 
 
-def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(trained):
-    returned = evaluate("catsdogs_cnn", trained, "cpu")
+def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(evaluated):
+    trained, returned = evaluated
     written = json.loads(trained.test_metrics("catsdogs_cnn").read_text())
     assert {**written, "per_class": returned["per_class"]} == returned
     assert set(written) == {"accuracy", "loss", "ece", "samples", "macro", "epoch", "kept", "tta"}
@@ -61,15 +64,15 @@ def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(trained):
     assert rows[0] == {"class": "cat", **returned["per_class"]["cat"]}
 
 
-def test_evaluate_accuracy_and_loss_match_the_saved_model(trained):
-    metrics = evaluate("catsdogs_cnn", trained, "cpu")
+def test_evaluate_accuracy_and_loss_match_the_saved_model(evaluated):
+    trained, metrics = evaluated
     labels, predicted, logits = _recomputed(trained)
     assert metrics["accuracy"] == pytest.approx(np.mean(predicted == labels))
     assert metrics["loss"] == pytest.approx(loss(logits, torch.from_numpy(labels)).item(), rel=1e-5)
 
 
-def test_confusion_records_name_the_actual_and_predicted_class_of_every_test_image(trained):
-    evaluate("catsdogs_cnn", trained, "cpu")
+def test_confusion_records_name_the_actual_and_predicted_class_of_every_test_image(evaluated):
+    trained, _ = evaluated
     records = json.loads(trained.confusion("catsdogs_cnn").read_text())
     labels, predicted, _ = _recomputed(trained)
     classes = ["cat", "dog"]
@@ -94,8 +97,8 @@ def test_evaluate_on_cuda_without_it_names_the_device_option(trained, monkeypatc
         evaluate("catsdogs_cnn", trained, "cuda")
 
 
-def test_evaluate_draws_the_misclassified_test_images(trained):
-    evaluate("catsdogs_cnn", trained)
+def test_evaluate_draws_the_misclassified_test_images(evaluated):
+    trained, _ = evaluated
     image = trained.misclassified("catsdogs_cnn")
     assert image.read_bytes().startswith(b"\x89PNG")
 
@@ -145,8 +148,8 @@ def test_a_table_model_gets_its_top_losses_as_a_table_and_refuses_tta_naming_its
     assert isinstance(json.loads(paths.confused("iris_mlp").read_text()), list)
 
 
-def test_evaluate_writes_the_most_confused_pairs_as_the_card_counts_them(trained):
-    evaluate("catsdogs_cnn", trained, "cpu")
+def test_evaluate_writes_the_most_confused_pairs_as_the_card_counts_them(evaluated):
+    trained, _ = evaluated
     rows = json.loads(trained.confused("catsdogs_cnn").read_text())
     records = json.loads(trained.confusion("catsdogs_cnn").read_text())
     wrong = [(r["actual"], r["predicted"]) for r in records if r["actual"] != r["predicted"]]

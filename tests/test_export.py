@@ -13,10 +13,12 @@ from typer.testing import CliRunner
 
 from pipeline.cli.stages import app
 from pipeline.config.archs import (
+    AirbenchArgs,
     CatsDogsCnnArgs,
     CifarCnnArgs,
     MlpArgs,
     ResNet18Args,
+    SmallResNetArgs,
     Vgg16Args,
 )
 from pipeline.config.params import parse_params
@@ -55,6 +57,8 @@ CASES = {
     # torchvision's nets at full width (VGG16-BN: 15M parameters): about 5 s each
     "vgg16-batchnorm-3": ("vgg16", Vgg16Args(pretrained=False, batchnorm=True, head=8), 3, 32, 3, RGB),
     "resnet18-2": ("resnet18", ResNet18Args(), 3, 8, 2, RGB),
+    "airbench-10": ("airbench", AirbenchArgs(stem=4, widths=(8, 8, 8)), 3, 16, 10, RGB),
+    "small_resnet-gray-3": ("small_resnet", SmallResNetArgs(widths=[4, 8]), 1, 16, 3, Normalization((0.5,), (0.2,))),
 }
 
 

@@ -44,11 +44,25 @@ def _no_downloads(monkeypatch):
     monkeypatch.setattr(WeightsEnum, "get_state_dict", refuse)
 
 
+def _imagenet_like(build, seed: int) -> dict[str, torch.Tensor]:
+    """Stands in for the ImageNet weights of torchvision's `build` (vgg16, vgg16_bn): every key of its state dict at
+    its shape, the conv features random, the 120M-parameter classifier (never loaded: ours is new) zeros that take no
+    memory. Building the real net would cost seconds, all in initialising that classifier."""
+    with torch.device("meta"):
+        metas = build().state_dict()
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        key: torch.randn(meta.shape, generator=generator)
+        if key.startswith("features.") and meta.is_floating_point()
+        else torch.zeros((), dtype=meta.dtype).expand(meta.shape)
+        for key, meta in metas.items()
+    }
+
+
 @pytest.fixture(scope="module")
 def imagenet_like_state() -> dict[str, torch.Tensor]:
-    """Stands in for the ImageNet weights: the state dict of a freshly built torchvision VGG16."""
-    torch.manual_seed(1)
-    return torchvision.models.vgg16().state_dict()
+    """Stands in for the VGG16 ImageNet weights (see `_imagenet_like`)."""
+    return _imagenet_like(torchvision.models.vgg16, seed=1)
 
 
 def _serve_weights(monkeypatch, fetch) -> None:
@@ -305,8 +319,7 @@ def test_vgg16_batchnorm_is_torchvision_vgg16_bn_initialised_as_torchvision_does
 
 
 def test_vgg16_batchnorm_pretrained_copies_the_vgg16_bn_imagenet_weights(monkeypatch):
-    torch.manual_seed(2)
-    state = torchvision.models.vgg16_bn().state_dict()
+    state = _imagenet_like(torchvision.models.vgg16_bn, seed=2)
     fetched = []
 
     def serve(self, *args, **kwargs):

@@ -27,7 +27,7 @@ from tests.workspace import (
 
 pytestmark = pytest.mark.slow
 
-IRIS_ONLY = {"seed": 7, **copy.deepcopy(TINY_IRIS), "aug": TINY["aug"], "train": TINY["train"]}
+IRIS_ONLY = {"seed": 7, **copy.deepcopy(TINY_IRIS), **{block: TINY[block] for block in ("aug", "train", "evaluate")}}
 
 
 @pytest.fixture(scope="module")

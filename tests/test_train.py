@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import prepare, tiny_raw
+from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
@@ -11,14 +11,13 @@ from pipeline.data.store import load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
 from pipeline.stages.train import train
-from pipeline.training.step import make_optimizer, penalized_weights, weight_penalty
 from tests.train_runs import CURVES, curve, outputs, weights
 
 pytestmark = pytest.mark.usefixtures("outside_any_repo")
 
 
-def test_train_saves_a_loadable_model_with_its_provenance(prepared, tiny_params):
-    train("catsdogs_cnn", tiny_params, prepared)
+def test_train_saves_a_loadable_model_with_its_provenance(tiny_run):
+    prepared, _ = tiny_run
     model, saved = load_model(prepared.model_file("catsdogs_cnn"))
     assert not model.training
     assert saved["model"] == saved["arch"] == "catsdogs_cnn"
@@ -34,8 +33,8 @@ def test_train_saves_a_loadable_model_with_its_provenance(prepared, tiny_params)
     assert model(torch.zeros(3, 1, 32, 32)).shape == (3, 1)
 
 
-def test_train_logs_one_row_per_epoch_for_everycurve(prepared, tiny_params):
-    last = train("catsdogs_cnn", tiny_params, prepared)
+def test_train_logs_one_row_per_epoch_for_everycurve(tiny_run):
+    prepared, last = tiny_run
     for name in CURVES:
         rows = curve(prepared, name)
         assert [step for step, _ in rows] == [1, 2]
@@ -45,8 +44,8 @@ def test_train_logs_one_row_per_epoch_for_everycurve(prepared, tiny_params):
         assert all(0 <= value <= 1 for _, value in curve(prepared, name))
 
 
-def test_train_writes_dvclive_metrics_and_the_learning_curve_image(prepared, tiny_params):
-    last = train("catsdogs_cnn", tiny_params, prepared)
+def test_train_writes_dvclive_metrics_and_the_learning_curve_image(tiny_run):
+    prepared, last = tiny_run
     folder = prepared.train_dir("catsdogs_cnn")
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["train"]["loss"] == pytest.approx(last["train/loss"])
@@ -58,116 +57,25 @@ def test_train_writes_dvclive_metrics_and_the_learning_curve_image(prepared, tin
     assert (folder / "plots" / "images" / "augmentation.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_the_augmentation_preview_changes_with_the_aug_params(prepared, tiny_params):
-    preview = prepared.train_dir("catsdogs_cnn") / "plots" / "images" / "augmentation.png"
-    train("catsdogs_cnn", tiny_params, prepared)
-    plain = preview.read_bytes()
-    train("catsdogs_cnn", parse_params(tiny_raw(**{"aug.rotation": 30})), prepared)
+def test_the_augmentation_preview_changes_with_the_aug_params(trained):
+    preview = trained.train_dir("catsdogs_cnn") / "plots" / "images" / "augmentation.png"
+    plain = preview.read_bytes()  # drawn by the tiny run, aug off
+    train("catsdogs_cnn", parse_params(tiny_raw(**{"aug.rotation": 30})), trained)
     assert preview.read_bytes() != plain
 
 
-def test_two_runs_with_the_same_params_give_identical_weights_and_metrics(prepared, tiny_params):
-    train("catsdogs_cnn", tiny_params, prepared)
-    first_weights = torch.load(prepared.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
-    first_outputs = outputs(prepared)
-    train("catsdogs_cnn", tiny_params, prepared)
-    second_weights = torch.load(prepared.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
+def test_two_runs_with_the_same_params_give_identical_weights_and_metrics(tiny_run, trained, tiny_params):
+    first, _ = tiny_run
+    train("catsdogs_cnn", tiny_params, trained)  # the second run, over a copy of the first
+    first_weights, second_weights = weights(first), weights(trained)
     assert first_weights.keys() == second_weights.keys()
     assert all(torch.equal(first_weights[key], second_weights[key]) for key in first_weights)
-    assert outputs(prepared) == first_outputs
+    assert outputs(trained) == outputs(first)
 
 
-def test_a_different_seed_gives_different_weights(prepared, tiny_params):
-    train("catsdogs_cnn", tiny_params, prepared)
-    first = torch.load(prepared.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
-    train("catsdogs_cnn", parse_params(tiny_raw(seed=8)), prepared)
-    second = torch.load(prepared.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
-    assert not torch.equal(first["0.0.weight"], second["0.0.weight"])
-
-
-def test_sgd_optimizer_trains_and_is_recorded(prepared):
-    params = parse_params(tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.01}))
-    last = train("catsdogs_cnn", params, prepared)
-    _, saved = load_model(prepared.model_file("catsdogs_cnn"))
-    assert saved["train"]["optimizer"] == "sgd"
-    assert all(math.isfinite(last[name]) for name in CURVES)
-
-
-def test_make_optimizer_builds_sgd_with_momentum_and_weight_decay():
-    raw = tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.05, "train.momentum": 0.5, "train.weight_decay": 0.01})
-    settings = parse_params(raw).model("catsdogs_cnn").train
-    optimizer = make_optimizer(torch.nn.Linear(2, 1).parameters(), settings)
-    assert isinstance(optimizer, torch.optim.SGD)
-    group = optimizer.param_groups[0]
-    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.05, 0.5, 0.01)
-
-
-def test_make_optimizer_defaults_to_adam(tiny_params):
-    optimizer = make_optimizer(torch.nn.Linear(2, 1).parameters(), tiny_params.model("catsdogs_cnn").train)
-    assert isinstance(optimizer, torch.optim.Adam)
-    assert optimizer.param_groups[0]["lr"] == 0.001
-
-
-def test_training_loss_falls_on_a_learnable_sample(paths):
-    """Standardised images and no dropout: the loss leaves chance (ln 2 = 0.69) in the first epochs, whatever the
-    CPU's kernels or threads (unstandardised, it sits at chance for as many epochs as the numerics decide). The
-    last three epochs average 0.04 here, at most 0.30 with other seeds, two threads or oneDNN off; a model that
-    does not learn stays at 0.69."""
-    raw = tiny_raw(
-        **{
-            "data.catsdogs.sample_per_class": 40,
-            "split.catsdogs": {"train": 30, "val": 5, "test": 5},
-            "preprocess.catsdogs.normalize": True,
-            "train.batch_size": 4,
-            "models.catsdogs_cnn.epochs": 16,
-            "models.catsdogs_cnn.dropout": [0, 0, 0],
-        }
-    )
-    params = parse_params(raw)
-    train("catsdogs_cnn", params, prepare(paths, params, "catsdogs"))
-    losses = [value for _, value in curve(paths, "train/loss")]
-    assert len(losses) == 16
-    assert losses[0] > 0.65
-    assert sum(losses[-3:]) / 3 < 0.4
-
-
-def test_l1_penalty_shrinks_the_weights(prepared):
-    plain = parse_params(tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.01}))
-    train("catsdogs_cnn", plain, prepared)
-    without = sum(w.abs().sum() for w in weights(prepared).values())
-    train("catsdogs_cnn", parse_params(tiny_raw(**{"train.optimizer": "sgd", "train.lr": 0.01, "train.l1": 0.01})), prepared)
-    assert sum(w.abs().sum() for w in weights(prepared).values()) < without
-
-
-def test_penalties_are_logged_apart_from_the_data_loss(prepared):
-    plain = train("catsdogs_cnn", parse_params(tiny_raw()), prepared)
-    assert plain["train/penalty"] == 0
-    heavy = train("catsdogs_cnn", parse_params(tiny_raw(**{"train.l2": 1.0, "train.l1": 0.1})), prepared)
-    assert heavy["train/penalty"] > 10 * heavy["train/loss"]
-    assert heavy["train/loss"] < 5
-    assert [step for step, value in curve(prepared, "train/penalty") if value > 0] == [1, 2]
-
-
-def test_l2_penalty_shrinks_the_weights(prepared):
-    sgd = {"train.optimizer": "sgd", "train.lr": 0.01}
-    train("catsdogs_cnn", parse_params(tiny_raw(**sgd)), prepared)
-    without = sum(w.square().sum() for w in weights(prepared).values())
-    train("catsdogs_cnn", parse_params(tiny_raw(**sgd, **{"train.l2": 0.01})), prepared)
-    assert sum(w.square().sum() for w in weights(prepared).values()) < without
-
-
-def test_weight_penalty_is_l1_times_abs_sum_plus_l2_times_square_sum():
-    kernels = [torch.tensor([[1.0, -2.0]]), torch.tensor([[[3.0]]])]
-    assert weight_penalty(kernels, 0.5, 0.0).item() == pytest.approx(0.5 * 6)
-    assert weight_penalty(kernels, 0.0, 0.1).item() == pytest.approx(0.1 * 14)
-    assert weight_penalty(kernels, 0.5, 0.1).item() == pytest.approx(3 + 1.4)
-
-
-def test_only_conv_and_dense_kernels_are_penalized():
-    nn = torch.nn
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.LazyLinear(1))
-    model(torch.zeros(1, 1, 5, 5))
-    assert [tuple(w.shape) for w in penalized_weights(model)] == [(2, 1, 3, 3), (1, 18)]
+def test_a_different_seed_gives_different_weights(tiny_run, trained):
+    train("catsdogs_cnn", parse_params(tiny_raw(seed=8)), trained)
+    assert not torch.equal(weights(tiny_run[0])["0.0.weight"], weights(trained)["0.0.weight"])
 
 
 def test_a_model_that_cannot_be_built_is_an_error_naming_its_params_block(prepared):
@@ -176,8 +84,8 @@ def test_a_model_that_cannot_be_built_is_an_error_naming_its_params_block(prepar
         train("gray_vgg", params, prepared)
 
 
-def test_train_logs_true_class_confidence_per_epoch(prepared, tiny_params):
-    last = train("catsdogs_cnn", tiny_params, prepared)
+def test_train_logs_true_class_confidence_per_epoch(tiny_run):
+    prepared, last = tiny_run
     for split_name in ("train", "val"):
         for figure in ("p_true/q10", "p_true/q50", "p_true/q90", "near_boundary"):
             rows = curve(prepared, f"{split_name}/{figure}")
@@ -204,8 +112,9 @@ def test_a_model_with_batchnorm_records_its_train_and_eval_mode_gap(prepared):
     assert check["acc_gap"] == pytest.approx(check["train_mode_acc"] - eval_acc)
 
 
-def test_a_model_without_batchnorm_has_no_mode_check(prepared, tiny_params):
-    assert "bn_check" not in train("catsdogs_cnn", tiny_params, prepared)
+def test_a_model_without_batchnorm_has_no_mode_check(tiny_run):
+    prepared, last = tiny_run
+    assert "bn_check" not in last
     assert "bn_check" not in json.loads((prepared.train_dir("catsdogs_cnn") / "metrics.json").read_text())
 
 
