@@ -58,7 +58,7 @@ CASES = {
     "vgg16-batchnorm-3": ("vgg16", Vgg16Args(pretrained=False, batchnorm=True, head=8), 3, 32, 3, RGB),
     "resnet18-2": ("resnet18", ResNet18Args(), 3, 8, 2, RGB),
     "airbench-10": ("airbench", AirbenchArgs(stem=4, widths=(8, 8, 8)), 3, 16, 10, RGB),
-    "small_resnet-gray-3": ("small_resnet", SmallResNetArgs(widths=[4, 8]), 1, 16, 3, Normalization((0.5,), (0.2,))),
+    "small_resnet-gray-3": ("small_resnet", SmallResNetArgs(widths=(4, 8, 8, 8)), 1, 16, 3, Normalization((0.5,), (0.2,))),
 }
 
 

@@ -157,6 +157,19 @@ def test_local_source_with_path_is_accepted():
     assert params.data["catsdogs"].path == "train.zip"
 
 
+def test_builtin_makes_another_dataset_a_copy_of_a_built_in_one_with_its_sources_and_keys():
+    params = parse_params(tiny_raw(**{"data.cats_rgb": {"builtin": "catsdogs", "sample_per_class": 50}}))
+
+    copy, original = params.data["cats_rgb"], params.data["catsdogs"]
+    assert type(copy) is type(original) and copy.source == "sample" and copy.sample_per_class == 50
+    assert (copy.layout, copy.classes) == (original.layout, original.classes)
+
+
+def test_an_unknown_builtin_is_an_error_naming_the_key_and_the_built_in_names():
+    with pytest.raises(PipelineError, match=r"data\.pets\.builtin: .*'catsdogs', 'cifar10' or 'iris'"):
+        parse_params(tiny_raw(**{"data.pets": {"builtin": "dogs", "path": "x"}}))
+
+
 def test_unknown_architecture_is_an_error():
     with pytest.raises(PipelineError, match=r"models\.catsdogs_cnn\.arch: unknown architecture 'resnet'"):
         parse_params(tiny_raw(**{"models.catsdogs_cnn.arch": "resnet"}))

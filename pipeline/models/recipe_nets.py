@@ -1,4 +1,4 @@
-"""The architectures of the recipe models: airbench94's CIFAR-10 net and a small ResNet for photos, both for
+"""The architectures of the recipe models: airbench94's CIFAR-10 net and ResNet-9 for photos, both for
 training from scratch on a CPU budget."""
 
 import torch
@@ -63,42 +63,34 @@ class _Scale(nn.Module):
 
 @register("small_resnet")
 def small_resnet(args: SmallResNetArgs, *, in_channels: int, size: int, outputs: int) -> nn.Module:
-    """3x3 stride-2 stem, `depth` basic blocks per width (stride 2 on entering each width after the first),
-    global average pool, dropout, linear."""
-    require_size("small_resnet", size, 2 ** len(args.widths))
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, args.widths[0], 3, stride=2, padding=1, bias=False),
-        nn.BatchNorm2d(args.widths[0]),
-        nn.ReLU(inplace=True),
-    ]
-    c_in = args.widths[0]
-    for index, width in enumerate(args.widths):
-        for block in range(args.depth):
-            layers.append(_BasicBlock(c_in, width, stride=2 if index and not block else 1))
-            c_in = width
+    """ResNet-9: prep conv (and maxpool), conv-pool + residual, conv-pool, conv-pool + residual, global maxpool,
+    bias-free linear, logits scaled."""
+    prep, first, second, third = args.widths
+    require_size("small_resnet", size, 2 ** (3 + args.stem_pool))
     return nn.Sequential(
-        *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(args.dropout), nn.Linear(c_in, outputs)
+        *_conv_bn_relu(in_channels, prep),
+        *([nn.MaxPool2d(2)] if args.stem_pool else []),
+        *_conv_bn_relu(prep, first), nn.MaxPool2d(2), _Residual(first),
+        *_conv_bn_relu(first, second), nn.MaxPool2d(2),
+        *_conv_bn_relu(second, third), nn.MaxPool2d(2), _Residual(third),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(third, outputs, bias=False),
+        _Scale(args.scale),
     )
 
 
-class _BasicBlock(nn.Module):
-    """ResNet's basic block: two 3x3 conv-BatchNorm layers added to the input (a 1x1 conv where the shape changes);
-    the last BatchNorm starts at zero, so each block starts as an identity (Goyal et al.)."""
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    """A bias-free 3x3 same-size conv, BatchNorm, ReLU."""
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+
+class _Residual(nn.Module):
+    """x + two conv-BatchNorm-ReLU layers of x, at the same width (ResNet-9's residual block)."""
+
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        last_norm = nn.BatchNorm2d(c_out)
-        nn.init.zeros_(last_norm.weight)
-        self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), last_norm,
-        )
-        changes = stride != 1 or c_in != c_out
-        self.skip = (
-            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
-            if changes else nn.Identity()
-        )
-        self.act = nn.ReLU(inplace=True)
+        self.body = nn.Sequential(*_conv_bn_relu(channels, channels), *_conv_bn_relu(channels, channels))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(inputs) + self.skip(inputs))
+        return inputs + self.body(inputs)
