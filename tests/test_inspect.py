@@ -136,7 +136,7 @@ def test_write_adds_the_blocks_and_keeps_everything_else_byte_for_byte(tmp_path,
     assert sorted(line for line in added if line.strip()) == sorted(entries)  # the printed entries, comments and all
     assert "    classes: null\n\n# How each dataset is split" in after  # the next block's heading stays above it
     assert "    normalize: true\n\n# Training-time augmentation" in after
-    assert after.endswith("    lr: 0.0005\n\n  # A first model on pets: the small catsdogs_cnn convnet (any size and "
+    assert after.endswith(before.rstrip("\n").rsplit("\n", 1)[-1] + "\n\n  # A first model on pets: the small catsdogs_cnn convnet (any size and "
                           "number of classes), train defaults\n  pets_cnn:\n    dataset: pets\n    arch: catsdogs_cnn\n")
     assert printed_blocks(result.stdout) == {
         block: {key: values} for block, entries in read_yaml(after).items() if isinstance(entries, dict)
