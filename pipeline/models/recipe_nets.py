@@ -1,6 +1,8 @@
 """The architectures of the recipe models: airbench94's CIFAR-10 net and ResNet-9 for photos, both for
 training from scratch on a CPU budget."""
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -14,7 +16,7 @@ def airbench(args: AirbenchArgs, *, in_channels: int, size: int, outputs: int) -
     """airbench94's net: 2x2 stem + GELU, three conv groups, global maxpool, bias-free linear head, logits scaled."""
     require_size("airbench", size, 16)
     widths = (args.stem, *args.widths)
-    groups = [_conv_group(c_in, c_out) for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)]
+    groups = [_conv_group(c_in, c_out) for c_in, c_out in pairwise(widths)]
     head = nn.Linear(widths[-1], outputs, bias=False)
     return nn.Sequential(
         nn.Conv2d(in_channels, args.stem, 2, bias=True),
