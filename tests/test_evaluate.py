@@ -9,6 +9,7 @@ from conftest import TINY_IRIS, prepare, tiny_raw
 
 from pipeline.analysis.diagnostics import sample_losses
 from pipeline.analysis.plots import (
+    TopLosses,
     misclassified_grid,
     top_losses_grid,
     top_losses_table,
@@ -170,7 +171,7 @@ def test_top_losses_are_captioned_actual_predicted_probability_and_loss_highest_
     losses = sample_losses(probs, actual)
     assert losses == pytest.approx(-np.log([0.9, 0.2, 0.4, 0.7]))
     shown = np.argsort(-losses, kind="stable")[:2]
-    figure = top_losses_grid(np.zeros((4, 8, 8, 1), np.uint8), actual, probs, losses, shown, ["cat", "dog"], "m")
+    figure = top_losses_grid(np.zeros((4, 8, 8, 1), np.uint8), TopLosses(actual, probs, losses, shown, ["cat", "dog"]), "m")
     titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
     assert titles == ["cat / dog\np 0.80, loss 1.61", "dog / cat\np 0.60, loss 0.92"]
 
@@ -180,7 +181,7 @@ def test_top_losses_of_a_table_are_a_table_of_rows():
     actual = np.array([0, 0])
     losses = sample_losses(probs, actual)
     features = np.array([[5.1, 3.5], [6.7, 3.0]])
-    figure = top_losses_table(features, ["length", "width"], actual, probs, losses, np.array([1]), ["a", "b"], "t")
+    figure = top_losses_table(features, ["length", "width"], TopLosses(actual, probs, losses, np.array([1]), ["a", "b"]), "t")
     cells = figure.axes[0].tables[0].get_celld()
     assert [cells[0, c].get_text().get_text() for c in range(4)] == [
         "actual / predicted", "probability, loss", "length", "width"

@@ -1,6 +1,7 @@
 """Matplotlib figures for what a person would rather look at than read."""
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -118,19 +119,31 @@ def misclassified_grid(
     return figure
 
 
-def top_losses_grid(
-    images: np.ndarray,
-    actual: np.ndarray,
-    probabilities: np.ndarray,
-    losses: np.ndarray,
-    shown: np.ndarray,
-    classes: list[str],
-    title: str,
-) -> Figure:
-    """fastai's plot_top_losses: the images (uint8 NHWC) at the indices `shown`, each titled with its actual and
-    predicted class, the probability of the prediction and its loss."""
-    captions = ["\n".join(_loss_caption(actual, probabilities, losses, index, classes)) for index in shown]
-    figure, _ = _image_grid(images, shown, captions, columns=3, cell=(2.4, 2.6))
+@dataclass(frozen=True)
+class TopLosses:
+    """fastai's top losses: the samples at the indices `shown` (highest loss first), with every sample's actual
+    class, class probabilities and loss."""
+
+    actual: np.ndarray
+    probabilities: np.ndarray
+    losses: np.ndarray
+    shown: np.ndarray
+    classes: list[str]
+
+    def caption(self, index: int) -> list[str]:
+        """`actual / predicted` and `p <probability of the prediction>, loss <loss>` for one sample."""
+        predicted = int(self.probabilities[index].argmax())
+        return [
+            f"{self.classes[self.actual[index]]} / {self.classes[predicted]}",
+            f"p {self.probabilities[index, predicted]:.2f}, loss {self.losses[index]:.2f}",
+        ]
+
+
+def top_losses_grid(images: np.ndarray, top: TopLosses, title: str) -> Figure:
+    """fastai's plot_top_losses: the images (uint8 NHWC) shown, each titled with its actual and predicted class, the
+    probability of the prediction and its loss."""
+    captions = ["\n".join(top.caption(index)) for index in top.shown]
+    figure, _ = _image_grid(images, top.shown, captions, columns=3, cell=(2.4, 2.6))
     figure.suptitle(f"{title}\nactual / predicted, probability of the prediction, loss", fontsize=10)
     figure.tight_layout()
     return figure
@@ -151,39 +164,16 @@ def _image_grid(
     return figure, axes
 
 
-def top_losses_table(
-    features: np.ndarray,
-    names: list[str],
-    actual: np.ndarray,
-    probabilities: np.ndarray,
-    losses: np.ndarray,
-    shown: np.ndarray,
-    classes: list[str],
-    title: str,
-) -> Figure:
-    """plot_top_losses for table rows: the rows at the indices `shown` as a table of their actual and predicted
-    class, the probability of the prediction, the loss and the features (as stored, before any normalisation)."""
-    cells = [
-        [*_loss_caption(actual, probabilities, losses, index, classes), *(f"{value:.4g}" for value in features[index])]
-        for index in shown
-    ]
+def top_losses_table(features: np.ndarray, names: list[str], top: TopLosses, title: str) -> Figure:
+    """plot_top_losses for table rows: the rows shown as a table of their actual and predicted class, the
+    probability of the prediction, the loss and the features (as stored, before any normalisation)."""
+    cells = [[*top.caption(index), *(f"{value:.4g}" for value in features[index])] for index in top.shown]
     figure, axis = plt.subplots(figsize=(1.3 * (len(names) + 2), 0.3 * len(cells) + 1.2), constrained_layout=True)
     axis.axis("off")
     header = ["actual / predicted", "probability, loss", *names]
     axis.table(cellText=cells or [[""] * len(header)], colLabels=header, loc="center", fontsize=8)
     axis.set_title(title, fontsize=10)
     return figure
-
-
-def _loss_caption(
-    actual: np.ndarray, probabilities: np.ndarray, losses: np.ndarray, index: int, classes: list[str]
-) -> list[str]:
-    """`actual / predicted` and `p <probability of the prediction>, loss <loss>` for one sample."""
-    predicted = int(probabilities[index].argmax())
-    return [
-        f"{classes[actual[index]]} / {classes[predicted]}",
-        f"p {probabilities[index, predicted]:.2f}, loss {losses[index]:.2f}",
-    ]
 
 
 def reliability_diagram(bins: list[dict], ece: float, title: str) -> Figure:

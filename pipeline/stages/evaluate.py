@@ -31,6 +31,7 @@ from pipeline.analysis.diagnostics import (
 )
 from pipeline.analysis.metrics import classification_metrics
 from pipeline.analysis.plots import (
+    TopLosses,
     misclassified_grid,
     misclassified_scatter,
     reliability_diagram,
@@ -159,11 +160,11 @@ def _write_errors(
     losses = sample_losses(class_probabilities, test.labels)
     worst = np.argsort(-losses, kind="stable")[:TOP_LOSSES]
     title = f"{model_name}: the {len(worst)} test samples of highest loss"
+    top = TopLosses(test.labels, class_probabilities, losses, worst, classes)
     if test.inputs.ndim == 2:
-        names = load_meta(paths, dataset)["features"]
-        figure = top_losses_table(test.inputs, names, test.labels, class_probabilities, losses, worst, classes, title)
+        figure = top_losses_table(test.inputs, load_meta(paths, dataset)["features"], top, title)
     else:
-        figure = top_losses_grid(test.inputs, test.labels, class_probabilities, losses, worst, classes, title)
+        figure = top_losses_grid(test.inputs, top, title)
     save_png(figure, paths.top_losses(model_name))
     confusion = confusion_counts(test.labels, class_probabilities.argmax(1), len(classes))
     pairs = worst_confusions(confusion, classes, top=CONFUSED_PAIRS)
