@@ -5,7 +5,7 @@ and F1, and the test-time augmentation they were measured with) and, for `dvc pl
 recall, F1 and support, the test predictions as a confusion matrix, a reliability diagram, a grid of misclassified
 test images, the test samples of highest loss (`top_losses.png`) and the most confused class pairs
 (`confused.json`); and the model card, `models/<model>.card.md` (`pipeline.analysis.card`). With `tta` every
-figure is of the class probabilities averaged over the views (`pipeline.models.tta`).
+figure is of the class probabilities averaged over the views (`pipeline.inference.tta`).
 """
 
 import json
@@ -88,9 +88,11 @@ def evaluate(
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
     classes = saved["classes"]
+    confusion = confusion_counts(test.labels, predicted, len(classes))
     _write_plots(paths, model_name, saved["dataset"], test, class_probabilities, predicted, classes, metrics["ece"])
+    _write_errors(paths, model_name, saved["dataset"], test, class_probabilities, classes, confusion)
     source = data[saved["dataset"]].source if data and saved["dataset"] in data else None
-    _write_card(paths, model_name, saved, metrics, per_class, test.labels, predicted, source)
+    _write_card(paths, model_name, saved, metrics, per_class, test.labels, confusion, source)
     return {**metrics, "per_class": per_class}
 
 
@@ -101,7 +103,7 @@ def _write_card(
     metrics: dict,
     per_class: dict,
     actual: np.ndarray,
-    predicted: np.ndarray,
+    confusion: np.ndarray,
     source: str | None,
 ) -> None:
     """models/<model>.card.md, from what evaluate has in hand, the dataset's meta.json and its split labels."""
@@ -112,7 +114,7 @@ def _write_card(
         saved=saved,
         metrics=metrics,
         per_class=per_class,
-        confusion=confusion_counts(actual, predicted, len(classes)),
+        confusion=confusion,
         meta=load_meta(paths, dataset),
         counts={**counts, "test": class_counts(actual, classes)},
         source=source,
@@ -131,10 +133,8 @@ def _write_plots(
     classes: list[str],
     ece: float,
 ) -> None:
-    """The confusion matrix, the reliability diagram, the misclassified test images, the test samples of highest
-    loss and the most confused class pairs."""
+    """The confusion matrix, the reliability diagram and the misclassified test images."""
     _write_confusion(paths, model_name, test.labels, predicted, classes)
-    _write_errors(paths, model_name, dataset, test, class_probabilities, classes)
     bins = reliability_bins(class_probabilities, test.labels)
     title = f"{model_name}: calibration on the test split"
     save_png(reliability_diagram(bins, ece, title), paths.reliability(model_name))
@@ -154,6 +154,7 @@ def _write_errors(
     test: SplitArrays,
     class_probabilities: np.ndarray,
     classes: list[str],
+    confusion: np.ndarray,
 ) -> None:
     """fastai's plot_top_losses and most_confused: the test samples of highest loss (images as a grid, table rows
     as a table) and the most confused (actual, predicted) pairs, most first, as plot rows."""
@@ -166,7 +167,6 @@ def _write_errors(
     else:
         figure = top_losses_grid(test.inputs, top, title)
     save_png(figure, paths.top_losses(model_name))
-    confusion = confusion_counts(test.labels, class_probabilities.argmax(1), len(classes))
     pairs = worst_confusions(confusion, classes, top=CONFUSED_PAIRS)
     write_json(paths.confused(model_name), [{"pair": f"{p['actual']} → {p['predicted']}", **p} for p in pairs])
 
