@@ -14,8 +14,13 @@ repro: sync
 test: sync
 	$(UV) run --locked pytest
 
+# Python writes each module's bytecode (.venv's and ours) the first time it is imported, rather than all 17,500
+# files of the environment up front (`uv sync --compile-bytecode`: about 30 s). A shell that sets
+# PYTHONDONTWRITEBYTECODE would make every stage process compile torch again, so make lifts it for its commands.
+unexport PYTHONDONTWRITEBYTECODE
+
 sync: $(UV)
-	$(UV) sync --locked --compile-bytecode
+	$(UV) sync --locked
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools

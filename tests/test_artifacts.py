@@ -30,6 +30,18 @@ def test_the_artifacts_are_exactly_the_models_of_params_with_their_dataset_and_a
         assert sorted(artifact["labels"]) == sorted([f"dataset:{models[name]['dataset']}", f"arch:{models[name]['arch']}"])
 
 
+def test_the_pipeline_files_parse_with_libyaml_as_dvc_reads_them():
+    """DVC reads dvc.yaml, dvc.lock and params.yaml with ruamel's safe loader, which uses libyaml's C parser when
+    ruamel.yaml.clib is installed (a dependency, for speed). libyaml is stricter than the pure-Python parser: a plain
+    `dataset:catsdogs` in a flow list, for one, is an error there."""
+    from dvc.utils.serialize import parse_yaml
+    from ruamel.yaml.main import CParser
+
+    assert CParser is not None, "ruamel.yaml.clib is not installed: run `make sync`"
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
+        assert parse_yaml((REPO / name).read_text(), name)
+
+
 def _tagged(repo: Path, *names: str) -> None:
     """Commit everything, and register a first version of each artifact as GTO (`gto register`) does: an annotated
     tag `<name>@v1.0.0`, which is what DVC's registry commands look for."""

@@ -23,7 +23,6 @@ from pipeline.training.lr_find import (
     apply,
     find_and_plot,
     lr_find,
-    plot_path,
     range_test,
     rates,
     steep,
@@ -104,7 +103,7 @@ def test_too_few_points_before_divergence_is_an_error_naming_steps():
 
 def test_a_real_run_on_a_tiny_model_writes_the_plot_and_both_suggestions(prepared, tiny_params):
     found, text = find_and_plot("catsdogs_cnn", tiny_params, prepared, steps=60)
-    assert plot_path(prepared, "catsdogs_cnn").read_bytes()[:4] == b"\x89PNG"
+    assert prepared.lr_find_plot("catsdogs_cnn").read_bytes()[:4] == b"\x89PNG"
     assert f"SuggestedLRs(valley={found.valley[0]:.2e}, steep={found.steep[0]:.2e})" in text
     assert 1e-7 <= found.steep[0] <= 10 and 1e-7 <= found.valley[0] <= 10
 

@@ -4,7 +4,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import changed, tiny_full
 
+from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.training.mixing import Mixer, mixer_for
 
@@ -82,6 +84,13 @@ def test_the_draws_repeat_from_seed_epoch_rank_and_batch_alone():
     assert all(other != first.draw(2, 5, 8, 10) for other in others)
 
 
-def test_cutmix_on_a_tables_rows_is_an_error_naming_the_key():
-    with pytest.raises(PipelineError, match=r"train\.cutmix"):
-        _mixer(cutmix=1.0)(torch.randn(4, 3), torch.arange(4), 1, 0)
+def test_a_table_models_own_cutmix_is_an_error_naming_its_key_when_params_are_read():
+    raw = changed(tiny_full(), {"models.iris_mlp.cutmix": 1.0})
+    with pytest.raises(PipelineError, match=r"models\.iris_mlp\.cutmix: CutMix pastes boxes of images, but 'iris'"):
+        parse_params(raw)
+
+
+def test_a_table_model_keeps_no_cutmix_under_the_top_level_one():
+    params = parse_params(changed(tiny_full(), {"train.cutmix": 1.0}))
+    assert params.model("iris_mlp").train.cutmix == 0
+    assert params.model("cifar_cnn").train.cutmix == 1.0

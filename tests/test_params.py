@@ -22,15 +22,15 @@ def test_repo_params_parse_with_documented_defaults():
     assert params.data["catsdogs"].source == "sample"
 
 
-def test_repo_model_has_its_architecture_args_and_overrides_epochs():
+def test_repo_model_has_its_architecture_args_and_overrides_train_keys():
     params = parse_params(repo_params())
     model = params.model("catsdogs_cnn")
 
     assert model.dataset == "catsdogs"
     assert model.arch_args.dropout == (0.25, 0.25, 0.5)
     assert model.arch_args.dense == 32
-    assert model.train.epochs == repo_params()["models"]["catsdogs_cnn"]["epochs"]
-    assert model.train.epochs != params.train.epochs
+    assert model.train.lr == repo_params()["models"]["catsdogs_cnn"]["lr"]
+    assert model.train.lr != params.train.lr
 
 
 def test_model_block_overrides_train_keys_and_keeps_the_rest():

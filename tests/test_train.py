@@ -7,10 +7,11 @@ from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
-from pipeline.data.store import load_split
+from pipeline.data.store import SplitArrays, load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
 from pipeline.stages.train import train
+from pipeline.training import loop
 from tests.train_runs import CURVES, curve, outputs, weights
 
 pytestmark = pytest.mark.usefixtures("outside_any_repo")
@@ -98,7 +99,8 @@ def test_train_logs_true_class_confidence_per_epoch(tiny_run):
 BN_MODEL = {"dataset": "catsdogs", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "batchnorm": True}
 
 
-def test_a_model_with_batchnorm_records_its_train_and_eval_mode_gap(prepared):
+def test_a_model_with_batchnorm_records_its_train_and_eval_mode_gap(prepared, monkeypatch):
+    monkeypatch.setattr(loop, "MODE_CHECK_SAMPLES", 5)  # eval mode scores the training split's first 5 images
     params = parse_params(tiny_raw(**{"models.bn_cnn": BN_MODEL}))
     last = train("bn_cnn", params, prepared)
     check = json.loads((prepared.train_dir("bn_cnn") / "metrics.json").read_text())["bn_check"]
@@ -106,7 +108,8 @@ def test_a_model_with_batchnorm_records_its_train_and_eval_mode_gap(prepared):
     assert check["train_mode_acc"] == pytest.approx(last["train/acc"])
     model, _ = load_model(prepared.model_file("bn_cnn"))
     train_split = load_split(prepared, "catsdogs", "train")
-    eval_loss, eval_acc = _scored(model, train_split)
+    assert len(train_split.labels) > 5
+    eval_loss, eval_acc = _scored(model, SplitArrays(train_split.inputs[:5], train_split.labels[:5]))
     assert check["eval_mode_acc"] == pytest.approx(eval_acc)
     assert check["eval_mode_loss"] == pytest.approx(eval_loss, rel=1e-4)
     assert check["acc_gap"] == pytest.approx(check["train_mode_acc"] - eval_acc)

@@ -156,6 +156,8 @@ def _resolve_model(params: Params, name: str) -> ModelConfig:
     arch_args = validated(ARCH_ARGS[block.arch], extra, prefix, also_known=block_keys)
     if train.data_on_device:
         _check_device_aug(aug, prefix)
+    if isinstance(params.preprocess[block.dataset], TablePreprocess) and train.cutmix:
+        train = _table_cutmix(train, train_keys, block.dataset, prefix)
     return ModelConfig(
         name=name, dataset=block.dataset, arch=block.arch, arch_args=arch_args, train=train, aug=aug,
         evaluate=_resolve_evaluate(params, block, prefix),
@@ -175,6 +177,17 @@ def _resolve_evaluate(params: Params, block: ModelParams, prefix: str) -> Evalua
         )
     return evaluate.model_copy(update={"tta": "none"})
 
+
+
+def _table_cutmix(train: TrainParams, own: dict, dataset: str, prefix: str) -> TrainParams:
+    """CutMix pastes boxes of images: the top-level `train.cutmix` leaves a table model at 0, and a table model's own
+    `cutmix` is an error (as for `evaluate.tta`)."""
+    if "cutmix" in own:
+        raise PipelineError(
+            f"{prefix}.cutmix: CutMix pastes boxes of images, but {dataset!r} is a table (rows of features); "
+            "remove it or set it to 0 (mixup mixes rows)"
+        )
+    return train.model_copy(update={"cutmix": 0.0})
 
 
 def _check_device_aug(aug: AugParams, prefix: str) -> None:

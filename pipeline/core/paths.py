@@ -82,6 +82,10 @@ class Paths:
         """The figures of `pipeline bench MODEL`: not a pipeline stage, so kept apart from the stages' metrics."""
         return self.root / "metrics" / "bench" / f"{model}.json"
 
+    def lr_find_plot(self, model: str) -> Path:
+        """Where `pipeline lr-find MODEL` saves its plot (not a pipeline stage's output)."""
+        return self.metrics_dir(model) / "lr_find.png"
+
     def train_dir(self, model: str) -> Path:
         """The train stage's DVCLive folder: metrics.json, per-epoch plots, the learning-curve image."""
         return self.metrics_dir(model) / "train"

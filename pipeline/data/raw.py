@@ -49,16 +49,17 @@ def write_index(folder: Path, kind: Literal["images", "table"], listing: Listing
 
 def read_index(paths: Paths, dataset: str) -> RawIndex:
     """The raw dataset's `index.json`; an error that says to run the download stage when it is missing."""
-    path = paths.raw_index(dataset)
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; run the download stage first (dvc repro download@{dataset})")
-    found = json.loads(path.read_text())
+    found = json.loads(_downloaded(paths.raw_index(dataset), dataset).read_text())
     return RawIndex(found["kind"], tuple(found["classes"]), found["layout"], found["samples"], found["ignored"])
 
 
 def read_samples(paths: Paths, dataset: str) -> pd.DataFrame:
     """The raw dataset's samples (`path`, `class`, `part`, `sha256`), in `samples.csv`'s order."""
-    path = paths.raw_samples(dataset)
+    return pd.read_csv(_downloaded(paths.raw_samples(dataset), dataset), dtype=str, keep_default_na=False)
+
+
+def _downloaded(path: Path, dataset: str) -> Path:
+    """`path`, a file the download stage writes; an error that says to run that stage when it is missing."""
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run the download stage first (dvc repro download@{dataset})")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    return path

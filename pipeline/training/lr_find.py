@@ -183,16 +183,11 @@ def figure(test: RangeTest, found: Suggestions, title: str) -> Figure:
     return fig
 
 
-def plot_path(paths: Paths, model_name: str) -> Path:
-    """Where `lr-find` saves its plot: metrics/<model>/lr_find.png."""
-    return paths.metrics_dir(model_name) / "lr_find.png"
-
-
 def find_and_plot(model_name: str, params: Params, paths: Paths, steps: int = 100) -> tuple[Suggestions, str]:
-    """Run the range test, save the plot (`plot_path`) and return the suggestions with the text to print."""
+    """Run the range test, save the plot (`Paths.lr_find_plot`) and return the suggestions with the text to print."""
     test = lr_find(model_name, params, paths, steps)
     found = suggest(test)
-    path = plot_path(paths, model_name)
+    path = paths.lr_find_plot(model_name)
     save_png(figure(test, found, f"{model_name}: learning-rate range test"), path)
     stopped = (
         f"stopped at lr {test.lrs[-1]:.2e}: the smoothed loss passed {DIVERGE:g}x its minimum"

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.core.errors import PipelineError
 from pipeline.core.runtime import derived_seed
 from pipeline.models.outputs import output_count
 
@@ -68,8 +67,6 @@ class Mixer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The batch mixed (or not, by the draw): (inputs, targets for the loss, labels to count accuracy by).
         Unmixed, the batch comes back untouched, its labels as the targets."""
-        if self.cutmix and inputs.dim() != 4:
-            raise PipelineError("train.cutmix: pastes boxes of images; a table's rows have none (use train.mixup)")
         mix = self.draw(epoch, batch, *inputs.shape[-2:])
         if not mix.mixed:
             return inputs, labels, labels

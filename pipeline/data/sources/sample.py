@@ -45,8 +45,10 @@ def _draw_animal(rng: np.random.Generator, *, looks_like_cat: bool) -> np.ndarra
         _dog_ears(image, rng, centre, radius, fur)
     _ellipse(image, centre, (radius, radius * rng.uniform(0.85, 1.1)), rng.uniform(-15, 15), fur)
     _face(image, rng, centre, radius, fur, long_muzzle=not looks_like_cat)
-    noise = rng.normal(0, rng.uniform(4, 14), image.shape)
-    return np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    noisy = rng.standard_normal(image.shape, dtype=np.float32)  # float32 draws: half the time of float64's
+    noisy *= rng.uniform(4, 14)
+    noisy += image
+    return np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
