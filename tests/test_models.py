@@ -21,6 +21,7 @@ from pipeline.config.params import ModelConfig, parse_params
 from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.errors import PipelineError
 from pipeline.models.file import load_model, save_model
+from pipeline.models.layers import Dropout
 from pipeline.models.outputs import inverse_frequency, loss, output_count, probabilities
 from pipeline.models.registry import (
     ARCHS,
@@ -212,7 +213,7 @@ def test_cifar_cnn_with_batchnorm_and_dropout_has_them_where_asked():
     assert [norm.num_features for norm in _layers(model, nn.BatchNorm1d)] == [128]
     assert [layer.p for layer in _layers(model, nn.Dropout)] == [0.2, 0.3, 0.4, 0.5]
     kinds = [type(layer) for layer in model.modules() if not isinstance(layer, nn.Sequential)]
-    assert kinds[-4:] == [nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Linear]
+    assert kinds[-4:] == [nn.BatchNorm1d, nn.ReLU, Dropout, nn.Linear]
 
 
 def test_a_dropout_rate_of_zero_adds_no_layer():
@@ -421,3 +422,32 @@ def test_a_weighted_loss_is_the_class_weighted_mean_of_the_sample_losses(classes
     expected = (each * weights[labels]).sum() / weights[labels].sum()
     assert loss(logits, labels, weights) == pytest.approx(float(expected), rel=1e-6)
     assert loss(logits, labels, torch.ones(classes)) == pytest.approx(float(each.mean()), rel=1e-6)
+
+
+def test_dropout_keeps_each_value_with_probability_1_minus_p_scaled_and_passes_the_mask_back():
+    torch.manual_seed(0)
+    inputs = torch.rand(64, 8, 16, 16) + 0.5  # no zeros of its own
+    inputs.requires_grad_()
+    dropout = Dropout(0.3).train()
+    outputs = dropout(inputs)
+    kept = outputs != 0
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.01)
+    assert torch.allclose(outputs[kept], inputs[kept] / 0.7)
+    outputs.sum().backward()
+    assert torch.allclose(inputs.grad, kept.float() / 0.7)
+
+
+def test_dropout_is_the_identity_in_eval_mode_and_at_0_and_zeroes_all_at_1():
+    inputs = torch.rand(4, 3, 5, 5) + 0.5
+    assert torch.equal(Dropout(0.5).eval()(inputs), inputs)
+    assert torch.equal(Dropout(0.0).train()(inputs), inputs)
+    assert not Dropout(1.0).train()(inputs).any()
+
+
+def test_dropout_draws_repeat_with_the_seed():
+    inputs = torch.rand(4, 3, 5, 5) + 0.5
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        draws.append(Dropout(0.5).train()(inputs))
+    assert torch.equal(*draws)

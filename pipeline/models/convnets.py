@@ -4,7 +4,13 @@ convnet (with optional BatchNorm and dropout)."""
 from torch import nn
 
 from pipeline.config.archs import CatsDogsCnnArgs, CifarCnnArgs, MlpArgs
-from pipeline.models.layers import dropout_layers, flat_size, min_size, require_size
+from pipeline.models.layers import (
+    Dropout,
+    dropout_layers,
+    flat_size,
+    min_size,
+    require_size,
+)
 from pipeline.models.registry import register
 
 
@@ -15,7 +21,7 @@ def catsdogs_cnn(args: CatsDogsCnnArgs, *, in_channels: int, size: int, outputs:
     require_size("catsdogs_cnn", size, min_size(len(widths) - 1))
     layers: list[nn.Module] = []
     for c_in, c_out, rate in zip(widths[:-1], widths[1:], args.dropout, strict=True):
-        layers += [nn.Conv2d(c_in, c_out, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(rate)]
+        layers += [nn.Conv2d(c_in, c_out, 3), nn.ReLU(), nn.MaxPool2d(2), Dropout(rate)]
     features = nn.Sequential(*layers)
     return nn.Sequential(
         features,

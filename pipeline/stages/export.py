@@ -38,7 +38,7 @@ from pipeline.inference.onnx_metadata import ExportInfo
 from pipeline.models.file import load_model
 from pipeline.models.outputs import probabilities
 
-PARITY_SAMPLES = 256
+PARITY_SAMPLES = 128
 BATCH_SIZE = 100
 TOLERANCE = 1e-4
 
