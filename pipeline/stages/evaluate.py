@@ -87,12 +87,13 @@ def evaluate(
     }
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
-    classes = saved["classes"]
+    classes, meta = saved["classes"], load_meta(paths, saved["dataset"])
+    features = meta.get("features", [])  # a table's column names (images have none)
     confusion = confusion_counts(test.labels, predicted, len(classes))
-    _write_plots(paths, model_name, saved["dataset"], test, class_probabilities, predicted, classes, metrics["ece"])
-    _write_errors(paths, model_name, saved["dataset"], test, class_probabilities, classes, confusion)
+    _write_plots(paths, model_name, features, test, class_probabilities, predicted, classes, metrics["ece"])
+    _write_errors(paths, model_name, features, test, class_probabilities, classes, confusion)
     source = data[saved["dataset"]].source if data and saved["dataset"] in data else None
-    _write_card(paths, model_name, saved, metrics, per_class, test.labels, confusion, source)
+    _write_card(paths, model_name, saved, meta, metrics, per_class, test.labels, confusion, source)
     return {**metrics, "per_class": per_class}
 
 
@@ -100,13 +101,14 @@ def _write_card(
     paths: Paths,
     model_name: str,
     saved: dict[str, Any],
+    meta: dict[str, Any],
     metrics: dict,
     per_class: dict,
     actual: np.ndarray,
     confusion: np.ndarray,
     source: str | None,
 ) -> None:
-    """models/<model>.card.md, from what evaluate has in hand, the dataset's meta.json and its split labels."""
+    """models/<model>.card.md, from what evaluate has in hand: the dataset's meta.json and its split labels too."""
     dataset, classes = saved["dataset"], saved["classes"]
     counts = {name: class_counts(load_split(paths, dataset, name).labels, classes) for name in ("train", "val")}
     facts = CardFacts(
@@ -115,7 +117,7 @@ def _write_card(
         metrics=metrics,
         per_class=per_class,
         confusion=confusion,
-        meta=load_meta(paths, dataset),
+        meta=meta,
         counts={**counts, "test": class_counts(actual, classes)},
         source=source,
         commit=git_commit(paths.root),
@@ -126,7 +128,7 @@ def _write_card(
 def _write_plots(
     paths: Paths,
     model_name: str,
-    dataset: str,
+    features: list[str],
     test: SplitArrays,
     class_probabilities: np.ndarray,
     predicted: np.ndarray,
@@ -140,8 +142,7 @@ def _write_plots(
     save_png(reliability_diagram(bins, ece, title), paths.reliability(model_name))
     title = f"{model_name}: misclassified"
     if test.inputs.ndim == 2:
-        names = load_meta(paths, dataset)["features"]
-        figure = misclassified_scatter(test.inputs, test.labels, predicted, classes, names, title)
+        figure = misclassified_scatter(test.inputs, test.labels, predicted, classes, features, title)
     else:
         figure = misclassified_grid(test.inputs, test.labels, predicted, classes, title=title)
     save_png(figure, paths.misclassified(model_name))
@@ -150,7 +151,7 @@ def _write_plots(
 def _write_errors(
     paths: Paths,
     model_name: str,
-    dataset: str,
+    features: list[str],
     test: SplitArrays,
     class_probabilities: np.ndarray,
     classes: list[str],
@@ -163,7 +164,7 @@ def _write_errors(
     title = f"{model_name}: the {len(worst)} test samples of highest loss"
     top = TopLosses(test.labels, class_probabilities, losses, worst, classes)
     if test.inputs.ndim == 2:
-        figure = top_losses_table(test.inputs, load_meta(paths, dataset)["features"], top, title)
+        figure = top_losses_table(test.inputs, features, top, title)
     else:
         figure = top_losses_grid(test.inputs, top, title)
     save_png(figure, paths.top_losses(model_name))
