@@ -59,6 +59,24 @@ def test_each_batch_has_its_own_augmentation_seed_fixed_by_seed_epoch_rank_and_n
     assert not set(seeds) & {seed for seed, _ in other_rank}
 
 
+def test_a_step_limit_keeps_the_first_batches_of_each_epoch_s_own_order():
+    whole = EpochBatches(20, 4, seed=1, shard=Shard())
+    limited = EpochBatches(20, 4, seed=1, shard=Shard(), limit=2)
+    assert len(whole) == 5 and len(limited) == 2 and limited.real_counts() == [4, 4]
+    for epoch in (1, 2):
+        assert _indices(limited, epoch) == _indices(whole, epoch)[:2]
+    assert _indices(limited, 1) != _indices(limited, 2)
+    assert _indices(EpochBatches(20, 4, seed=1, shard=Shard(), limit=9), 1) == _indices(whole, 1)
+
+
+def test_a_step_limit_applies_to_every_process_alike():
+    ranks = [EpochBatches(24, 8, seed=3, shard=Shard(rank, 2), limit=2) for rank in (0, 1)]
+    alone = _indices(EpochBatches(24, 8, seed=3, shard=Shard(), limit=2), epoch=2)
+    shares = [_indices(batches, epoch=2) for batches in ranks]
+    assert [len(share) for share in shares] == [2, 2]
+    assert [sorted(a + b) for a, b in zip(*shares, strict=True)] == [sorted(index) for index in alone]
+
+
 def test_a_global_batch_that_does_not_split_evenly_names_the_key():
     with pytest.raises(PipelineError, match=r"train\.batch_size: 5 .* 2 processes"):
         EpochBatches(10, 5, seed=1, shard=Shard(0, 2))
@@ -88,6 +106,13 @@ def test_the_host_feed_gives_uint8_images_and_their_labels_augmented_reproducibl
     assert any(not torch.equal(inputs, torch.from_numpy(split.inputs[labels.numpy()])) for inputs, labels in batches)
     again = _epoch(TrainFeed(split, _config(), seed=1, device=torch.device("cpu")))
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["host", "device"])
+def test_train_steps_per_epoch_ends_each_epoch_after_that_many_batches(on_device):
+    feed = TrainFeed(_split(), _config(steps_per_epoch=2, data_on_device=on_device), seed=1, device=torch.device("cpu"))
+    assert len(feed) == 2 and feed.real_counts() == [4, 4]
+    assert [len(labels) for _, labels in _epoch(feed)] == [4, 4]
 
 
 @pytest.mark.parametrize("aug", [{}, {"policy": "trivialaugment", "erasing": 0.5}], ids=["moves", "per-image"])

@@ -121,6 +121,13 @@ def test_an_integer_is_a_valid_float_and_a_list_a_valid_tuple():
     assert params.model("catsdogs_cnn").arch_args.dropout == (0, 0, 1)
 
 
+def test_steps_per_epoch_is_all_the_batches_by_default_and_at_least_one_when_set():
+    assert parse_params(tiny_raw()).train.steps_per_epoch is None
+    assert parse_params(tiny_raw(**{"train.steps_per_epoch": 3})).model("catsdogs_cnn").train.steps_per_epoch == 3
+    with pytest.raises(PipelineError, match=re.escape("train.steps_per_epoch: Input should be greater than or equal to 1")):
+        parse_params(tiny_raw(**{"train.steps_per_epoch": 0}))
+
+
 def test_an_out_of_range_value_names_the_key_the_bound_and_the_value():
     with pytest.raises(PipelineError, match=re.escape("train.lr: Input should be greater than 0 (got -0.1)")):
         parse_params(tiny_raw(**{"train.lr": -0.1}))

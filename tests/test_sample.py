@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.data.sources import sample
 from pipeline.data.sources.sample import MAX_SIDE, MIN_SIDE, catsdogs_sample
 
 PER_CLASS = 4
@@ -49,6 +50,13 @@ def test_each_image_depends_only_on_seed_class_and_number(members):
     fewer = dict(catsdogs_sample(2, seed=3))
 
     assert fewer == {name: data for name, data in members if int(name.split(".")[1]) < 2}
+
+
+def test_worker_processes_draw_the_same_bytes_in_the_same_order(members, monkeypatch):
+    monkeypatch.setattr(sample, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(sample, "CHUNK", 3)  # several chunks a worker, returned out of order if map did not keep it
+    monkeypatch.setattr(sample.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert list(catsdogs_sample(PER_CLASS, seed=3)) == members
 
 
 def test_zero_per_class_yields_nothing():

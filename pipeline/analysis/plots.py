@@ -15,6 +15,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from pipeline.core.atomic import atomic_path  # noqa: E402
 
+# For grids of images: axes made without ticks, which their axis("off") hides anyway, but which matplotlib would
+# still lay out for every title and tight_layout (a third of a 36-image grid's time).
+NO_TICKS = {"xticks": [], "yticks": []}
+
 
 def save_png(figure: Figure, path: Path) -> None:
     """Write a figure as PNG atomically and free it."""
@@ -81,7 +85,9 @@ def _epoch_axis(axis, ylabel: str) -> None:
 def augmentation_preview(originals: np.ndarray, augmented: np.ndarray, title: str) -> Figure:
     """One row per training image (uint8 NHWC): the original, then its augmented versions (N, draws, H, W, C)."""
     rows, draws = augmented.shape[:2]
-    figure, axes = plt.subplots(rows, draws + 1, figsize=(1.6 * (draws + 1), 1.6 * rows + 0.5), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, draws + 1, figsize=(1.6 * (draws + 1), 1.6 * rows + 0.5), squeeze=False, subplot_kw=NO_TICKS
+    )
     for row, (original, versions) in enumerate(zip(originals, augmented, strict=True)):
         for column, image in enumerate([original, *versions]):
             _show(axes[row, column], image)
@@ -155,7 +161,9 @@ def _image_grid(
     """The images at the indices `shown`, at most `columns` a row, each `cell` inches, captioned; axes off."""
     columns = max(1, min(columns, len(shown)))
     rows = max(1, math.ceil(len(shown) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(cell[0] * columns, cell[1] * rows + 0.4), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(cell[0] * columns, cell[1] * rows + 0.4), squeeze=False, subplot_kw=NO_TICKS
+    )
     for axis in axes.flat:
         axis.axis("off")
     for axis, index, caption in zip(axes.flat, shown, captions, strict=False):

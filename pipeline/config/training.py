@@ -43,6 +43,7 @@ UNION_TAGS = {"named", "steps"}
 class TrainParams(Block):
     epochs: Count = 10
     batch_size: Count = 32
+    steps_per_epoch: Count | None = None
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     lr_schedule: LrSchedule = "constant"

@@ -43,9 +43,11 @@ MAX_AUTO_WORKERS = 4
 
 
 class EpochBatches(Sampler):
-    """One process's batches of sample indices for the current epoch, each with the seed of its augmentation."""
+    """One process's batches of sample indices for the current epoch, each with the seed of its augmentation;
+    only the first `limit` of them when a limit is set (`train.steps_per_epoch`: each epoch then trains on that
+    many batches of its own shuffled order, as Keras' `steps_per_epoch` and Lightning's `limit_train_batches` do)."""
 
-    def __init__(self, samples: int, batch_size: int, seed: int, shard: Shard) -> None:
+    def __init__(self, samples: int, batch_size: int, seed: int, shard: Shard, limit: int | None = None) -> None:
         if batch_size % shard.world:
             raise PipelineError(
                 f"train.batch_size: {batch_size} images per step do not split evenly between {shard.world} "
@@ -53,7 +55,7 @@ class EpochBatches(Sampler):
             )
         self.order = DistributedSampler(range(samples), num_replicas=shard.world, rank=shard.rank, seed=seed)
         self.per_process, self.seed, self.rank, self.epoch = batch_size // shard.world, seed, shard.rank, 0
-        self.samples, self.world = samples, shard.world
+        self.samples, self.world, self.limit = samples, shard.world, limit
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's order and augmentation (from the seed and the epoch alone)."""
@@ -62,11 +64,13 @@ class EpochBatches(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, list[int]]]:
         order = list(self.order)
-        for number, start in enumerate(range(0, len(order), self.per_process)):
+        starts = range(0, len(order), self.per_process)[: len(self)]
+        for number, start in enumerate(starts):
             yield derived_seed(self.seed, self.epoch, self.rank, number), order[start : start + self.per_process]
 
     def __len__(self) -> int:
-        return batch_count(len(self.order), self.per_process)
+        whole = batch_count(len(self.order), self.per_process)
+        return whole if self.limit is None else min(whole, self.limit)
 
     def real_counts(self) -> list[int]:
         """How many images of each of this process's batches are real, not padding: the sampler pads the epoch's
@@ -74,7 +78,8 @@ class EpochBatches(Sampler):
         when `rank + i * world` is past the split."""
         real = len(range(self.rank, self.samples, self.world))
         size = len(self.order)
-        return [max(0, min(self.per_process, real - start)) for start in range(0, size, self.per_process)]
+        starts = range(0, size, self.per_process)[: len(self)]
+        return [max(0, min(self.per_process, real - start)) for start in starts]
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ class TrainFeed:
         images = split.inputs.ndim == 4  # a table's rows are not augmented
         self.augment = batch_augmenter(config.aug) if images else None
         self.device = device
-        self.sampler = EpochBatches(len(split.labels), settings.batch_size, seed, shard)
+        self.sampler = EpochBatches(len(split.labels), settings.batch_size, seed, shard, settings.steps_per_epoch)
         self.on_device = settings.data_on_device  # params allow it only with batched transforms
         if self.on_device:
             self.inputs = torch.tensor(split.inputs, device=device)  # a copy: the split is memory-mapped, read-only

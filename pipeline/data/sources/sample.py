@@ -6,7 +6,10 @@ size and JPEG quality. In a share of images (`AMBIGUOUS`) the animal wears the o
 can learn the task well but not perfectly: the best possible accuracy is about 1 - AMBIGUOUS.
 """
 
+import multiprocessing
+import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 import numpy as np
@@ -14,17 +17,35 @@ import numpy as np
 CLASSES = ("cat", "dog")
 AMBIGUOUS = 0.12
 MIN_SIDE, MAX_SIDE = 140, 360
+# From this many images on, they are drawn in worker processes, one a core (up to MAX_WORKERS); below it, starting
+# the workers (each imports NumPy and OpenCV) would cost more than they save.
+PARALLEL_FROM = 512
+MAX_WORKERS = 8
+CHUNK = 32
 
 
 def catsdogs_sample(per_class: int, seed: int) -> Iterator[tuple[str, bytes]]:
     """Yield (`train/<class>.<n>.jpg`, JPEG bytes) for `per_class` images of each class, cats then dogs.
 
-    Each image depends only on (seed, class, n), so the archive is byte-identical for equal arguments.
+    Each image depends only on (seed, class, n), so the archive is byte-identical for equal arguments, however
+    many processes draw it.
     """
-    for class_index, name in enumerate(CLASSES):
-        for number in range(per_class):
-            rng = np.random.default_rng([seed, class_index, number])
-            yield f"train/{name}.{number}.jpg", _encode(_draw_animal(rng, looks_like_cat=_looks_like_cat(rng, name)), rng)
+    keys = [(seed, class_index, number) for class_index in range(len(CLASSES)) for number in range(per_class)]
+    workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    if len(keys) < PARALLEL_FROM or workers < 2:
+        yield from map(_member, keys)
+        return
+    # spawn: fresh workers, whatever threads the calling process has started (forking those can deadlock)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_member, keys, chunksize=CHUNK)
+
+
+def _member(key: tuple[int, int, int]) -> tuple[str, bytes]:
+    """The sample's image number `number` of class `class_index`, drawn from (seed, class, number) alone."""
+    seed, class_index, number = key
+    name = CLASSES[class_index]
+    rng = np.random.default_rng([seed, class_index, number])
+    return f"train/{name}.{number}.jpg", _encode(_draw_animal(rng, looks_like_cat=_looks_like_cat(rng, name)), rng)
 
 
 def _looks_like_cat(rng: np.random.Generator, name: str) -> bool:
