@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -92,3 +95,19 @@ def test_describe_names_the_transforms_that_are_on():
     assert describe(AugParams(crop_padding=4, policy="randaugment", erasing=0.25)) == (
         "crop_padding=4, policy=randaugment, erasing=0.25"
     )
+
+
+def test_albumentations_is_imported_only_when_one_of_its_transforms_is_on():
+    """In a fresh process, as a training run starts: crop and flips alone (every sample model) leave it unimported."""
+    script = (
+        "import sys\n"
+        "from pipeline.config.training import AugParams\n"
+        "from pipeline.training import loop\n"
+        "from pipeline.training.feed import batch_augmenter\n"
+        "batch_augmenter(AugParams(crop_padding=4, hflip=0.5))\n"
+        "print('albumentations' in sys.modules)\n"
+        "batch_augmenter(AugParams(rotation=10))\n"
+        "print('albumentations' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True"]

@@ -12,16 +12,17 @@ per batch, and leaves the training loop's generator as it was.
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import: the pipeline runs offline
+import cv2
+import numpy as np
+import torch
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from pipeline.config.training import AugParams
+from pipeline.core.runtime import derived_seed
 
-from pipeline.config.training import AugParams  # noqa: E402
-from pipeline.core.runtime import derived_seed  # noqa: E402
+if TYPE_CHECKING:  # albumentations is imported where a transform of it is on: most runs use none
+    import albumentations as A
 
 PER_IMAGE_STREAM = 1  # the batch seed's child that seeds the per-image draws (the batched moves use the batch seed)
 POLICIES = {"trivialaugment": "TrivialAugmentWide", "randaugment": "RandAugment"}  # torchvision.transforms.v2's
@@ -32,7 +33,7 @@ AFFINE_KEYS = {"rotation", "shift", "zoom", "shear"}  # the keys `p` applies to
 class PerImage:
     """The per-image transforms of an `aug` block, built once, applied to uint8 NHWC batches on the host."""
 
-    albumentations: A.Compose | None  # the affine group, brightness and contrast
+    albumentations: "A.Compose | None"  # the affine group, brightness and contrast
     torchvision: Callable[[torch.Tensor], torch.Tensor] | None  # the policy and erasing (a v2.Compose)
 
     def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -52,30 +53,35 @@ class PerImage:
 
 def per_image_augment(aug: AugParams) -> PerImage | None:
     """The block's per-image transforms, or None when none is on."""
-    albumentations = [*_affine(aug), *_photometric(aug)]
-    if not (albumentations or aug.policy != "none" or aug.erasing):
+    affine, photometric = bool(aug.p and (aug.rotation or aug.zoom or aug.shear)), bool(aug.brightness or aug.contrast)
+    if not (affine or photometric or aug.policy != "none" or aug.erasing):
         return None
-    return PerImage(A.Compose(albumentations) if albumentations else None, _torchvision_transforms(aug))
+    albumentations = _albumentations(aug, affine=affine, photometric=photometric) if affine or photometric else None
+    return PerImage(albumentations, _torchvision_transforms(aug))
 
 
-def _affine(aug: AugParams) -> list[A.BasicTransform]:
-    if not (aug.p and (aug.rotation or aug.zoom or aug.shear)):
-        return []
-    return [
-        A.Affine(
-            rotate=(-aug.rotation, aug.rotation),
-            scale=(1 - aug.zoom, 1 + aug.zoom),
-            shear=(-aug.shear, aug.shear),
-            border_mode=cv2.BORDER_REPLICATE,
-            p=aug.p,
+def _albumentations(aug: AugParams, *, affine: bool, photometric: bool) -> "A.Compose":
+    """The affine group and brightness/contrast that are on, as one albumentations Compose. albumentations is
+    imported here, only when one of them is on (half a second or more that every training run would pay)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import: the pipeline runs offline
+    import albumentations as A
+
+    transforms = []
+    if affine:
+        transforms.append(
+            A.Affine(
+                rotate=(-aug.rotation, aug.rotation),
+                scale=(1 - aug.zoom, 1 + aug.zoom),
+                shear=(-aug.shear, aug.shear),
+                border_mode=cv2.BORDER_REPLICATE,
+                p=aug.p,
+            )
         )
-    ]
-
-
-def _photometric(aug: AugParams) -> list[A.BasicTransform]:
-    if not (aug.brightness or aug.contrast):
-        return []
-    return [A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=aug.contrast, p=1.0)]
+    if photometric:
+        transforms.append(
+            A.RandomBrightnessContrast(brightness_limit=aug.brightness, contrast_limit=aug.contrast, p=1.0)
+        )
+    return A.Compose(transforms)
 
 
 def _torchvision_transforms(aug: AugParams) -> Callable[[torch.Tensor], torch.Tensor] | None:
