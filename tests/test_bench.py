@@ -2,8 +2,10 @@ import json
 import math
 
 import pytest
+from conftest import tiny_raw
 
 import pipeline.training.bench as bench_module
+from pipeline.config.params import parse_params
 from pipeline.training.bench import bench, render
 
 FIGURES = (
@@ -33,6 +35,11 @@ def test_bench_writes_its_settings_and_finite_positive_figures_as_json(prepared,
     assert {key: figures[key] for key in SETTINGS} == SETTINGS and figures["epochs"] == 2
     assert all(math.isfinite(figures[key]) and figures[key] > 0 for key in FIGURES)
     assert json.loads(prepared.bench_file("catsdogs_cnn").read_text()) == figures
+
+
+def test_bench_counts_the_images_an_epoch_trains_on_under_a_step_limit(prepared):
+    params = parse_params(tiny_raw(**{"train.steps_per_epoch": 2}))
+    assert bench("catsdogs_cnn", params, prepared, epochs=1, steps=2)["train_images"] == 2 * 4
 
 
 def test_bench_times_a_first_epoch_then_the_asked_ones_in_a_scratch_folder_it_removes(
