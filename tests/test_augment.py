@@ -97,6 +97,7 @@ def test_describe_names_the_transforms_that_are_on():
     )
 
 
+@pytest.mark.slow  # a fresh Python process that imports torch: seconds
 def test_albumentations_is_imported_only_when_one_of_its_transforms_is_on():
     """In a fresh process, as a training run starts: crop and flips alone (every sample model) leave it unimported."""
     script = (
