@@ -53,16 +53,20 @@ class PerImage:
 
 def per_image_augment(aug: AugParams) -> PerImage | None:
     """The block's per-image transforms, or None when none is on."""
-    affine, photometric = bool(aug.p and (aug.rotation or aug.zoom or aug.shear)), bool(aug.brightness or aug.contrast)
-    if not (affine or photometric or aug.policy != "none" or aug.erasing):
+    albumentations, torchvision = _albumentations(aug), _torchvision_transforms(aug)
+    if albumentations is None and torchvision is None:
         return None
-    albumentations = _albumentations(aug, affine=affine, photometric=photometric) if affine or photometric else None
-    return PerImage(albumentations, _torchvision_transforms(aug))
+    return PerImage(albumentations, torchvision)
 
 
-def _albumentations(aug: AugParams, *, affine: bool, photometric: bool) -> "A.Compose":
-    """The affine group and brightness/contrast that are on, as one albumentations Compose. albumentations is
-    imported here, only when one of them is on (half a second or more that every training run would pay)."""
+def _albumentations(aug: AugParams) -> "A.Compose | None":
+    """The affine group (with probability `p`) and brightness/contrast that are on, as one albumentations Compose;
+    None when none is. albumentations is imported here, only when one is on (half a second or more that every
+    training run would pay)."""
+    affine = aug.p and (aug.rotation or aug.zoom or aug.shear)
+    photometric = aug.brightness or aug.contrast
+    if not (affine or photometric):
+        return None
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import: the pipeline runs offline
     import albumentations as A
 

@@ -64,8 +64,7 @@ class EpochBatches(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, list[int]]]:
         order = list(self.order)
-        starts = range(0, len(order), self.per_process)[: len(self)]
-        for number, start in enumerate(starts):
+        for number, start in enumerate(self._starts()):
             yield derived_seed(self.seed, self.epoch, self.rank, number), order[start : start + self.per_process]
 
     def __len__(self) -> int:
@@ -77,9 +76,11 @@ class EpochBatches(Sampler):
         order with repeats to a multiple of the process count, at the end, so this process's image `i` is padding
         when `rank + i * world` is past the split."""
         real = len(range(self.rank, self.samples, self.world))
-        size = len(self.order)
-        starts = range(0, size, self.per_process)[: len(self)]
-        return [max(0, min(self.per_process, real - start)) for start in starts]
+        return [max(0, min(self.per_process, real - start)) for start in self._starts()]
+
+    def _starts(self) -> range:
+        """Where each of the epoch's batches starts in this process's order, the first `limit` of them."""
+        return range(0, len(self.order), self.per_process)[: len(self)]
 
 
 @dataclass(frozen=True)
