@@ -61,7 +61,10 @@ TINY_CIFAR: dict[str, Any] = {
     "split": {"cifar10": {"val_fraction": 0.25, "seed": 43, "max_train_per_class": None, "max_test_per_class": None}},
     "preprocess": {"cifar10": {"size": 32, "color": "rgb", "normalize": True}},
     "models": {
-        "cifar_mlp": {"dataset": "cifar10", "arch": "mlp", "hidden": [16, 8], "aug": CIFAR_AUG},
+        # Two epochs on real data, one on the sample (its budget).
+        "cifar_mlp": {
+            "dataset": "cifar10", "arch": "mlp", "hidden": [16, 8], "aug": CIFAR_AUG, "epochs": 2, "sample": {"epochs": 1}
+        },
         "cifar_cnn": {"dataset": "cifar10", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "aug": CIFAR_AUG},
         "cifar_cnn_bn": {
             "dataset": "cifar10",

@@ -1,6 +1,7 @@
 """End to end: `dvc repro` in a temporary copy of the repository, with tiny params, as a user runs it."""
 
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,13 @@ def test_repro_writes_test_metrics_and_plots_for_every_model(workspace: Path, mo
     export = json.loads((workspace / f"metrics/{model}/export.json").read_text())
     assert export["onnx"]["max_abs_diff"] <= 1e-4 and export["program"]["max_abs_diff"] <= 1e-4
     assert (workspace / f"models/{model}.onnx").is_file() and (workspace / f"models/{model}.pt2").is_file()
+
+
+def test_bench_repro_splits_every_stage_of_the_run(workspace: Path) -> None:
+    output = run(workspace, "pipeline", "bench-repro")
+    for stage in ("download@catsdogs", "split@cifar10", *(f"train@{model}" for model in MODELS)):
+        assert f"\n{stage} " in output
+    assert f"train ({len(MODELS)})" in output and "training" in output
 
 
 def test_metrics_show_lists_split_train_and_test_metrics_of_every_model(workspace: Path) -> None:
@@ -101,3 +109,22 @@ def test_aug_change_reruns_only_train_evaluate_and_export(workspace: Path) -> No
         if run.get("data")
     }
     assert {0, 20} <= rotations
+
+
+def test_switching_a_source_reruns_exactly_that_datasets_stages_and_its_models(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """Real data: the sample's images as the user's own split folders (one image fewer), read with `source: local`.
+    cifar_mlp's sample budget (one epoch) no longer applies: it trains its block's two epochs."""
+    assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 1
+    local = tmp_path / "cifar"
+    with zipfile.ZipFile(workspace / "data/raw/cifar10/images.zip") as archive:
+        archive.extractall(local)
+    next(iter(sorted((local / "train").glob("*/*.png")))).unlink()
+    targets = [f"{stage}@{model}" for stage in ("evaluate", "export") for model in AUG_MODELS]
+    output = dvc(
+        workspace, "exp", "run", "-S", "data.cifar10.source=local", "-S", f"data.cifar10.path={local}", *targets
+    )
+    cifar = {f"{stage}@cifar10" for stage in ("download", "settings", "split", "preprocess")}
+    assert stages_run(output) == cifar | {f"{stage}@cifar_mlp" for stage in ("train", "evaluate", "export")}
+    assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 2

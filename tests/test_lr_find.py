@@ -201,3 +201,13 @@ def test_the_cli_prints_both_suggestions_and_applies_the_valley(prepared, monkey
     valley = float(result.output.split("SuggestedLRs(valley=")[1].split(",")[0])
     assert written == pytest.approx(valley, rel=0.01)
     assert "# the classic convnet" in (prepared.root / "params.yaml").read_text()
+
+
+def test_apply_on_the_sample_writes_the_models_sample_budget(tmp_path):
+    text = PARAMS_TEXT.replace("    epochs: 2   # short\n", "    epochs: 2   # short\n    sample: {epochs: 1}\n")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    params = parse_params(yaml.safe_load(text))
+    assert apply(path, params, "catsdogs_cnn", 0.02).startswith("models.catsdogs_cnn.sample.lr:")
+    block = yaml.safe_load(path.read_text())["models"]["catsdogs_cnn"]
+    assert block["sample"] == {"epochs": 1, "lr": 0.02} and "lr" not in block

@@ -23,14 +23,15 @@ def test_repo_params_parse_with_documented_defaults():
 
 
 def test_repo_model_has_its_architecture_args_and_overrides_train_keys():
-    params = parse_params(repo_params())
-    model = params.model("catsdogs_cnn")
+    raw = repo_params()
+    raw["data"]["catsdogs"]["source"] = "kaggle"
+    model = parse_params(raw).model("catsdogs_cnn")
 
     assert model.dataset == "catsdogs"
     assert model.arch_args.dropout == (0.25, 0.25, 0.5)
     assert model.arch_args.dense == 32
-    assert model.train.lr == repo_params()["models"]["catsdogs_cnn"]["lr"]
-    assert model.train.lr != params.train.lr
+    assert model.train.epochs == raw["models"]["catsdogs_cnn"]["epochs"]
+    assert model.train.epochs != raw["train"]["epochs"]
 
 
 def test_model_block_overrides_train_keys_and_keeps_the_rest():

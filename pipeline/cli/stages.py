@@ -6,7 +6,11 @@ and validates everything before any work. Problems print as one red line and exi
 commands live here, so that a stage's code deps are the stage's modules, not every tool's.
 """
 
-from typing import Annotated
+import functools
+import importlib
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +26,7 @@ from pipeline.cli.common import (
     user_errors,
 )
 from pipeline.core.paths import Paths
+from pipeline.core.stage_times import record_stage
 
 app = typer.Typer(
     help="Reproducible image-classification pipeline. Each stage command is one DVC stage; `dvc repro` runs them all.",
@@ -31,8 +36,28 @@ app = typer.Typer(
 )
 
 
+def timed(module: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A stage command that imports its stage's `module` first and, run by DVC, records its start-up, imports and
+    work (`pipeline.core.stage_times`, read by `pipeline bench-repro`)."""
+
+    def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            importlib.import_module(module)
+            imported = time.time()
+            try:
+                return command(*args, **kwargs)
+            finally:
+                record_stage(imported)
+
+        return run
+
+    return wrap
+
+
 @app.command()
 @user_errors
+@timed("pipeline.stages.download")
 def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
     """Bring the dataset's raw images into data/raw/<dataset>/ from its source (local, sample, kaggle, ...)."""
     from pipeline.stages.download import download as run
@@ -48,6 +73,7 @@ def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overri
 
 @app.command()
 @user_errors
+@timed("pipeline.stages.settings")
 def settings(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
     """Write the dataset's split, preprocess and aug blocks, defaults filled in, to data/settings/<dataset>/."""
     from pipeline.stages.settings import settings as run
@@ -58,6 +84,7 @@ def settings(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overri
 
 @app.command()
 @user_errors
+@timed("pipeline.stages.split")
 def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
     """Write shuffled train/val/test manifests (balanced or stratified) to data/manifests/<dataset>/."""
     from pipeline.stages.split import split as run
@@ -68,6 +95,7 @@ def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides
 
 @app.command()
 @user_errors
+@timed("pipeline.stages.preprocess")
 def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
     """Decode, convert and resize every split's images into uint8 arrays in data/processed/<dataset>/."""
     from pipeline.stages.preprocess import preprocess as run
@@ -78,6 +106,7 @@ def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Over
 
 @app.command()
 @user_errors
+@timed("pipeline.stages.train")
 def train(
     model: Model,
     params: ParamsFile = DEFAULT_PARAMS,
@@ -114,6 +143,7 @@ def train(
 
 @app.command()
 @user_errors
+@timed("pipeline.stages.evaluate")
 def evaluate(
     model: Model,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")] = "auto",
@@ -130,6 +160,7 @@ def evaluate(
 
 @app.command()
 @user_errors
+@timed("pipeline.stages.export")
 def export(model: Model) -> None:
     """Export a trained model to models/<model>.onnx and .pt2 (preprocessed inputs in, class probabilities out),
     checked against PyTorch on the test split; writes metrics/<model>/export.json."""

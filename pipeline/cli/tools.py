@@ -1,5 +1,5 @@
-"""The `pipeline` commands that are not stages: inspect and make-images (your own data), report and bench (results),
-lr-find, sanity checks, push and pull. `pipeline.cli.main` adds them to the stage commands."""
+"""The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench and bench-repro
+(results), lr-find, sanity checks, push and pull. `pipeline.cli.main` adds them to the stage commands."""
 
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +34,17 @@ def bench(
     from pipeline.training.bench import render
 
     typer.echo(render(run(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
+
+
+@user_errors
+def bench_repro(
+    root: Annotated[Path, typer.Option("--root", help="The repository whose last `dvc repro` to show.")] = Path("."),
+) -> None:
+    """Show where the last `dvc repro` spent its time: per stage, DVC's own time before it, start-up and imports,
+    and the work, with the sums per stage group and the share that was training."""
+    from pipeline.analysis.repro_times import last_run, render
+
+    typer.echo(render(last_run(root)))
 
 
 @user_errors

@@ -32,13 +32,28 @@ from pipeline.core.errors import PipelineError
 
 class ModelParams(BaseModel):
     """A model block: its dataset and architecture, any `train.*` key to override (and `aug.*`, `evaluate.*` in
-    blocks of those names), and the architecture's args."""
+    blocks of those names), the architecture's args, and `sample`: the same kind of keys, laid over the block only
+    while the dataset's `source` is `sample` (the embedded sample's budget; the block itself is the real set-up)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     dataset: str
     arch: str
     aug: dict[str, Any] = Field(default_factory=dict)
     evaluate: dict[str, Any] = Field(default_factory=dict)
+    sample: dict[str, Any] = Field(default_factory=dict)
+
+    def on_sample(self) -> "ModelParams":
+        """The block with its `sample` keys laid over it (`aug` and `evaluate` merged key by key)."""
+        overlay = dict(self.sample)
+        fixed = [key for key in ("dataset", "arch", "sample") if key in overlay]
+        if fixed:
+            raise PipelineError(
+                f"sample.{fixed[0]}: the sample budget may change training and architecture keys, not {fixed[0]!r}"
+            )
+        merged = self.model_dump(exclude={"sample"})
+        for nested in ("aug", "evaluate"):
+            merged[nested] = {**merged[nested], **(overlay.pop(nested, None) or {})}
+        return ModelParams.model_validate({**merged, **overlay})
 
 
 class Params(Block):
@@ -52,10 +67,24 @@ class Params(Block):
     models: dict[str, ModelParams]
 
     def model(self, name: str) -> "ModelConfig":
-        """The fully resolved settings of one model: its block merged over `train.*` and `aug.*`."""
+        """The fully resolved settings of one model: its block merged over `train.*` and `aug.*`, and its `sample`
+        keys over that while its dataset's source is `sample`."""
         if name not in self.models:
             raise PipelineError(f"unknown model {name!r}: params.yaml `models` has {', '.join(self.models)}")
-        return _resolve_model(self, name)
+        block, prefix = self.models[name], f"models.{name}"
+        real = _resolve_model(self, name, block, prefix)  # checked whatever the source: switching it cannot fail later
+        if not self.on_sample(name) or not block.sample:
+            return real
+        try:
+            on_sample = block.on_sample()
+        except PipelineError as exc:
+            raise PipelineError(f"{prefix}.{exc}") from None
+        return _resolve_model(self, name, on_sample, f"{prefix}.sample")
+
+    def on_sample(self, name: str) -> bool:
+        """Whether model `name` trains on an embedded sample (its dataset's `source` is `sample`), so that its
+        block's `sample` budget applies."""
+        return getattr(self.data[self.models[name].dataset], "source", None) == "sample"
 
 
 @dataclass(frozen=True)
@@ -145,11 +174,9 @@ def _cross_check(params: Params) -> list[str]:
     return problems
 
 
-def _resolve_model(params: Params, name: str) -> ModelConfig:
-    block = params.models[name]
+def _resolve_model(params: Params, name: str, block: ModelParams, prefix: str) -> ModelConfig:
     extra = dict(block.model_extra or {})
     train_keys = {key: extra.pop(key) for key in list(extra) if key in TrainParams.model_fields}
-    prefix = f"models.{name}"
     train = validated(TrainParams, params.train.model_dump() | train_keys, prefix)
     aug = validated(AugParams, params.aug.model_dump() | block.aug, f"{prefix}.aug")
     block_keys = (*ModelParams.model_fields, *TrainParams.model_fields)

@@ -206,7 +206,8 @@ def find_and_plot(model_name: str, params: Params, paths: Paths, steps: int = 10
 
 def apply(params_file: Path, params: Params, model_name: str, lr: float) -> str:
     """Write `lr` (to 3 significant figures) as `models.<model>.lr` in `params_file`, keeping its comments, order
-    and formatting, once the result validates; the file is replaced atomically. Returns what changed."""
+    and formatting, once the result validates; the file is replaced atomically. Returns what changed. A rate found
+    on the embedded sample goes into the model's `sample` budget when it has one, not into the real set-up."""
     config = params.model(model_name)
     if isinstance(config.train.lr_schedule, list):
         raise PipelineError(
@@ -217,7 +218,10 @@ def apply(params_file: Path, params: Params, model_name: str, lr: float) -> str:
     block = (document.get("models") or {}).get(model_name)
     if not isinstance(block, dict):
         raise PipelineError(f"--apply: {params_file} has no block models.{model_name} to write lr into")
+    key = f"models.{model_name}.lr"
+    if params.on_sample(model_name) and isinstance(block.get("sample"), dict):
+        block, key = block["sample"], f"models.{model_name}.sample.lr"
     value = float(f"{lr:.3g}")
     append_entry(block, "lr", value)
-    save_document(params_file, document, f"--apply: models.{model_name}.lr was not written")
-    return f"models.{model_name}.lr: {config.train.lr:g} -> {value:g} in {params_file}"
+    save_document(params_file, document, f"--apply: {key} was not written")
+    return f"{key}: {config.train.lr:g} -> {value:g} in {params_file}"

@@ -1,0 +1,90 @@
+"""`pipeline bench-repro`: where the last `dvc repro` spent its time, stage by stage.
+
+Each stage DVC ran left a line (`pipeline.core.stage_times`); the lines of the newest `dvc` process are that run.
+A stage's time splits into DVC's own before it (from the previous stage's end, or from the `dvc` process's start for
+the first: reading params, checking deps, writing `dvc.lock`, caching outputs), start-up (the interpreter and every
+import, the stage's torch or scikit-learn included) and the work. The time after the last stage (DVC's last lock
+write) is not seen.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.stage_times import LOG, StageTime, read_stage_times
+
+TRAINING = "train"  # the stage group whose work is training
+
+
+@dataclass(frozen=True)
+class StageSplit:
+    """One stage's seconds: DVC before it, start-up and imports, work."""
+
+    stage: str
+    dvc: float
+    startup: float
+    work: float
+
+    @property
+    def total(self) -> float:
+        return self.dvc + self.startup + self.work
+
+    @property
+    def group(self) -> str:
+        return self.stage.split("@")[0]
+
+
+def last_run(root: Path) -> list[StageSplit]:
+    """The stages of the newest `dvc` run in `root`'s log, in the order they ran, each split into its parts."""
+    times = read_stage_times(root)
+    if not times:
+        raise PipelineError(
+            f"{root / LOG}: no stage times yet; run `dvc repro` (or `make repro`) first, then `pipeline bench-repro`"
+        )
+    newest = max(times, key=lambda line: line.runner_started).runner
+    run = sorted((line for line in times if line.runner == newest), key=lambda line: line.created)
+    return [_split(line, run[index - 1].ended if index else line.runner_started) for index, line in enumerate(run)]
+
+
+def render(splits: list[StageSplit]) -> str:
+    """The per-stage table, the sums per stage group, and the share of the run that was training."""
+    rows = [f"{'stage':<28}{'dvc s':>8}{'start s':>9}{'work s':>9}{'total s':>9}"]
+    rows += [_row(split.stage, split.dvc, split.startup, split.work) for split in splits]
+    groups: dict[str, list[StageSplit]] = defaultdict(list)
+    for split in splits:
+        groups[split.group].append(split)
+    rows += ["", "by stage group"]
+    rows += [_row(f"{name} ({len(members)})", *_sums(members)) for name, members in groups.items()]
+    dvc, startup, work = _sums(splits)
+    total = dvc + startup + work
+    training = sum(split.work for split in groups.get(TRAINING, []))
+    rows += [
+        _row(f"all ({len(splits)})", dvc, startup, work),
+        "",
+        f"{len(splits)} stages in {total:.1f} s: training {training:.1f} s ({_share(training, total)}), other work "
+        f"{work - training:.1f} s ({_share(work - training, total)}), start-up and imports {startup:.1f} s "
+        f"({_share(startup, total)}), DVC {dvc:.1f} s ({_share(dvc, total)})",
+    ]
+    return "\n".join(rows)
+
+
+def _split(line: StageTime, previous_end: float) -> StageSplit:
+    return StageSplit(
+        stage=line.stage,
+        dvc=max(line.created - previous_end, 0.0),
+        startup=max(line.imported - line.created, 0.0),
+        work=max(line.ended - line.imported, 0.0),
+    )
+
+
+def _sums(splits: list[StageSplit]) -> tuple[float, float, float]:
+    return (sum(s.dvc for s in splits), sum(s.startup for s in splits), sum(s.work for s in splits))
+
+
+def _row(name: str, dvc: float, startup: float, work: float) -> str:
+    return f"{name:<28}{dvc:>8.1f}{startup:>9.1f}{work:>9.1f}{dvc + startup + work:>9.1f}"
+
+
+def _share(part: float, total: float) -> str:
+    return f"{100 * part / total:.0f}%" if total else "-"

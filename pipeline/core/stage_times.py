@@ -1,0 +1,81 @@
+"""Where a stage's time goes, recorded by the stage itself.
+
+A stage process that DVC runs (it sets `DVC_STAGE` and `DVC_ROOT`) appends one line to `LOG` under the
+repository: when the process was created, when its imports were done, when its work ended, and which `dvc`
+process ran it. `pipeline bench-repro` (`pipeline.analysis.repro_times`) reads the lines of the last `dvc repro`
+and splits each stage into DVC's own time before it, start-up and imports, and the work. The log is not a DVC
+output (no stage depends on it) and a failure to write it never fails a stage.
+"""
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+LOG = Path(".dvc") / "tmp" / "stage_times.jsonl"
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """One stage run: `created`, `imported` and `ended` are Unix times; `runner` names the `dvc` process (its pid
+    and start time) so that the lines of one `dvc repro` can be told from another's."""
+
+    stage: str
+    created: float
+    imported: float
+    ended: float
+    runner: str
+    runner_started: float
+
+
+def record_stage(imported: float) -> None:
+    """Append this process's line to the log of the repository DVC runs it in (nothing outside a DVC run)."""
+    stage, root = os.environ.get("DVC_STAGE"), os.environ.get("DVC_ROOT")
+    if not stage or not root or "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun's workers: their launcher records
+        return
+    try:
+        process = psutil.Process()
+        runner = _runner(process)
+        line = StageTime(
+            stage=stage,
+            created=process.create_time(),
+            imported=imported,
+            ended=time.time(),
+            runner=f"{runner.pid}:{runner.create_time():.3f}",
+            runner_started=runner.create_time(),
+        )
+        log = Path(root) / LOG
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as out:  # one short line: appends from one stage at a time stay whole
+            out.write(json.dumps(asdict(line)) + "\n")
+    except (OSError, psutil.Error):
+        return
+
+
+def read_stage_times(root: Path) -> list[StageTime]:
+    """Every line of the repository's log, oldest first (lines that do not parse are skipped)."""
+    path = root / LOG
+    if not path.is_file():
+        return []
+    times = []
+    for text in path.read_text().splitlines():
+        try:
+            times.append(StageTime(**json.loads(text)))
+        except (ValueError, TypeError):
+            continue
+    return times
+
+
+def _runner(process: psutil.Process) -> psutil.Process:
+    """The `dvc` process above this one (DVC runs a stage's command through a shell), else the parent."""
+    parents = process.parents()
+    for parent in parents:
+        try:
+            if any("dvc" in Path(part).name for part in parent.cmdline()[:3]):
+                return parent
+        except psutil.Error:
+            continue
+    return parents[0] if parents else process
