@@ -129,6 +129,23 @@ def test_a_bad_param_from_the_real_command_prints_no_traceback(project):
     ]
 
 
+def _stage_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline.cli.stages ARGS`, the command dvc.yaml runs (it ends its process at once when done)."""
+    command = [sys.executable, "-m", "pipeline.cli.stages", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_stage_command_dvc_runs_exits_with_its_status_and_its_output_flushed(project):
+    done = _stage_process("settings", "catsdogs")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)  # the whole report, though the process skips the interpreter's teardown
+    assert (project / "data" / "settings" / "catsdogs" / "aug.json").is_file()
+    failed = _stage_process("split", "catsdogs", "-S", "aug.hflip=2")
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines() == ["error: params.yaml: aug.hflip: Input should be less than or equal to 1 (got 2)"]
+    assert _stage_process("no-such-stage").returncode == 2  # click's usage error
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -2,13 +2,17 @@
 (`pipeline.analysis.repro_times`) splits the last run."""
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipeline.analysis.repro_times import last_run, render
 from pipeline.core.errors import PipelineError
-from pipeline.core.stage_times import LOG, StageTime, read_stage_times, record_stage
+from pipeline.core.stage_times import LOG, StageTime, process_created, read_stage_times, record_stage
 
 
 def _write(root: Path, *lines: StageTime) -> None:
@@ -70,3 +74,15 @@ def test_the_last_run_is_split_into_dvc_start_up_and_work(tmp_path):
 def test_no_run_yet_says_what_to_do(tmp_path):
     with pytest.raises(PipelineError, match="run `dvc repro`"):
         last_run(tmp_path)
+
+
+def test_a_process_creation_time_is_to_the_tick_not_the_boot_seconds_rounding():
+    """psutil's create_time can be up to a second early (the boot time in whole seconds); a child started now must be
+    seen as created between just before its start and when it answers."""
+    before = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        created = process_created(psutil.Process(child.pid))
+        assert before - 0.05 <= created <= time.time() + 0.05
+    finally:
+        child.communicate(b"")

@@ -8,9 +8,11 @@ commands live here, so that a stage's code deps are the stage's modules, not eve
 
 import functools
 import importlib
+import os
+import sys
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -169,5 +171,25 @@ def export(model: Model) -> None:
     report_json(run(model, Paths()))
 
 
+def run_and_exit() -> NoReturn:
+    """Run the stage command of `sys.argv`, then end the process at once, as the stage has finished.
+
+    A process that has imported torch takes about a second to tear its modules down at a normal exit (1.0 to 1.4 s
+    measured on 2 cores), which `dvc repro` waits for after each of its 27 train, evaluate and export stages. By the
+    time a command returns, every output is written and closed (atomically), so nothing is left for that teardown
+    to do but free memory: stdout and stderr are flushed and the process exits with the command's status.
+    """
+    try:
+        app(prog_name="pipeline")
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+        if isinstance(exit_.code, str):
+            print(exit_.code, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    app(prog_name="pipeline")
+    run_and_exit()
