@@ -15,7 +15,9 @@ its own, with this repository's code and params.yaml:
 
 The numerics variants train on the preprocessed data of `--root` (this repository: run `make repro` first). It prints a table of
 test accuracy per model and variant with each model's range, checks the sample's lessons (`THRESHOLDS`, `ORDER`) on
-the minimum over the variants, and writes the figures to `--out` (JSON) with the machine and the command.
+the minimum over the variants, and writes the figures to `--out` (JSON) with the machine and the command. A report
+there already, of the same variants, keeps its other models' figures (each model's depend only on its own block and
+dataset), so that one model can be run again after its budget changed; the check covers them all.
 """
 
 import argparse
@@ -60,12 +62,15 @@ def main() -> int:
     unknown = [name for name in variants if name not in VARIANTS and not name.startswith("seed=")]
     if unknown:
         parser.error(f"unknown variant {unknown[0]!r}; use {', '.join(VARIANTS)} (or seed=N)")
+    out = args.out or root / "reports" / "sample_range.json"
     figures = {variant: run_variant(root, variant, models, params) for variant in variants}
-    print(render(figures, models))
-    failures = check(figures, models)
+    figures, commands = merged(out, figures, params)
+    every = [name for name in params["models"] if name in figures[variants[0]]]
+    print(render(figures, every))
+    failures = check(figures, every)
     for failure in failures:
         print(f"FAIL: {failure}")
-    write_report(args.out or root / "reports" / "sample_range.json", figures, models, failures)
+    write_report(out, figures, every, failures, commands)
     return 1 if failures else 0
 
 
@@ -98,6 +103,20 @@ def run_variant(repo: Path, variant: str, models: list[str], params: dict) -> di
             figures[name] = json.loads((root / "metrics" / name / "test.json").read_text())["accuracy"]
             print(f"{variant:>12}  {name:<16} {figures[name]:.3f}  ({time.monotonic() - started:.0f} s)", flush=True)
         return figures
+
+
+def merged(out: Path, figures: dict[str, dict[str, float]], params: dict) -> tuple[dict, list[str]]:
+    """These figures over those of the report at `out` when it has the same variants (its models not run now, and
+    still in params, kept), and the commands that measured them."""
+    command = f"python scripts/sample_range.py {' '.join(sys.argv[1:])}".strip() + f"  # {time.strftime('%Y-%m-%d')}"
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    if set(previous.get("test_accuracy", {})) != set(figures):
+        return figures, [command]
+    kept = {
+        variant: {name: value for name, value in run.items() if name in params["models"]}
+        for variant, run in previous["test_accuracy"].items()
+    }
+    return {variant: {**kept[variant], **figures[variant]} for variant in figures}, [*previous["commands"], command]
 
 
 def link_data(repo: Path, root: Path, dataset: str) -> None:
@@ -146,11 +165,13 @@ def check(figures: dict[str, dict[str, float]], models: list[str]) -> list[str]:
     return failures
 
 
-def write_report(out: Path, figures: dict[str, dict[str, float]], models: list[str], failures: list[str]) -> None:
-    """The figures with the command, the machine and the date, as JSON."""
+def write_report(
+    out: Path, figures: dict[str, dict[str, float]], models: list[str], failures: list[str], commands: list[str]
+) -> None:
+    """The figures with the commands that measured them, the machine and the date, as JSON."""
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
-        "command": "python scripts/sample_range.py " + " ".join(sys.argv[1:]),
+        "commands": commands,
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {cpu_name()}, {os.cpu_count()} cores",
         "test_accuracy": figures,

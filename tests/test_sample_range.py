@@ -22,10 +22,17 @@ def test_it_trains_each_variant_apart_and_reports_the_range(tmp_path: Path, monk
     for stage in ("download", "settings", "split", "preprocess"):
         app([stage, "catsdogs"], standalone_mode=False)
     out = tmp_path / "range.json"
+    earlier = {"one-thread": {"catsdogs_cnn": 2.0, "gone": 0.5}, "seed=7": {"catsdogs_cnn": 2.0, "gone": 0.5}}
+    out.write_text(json.dumps({"commands": ["an earlier run"], "test_accuracy": earlier}))
     command = [sys.executable, str(SCRIPT), "--root", str(tmp_path), "--out", str(out), "--variants"]
     done = subprocess.run([*command, "one-thread,seed=7"], capture_output=True, text=True, timeout=300)
     report = json.loads(out.read_text())
-    assert set(report["test_accuracy"]) == {"one-thread", "seed=7"}
+    # The earlier report's figures of the model run now are replaced, and a model no longer in params is dropped.
+    assert {variant: set(run) for variant, run in report["test_accuracy"].items()} == {
+        "one-thread": {"catsdogs_cnn"},
+        "seed=7": {"catsdogs_cnn"},
+    }
+    assert report["commands"][0] == "an earlier run" and "--variants one-thread,seed=7" in report["commands"][1]
     accuracies = [run["catsdogs_cnn"] for run in report["test_accuracy"].values()]
     assert report["range"]["catsdogs_cnn"] == [min(accuracies), max(accuracies)]
     assert "| `catsdogs_cnn` |" in done.stdout and "cores" in report["machine"]
