@@ -1,5 +1,6 @@
 """scripts/sample_range.py: the sample's figures again under other numerics and seeds, checked against the lessons."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -8,33 +9,54 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli.stages import app
 from tests.conftest import REPO, tiny_raw
 
-pytestmark = pytest.mark.slow
 SCRIPT = REPO / "scripts" / "sample_range.py"
+_spec = importlib.util.spec_from_file_location("sample_range", SCRIPT)
+sample_range = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sample_range)
+
+CIFAR = {"cifar_mlp": 0.2, "cifar_cnn": 0.6, "cifar_cnn_bn": 0.75, "cifar_best": 0.82}
 
 
-def test_it_trains_each_variant_apart_and_reports_the_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_the_check_holds_the_threshold_on_the_worst_run_and_the_order_in_every_run() -> None:
+    good = {"default": {"catsdogs_cnn": 0.8, **CIFAR}, "seed=1": {"catsdogs_cnn": 0.66, **CIFAR}}
+    assert sample_range.check(good, list(good["default"])) == []
+    bad = {**good, "seed=2": {"catsdogs_cnn": 0.6, **CIFAR, "cifar_cnn": 0.8}}
+    failures = sample_range.check(bad, list(good["default"]))
+    assert failures == [
+        "catsdogs_cnn: 0.600 on its worst variant, below 0.65",
+        "seed=2: cifar_cnn 0.800 is not below cifar_cnn_bn 0.750",
+    ]
+
+
+def test_the_table_has_a_column_per_variant_and_the_range() -> None:
+    table = sample_range.render({"default": {"m": 0.5}, "seed=1": {"m": 0.7}}, ["m"])
+    assert table.splitlines()[0] == "| model | default | seed=1 | range |"
+    assert table.splitlines()[2] == "| `m` | 0.500 | 0.700 | 0.500 to 0.700 |"
+
+
+def test_an_earlier_report_of_other_variants_is_replaced_not_merged(tmp_path: Path) -> None:
+    out = tmp_path / "range.json"
+    out.write_text(json.dumps({"commands": ["old"], "test_accuracy": {"default": {"other": 0.9}}}))
+    figures, commands = sample_range.merged(out, {"seed=1": {"m": 0.5}}, {"models": {"m": {}, "other": {}}})
+    assert figures == {"seed=1": {"m": 0.5}} and len(commands) == 1
+
+
+@pytest.mark.slow
+def test_it_trains_in_a_scratch_folder_and_updates_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_raw(**{"models.catsdogs_cnn.sample": {"epochs": 1}})))
-    for stage in ("download", "settings", "split", "preprocess"):
-        app([stage, "catsdogs"], standalone_mode=False)
     out = tmp_path / "range.json"
-    earlier = {"one-thread": {"catsdogs_cnn": 2.0, "gone": 0.5}, "seed=7": {"catsdogs_cnn": 2.0, "gone": 0.5}}
-    out.write_text(json.dumps({"commands": ["an earlier run"], "test_accuracy": earlier}))
-    command = [sys.executable, str(SCRIPT), "--root", str(tmp_path), "--out", str(out), "--variants"]
-    done = subprocess.run([*command, "one-thread,seed=7"], capture_output=True, text=True, timeout=300)
+    out.write_text(json.dumps({"commands": ["an earlier run"], "test_accuracy": {"seed=7": {"catsdogs_cnn": 2, "gone": 1}}}))
+    command = [sys.executable, str(SCRIPT), "--root", str(tmp_path), "--out", str(out), "--variants", "seed=7"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     report = json.loads(out.read_text())
-    # The earlier report's figures of the model run now are replaced, and a model no longer in params is dropped.
-    assert {variant: set(run) for variant, run in report["test_accuracy"].items()} == {
-        "one-thread": {"catsdogs_cnn"},
-        "seed=7": {"catsdogs_cnn"},
-    }
-    assert report["commands"][0] == "an earlier run" and "--variants one-thread,seed=7" in report["commands"][1]
-    accuracies = [run["catsdogs_cnn"] for run in report["test_accuracy"].values()]
-    assert report["range"]["catsdogs_cnn"] == [min(accuracies), max(accuracies)]
+    # The model run now replaces its earlier figure; a model no longer in params is dropped.
+    assert list(report["test_accuracy"]) == ["seed=7"] and list(report["test_accuracy"]["seed=7"]) == ["catsdogs_cnn"]
+    accuracy = report["test_accuracy"]["seed=7"]["catsdogs_cnn"]
+    assert 0 <= accuracy <= 1 and report["range"]["catsdogs_cnn"] == [accuracy, accuracy]
+    assert report["commands"][0] == "an earlier run" and "--variants seed=7" in report["commands"][1]
     assert "| `catsdogs_cnn` |" in done.stdout and "cores" in report["machine"]
     # A tiny net on 12 images a class is at chance: below the sample's threshold, which fails the run.
     assert done.returncode == 1 and "catsdogs_cnn" in report["failures"][0]
