@@ -29,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 
-import yaml
+from pipeline.config.params import Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("default", "onednn-off", "one-thread", "seed=1", "seed=2", "seed=3")
@@ -56,16 +57,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="the JSON report (default: ROOT/reports/sample_range.json)")
     args = parser.parse_args()
     root = args.root.resolve()
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    models = args.models.split(",") if args.models else sample_models(params)
+    params = load_params(root / "params.yaml")
+    models = args.models.split(",") if args.models else [name for name in params.models if params.on_sample(name)]
     variants = args.variants.split(",")
     unknown = [name for name in variants if name not in VARIANTS and not name.startswith("seed=")]
     if unknown:
         parser.error(f"unknown variant {unknown[0]!r}; use {', '.join(VARIANTS)} (or seed=N)")
     out = args.out or root / "reports" / "sample_range.json"
     figures = {variant: run_variant(root, variant, models, params) for variant in variants}
-    figures, commands = merged(out, figures, params)
-    every = [name for name in params["models"] if name in figures[variants[0]]]
+    figures, commands = merged(out, figures, params.models)
+    every = [name for name in params.models if name in figures[variants[0]]]
     print(render(figures, every))
     failures = check(figures, every)
     for failure in failures:
@@ -74,19 +75,14 @@ def main() -> int:
     return 1 if failures else 0
 
 
-def sample_models(params: dict) -> list[str]:
-    """The models whose dataset's source is `sample` (a `builtin` copy of a sample dataset counts)."""
-    return [name for name, block in params["models"].items() if params["data"][block["dataset"]].get("source") == "sample"]
-
-
-def run_variant(repo: Path, variant: str, models: list[str], params: dict) -> dict[str, float]:
+def run_variant(repo: Path, variant: str, models: list[str], params: Params) -> dict[str, float]:
     """Test accuracy per model under one variant, each trained and evaluated in a scratch folder with `repo`'s
     params (and, but for a seed variant, its preprocessed data)."""
     with tempfile.TemporaryDirectory(prefix=f"sample-range-{variant}-") as scratch:
         root = Path(scratch)
         shutil.copy(repo / "params.yaml", root / "params.yaml")
         overrides: list[str] = []
-        datasets = sorted({params["models"][name]["dataset"] for name in models})
+        datasets = sorted({params.models[name].dataset for name in models})
         if variant.startswith("seed="):
             overrides = ["-S", f"seed={int(variant.split('=')[1])}"]
             for dataset in datasets:
@@ -105,15 +101,15 @@ def run_variant(repo: Path, variant: str, models: list[str], params: dict) -> di
         return figures
 
 
-def merged(out: Path, figures: dict[str, dict[str, float]], params: dict) -> tuple[dict, list[str]]:
+def merged(out: Path, figures: dict[str, dict[str, float]], known: Collection[str]) -> tuple[dict, list[str]]:
     """These figures over those of the report at `out` when it has the same variants (its models not run now, and
-    still in params, kept), and the commands that measured them."""
+    still `known` to params, kept), and the commands that measured them."""
     command = f"python scripts/sample_range.py {' '.join(sys.argv[1:])}".strip() + f"  # {time.strftime('%Y-%m-%d')}"
     previous = json.loads(out.read_text()) if out.is_file() else {}
     if set(previous.get("test_accuracy", {})) != set(figures):
         return figures, [command]
     kept = {
-        variant: {name: value for name, value in run.items() if name in params["models"]}
+        variant: {name: value for name, value in run.items() if name in known}
         for variant, run in previous["test_accuracy"].items()
     }
     return {variant: {**kept[variant], **figures[variant]} for variant in figures}, [*previous["commands"], command]

@@ -39,7 +39,7 @@ def test_the_table_has_a_column_per_variant_and_the_range() -> None:
 def test_an_earlier_report_of_other_variants_is_replaced_not_merged(tmp_path: Path) -> None:
     out = tmp_path / "range.json"
     out.write_text(json.dumps({"commands": ["old"], "test_accuracy": {"default": {"other": 0.9}}}))
-    figures, commands = sample_range.merged(out, {"seed=1": {"m": 0.5}}, {"models": {"m": {}, "other": {}}})
+    figures, commands = sample_range.merged(out, {"seed=1": {"m": 0.5}}, {"m", "other"})
     assert figures == {"seed=1": {"m": 0.5}} and len(commands) == 1
 
 
