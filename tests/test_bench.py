@@ -4,9 +4,9 @@ import math
 import pytest
 from conftest import tiny_raw
 
-import pipeline.training.bench as bench_module
+import pipeline.tools.train_bench as bench_module
 from pipeline.config.params import parse_params
-from pipeline.training.bench import bench, render
+from pipeline.tools.train_bench import bench, training_bench_table
 
 FIGURES = (
     "data_images_per_s",
@@ -75,10 +75,10 @@ def test_the_table_shows_each_figure_with_its_unit():
         "validation_s": 0.75, "validation_share": 0.081, "stage_with_validation_images_per_s": 262.0,
         "first_epoch_and_start_s": 3.25, "stage_end_to_end_images_per_s": 250.0, "peak_host_memory_mib": 900.4,
     }
-    table = render(figures)
+    table = training_bench_table(figures)
     assert table.splitlines()[0] == "m on cpu: batch 32, 2000 training images"
     for shown in ("| 12,346 images/s |", "| 300 images/s |", "| 285 images/s |", "| 0.95 |", "| 3.2 s |", "| 900 MiB |",
                   "| 0.75 s, 8% |", "| 262 images/s |"):
         assert shown in table
     assert "GPU" not in table
-    assert "| 1,024 MiB |" in render({**figures, "peak_gpu_memory_mib": 1024})
+    assert "| 1,024 MiB |" in training_bench_table({**figures, "peak_gpu_memory_mib": 1024})

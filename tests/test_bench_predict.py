@@ -3,7 +3,7 @@ figures are only checked to be there and positive)."""
 
 import pytest
 
-from pipeline.serving.bench import SERVERS, bench, render
+from pipeline.tools.serve_bench import SERVERS, bench, serving_bench_table
 from tests.model_files import image_meta, untrained_model
 
 
@@ -18,5 +18,5 @@ def test_bench_predict_reports_predict_and_server_figures(tmp_path):
     assert all(row["requests_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"] for row in figures["server"])
     if len(torch_rows) == len(figures["predict"]):
         assert figures["skipped"] and figures["skipped"][0].startswith("onnx: ")
-    text = render(figures)
+    text = serving_bench_table(figures)
     assert "torch        1" in text and "torch, no batching (--max-batch 1)" in text

@@ -23,7 +23,8 @@ from pipeline.config.params import parse_params
 from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.atomic import DiskFullError
 from pipeline.core.paths import Paths
-from pipeline.stages.evaluate import evaluate, git_commit
+from pipeline.core.provenance import git_commit
+from pipeline.stages.evaluate import evaluate
 
 SYNTHETIC = "**The sample is synthetic**"
 

@@ -14,7 +14,7 @@ from pipeline.cli.main import app
 
 STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
 COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "lr-find", "push", "pull", "predict", "serve",
-            "bench-predict", "bench-repro")
+            "bench-predict", "bench-repro", "dev")
 runner = CliRunner()
 
 

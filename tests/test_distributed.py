@@ -12,13 +12,14 @@ import yaml
 from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
-from pipeline.core.distributed import NODE_RANK_ENV, Nodes, Shard, current_shard, launch
+from pipeline.cli.torchrun import Nodes, launch
+from pipeline.core.distributed import NODE_RANK_ENV, Shard, current_shard
 from pipeline.core.errors import PipelineError
 from pipeline.core.runtime import Normalization
 from pipeline.data.store import load_split
 from pipeline.models.file import load_model
 from pipeline.stages.train import train
-from pipeline.training.measure import measure
+from pipeline.analysis.measure import measure
 
 # One epoch of three global batches of 4; no dropout, whose masks differ between processes by design.
 ONE_EPOCH = {"train.epochs": 1}

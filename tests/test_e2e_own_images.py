@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data.shapes import make_images
+from pipeline.tools.shapes import make_images
 from tests.conftest import repo_params
 from tests.workspace import committed_repro, dvc, stages_run
 

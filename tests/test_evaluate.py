@@ -17,7 +17,8 @@ from pipeline.analysis.plots import (
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import Normalization, predict
+from pipeline.core.runtime import Normalization
+from pipeline.models.forward import predict_logits
 from pipeline.data.store import load_meta, load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
@@ -121,7 +122,7 @@ def test_a_model_trained_on_normalised_data_is_evaluated_on_normalised_data(prep
     normalization = Normalization.from_meta(load_meta(prepared, "catsdogs"))
     assert normalization is not None and Normalization.from_meta(saved["normalization"]) == normalization
     test = load_split(prepared, "catsdogs", "test")
-    logits = predict(model, test.inputs, 4, torch.device("cpu"), normalization)
+    logits = predict_logits(model, test.inputs, 4, torch.device("cpu"), normalization)
     assert metrics["loss"] == pytest.approx(loss(logits, torch.from_numpy(test.labels)).item(), rel=1e-5)
 
 
@@ -131,7 +132,7 @@ def test_evaluate_with_flip_tta_scores_the_mean_of_the_plain_and_mirrored_probab
     model, _ = load_model(trained.model_file("catsdogs_cnn"))
     test = load_split(trained, "catsdogs", "test")
     mirrored = np.ascontiguousarray(test.inputs[:, :, ::-1])  # NHWC: the width axis
-    mean = sum(probabilities(predict(model, inputs, 4, torch.device("cpu"))) for inputs in (test.inputs, mirrored)) / 2
+    mean = sum(probabilities(predict_logits(model, inputs, 4, torch.device("cpu"))) for inputs in (test.inputs, mirrored)) / 2
     labels = torch.from_numpy(test.labels)
     assert metrics["accuracy"] == pytest.approx(float((mean.argmax(1) == labels).float().mean()))
     nll = -torch.log(mean[torch.arange(len(labels)), labels]).mean().item()

@@ -10,7 +10,7 @@ from pipeline.core.runtime import Normalization
 from pipeline.data.store import load_meta, load_split
 from pipeline.models.file import load_model
 from pipeline.stages.train import train
-from pipeline.training.measure import measure
+from pipeline.analysis.measure import measure
 from tests.train_runs import curve
 
 pytestmark = pytest.mark.usefixtures("outside_any_repo")

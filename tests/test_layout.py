@@ -1,6 +1,7 @@
 """The package's shape: no import cycles, imports only point down the layers, and each stage's code deps in dvc.yaml
 are exactly the project modules its command imports, so `dvc status` sees every change that can change a result."""
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -8,16 +9,15 @@ import yaml
 from dvc.repo import Repo
 
 from tests.conftest import REPO
-from tests.imports import closure, graph, module_files
+from pipeline.tools.deps import STAGES, graph, imported_by, module_files, stale_stages
 
 # Each subpackage may import its own modules and those of the layers before it, never after.
 LAYERS = [
-    ("core",), ("config",), ("data", "models"), ("analysis",), ("training", "inference"), ("serving",), ("stages", "remote"),
+    ("core",), ("config",), ("data", "models"), ("analysis",), ("training", "inference"), ("serving",), ("stages", "tools"),
     ("cli",), ("__main__",)
 ]
-STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
 MODULES = module_files(REPO)
-MAX_LINES = 300
+GUIDE_LINES, MAX_LINES = 400, 600
 
 
 def _layer(module: str) -> int:
@@ -71,9 +71,14 @@ def _package(module: str) -> str:
     return module.split(".")[1] if "." in module else ""
 
 
-def test_every_module_is_short() -> None:
-    long = {str(path.relative_to(REPO)): n for path in MODULES.values() if (n := len(path.read_text().splitlines())) > MAX_LINES}
-    assert long == {}
+def test_modules_past_the_guideline_are_named_and_none_is_unreadably_long() -> None:
+    """Modules are split by concept, not by length: past GUIDE_LINES a module is named in a warning (split it if it
+    holds two concepts); past MAX_LINES it fails."""
+    lengths = {str(path.relative_to(REPO)): len(path.read_text().splitlines()) for path in MODULES.values()}
+    long = {name: n for name, n in lengths.items() if n > GUIDE_LINES}
+    if long:
+        warnings.warn(f"modules over {GUIDE_LINES} lines: {long}", stacklevel=1)
+    assert {name: n for name, n in long.items() if n > MAX_LINES} == {}
 
 
 def _stage_deps() -> dict[str, set[str]]:
@@ -87,25 +92,13 @@ def _covered(deps: set[str]) -> set[str]:
     return {name for name, path in MODULES.items() for dep in deps if path.relative_to(REPO).is_relative_to(Path(dep))}
 
 
-def _imported_by(stage: str) -> set[str]:
-    """What `python -m pipeline.cli.stages STAGE` imports: the stage commands' module (its commands import their
-    stage inside the function) and the stage module, with everything they import."""
-    return closure({"pipeline.cli.stages": True, f"pipeline.stages.{stage}": False}, MODULES)
+def test_dvc_yaml_code_deps_are_the_generated_ones() -> None:
+    assert stale_stages(REPO) == [], "run `pipeline dev deps --write`"
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_a_stages_code_deps_cover_every_module_its_command_imports(stage: str) -> None:
-    assert _imported_by(stage) - _covered(_stage_deps()[stage]) == set()
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_a_stage_depends_on_no_module_its_command_does_not_import(stage: str) -> None:
-    assert _covered(_stage_deps()[stage]) - _imported_by(stage) == set()
-
-
-def test_every_code_dep_exists() -> None:
-    deps = set().union(*_stage_deps().values())
-    assert deps and all((REPO / dep).exists() for dep in deps)
+def test_a_stages_code_deps_are_exactly_the_modules_its_command_imports(stage: str) -> None:
+    assert _covered(_stage_deps()[stage]) == imported_by(stage, MODULES)
 
 
 def test_dvc_reads_the_same_deps() -> None:

@@ -33,7 +33,7 @@ from pipeline.inference.predict import (
 )
 from pipeline.inference.torch_backend import TorchBackend
 from pipeline.models.file import load_model
-from pipeline.training.measure import measure
+from pipeline.analysis.measure import measure
 from tests.model_files import image_meta, rewritten, untrained_model
 
 MODEL = "catsdogs_cnn"

@@ -10,7 +10,7 @@ from conftest import tiny_raw
 from torch import nn
 
 from pipeline.config.params import parse_params
-from pipeline.core.runtime import predict
+from pipeline.models.forward import predict_logits
 from pipeline.data.store import load_split
 from pipeline.models.outputs import loss
 from pipeline.models.registry import build_model
@@ -98,6 +98,6 @@ def test_a_run_with_every_recipe_on_trains_and_validates_and_saves_the_averaged_
     val = load_split(prepared, "catsdogs", "val")
     net = build_model(model.arch, model.arch_args, in_channels=1, size=32, num_classes=2)
     net.load_state_dict(weights(prepared))
-    logits = predict(net, val.inputs, 4, torch.device("cpu"), None, False)
+    logits = predict_logits(net, val.inputs, 4, torch.device("cpu"), None, False)
     plain = loss(logits, torch.from_numpy(val.labels)).item()  # no smoothing: val/loss is the plain loss
     assert last["val/loss"] == pytest.approx(plain, rel=1e-5)  # of the averaged weights, the ones saved

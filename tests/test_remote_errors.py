@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.remote import hint
+from pipeline.cli.remote import hint
 from tests.s3 import BUCKET, free_port, moto_s3
 from tests.workspace import attempt, dvc, run
 

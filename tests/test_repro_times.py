@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.analysis.repro_times import last_run, render
+from pipeline.analysis.repro_times import last_run, stage_times_table
 from pipeline.core.errors import PipelineError
 from pipeline.core.stage_times import LOG, StageTime, process_created, read_stage_times, record_stage
 
@@ -66,7 +66,7 @@ def test_the_last_run_is_split_into_dvc_start_up_and_work(tmp_path):
     first, second = splits
     assert (first.dvc, first.startup, first.work) == (10, 2, 38)
     assert (second.dvc, second.startup, second.work) == (1.5, 2.5, 6)
-    text = render(splits)
+    text = stage_times_table(splits)
     assert "train (1)" in text and "evaluate (1)" in text
     assert "2 stages in 60.0 s: training 38.0 s (63%)" in text
 

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.config.params import parse_params
-from pipeline.training.sanity import OverfitResult, Prediction, overfit, render
+from pipeline.tools.sanity import OverfitResult, Prediction, overfit, overfit_text
 
 BN_MODEL = {"dataset": "catsdogs", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "batchnorm": True}
 
@@ -43,7 +43,7 @@ def _result(train: list[str], eval_: list[str]) -> OverfitResult:
 def test_a_collapse_to_one_class_in_eval_mode_is_named_and_explained():
     result = _result(["cat", "dog", "cat"], ["dog", "dog", "dog"])
     assert result.eval_collapsed
-    text = render(result, "resnet")
+    text = overfit_text(result, "resnet")
     assert "Eval mode predicts one class for all" in text
     assert "bn_momentum" in text and "--min-steps" in text
     assert "     1  dog          dog (0.90)             dog (0.60)" in text
@@ -52,7 +52,7 @@ def test_a_collapse_to_one_class_in_eval_mode_is_named_and_explained():
 def test_agreeing_modes_are_not_a_collapse():
     result = _result(["cat", "dog"], ["cat", "dog"])
     assert not result.eval_collapsed
-    assert "eval mode agrees on 2 of 2" in render(result, "cnn")
+    assert "eval mode agrees on 2 of 2" in overfit_text(result, "cnn")
 
 
 def test_the_cli_prints_the_side_by_side_table(prepared, tiny_params, monkeypatch):

@@ -2,7 +2,7 @@
 
 It is read in its layout (`pipeline.data.layouts`), then every image's header is read (with Pillow, never decoded)
 for its size, format and colour, checked as preprocess will check it (`pipeline.data.images.refusal`), and hashed
-to find files with the same content. `render` writes it all down; `pipeline.analysis.params_blocks` turns it into
+to find files with the same content. `inspection_text` writes it all down; `pipeline.tools.declare` turns it into
 the params blocks that declare the dataset.
 """
 
@@ -75,7 +75,7 @@ def inspect(path: Path, layout: str = "auto") -> Inspection:
     return found
 
 
-def render(found: Inspection) -> str:
+def inspection_text(found: Inspection) -> str:
     """The inspection as text: layout, classes with counts, sizes, formats, unreadable files, duplicates, ignored
     files."""
     listing = found.listing

@@ -47,7 +47,7 @@ def last_run(root: Path) -> list[StageSplit]:
     return [_split(line, run[index - 1].ended if index else line.runner_started) for index, line in enumerate(run)]
 
 
-def render(splits: list[StageSplit]) -> str:
+def stage_times_table(splits: list[StageSplit]) -> str:
     """The per-stage table, the sums per stage group, and the share of the run that was training."""
     rows = [f"{'stage':<28}{'dvc s':>8}{'start s':>9}{'work s':>9}{'total s':>9}"]
     rows += [_row(split.stage, split.dvc, split.startup, split.work) for split in splits]

@@ -129,7 +129,7 @@ def train(
     """Train a model on its dataset; logs learning curves and writes models/<model>.pt."""
     loaded = load(params, set_)
     if nproc > 1 or nnodes > 1 or node_rank or master is not None:
-        from pipeline.core.distributed import Nodes, launch
+        from pipeline.cli.torchrun import Nodes, launch
 
         nodes = Nodes(nproc=nproc, nnodes=nnodes, node_rank=node_rank, master=master)
         overrides = [argument for item in set_ or [] for argument in ("--set", item)]

@@ -30,10 +30,10 @@ def bench(
 ) -> None:
     """Measure training speed: the data feed alone, a bare training step, the train stage end to end, and the
     share of the bare step's speed the stage keeps; writes metrics/bench/<model>.json."""
-    from pipeline.training.bench import bench as run
-    from pipeline.training.bench import render
+    from pipeline.tools.train_bench import bench as run
+    from pipeline.tools.train_bench import training_bench_table
 
-    typer.echo(render(run(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
+    typer.echo(training_bench_table(run(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
 
 
 @user_errors
@@ -42,9 +42,9 @@ def bench_repro(
 ) -> None:
     """Show where the last `dvc repro` spent its time: per stage, DVC's own time before it, start-up and imports,
     and the work, with the sums per stage group and the share that was training."""
-    from pipeline.analysis.repro_times import last_run, render
+    from pipeline.analysis.repro_times import last_run, stage_times_table
 
-    typer.echo(render(last_run(root)))
+    typer.echo(stage_times_table(last_run(root)))
 
 
 @user_errors
@@ -57,8 +57,8 @@ def lr_find(
 ) -> None:
     """Run the learning-rate range test on a fresh model: the loss as the rate rises exponentially, plotted to
     metrics/<model>/lr_find.png, and fastai's suggestions (steepest descent, valley); --apply writes the valley."""
-    from pipeline.training.lr_find import apply as write
-    from pipeline.training.lr_find import find_and_plot
+    from pipeline.tools.lr_find import apply as write
+    from pipeline.tools.lr_find import find_and_plot
 
     loaded = load(params, set_)
     found, text = find_and_plot(model, loaded, Paths(), steps)
@@ -102,7 +102,7 @@ def inspect(
 ) -> None:
     """Look at a dataset before training on it: its layout, classes and counts, image sizes and formats, unreadable
     and duplicate files, what is ignored, and the params blocks that declare it (--write NAME adds them)."""
-    from pipeline.analysis.params_blocks import declare
+    from pipeline.tools.declare import declare
 
     typer.echo(declare(path, layout, write, params), nl=False)
 
@@ -119,7 +119,7 @@ def make_images(
 ) -> None:
     """Write a generated photo folder that looks like your own (shapes over clutter, any sizes, JPEG and PNG, odd
     names) in one of the layouts, to try `pipeline inspect` and a dataset of your own without any download."""
-    from pipeline.data.shapes import make_images as run
+    from pipeline.tools.shapes import make_images as run
 
     if path.exists():
         raise PipelineError(f"{path} exists; give make-images a new folder")
@@ -144,7 +144,7 @@ def pull(remote: Remote = None, jobs: Jobs = None) -> None:
 
 
 def _transfer(direction: str, remote: str | None, jobs: int | None) -> None:
-    from pipeline.remote import transfer
+    from pipeline.cli.remote import transfer
 
     status, advice = transfer(direction, remote, jobs)
     if status:
@@ -168,9 +168,32 @@ def overfit(
 ) -> None:
     """Train a fresh model on N training images until the loss is near zero, then print its train-mode and
     eval-mode predictions side by side (BatchNorm makes them differ)."""
-    from pipeline.training.sanity import overfit as run
-    from pipeline.training.sanity import render
+    from pipeline.tools.sanity import overfit as run
+    from pipeline.tools.sanity import overfit_text
 
     loaded = load(params, set_)
     result = run(model, loaded, Paths(), n=n, max_steps=steps, min_steps=min_steps, target_loss=target_loss)
-    typer.echo(render(result, model))
+    typer.echo(overfit_text(result, model))
+
+
+dev = typer.Typer(help="For those who change the pipeline's code.")
+
+
+@dev.command()
+@user_errors
+def deps(
+    write: Annotated[bool, typer.Option("--write", help="Rewrite dvc.yaml's stale code deps.")] = False,
+    root: Annotated[Path, typer.Option("--root", help="The repository.")] = Path("."),
+) -> None:
+    """Check dvc.yaml's code deps against the import graph (each stage's are exactly the modules its command
+    imports; whole folders where it imports all of one); with --write, rewrite those that are stale."""
+    from pipeline.tools.deps import stale_stages, write_deps
+
+    if write:
+        changed = write_deps(root)
+        typer.echo(f"dvc.yaml: code deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: up to date")
+        return
+    stale = stale_stages(root)
+    if stale:
+        raise PipelineError(f"dvc.yaml: the code deps of {', '.join(stale)} are stale; run `pipeline dev deps --write`")
+    typer.echo("dvc.yaml: code deps up to date")

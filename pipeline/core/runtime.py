@@ -102,20 +102,3 @@ def mixed_precision(device: torch.device, wanted: bool = True) -> contextlib.Abs
     if wanted and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@torch.inference_mode()
-def predict(
-    model: nn.Module,
-    images: np.ndarray,
-    batch_size: int,
-    device: torch.device,
-    normalization: Normalization | None = None,
-    mixed: bool = False,
-) -> torch.Tensor:
-    """The model's logits for every image, in eval mode, on the CPU (in bf16 on a CUDA device if `mixed`)."""
-    model.eval()
-    dummy = np.zeros(len(images), np.int64)
-    with mixed_precision(device, mixed):
-        outputs = [model(x.to(device, non_blocking=True)) for x, _ in batches(images, dummy, batch_size, normalization)]
-    return torch.cat(outputs).float().cpu()

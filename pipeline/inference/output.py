@@ -35,7 +35,7 @@ def write_csv(path: Path, rows: pd.DataFrame) -> None:
     write_text(path, rows.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
 
 
-def render(predictions: Predictions, rows: pd.DataFrame, ignored: int = 0) -> str:
+def predictions_text(predictions: Predictions, rows: pd.DataFrame, ignored: int = 0) -> str:
     """The table for the terminal (probabilities to 3 decimals), then how many images were predicted, the skipped
     files with their reasons and how many files were ignored."""
     lines = [_aligned(rows)] if len(rows) else []

@@ -6,7 +6,8 @@ import numpy as np
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.preprocessing import Preprocessing
-from pipeline.core.runtime import Normalization, pick_device, place, predict
+from pipeline.core.runtime import Normalization, pick_device, place
+from pipeline.models.forward import predict_logits
 from pipeline.models.file import load_model
 from pipeline.models.outputs import probabilities
 
@@ -32,5 +33,5 @@ class TorchBackend:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) of uint8 images (N, size, size, channels), as evaluate computes them."""
-        logits = predict(self.model, images, self.batch_size, self.device, self.normalization)
+        logits = predict_logits(self.model, images, self.batch_size, self.device, self.normalization)
         return probabilities(logits).numpy()

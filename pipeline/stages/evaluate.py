@@ -9,8 +9,6 @@ figure is of the class probabilities averaged over the views (`pipeline.inferenc
 """
 
 import json
-import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,11 +42,12 @@ from pipeline.config.evaluation import TtaMode
 from pipeline.core.atomic import write_json, write_text
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
+from pipeline.core.provenance import git_commit
 from pipeline.core.runtime import Normalization, pick_device, place
 from pipeline.data.store import SplitArrays, load_meta, load_split
 from pipeline.inference.tta import with_tta
 from pipeline.models.file import load_model
-from pipeline.training.measure import measure
+from pipeline.analysis.measure import measure
 
 BATCH_SIZE = 256
 TOP_LOSSES = 9  # fastai's plot_top_losses shows 9 by default
@@ -175,33 +174,3 @@ def _write_errors(
 def _write_confusion(paths: Paths, model_name: str, actual: np.ndarray, predicted: np.ndarray, classes) -> None:
     records = [{"actual": classes[a], "predicted": classes[p]} for a, p in zip(actual, predicted, strict=True)]
     write_text(paths.confusion(model_name), json.dumps(records, indent=0) + "\n")
-
-
-def git_commit(root: Path) -> str:
-    """`git commit <sha>`, the commit checked out at `root`, with " + uncommitted changes" when a tracked file
-    differs from it; "not a git repository" outside one.
-
-    dvc.lock is left out of the comparison, since DVC rewrites it as the stages of a run finish, and so are
-    untracked files (the pipeline's outputs are ignored; a new module counts once a tracked file imports it).
-    `dvc exp run -S` edits params.yaml, so an experiment's card names its baseline commit + uncommitted changes:
-    in the workspace, and in the temporary copy a queued run works in (a git repository at the baseline commit,
-    the experiment's changes applied uncommitted).
-    """
-    try:
-        head = _git(root, "rev-parse", "--verify", "HEAD")
-        if head.returncode:
-            reason = (head.stderr.strip().splitlines() or ["git failed"])[-1]
-            return "not a git repository" if "not a git repository" in reason else f"unknown ({reason})"
-        status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ":(exclude)dvc.lock")
-    except OSError as exc:  # no git program
-        return f"unknown ({exc.strerror}: git)"
-    commit = f"git commit {head.stdout.strip()}"
-    if status.returncode:
-        return f"{commit} (whether files changed is not known: git status failed)"
-    return commit + (" + uncommitted changes" if status.stdout.strip() else "")
-
-
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run git in `root`, its messages in English (to recognise "not a git repository")."""
-    command = ["git", "-C", str(root), *args]
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)

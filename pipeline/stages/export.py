@@ -23,7 +23,8 @@ import torch
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import Normalization, predict
+from pipeline.core.runtime import Normalization
+from pipeline.models.forward import predict_logits
 from pipeline.data.store import load_meta, load_split
 from pipeline.inference.backend import Preprocessing
 from pipeline.inference.exporting import (
@@ -50,7 +51,7 @@ def export(model_name: str, paths: Paths) -> dict[str, Any]:
     inputs = load_split(paths, saved["dataset"], "test").inputs[:PARITY_SAMPLES]
     _check_data(model_name, saved, meta, inputs, paths)
     normalization = Normalization.from_meta(saved["normalization"])
-    expected = probabilities(predict(model, inputs, BATCH_SIZE, torch.device("cpu"), normalization)).numpy()
+    expected = probabilities(predict_logits(model, inputs, BATCH_SIZE, torch.device("cpu"), normalization)).numpy()
     program = export_program(InferenceGraph(model, normalization), np.zeros((2, *inputs.shape[1:]), inputs.dtype))
     with atomic_path(paths.onnx_file(model_name)) as onnx_file, atomic_path(paths.program_file(model_name)) as pt2:
         onnx.save(onnx_model(program, export_info(model_name, saved, meta)), onnx_file)

@@ -50,7 +50,7 @@ from pipeline.training.epoch import Stepping, train_one_epoch, weight_average
 from pipeline.training.feed import TrainFeed, augmented_samples
 from pipeline.training.fine_tune import fine_tune_epoch
 from pipeline.training.keep import KeptWeights, chosen_row
-from pipeline.training.measure import measure
+from pipeline.analysis.measure import measure
 from pipeline.training.mixing import mixer_for
 from pipeline.training.schedule import initial_lr, make_scheduler
 from pipeline.training.step import build_for, make_optimizer, penalty_for

@@ -177,7 +177,7 @@ def _peak_memory(device: torch.device) -> dict[str, float]:
     return peaks
 
 
-def render(figures: dict) -> str:
+def training_bench_table(figures: dict) -> str:
     """The figures as a markdown table, as printed and as pasted into README.md."""
     rows = [
         ("data: feed alone (read, augment, to device)", f"{figures['data_images_per_s']:,.0f} images/s"),

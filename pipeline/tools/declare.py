@@ -3,7 +3,6 @@ images are (`data`), how they are split (`split`), how they are stored (`preproc
 each with comments that say why. `write_blocks` adds them to params.yaml in place, keeping its comments, order and
 formatting (ruamel's round-trip mode), once the result validates; the file is replaced atomically."""
 
-import copy
 import io
 import os
 import re
@@ -12,13 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap
 
-from pipeline.analysis.inspect import Inspection, inspect, render
-from pipeline.config.overrides import read_yaml
-from pipeline.config.params import parse_params
-from pipeline.core.atomic import write_text
+from pipeline.analysis.inspect import Inspection, inspect, inspection_text
+from pipeline.tools.params_editing import append_entry, load_document, round_trip_yaml, save_document
 from pipeline.core.errors import PipelineError
 
 SIDES = (32, 48, 64, 96, 128)  # the largest not above the images' median side; 128 is plenty for a small CNN
@@ -32,7 +28,6 @@ FRACTIONS = {"train": None, "val": 0.15, "test": 0.15}
 ARCH = "catsdogs_cnn"  # the classic small convnet: any size from 22 px (SIDES start at 32), any number of classes
 BLOCKS = ("data", "split", "preprocess", "models")
 NAME = re.compile(r"[a-z][a-z0-9_]*")
-COMMENT_SLOT = 2  # where ruamel keeps the comment that follows a mapping value
 SHOWN_CLASSES = 6
 
 
@@ -62,7 +57,7 @@ def declare(path: Path, layout: str, write: str | None, params_file: Path) -> st
     found = inspect(path, layout)
     name = write or dataset_name(path)
     entries = suggest(found, name, path, layout)
-    text = f"{render(found)}\nparams to declare it as {name!r} (--write NAME adds them to params.yaml):\n\n"
+    text = f"{inspection_text(found)}\nparams to declare it as {name!r} (--write NAME adds them to params.yaml):\n\n"
     text += blocks_text(entries)
     if write:
         added = write_blocks(params_file, name, entries)
@@ -128,7 +123,7 @@ def blocks_text(entries: list[Entry]) -> str:
         if entry.comment:
             block.yaml_set_comment_before_after_key(entry.key, before=entry.comment.lstrip("\n"), indent=2)
         text = io.StringIO()
-        _yaml().dump(CommentedMap({entry.block: block}), text)
+        round_trip_yaml().dump(CommentedMap({entry.block: block}), text)
         texts.append(text.getvalue())
     return "\n".join(texts)
 
@@ -166,32 +161,6 @@ def write_blocks(params_file: Path, name: str, entries: list[Entry]) -> list[str
             target.yaml_set_comment_before_after_key(entry.key, before=entry.comment, indent=2)
     save_document(params_file, document, f"--write {name}: the blocks were not added")
     return [f"{entry.block}.{entry.key}" for entry in entries]
-
-
-def load_document(params_file: Path) -> CommentedMap:
-    """`params_file` as a round-trip document (comments, order and formatting kept); an error if it is missing,
-    not YAML or not a mapping."""
-    try:
-        document = _yaml().load(params_file.read_text())
-    except FileNotFoundError:
-        raise PipelineError(f"{params_file} does not exist; run from the repository root or give --params") from None
-    except YAMLError as exc:
-        raise PipelineError(f"{params_file} is not valid YAML ({exc.__class__.__name__}); fix it first") from None
-    if not isinstance(document, CommentedMap):
-        raise PipelineError(f"{params_file} does not hold a mapping of params blocks; fix it first")
-    return document
-
-
-def save_document(params_file: Path, document: CommentedMap, refused: str) -> None:
-    """Replace `params_file` atomically with `document`, once it validates (`parse_params`); else an error that
-    starts with `refused` (the option, and that nothing was written)."""
-    text = io.StringIO()
-    _yaml().dump(document, text)
-    try:
-        parse_params(read_yaml(text.getvalue()) or {}, source=str(params_file))
-    except PipelineError as exc:
-        raise PipelineError(f"{refused}, the result would not validate: {exc}") from None
-    write_text(params_file, text.getvalue())
 
 
 def _split(found: Inspection, name: str) -> Entry:
@@ -239,41 +208,3 @@ def _preprocess(found: Inspection, name: str) -> Entry:
         "color": "every image is gray" if found.gray else "colour images",
         "resize": why,
     })
-
-
-def _yaml() -> YAML:
-    """ruamel in round-trip mode, writing nulls as `null` and long lines unwrapped, as params.yaml has them."""
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.representer.add_representer(
-        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null")
-    )
-    return yaml
-
-
-def append_entry(mapping: CommentedMap, key: str, value: Any) -> None:
-    """Set `key` (at the end of `mapping` if new), moving the comment that followed the entry before it (the next
-    block's heading, which ruamel keeps with that entry; or with `key` itself if it was null) after the new value."""
-    before = (mapping, key) if key in mapping else _last_entry(mapping)
-    mapping[key] = value
-    tokens = before[0].ca.items.get(before[1]) if before else None
-    after = (_last_entry(value) if isinstance(value, CommentedMap) else None) or (mapping, key)
-    if tokens and len(tokens) > COMMENT_SLOT and tokens[COMMENT_SLOT] is not None and after != before:
-        token = tokens[COMMENT_SLOT]
-        moved = copy.copy(token)
-        same_line, _, rest = token.value.partition("\n")
-        if same_line.strip():  # an end-of-line comment (`epochs: 2  # short`) stays on its line; the rest moves
-            token.value, moved.value = same_line + "\n", "\n" + rest
-        else:
-            tokens[COMMENT_SLOT] = None
-        after[0].ca.items.setdefault(after[1], [None, None, None, None])[COMMENT_SLOT] = moved
-
-
-def _last_entry(mapping: CommentedMap) -> tuple[CommentedMap, str] | None:
-    """The innermost mapping and key that end `mapping` (where a trailing comment is kept); None if it is empty."""
-    if not mapping:
-        return None
-    last = list(mapping)[-1]
-    inner = mapping[last]
-    return _last_entry(inner) if isinstance(inner, CommentedMap) and inner else (mapping, last)

@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 
 from pipeline.core.errors import PipelineError
-from pipeline.data.shapes import make_images
+from pipeline.tools.shapes import make_images
 from pipeline.inference.inputs import Item
 from pipeline.inference.predict import BACKENDS, open_backend, predict_items, prepared
 from pipeline.serving.launch import running_server
@@ -148,7 +148,7 @@ def _round(url: str, photos: list[tuple[str, bytes]], clients: int, requests: in
     return wall, latencies
 
 
-def render(figures: dict[str, Any]) -> str:
+def serving_bench_table(figures: dict[str, Any]) -> str:
     """The figures as two text tables, with what was skipped."""
     lines = [f"{figures['model']}: {figures['images']} generated photos, on the CPU", "",
              f"{'predict':<8} {'batch':>5} {'model images/s':>15} {'predict images/s':>17}"]

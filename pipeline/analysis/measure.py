@@ -12,7 +12,8 @@ from torch import nn
 
 from pipeline.analysis.diagnostics import confidence_figures
 from pipeline.core.distributed import Shard, gathered_uneven, my_share
-from pipeline.core.runtime import Normalization, predict
+from pipeline.core.runtime import Normalization
+from pipeline.models.forward import predict_logits
 from pipeline.data.store import SplitArrays
 from pipeline.models.outputs import loss, probabilities
 
@@ -41,7 +42,7 @@ def measure(
     """Loss, accuracy and true-class confidence of the model in eval mode on a whole split, shared out between the
     processes of `shard`."""
     part = my_share(len(split.labels), shard)
-    logits = predict(model, split.inputs[part], batch_size, device, normalization, mixed)
+    logits = predict_logits(model, split.inputs[part], batch_size, device, normalization, mixed)
     labels = torch.from_numpy(split.labels[part])
     if shard.world > 1:  # a process scoring alone (rank 0's BatchNorm check) must not wait for the others
         logits, labels = gathered_uneven(logits.to(device)).cpu(), gathered_uneven(labels.to(device)).cpu()

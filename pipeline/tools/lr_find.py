@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pipeline.analysis.params_blocks import append_entry, load_document, save_document
+from pipeline.tools.params_editing import append_entry, load_document, save_document
 from pipeline.analysis.plots import save_png
 from pipeline.config.params import Params
 from pipeline.core.errors import PipelineError

@@ -140,7 +140,7 @@ def _top(probs: torch.Tensor, classes: list[str]) -> tuple[str, float]:
     return classes[best], float(probs[best])
 
 
-def render(result: OverfitResult, model_name: str) -> str:
+def overfit_text(result: OverfitResult, model_name: str) -> str:
     """The result as a table a person reads, with a verdict."""
     lines = [
         f"{model_name}: {len(result.predictions)} training images, {result.steps} steps; "

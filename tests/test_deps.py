@@ -1,0 +1,87 @@
+"""`pipeline dev deps`: dvc.yaml's code deps generated from the import graph, on a tiny package of its own."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli.main import app
+from pipeline.tools.deps import code_deps, generated_dvc_yaml, stale_stages, write_deps
+
+DVC_YAML = """\
+# a comment that stays
+stages:
+  train:
+    foreach: ${models}
+    do:
+      cmd: python -m pipeline.cli.stages train ${key}
+      deps:
+        - pipeline/old.py
+        - data/processed/${item.dataset}
+      outs:
+        - models/${key}.pt
+"""
+
+
+def _module(root: Path, name: str, text: str = "") -> None:
+    path = root / (name.replace(".", "/") + ".py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A package where `train` imports all of `a/` and one module of `b/`, and `b.unused` is imported by no stage."""
+    for package in ("pipeline", "pipeline.cli", "pipeline.stages", "pipeline.a", "pipeline.b"):
+        _module(tmp_path, f"{package}.__init__")
+    _module(tmp_path, "pipeline.cli.stages", "import pipeline.a.one\n\ndef train():\n    import pipeline.stages.train\n")
+    for stage in ("download", "settings", "split", "preprocess", "evaluate", "export"):
+        _module(tmp_path, f"pipeline.stages.{stage}")
+    _module(tmp_path, "pipeline.stages.train", "from pipeline.a import two\nfrom pipeline.b.used import thing\n")
+    _module(tmp_path, "pipeline.a.one")
+    _module(tmp_path, "pipeline.a.two", "import pipeline.a.one\n")
+    _module(tmp_path, "pipeline.b.used")
+    _module(tmp_path, "pipeline.b.unused")
+    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
+    return tmp_path
+
+
+def test_a_folder_whose_every_module_is_imported_is_one_dep_and_the_rest_are_files(repo: Path) -> None:
+    assert code_deps("train", repo) == [
+        "pipeline/__init__.py",
+        "pipeline/a",
+        "pipeline/b/__init__.py",
+        "pipeline/b/used.py",
+        "pipeline/cli",
+        "pipeline/stages/__init__.py",
+        "pipeline/stages/train.py",
+    ]
+
+
+def test_the_cli_module_counts_its_top_level_imports_only(repo: Path) -> None:
+    assert "pipeline/stages/train.py" not in code_deps("export", repo)
+
+
+def test_generating_replaces_the_code_deps_and_keeps_the_rest(repo: Path) -> None:
+    text = generated_dvc_yaml(repo)
+    assert "pipeline/old.py" not in text
+    assert text.startswith("# a comment that stays\n")
+    assert "        - pipeline/a\n        - pipeline/b/__init__.py\n" in text
+    assert text.index("pipeline/stages/train.py") < text.index("data/processed/${item.dataset}")
+
+
+def test_stale_deps_are_named_and_written_once(repo: Path) -> None:
+    assert stale_stages(repo) == ["train"]
+    assert write_deps(repo) == ["train"]
+    assert stale_stages(repo) == [] and write_deps(repo) == []
+    _module(repo, "pipeline.b.used", "import pipeline.b.unused\n")  # a new import: now all of b/ is used
+    assert stale_stages(repo) == ["train"]
+
+
+def test_the_command_fails_on_stale_deps_and_rewrites_them_with_write(repo: Path) -> None:
+    runner = CliRunner()
+    stale = runner.invoke(app, ["dev", "deps", "--root", str(repo)])
+    assert stale.exit_code == 1 and "train are stale; run `pipeline dev deps --write`" in stale.output
+    written = runner.invoke(app, ["dev", "deps", "--write", "--root", str(repo)])
+    assert written.exit_code == 0 and "rewritten for train" in written.output
+    assert runner.invoke(app, ["dev", "deps", "--root", str(repo)]).exit_code == 0
