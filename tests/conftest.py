@@ -1,34 +1,23 @@
 """Shared fixtures: tiny, valid params, a tiny prepared dataset and tiny CIFAR-10 batches, generated on the fly (no
 network, no files)."""
 
-import copy
 import os
 import shutil
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-import yaml
 
 from pipeline.config.params import Params, parse_params
-from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.data.classes import Listing
-from pipeline.data.raw import SAMPLE_COLUMNS, write_index
 from pipeline.data.sources.cifar_official import CACHE_ENV
-from pipeline.stages.download import download
-from pipeline.stages.preprocess import preprocess
-from pipeline.stages.split import split
 from pipeline.stages.train import train
-from tests.cifar_files import expected_images, random_batches
-
-REPO = Path(__file__).resolve().parents[1]
-
+from tests.helpers.cifar_files import expected_images, random_batches
+from tests.helpers.datasets import prepare
+from tests.helpers.params import tiny_raw
 
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread in each test process and each process a test starts, unless OMP_NUM_THREADS says otherwise.
@@ -39,79 +28,6 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-
-
-TINY: dict[str, Any] = {
-    "seed": 7,
-    "data": {"catsdogs": {"source": "sample", "path": None, "sample_per_class": 12}},
-    "split": {"catsdogs": {"train": 6, "val": 3, "test": 3}},
-    "preprocess": {"catsdogs": {"size": 32, "color": "gray", "normalize": False}},
-    "aug": {"rotation": 0, "shift": 0, "zoom": 0, "shear": 0, "hflip": 0, "brightness": 0},
-    "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 0.001, "device": "cpu"},
-    "evaluate": {"tta": "none"},
-    "models": {
-        "catsdogs_cnn": {"dataset": "catsdogs", "arch": "catsdogs_cnn", "epochs": 2, "dropout": [0.25, 0.25, 0.5]}
-    },
-}
-
-
-CIFAR_AUG = {"crop_padding": 4, "hflip": 0.5}
-TINY_CIFAR: dict[str, Any] = {
-    "data": {"cifar10": {"source": "sample", "path": None, "sample_per_class": 4, "sample_test_per_class": 2}},
-    "split": {"cifar10": {"val_fraction": 0.25, "seed": 43, "max_train_per_class": None, "max_test_per_class": None}},
-    "preprocess": {"cifar10": {"size": 32, "color": "rgb", "normalize": True}},
-    "models": {
-        # Two epochs on real data, one on the sample (its budget).
-        "cifar_mlp": {
-            "dataset": "cifar10", "arch": "mlp", "hidden": [16, 8], "aug": CIFAR_AUG, "epochs": 2, "sample": {"epochs": 1}
-        },
-        "cifar_cnn": {"dataset": "cifar10", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "aug": CIFAR_AUG},
-        "cifar_cnn_bn": {
-            "dataset": "cifar10",
-            "arch": "cifar_cnn",
-            "widths": [4, 4, 4],
-            "dense": 8,
-            "batchnorm": True,
-            "dropout": [0.2, 0.3, 0.4, 0.5],
-            "aug": CIFAR_AUG,
-        },
-        "cifar_vgg16": {"dataset": "cifar10", "arch": "vgg16", "pretrained": False, "freeze": False, "head": 8},
-        "cifar_resnet18": {"dataset": "cifar10", "arch": "resnet18", "optimizer": "sgd", "lr_schedule": "cosine"},
-    },
-}
-
-
-TINY_IRIS: dict[str, Any] = {
-    "data": {"iris": {"source": "sklearn"}},
-    "split": {"iris": {"train": 30, "val": 10, "test": 10}},
-    "preprocess": {"iris": {"normalize": True}},
-    "models": {"iris_mlp": {"dataset": "iris", "arch": "mlp", "hidden": [8], "epochs": 3, "batch_size": 5}},
-}
-
-
-def tiny_full() -> dict[str, Any]:
-    """Tiny params for all three datasets and all seven models, shaped like the repository's params.yaml."""
-    raw = copy.deepcopy(TINY)
-    for extra in (TINY_CIFAR, TINY_IRIS):
-        for block, entries in copy.deepcopy(extra).items():
-            raw[block].update(entries)
-    return raw
-
-
-def tiny_raw(**changes: Any) -> dict[str, Any]:
-    """A deep copy of the tiny params with dotted-key changes applied, e.g. tiny_raw(**{"aug.hflip": 0.5})."""
-    return changed(copy.deepcopy(TINY), changes)
-
-
-def changed(raw: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """`raw` with dotted-key changes applied in place (`{"aug.hflip": 0.5}`), missing blocks created; returns it."""
-    for key, value in changes.items():
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return raw
 
 
 @pytest.fixture
@@ -132,14 +48,6 @@ def outside_any_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def paths(tmp_path: Path) -> Paths:
     """Pipeline paths rooted in a fresh temporary folder."""
     return Paths(tmp_path)
-
-
-def prepare(paths: Paths, params: Params, dataset: str) -> Paths:
-    """Take `dataset` through download, split and preprocess under `paths`."""
-    download(dataset, params.data[dataset], params.seed, paths)
-    split(dataset, params.split[dataset], params.seed, paths)
-    preprocess(dataset, params.preprocess[dataset], paths)
-    return paths
 
 
 @pytest.fixture
@@ -168,29 +76,6 @@ def trained(tiny_run, tmp_path: Path) -> Paths:
     return Paths(shutil.copytree(tiny_run[0].root, tmp_path / "run"))
 
 
-def refusal_writing_nothing_outside(root: Path, inside: Path, action: Callable[[], object]) -> str:
-    """The message of the PipelineError that `action` must raise, once checked that no file or folder under `root`
-    but outside `inside` was added, removed or changed."""
-    before = _files_outside(root, inside)
-    with pytest.raises(PipelineError) as error:
-        action()
-    assert _files_outside(root, inside) == before
-    return str(error.value)
-
-
-def _files_outside(root: Path, inside: Path) -> dict[str, bytes | None]:
-    return {
-        str(path): path.read_bytes() if path.is_file() else None
-        for path in root.rglob("*")
-        if not path.is_relative_to(inside)
-    }
-
-
-def repo_params() -> dict[str, Any]:
-    """The repository's own params.yaml, parsed as YAML."""
-    return yaml.safe_load((REPO / "params.yaml").read_text())
-
-
 @pytest.fixture
 def offline_cifar_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Nothing may reach the network, and the CIFAR-10 cache is a fresh folder, not the user's."""
@@ -214,7 +99,3 @@ def cifar_images(cifar_batches) -> dict[str, np.ndarray]:
     return expected_images(cifar_batches)
 
 
-def write_raw_index(paths: Paths, dataset: str, classes: tuple[str, ...]) -> None:
-    """The raw `index.json` (and an empty `samples.csv`) of an images dataset whose archive a test writes itself."""
-    paths.raw_dir(dataset).mkdir(parents=True, exist_ok=True)
-    write_index(paths.raw_dir(dataset), "images", Listing("split_folders", [], classes, {}), pd.DataFrame(columns=SAMPLE_COLUMNS))

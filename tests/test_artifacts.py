@@ -11,9 +11,9 @@ import yaml
 from dvc.repo import Repo
 
 from pipeline.core.paths import Paths
-from tests.conftest import REPO, repo_params
-from tests.workspace import dvc as run_dvc
-from tests.workspace import locked_copy, run
+from tests.helpers.params import REPO, repo_params
+from tests.helpers.workspace import dvc as run_dvc
+from tests.helpers.workspace import locked_copy, run
 
 
 def _artifacts() -> dict:

@@ -2,11 +2,11 @@ import json
 import math
 
 import pytest
-from conftest import tiny_raw
 
 import pipeline.tools.train_bench as bench_module
 from pipeline.config.params import parse_params
 from pipeline.tools.train_bench import bench, training_bench_table
+from tests.helpers.params import tiny_raw
 
 FIGURES = (
     "data_images_per_s",

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_raw
 
 from pipeline.analysis.card import (
     CardFacts,
     confusion_counts,
-    differing_params,
     model_card,
     worst_confusions,
 )
@@ -24,7 +22,10 @@ from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.atomic import DiskFullError
 from pipeline.core.paths import Paths
 from pipeline.core.provenance import git_commit
+from pipeline.data.store import DatasetMeta
+from pipeline.models.file import SavedModel
 from pipeline.stages.evaluate import evaluate
+from tests.helpers.params import tiny_raw
 
 SYNTHETIC = "**The sample is synthetic**"
 
@@ -62,21 +63,6 @@ def test_the_card_lists_the_params_that_differ_from_the_defaults_and_only_those(
         ["`train.epochs`", "`2`", "`10`"],
         ["`train.batch_size`", "`4`", "`32`"],
         ["`train.device`", "`cpu`", "`auto`"],
-    ]
-
-
-def test_differing_params_compares_train_aug_and_the_architectures_own_args_with_their_defaults():
-    saved = {
-        "arch": "cifar_cnn",
-        "train": TrainParams(lr=0.01, optimizer="sgd").model_dump(mode="json"),
-        "aug": AugParams(hflip=0.5).model_dump(mode="json"),
-        "arch_args": ARCH_ARGS["cifar_cnn"](batchnorm=True, widths=(32, 64, 128)).model_dump(mode="json"),
-    }
-    assert differing_params(saved) == [
-        ("train.optimizer", "sgd", "adam"),
-        ("train.lr", 0.01, 0.001),
-        ("aug.hflip", 0.5, 0),
-        ("arch.batchnorm", True, False),
     ]
 
 
@@ -170,18 +156,19 @@ def test_git_commit_names_the_commit_and_says_when_tracked_files_changed(tmp_pat
 
 def test_a_table_datasets_card_describes_feature_rows():
     classes = ["setosa", "versicolor"]
-    saved = {
-        "dataset": "iris", "arch": "mlp", "classes": classes, "seed": 3, "epoch": 3, "kept": "last",
-        "train": TrainParams(keep="last").model_dump(mode="json"), "aug": AugParams().model_dump(mode="json"),
-        "arch_args": ARCH_ARGS["mlp"]().model_dump(mode="json"),
-    }
+    saved = SavedModel(
+        model="iris_mlp", dataset="iris", arch="mlp", classes=classes, size=1, channels=2, seed=3, epoch=3, kept="last",
+        normalization={"normalize": True, "mean": [3.7, 1.2], "std": [1.76, 0.76]}, preprocessing=None,
+        train=TrainParams(keep="last").model_dump(mode="json"), aug=AugParams().model_dump(mode="json"),
+        arch_args=ARCH_ARGS["mlp"]().model_dump(mode="json"),
+    )
     figures = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 5}
     facts = CardFacts(
         name="iris_mlp", saved=saved,
         metrics={"accuracy": 1.0, "loss": 0.1, "ece": 0.05, "samples": 10, "macro": {"f1": 1.0}, "tta": "none"},
         per_class={name: figures for name in classes}, confusion=np.diag([5, 5]),
-        meta={"kind": "table", "features": ["petal_length", "petal_width"], "normalize": True, "mean": [3.7, 1.2],
-              "std": [1.76, 0.76]},
+        meta=DatasetMeta(kind="table", classes=classes, size=1, features=["petal_length", "petal_width"],
+                         normalize=True, mean=[3.7, 1.2], std=[1.76, 0.76]),
         counts={split: dict.fromkeys(classes, n) for split, n in (("train", 30), ("val", 10), ("test", 5))},
         source="sklearn", commit="git commit abc",
     )

@@ -6,7 +6,7 @@ import torch
 from pipeline.core.errors import PipelineError
 from pipeline.core.torchfile import read_torch_file
 from pipeline.models.file import load_model
-from tests.crafted import crafted_torch_file, runs_code_when_trusted
+from tests.helpers.crafted import crafted_torch_file, runs_code_when_trusted
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip-format", "legacy-format"])

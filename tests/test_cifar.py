@@ -17,7 +17,7 @@ from pipeline.data.raw import read_index, read_samples
 from pipeline.data.sources.cifar_batches import BASE_FOLDER
 from pipeline.data.sources.cifar_official import FILENAME
 from pipeline.stages.download import download
-from tests.cifar_files import (
+from tests.helpers.cifar_files import (
     BATCH_SIZES,
     assert_nothing_written,
     batches_folder,
@@ -28,7 +28,7 @@ from tests.cifar_files import (
     tar_gz,
     write,
 )
-from tests.conftest import refusal_writing_nothing_outside
+from tests.helpers.refusals import refusal_writing_nothing_outside
 
 PATH_KEY = r"data\.cifar10[.:]"
 

@@ -13,7 +13,7 @@ from pipeline.config.datasets import Cifar10Data
 from pipeline.core.errors import PipelineError
 from pipeline.data.sources import cifar_official
 from pipeline.stages.download import download
-from tests.cifar_files import assert_nothing_written, decoded, official_tar
+from tests.helpers.cifar_files import assert_nothing_written, decoded, official_tar
 
 SOURCE_KEY = r"data\.cifar10\.source"
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import typer
 import yaml
-from conftest import tiny_raw
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
+from tests.helpers.params import tiny_raw
 
 STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
 COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "lr-find", "push", "pull", "predict", "serve",

@@ -4,13 +4,15 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.runtime import place
 from pipeline.models.file import load_model
 from pipeline.stages.train import train
-from pipeline.training.step import build_for, make_optimizer, training_step
+from pipeline.data.store import DatasetMeta
+from pipeline.training.run import fresh_model, make_optimizer
+from pipeline.training.step import training_step
+from tests.helpers.params import tiny_raw
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -41,8 +43,8 @@ def test_a_cuda_step_gives_the_cpu_step_s_loss_and_update(amp, tolerance, monkey
     }
     config = parse_params(tiny_raw(**changes)).model("catsdogs_cnn")
     torch.manual_seed(0)
-    data = {"channels": 1, "size": 32, "classes": ["cat", "dog"]}
-    cpu_model = place(build_for("catsdogs_cnn", config, data), torch.device("cpu"))
+    meta = DatasetMeta(classes=["cat", "dog"], size=32, mean=[0.5], std=[0.25], normalize=False)
+    cpu_model = place(fresh_model(config, meta, channels=1), torch.device("cpu"))
     start = _flat(cpu_model)
     gpu_model = place(copy.deepcopy(cpu_model), torch.device("cuda"))
     inputs, labels = torch.rand(16, 1, 32, 32), torch.randint(0, 2, (16,))

@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.cli.torchrun import Nodes, launch
@@ -20,6 +19,7 @@ from pipeline.data.store import load_split
 from pipeline.models.file import load_model
 from pipeline.stages.train import train
 from pipeline.analysis.measure import measure
+from tests.helpers.params import tiny_raw
 
 # One epoch of three global batches of 4; no dropout, whose masks differ between processes by design.
 ONE_EPOCH = {"train.epochs": 1}
@@ -124,7 +124,7 @@ def test_with_batchnorm_and_dropout_every_validation_image_counts_once(prepared)
     report = _two_processes(prepared)
     model, saved = load_model(prepared.model_file("catsdogs_cnn"))
     val = load_split(prepared, "catsdogs", "val")
-    normalization = Normalization.from_meta(saved["normalization"])
+    normalization = Normalization.from_stats(saved.normalization)
     scored = measure(model, val, 4, torch.device("cpu"), normalization)
     assert report["val/loss"] == pytest.approx(scored.loss, rel=1e-5)
     assert report["val/acc"] == scored.accuracy

@@ -15,7 +15,7 @@ from pipeline.core.paths import Paths
 from pipeline.data.raw import read_samples
 from pipeline.data.sources.sample import catsdogs_sample
 from pipeline.stages.download import download
-from tests.conftest import refusal_writing_nothing_outside
+from tests.helpers.refusals import refusal_writing_nothing_outside
 
 PATH_KEY = r"data\.catsdogs[.:]"
 RULES_URL = "https://www.kaggle.com/competitions/dogs-vs-cats/rules"

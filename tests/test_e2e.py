@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.helpers.params import tiny_full
+from tests.helpers.workspace import committed_repro, dvc, run, stages_run
 
-from tests.conftest import tiny_full
-from tests.workspace import committed_repro, dvc, run, stages_run
 
 pytestmark = pytest.mark.slow
 

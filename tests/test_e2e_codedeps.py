@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from dvc.repo import Repo
+from tests.helpers.workspace import locked_copy
 
-from tests.workspace import locked_copy
 
 pytestmark = pytest.mark.slow
 

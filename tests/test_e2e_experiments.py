@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.helpers.params import tiny_raw
+from tests.helpers.workspace import committed_repro, dvc, run, wait_for_queue
 
-from tests.conftest import tiny_raw
-from tests.workspace import committed_repro, dvc, run, wait_for_queue
 
 pytestmark = pytest.mark.slow
 

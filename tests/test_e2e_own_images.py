@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.tools.shapes import make_images
-from tests.conftest import repo_params
-from tests.workspace import committed_repro, dvc, stages_run
+from tests.helpers.params import repo_params
+from tests.helpers.workspace import committed_repro, dvc, stages_run
 
 pytestmark = pytest.mark.slow
 

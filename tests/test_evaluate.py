@@ -5,7 +5,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_IRIS, prepare, tiny_raw
 
 from pipeline.analysis.diagnostics import sample_losses
 from pipeline.analysis.plots import (
@@ -25,6 +24,8 @@ from pipeline.models.outputs import loss, probabilities
 from pipeline.stages.evaluate import evaluate
 from pipeline.stages.preprocess import preprocess
 from pipeline.stages.train import train
+from tests.helpers.datasets import prepare
+from tests.helpers.params import TINY_IRIS, tiny_raw
 
 
 @pytest.fixture(autouse=True)
@@ -119,8 +120,8 @@ def test_a_model_trained_on_normalised_data_is_evaluated_on_normalised_data(prep
     train("catsdogs_cnn", params, prepared)
     metrics = evaluate("catsdogs_cnn", prepared)
     model, saved = load_model(prepared.model_file("catsdogs_cnn"))
-    normalization = Normalization.from_meta(load_meta(prepared, "catsdogs"))
-    assert normalization is not None and Normalization.from_meta(saved["normalization"]) == normalization
+    normalization = Normalization.from_stats(load_meta(prepared, "catsdogs"))
+    assert normalization is not None and Normalization.from_stats(saved.normalization) == normalization
     test = load_split(prepared, "catsdogs", "test")
     logits = predict_logits(model, test.inputs, 4, torch.device("cpu"), normalization)
     assert metrics["loss"] == pytest.approx(loss(logits, torch.from_numpy(test.labels)).item(), rel=1e-5)

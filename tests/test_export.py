@@ -40,7 +40,8 @@ from pipeline.models.file import save_model
 from pipeline.models.outputs import probabilities
 from pipeline.models.registry import ARCHS, BATCHNORM, build_model
 from pipeline.stages import export as stage
-from tests.conftest import TINY_IRIS, prepare, tiny_raw
+from tests.helpers.datasets import prepare
+from tests.helpers.params import TINY_IRIS, tiny_raw
 
 RGB = Normalization((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
 # arch, args, channels (features for a table), size (1: a table), classes, normalisation
@@ -149,9 +150,9 @@ def _trained(paths: Paths, raw: dict, name: str) -> Paths:
     meta = load_meta(paths, config.dataset)
     channels = load_split(paths, config.dataset, "train").inputs.shape[-1]
     torch.manual_seed(0)
-    model = build_model(config.arch, config.arch_args, in_channels=channels, size=meta["size"],
-                        num_classes=len(meta["classes"]))
-    save_model(paths.model_file(name), model, config, {**meta, "channels": channels}, params.seed, epoch=1)
+    model = build_model(config.arch, config.arch_args, in_channels=channels, size=meta.size,
+                        num_classes=len(meta.classes))
+    save_model(paths.model_file(name), model, config, meta, channels, params.seed, epoch=1)
     return paths
 
 
@@ -212,8 +213,8 @@ def test_a_table_model_is_exported_with_its_features_and_statistics(paths):
     assert report["samples"] == 30 and report["onnx"]["max_abs_diff"] <= 1e-5
     info = OnnxBackend(paths.onnx_file("iris_mlp")).info
     meta = load_meta(paths, "iris")
-    assert info.kind == "table" and info.features == tuple(meta["features"])
-    assert info.preprocessing.color is None and info.preprocessing.mean == meta["mean"]
+    assert info.kind == "table" and info.features == tuple(meta.features)
+    assert info.preprocessing.color is None and info.preprocessing.mean == meta.mean
 
 
 @pytest.mark.parametrize("run", ["onnx", pytest.param("program", marks=pytest.mark.slow)])

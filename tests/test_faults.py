@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.paths import Paths
@@ -26,6 +25,7 @@ from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
 from pipeline.stages.split import split
 from pipeline.stages.train import train
+from tests.helpers.params import REPO, tiny_raw
 
 # Big enough that writing the raw archive and decoding val/test take a visible moment, small enough to stay quick.
 FAULT_PARAMS = tiny_raw(

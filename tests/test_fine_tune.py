@@ -4,7 +4,6 @@ features train too at features_lr, with one optimizer from the start; and resnet
 import pytest
 import torch
 import torchvision
-from conftest import tiny_full, tiny_raw
 from torch import nn
 from torchvision.models import ResNet18_Weights, WeightsEnum
 
@@ -20,9 +19,11 @@ from pipeline.models.registry import (
 )
 from pipeline.stages.train import train
 from pipeline.training.fine_tune import fine_tune_epoch
-from pipeline.training.step import make_optimizer, training_step
-from tests.test_train_resume import _train_killed_in_epoch
-from tests.train_runs import weights
+from pipeline.training.run import make_optimizer
+from pipeline.training.step import training_step
+from tests.helpers.params import tiny_full, tiny_raw
+from tests.helpers.train_runs import train_killed_in_epoch
+from tests.helpers.train_runs import weights
 
 LR, FEATURES_LR = 1e-2, 1e-3
 FINE_TUNE = {"freeze_epochs": 1}
@@ -107,7 +108,7 @@ def test_a_run_killed_mid_freeze_resumes_to_the_uninterrupted_weights(prepared, 
     train("catsdogs_cnn", params, prepared)
     uninterrupted = weights(prepared)
     prepared.model_file("catsdogs_cnn").unlink()
-    _train_killed_in_epoch(monkeypatch, 2, params, prepared)  # epoch 1 checkpointed, frozen
+    train_killed_in_epoch(monkeypatch, 2, params, prepared)  # epoch 1 checkpointed, frozen
     train("catsdogs_cnn", params, prepared)
     resumed = weights(prepared)
     assert resumed.keys() == uninterrupted.keys()

@@ -13,8 +13,8 @@ from pipeline.tools.declare import aspect_range, dataset_name, suggested_side
 from pipeline.cli.main import app
 from pipeline.config.overrides import read_yaml
 from pipeline.config.params import load_params, parse_params
-from tests.conftest import REPO
-from tests.image_trees import class_images, image, messy, write_tree
+from tests.helpers.image_trees import class_images, image, messy, write_tree
+from tests.helpers.params import REPO
 
 runner = CliRunner()
 PETS = {"cat": 5, "dog": 3}

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.paths import Paths
@@ -11,7 +10,8 @@ from pipeline.data.store import load_meta, load_split
 from pipeline.models.file import load_model
 from pipeline.stages.train import train
 from pipeline.analysis.measure import measure
-from tests.train_runs import curve
+from tests.helpers.params import tiny_raw
+from tests.helpers.train_runs import curve
 
 pytestmark = pytest.mark.usefixtures("outside_any_repo")
 
@@ -33,7 +33,7 @@ def test_the_kept_model_is_the_epoch_with_the_best_validation_loss(prepared):
     assert saved["epoch"] == best and saved["kept"] == "best"
     model, _ = load_model(prepared.model_file("catsdogs_cnn"))
     val = load_split(prepared, "catsdogs", "val")
-    normalization = Normalization.from_meta(load_meta(prepared, "catsdogs"))
+    normalization = Normalization.from_stats(load_meta(prepared, "catsdogs"))
     assert measure(model, val, 4, torch.device("cpu"), normalization).loss == pytest.approx(min(losses), rel=1e-5)
 
 

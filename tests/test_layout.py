@@ -8,12 +8,12 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from tests.conftest import REPO
 from pipeline.tools.deps import STAGES, graph, imported_by, module_files, stale_stages
+from tests.helpers.params import REPO
 
 # Each subpackage may import its own modules and those of the layers before it, never after.
 LAYERS = [
-    ("core",), ("config",), ("data", "models"), ("analysis",), ("training", "inference"), ("serving",), ("stages", "tools"),
+    ("core",), ("config",), ("data",), ("models",), ("analysis",), ("training", "inference"), ("serving",), ("stages", "tools"),
     ("cli",), ("__main__",)
 ]
 MODULES = module_files(REPO)

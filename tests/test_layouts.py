@@ -14,7 +14,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.data.classes import OTHER_CLASSES, Sample
 from pipeline.data.layouts import read_listing
 from pipeline.data.tree import open_tree
-from tests.image_trees import (
+from tests.helpers.image_trees import (
     KINDS,
     class_images,
     image,

@@ -3,7 +3,6 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.config.training import AugParams
@@ -11,15 +10,16 @@ from pipeline.core.distributed import Shard
 from pipeline.core.errors import PipelineError
 from pipeline.data.store import SplitArrays
 from pipeline.training.augment import per_image_augment
-from pipeline.training.batch_augment import BatchAugment
+from pipeline.training.batch_augment import BatchedPixelMoves
 from pipeline.training.feed import (
-    Augmenter,
+    MovesThenPerImage,
     EpochBatches,
     TrainFeed,
     augmented_samples,
     batch_augmenter,
     worker_count,
 )
+from tests.helpers.params import tiny_raw
 
 
 def _indices(sampler: EpochBatches, epoch: int) -> list[list[int]]:
@@ -147,10 +147,10 @@ def test_auto_workers_are_none_on_the_cpu_and_some_for_a_gpu(monkeypatch):
 
 def test_pixel_moves_are_batched_and_other_transforms_follow_image_by_image():
     assert batch_augmenter(AugParams()) is None
-    assert isinstance(batch_augmenter(AugParams(crop_padding=2, hflip=0.5, shift=0.1)), BatchAugment)
+    assert isinstance(batch_augmenter(AugParams(crop_padding=2, hflip=0.5, shift=0.1)), BatchedPixelMoves)
     assert batch_augmenter(AugParams(shift=0.1, p=0)) is None
     both = batch_augmenter(AugParams(hflip=0.5, rotation=10))
-    assert isinstance(both, Augmenter) and both.moves == BatchAugment(AugParams(hflip=0.5, rotation=10))
+    assert isinstance(both, MovesThenPerImage) and both.moves == BatchedPixelMoves(AugParams(hflip=0.5, rotation=10))
     assert batch_augmenter(AugParams(policy="randaugment")).moves is None
 
 
@@ -181,7 +181,7 @@ def test_a_per_image_key_at_strength_near_zero_leaves_the_batch_as_it_is_off(key
 )
 def test_the_moves_are_drawn_alike_whatever_else_is_on(others):
     moves = {"crop_padding": 4, "hflip": 0.5, "vflip": 0.5, "shift": 0.1}
-    moved = BatchAugment(AugParams(**moves))(_batch(), seed=5)
+    moved = BatchedPixelMoves(AugParams(**moves))(_batch(), seed=5)
     out = batch_augmenter(AugParams(**moves, **others))(_batch(), seed=5)
     assert not torch.equal(out, moved)
     assert torch.equal(out, per_image_augment(AugParams(**others))(moved, seed=5))

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY_IRIS, changed, prepare, tiny_raw
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
@@ -29,7 +28,10 @@ from pipeline.tools.lr_find import (
     suggest,
     valley,
 )
-from pipeline.training.step import build_for, make_optimizer, training_step
+from pipeline.training.run import fresh_model, make_optimizer
+from pipeline.training.step import training_step
+from tests.helpers.datasets import prepare
+from tests.helpers.params import TINY_IRIS, changed, tiny_raw
 
 
 def _curve(lr: float) -> float:
@@ -115,11 +117,11 @@ def test_on_a_toy_problem_the_valley_is_within_3x_of_the_best_constant_rate_foun
     params = parse_params(changed(copy.deepcopy(TINY_IRIS), {"models.iris_mlp.batch_size": 10}))
     prepare(paths, params, "iris")
     config, meta, split = params.model("iris_mlp"), load_meta(paths, "iris"), load_split(paths, "iris", "train")
-    inputs, labels = to_tensor(split.inputs, Normalization.from_meta(meta)), torch.from_numpy(split.labels)
+    inputs, labels = to_tensor(split.inputs, Normalization.from_stats(meta)), torch.from_numpy(split.labels)
 
     def trained_loss(lr: float) -> float:
         seed_everything(params.seed, torch.device("cpu"))
-        model = build_for("iris_mlp", config, {**meta, "channels": inputs.shape[1]})
+        model = fresh_model(config, meta, inputs.shape[1])
         optimizer = make_optimizer(model.parameters(), config.train.model_copy(update={"lr": lr}))
         rng = np.random.default_rng(0)
         for _ in range(100):

@@ -4,11 +4,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import changed, tiny_full
 
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.training.mixing import Mixer, mixer_for
+from tests.helpers.params import changed, tiny_full
 
 
 def _batch(classes: int = 5, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,10 +6,14 @@ import re
 import pytest
 import torch
 
+from pipeline.config.archs import ARCH_ARGS
+from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.errors import PipelineError
 from pipeline.core.preprocessing import Preprocessing
-from pipeline.models.file import load_model
-from tests.model_files import image_meta, rewritten, untrained_model
+from pipeline.core.torchfile import read_torch_file
+from pipeline.data.store import DatasetMeta
+from pipeline.models.file import SavedModel, load_model
+from tests.helpers.model_files import image_meta, rewritten, untrained_model
 
 CLASSES = ["ant", "bee", "cow"]
 
@@ -21,8 +25,8 @@ def model_file(tmp_path):
 
 def test_the_model_file_holds_the_whole_preprocessing(model_file):
     model, saved = load_model(model_file)
-    assert saved["format"] == 2
-    assert Preprocessing.from_dict(saved["preprocessing"]) == Preprocessing(
+    assert read_torch_file(model_file, "model file")["format"] == 2
+    assert saved.image_preprocessing() == Preprocessing(
         size=24, color="rgb", resize="pad", normalize=True, mean=[0.4] * 3, std=[0.2] * 3, classes=CLASSES
     )
     assert model(torch.zeros(2, 3, 24, 24)).shape == (2, 3)
@@ -31,8 +35,8 @@ def test_the_model_file_holds_the_whole_preprocessing(model_file):
 def test_a_table_model_saves_no_image_preprocessing(tmp_path):
     meta = {"kind": "table", "classes": CLASSES, "features": ["a", "b"], "size": 1, "mean": [0.0] * 2,
             "std": [1.0] * 2, "normalize": True}
-    path = untrained_model(tmp_path / "iris.pt", {**meta, "size": 24})
-    assert load_model(path)[1]["preprocessing"] is None
+    path = untrained_model(tmp_path / "iris.pt", DatasetMeta.model_validate({**meta, "size": 24}))
+    assert load_model(path)[1].is_table
 
 
 def _without_format(saved: dict) -> None:
@@ -98,3 +102,18 @@ def test_preprocessing_from_a_dict_names_what_is_wrong(changes, problem):
     assert Preprocessing.from_dict(good).to_dict() == good
     with pytest.raises(PipelineError, match=re.escape(problem)):
         Preprocessing.from_dict({**good, **changes})
+
+
+def test_non_default_params_compares_train_aug_and_the_architectures_own_args_with_their_defaults():
+    saved = SavedModel.model_construct(**{
+        "arch": "cifar_cnn",
+        "train": TrainParams(lr=0.01, optimizer="sgd").model_dump(mode="json"),
+        "aug": AugParams(hflip=0.5).model_dump(mode="json"),
+        "arch_args": ARCH_ARGS["cifar_cnn"](batchnorm=True, widths=(32, 64, 128)).model_dump(mode="json"),
+    })
+    assert saved.non_default_params() == [
+        ("train.optimizer", "sgd", "adam"),
+        ("train.lr", 0.01, 0.001),
+        ("aug.hflip", 0.5, 0),
+        ("arch.batchnorm", True, False),
+    ]

@@ -5,10 +5,10 @@ from urllib.error import URLError
 import pytest
 import torch
 import torchvision
-from conftest import tiny_raw
 from torch import nn
 from torchvision.models import VGG16_BN_Weights, VGG16_Weights, WeightsEnum
 
+from pipeline.data.store import DatasetMeta
 from pipeline.config.archs import (
     ARCH_ARGS,
     CatsDogsCnnArgs,
@@ -31,6 +31,7 @@ from pipeline.models.registry import (
     register,
 )
 from pipeline.training.step import training_step
+from tests.helpers.params import tiny_raw
 
 VGG16_FILE = "vgg16-397923af.pth"
 
@@ -363,16 +364,16 @@ def test_load_model_rebuilds_a_pretrained_model_without_fetching_weights(monkeyp
     args = Vgg16Args(pretrained=True, head=8)
     model = _cifar_vgg16(args)
     config = ModelConfig("cifar_vgg16", "cifar10", "vgg16", args, TrainParams(), AugParams())
-    data = {"classes": [str(n) for n in range(10)], "size": 32, "channels": 3, "color": "rgb", "resize": "squash",
-            "normalize": False, "mean": [0.5] * 3, "std": [0.25] * 3}
-    save_model(tmp_path / "model.pt", model, config, data, seed=0, epoch=1)
+    meta = DatasetMeta(classes=[str(n) for n in range(10)], size=32, color="rgb", resize="squash", normalize=False,
+                       mean=[0.5] * 3, std=[0.25] * 3)
+    save_model(tmp_path / "model.pt", model, config, meta, 3, seed=0, epoch=1)
 
     def offline(self, *args, **kwargs):
         raise URLError("no network")
 
     _serve_weights(monkeypatch, offline)
     loaded, saved = load_model(tmp_path / "model.pt")
-    assert saved["arch"] == "vgg16"
+    assert saved.arch == "vgg16"
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 

@@ -17,7 +17,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.inference.backend import Backend, Preprocessing
 from pipeline.inference.onnx_backend import OnnxBackend
 from pipeline.inference.onnx_metadata import FORMAT_KEY, FORMAT_VERSION, ExportInfo
-from tests.conftest import REPO
+from tests.helpers.params import REPO
 
 GRAY = Preprocessing(size=4, color="gray", resize="crop", normalize=True, mean=[0.5], std=[0.25], classes=["cat", "dog"])
 INFO = ExportInfo(GRAY, model="tiny", arch="catsdogs_cnn", dataset="pets", kind="images", features=(), opset=18)

@@ -3,11 +3,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, repo_params, tiny_raw
 
 from pipeline.config.datasets import PreprocessParams, SplitParams
 from pipeline.config.params import load_params, parse_params
 from pipeline.core.errors import PipelineError
+from tests.helpers.params import TINY, repo_params, tiny_raw
 
 
 def test_repo_params_parse_with_documented_defaults():

@@ -5,10 +5,10 @@ import copy
 from typing import Any, get_args
 
 import pytest
-from conftest import repo_params, tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
+from tests.helpers.params import repo_params, tiny_raw
 
 
 def _without_sample(raw: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from dvc.repo import Repo
 
 from pipeline.core.paths import Paths
-from tests.conftest import REPO, repo_params
+from tests.helpers.params import REPO, repo_params
 
 
 def _declared_outputs() -> set[str]:

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import prepare, tiny_raw
 from test_cli import assert_clean_error, invoke, ok
 
 from pipeline.config.params import parse_params
@@ -34,7 +33,9 @@ from pipeline.inference.predict import (
 from pipeline.inference.torch_backend import TorchBackend
 from pipeline.models.file import load_model
 from pipeline.analysis.measure import measure
-from tests.model_files import image_meta, rewritten, untrained_model
+from tests.helpers.datasets import prepare
+from tests.helpers.model_files import image_meta, rewritten, untrained_model
+from tests.helpers.params import tiny_raw
 
 MODEL = "catsdogs_cnn"
 CPU = torch.device("cpu")
@@ -84,7 +85,7 @@ def test_predictions_are_evaluates_on_the_same_images(project, test_images):
     backend = TorchBackend(project.model_file(MODEL), "cpu")
     model, saved = load_model(project.model_file(MODEL))
     test = load_split(project, "catsdogs", "test")
-    scored = measure(place(model, CPU), test, 256, CPU, Normalization.from_meta(saved["normalization"]))
+    scored = measure(place(model, CPU), test, 256, CPU, Normalization.from_stats(saved.normalization))
     result = _predicted(project.model_file(MODEL), test_images)
     by_file = {Path(p.name).name: p.probabilities for p in result.predicted}
     members, classes = _test_split(project)

@@ -25,7 +25,8 @@ from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
 from pipeline.data.store import ChannelStats, load_meta, load_split, split_files
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
-from tests.conftest import prepare, tiny_full, write_raw_index
+from tests.helpers.datasets import prepare, write_raw_index
+from tests.helpers.params import tiny_full
 
 
 def _files(paths: Paths) -> dict[Path, bytes]:
@@ -58,15 +59,15 @@ def test_labels_follow_the_manifest_order(prepared):
 def test_meta_json_records_classes_size_color_and_training_statistics(prepared):
     meta = load_meta(prepared, "catsdogs")
     images = load_split(prepared, "catsdogs", "train").inputs / 255
-    assert {key: meta[key] for key in ("classes", "size", "color", "resize", "normalize")} == {
+    assert meta.model_dump(include={"classes", "size", "color", "resize", "normalize"}) == {
         "classes": ["cat", "dog"],
         "size": 32,
         "color": "gray",
         "resize": "squash",
         "normalize": False,
     }
-    assert meta["mean"] == pytest.approx([images.mean()], abs=1e-6)
-    assert meta["std"] == pytest.approx([images.std()], abs=1e-6)
+    assert meta.mean == pytest.approx([images.mean()], abs=1e-6)
+    assert meta.std == pytest.approx([images.std()], abs=1e-6)
 
 
 def test_channel_stats_are_per_channel_on_the_unit_scale():

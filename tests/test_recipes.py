@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_raw
 from torch import nn
 
 from pipeline.config.params import parse_params
@@ -16,7 +15,8 @@ from pipeline.models.outputs import loss
 from pipeline.models.registry import build_model
 from pipeline.stages.train import train
 from pipeline.training.epoch import Stepping, train_one_epoch, weight_average
-from tests.train_runs import curve, weights
+from tests.helpers.params import tiny_raw
+from tests.helpers.train_runs import curve, weights
 
 RECIPES = {
     "models.catsdogs_cnn.epochs": 3, "train.label_smoothing": 0.1, "train.mixup": 0.4, "train.cutmix": 1.0,
@@ -74,7 +74,7 @@ def test_ema_weights_and_batchnorm_buffers_follow_the_formula_after_a_few_steps(
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     scheduler, ema = _Recording(optimizer, model), weight_average(model, 0.75)
-    stepping = Stepping(optimizer, scheduler, None, torch.device("cpu"), ema=ema)
+    stepping = Stepping(optimizer=optimizer, scheduler=scheduler, normalization=None, device=torch.device("cpu"), ema=ema)
     batches = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(4)]
     train_one_epoch(model, batches, [8] * 4, stepping, 1, _Bar())
     expected = dict(scheduler.states[0])  # the first update copies the weights

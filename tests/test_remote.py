@@ -14,9 +14,7 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from tests.conftest import TINY, TINY_IRIS
-from tests.s3 import BUCKET, Proxy, content_matches_name, moto_s3
-from tests.workspace import (
+from tests.helpers.workspace import (
     attempt,
     committed_repro,
     dvc,
@@ -24,6 +22,8 @@ from tests.workspace import (
     stages_run,
     wait_for_queue,
 )
+from tests.helpers.params import TINY, TINY_IRIS
+from tests.helpers.s3 import BUCKET, Proxy, content_matches_name, moto_s3
 
 pytestmark = pytest.mark.slow
 

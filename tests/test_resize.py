@@ -17,7 +17,8 @@ from pipeline.data.manifests import COLUMNS
 from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
 from pipeline.data.store import load_meta, load_split
 from pipeline.stages.preprocess import preprocess, size_report
-from tests.conftest import tiny_raw, write_raw_index
+from tests.helpers.datasets import write_raw_index
+from tests.helpers.params import tiny_raw
 
 BACKGROUND, RED, BLUE = (100, 100, 100), (255, 0, 0), (0, 0, 255)
 SIZE = 40  # 200 px / 40 = 5: each output pixel averages whole source pixels, so colours stay exact
@@ -124,7 +125,7 @@ def _prepared(paths: Paths) -> Paths:
 def test_preprocess_resizes_as_asked_and_records_it_in_meta_json(tmp_path, resize):
     paths = _prepared(Paths(tmp_path))
     preprocess("cifar10", PreprocessParams(size=SIZE, color="rgb", resize=resize), paths)
-    assert load_meta(paths, "cifar10")["resize"] == resize
+    assert load_meta(paths, "cifar10").resize == resize
     train = load_split(paths, "cifar10", "train")
     assert train.inputs.shape == (3, SIZE, SIZE, 3)
     assert np.array_equal(train.inputs[0], decode_image(_png(_striped(200, 150)), SIZE, "rgb", resize))

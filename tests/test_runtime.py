@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,6 @@ def test_full_precision_off_cuda_whatever_is_asked():
 
 
 def test_normalization_is_taken_from_meta_only_when_asked():
-    meta = {"mean": [0.5], "std": [0.25], "normalize": True}
-    assert Normalization.from_meta(meta) == Normalization(mean=(0.5,), std=(0.25,))
-    assert Normalization.from_meta({**meta, "normalize": False}) is None
+    meta = SimpleNamespace(mean=[0.5], std=[0.25], normalize=True)
+    assert Normalization.from_stats(meta) == Normalization(mean=(0.5,), std=(0.25,))
+    assert Normalization.from_stats(SimpleNamespace(mean=[0.5], std=[0.25], normalize=False)) is None

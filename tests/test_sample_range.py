@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.helpers.params import REPO, tiny_raw
 
-from tests.conftest import REPO, tiny_raw
 
 SCRIPT = REPO / "scripts" / "sample_range.py"
 _spec = importlib.util.spec_from_file_location("sample_range", SCRIPT)

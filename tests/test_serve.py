@@ -11,7 +11,6 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from conftest import prepare, tiny_raw
 from test_cli import assert_clean_error, invoke
 from test_preprocess import _bomb
 
@@ -26,7 +25,9 @@ from pipeline.inference.predict import predict_items
 from pipeline.inference.torch_backend import TorchBackend
 from pipeline.serving.launch import running_server
 from pipeline.serving.uploads import FIELD
-from tests.model_files import untrained_model
+from tests.helpers.datasets import prepare
+from tests.helpers.model_files import untrained_model
+from tests.helpers.params import tiny_raw
 
 MODEL = "catsdogs_cnn"
 MAX_BYTES = 200_000  # above the bomb's 110 kB, so that it is refused for its pixels, not its bytes

@@ -5,7 +5,7 @@ import json
 
 from pipeline.config.params import parse_params
 from pipeline.stages.settings import settings
-from tests.conftest import changed, repo_params
+from tests.helpers.params import changed, repo_params
 
 
 def params_with(**changes: object) -> dict:

@@ -11,7 +11,7 @@ from pipeline.config.params import parse_params
 from pipeline.core.runtime import to_tensor
 from pipeline.data.store import ArrayWriter, ChannelStats, load_split
 from pipeline.training.feed import TrainFeed, augmented_samples
-from tests.conftest import tiny_raw
+from tests.helpers.params import tiny_raw
 
 
 def _old_channel_stats(images: np.ndarray) -> dict[str, list[float]]:

@@ -60,8 +60,8 @@ def test_preprocess_stores_float_features_and_the_training_stats(iris):
     train_split = load_split(iris, "iris", "train")
     assert train_split.inputs.shape == (90, 4) and train_split.inputs.dtype == np.float32
     meta = load_meta(iris, "iris")
-    assert (meta["kind"], meta["features"], meta["size"]) == ("table", FEATURES, 1)
-    assert meta["mean"] == pytest.approx(train_split.inputs.mean(axis=0), abs=1e-5)
+    assert (meta.kind, meta.features, meta.size) == ("table", FEATURES, 1)
+    assert meta.mean == pytest.approx(train_split.inputs.mean(axis=0), abs=1e-5)
     raw = pd.read_csv(iris.raw_table("iris"))
     manifest = pd.read_csv(iris.manifest("iris", "train"))
     assert np.allclose(train_split.inputs, raw.iloc[manifest["path"]][FEATURES].to_numpy(np.float32))

@@ -3,16 +3,17 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
+from pipeline.core.torchfile import read_torch_file
 from pipeline.data.store import SplitArrays, load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
 from pipeline.stages.train import train
 from pipeline.training import loop
-from tests.train_runs import CURVES, curve, outputs, weights
+from tests.helpers.params import tiny_raw
+from tests.helpers.train_runs import CURVES, curve, outputs, weights
 
 pytestmark = pytest.mark.usefixtures("outside_any_repo")
 
@@ -21,16 +22,16 @@ def test_train_saves_a_loadable_model_with_its_provenance(tiny_run):
     prepared, _ = tiny_run
     model, saved = load_model(prepared.model_file("catsdogs_cnn"))
     assert not model.training
-    assert saved["model"] == saved["arch"] == "catsdogs_cnn"
-    assert saved["dataset"] == "catsdogs"
-    assert saved["classes"] == ["cat", "dog"]
-    assert (saved["size"], saved["channels"], saved["seed"]) == (32, 1, 7)
-    assert saved["arch_args"] == {"dropout": [0.25, 0.25, 0.5], "dense": 32}
-    assert saved["train"]["epochs"] == 2
+    assert saved.model == saved.arch == "catsdogs_cnn"
+    assert saved.dataset == "catsdogs"
+    assert saved.classes == ["cat", "dog"]
+    assert (saved.size, saved.channels, saved.seed) == (32, 1, 7)
+    assert saved.arch_args == {"dropout": [0.25, 0.25, 0.5], "dense": 32}
+    assert saved.train["epochs"] == 2
     meta = json.loads((prepared.processed_dir("catsdogs") / "meta.json").read_text())
-    assert saved["format"] == 2
-    assert saved["preprocessing"] == {key: meta[key] for key in saved["preprocessing"]}
-    assert set(saved["preprocessing"]) == {"size", "color", "resize", "normalize", "mean", "std", "classes"}
+    assert read_torch_file(prepared.model_file("catsdogs_cnn"), "model file")["format"] == 2
+    assert saved.preprocessing == {key: meta[key] for key in saved.preprocessing}
+    assert set(saved.preprocessing) == {"size", "color", "resize", "normalize", "mean", "std", "classes"}
     assert model(torch.zeros(3, 1, 32, 32)).shape == (3, 1)
 
 

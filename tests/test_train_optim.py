@@ -6,14 +6,16 @@ import shutil
 
 import pytest
 import torch
-from conftest import prepare, tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.paths import Paths
 from pipeline.models.file import load_model
 from pipeline.stages.train import train
-from pipeline.training.step import make_optimizer, penalized_weights, weight_penalty
-from tests.train_runs import CURVES, curve, weights
+from pipeline.training.run import make_optimizer
+from pipeline.training.step import penalized_weights, weight_penalty
+from tests.helpers.datasets import prepare
+from tests.helpers.params import tiny_raw
+from tests.helpers.train_runs import CURVES, curve, weights
 
 pytestmark = pytest.mark.usefixtures("outside_any_repo")
 
@@ -34,7 +36,7 @@ def sgd_run(tiny_run, tmp_path_factory) -> tuple[Paths, dict]:
 def test_sgd_optimizer_trains_and_is_recorded(sgd_run):
     paths, last = sgd_run
     _, saved = load_model(paths.model_file("catsdogs_cnn"))
-    assert saved["train"]["optimizer"] == "sgd"
+    assert saved.train["optimizer"] == "sgd"
     assert all(math.isfinite(last[name]) for name in CURVES)
 
 

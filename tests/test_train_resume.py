@@ -6,37 +6,15 @@ import types
 
 import pytest
 import torch
-from conftest import tiny_raw
 
 from pipeline.config.params import parse_params
 from pipeline.core.paths import Paths
 from pipeline.core.torchfile import read_torch_file
 from pipeline.stages.train import train
-from tests.train_runs import curve, outputs, weights
+from tests.helpers.params import tiny_raw
+from tests.helpers.train_runs import curve, outputs, train_killed_in_epoch, weights
 
 pytestmark = pytest.mark.usefixtures("outside_any_repo")
-
-
-class _Killed(Exception):
-    """Stands in for the process dying mid-run."""
-
-
-def _train_killed_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, params, paths: Paths) -> None:
-    """Train until the given epoch is nearly done, then die as a killed process would (no cleanup, no model)."""
-    import pipeline.training.loop as stage
-
-    real, calls = stage.measure, []
-
-    def measure(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == epoch:
-            raise _Killed
-        return real(*args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(stage, "measure", measure)
-        with pytest.raises(_Killed):
-            train("catsdogs_cnn", params, paths)
 
 
 AUGMENTED = {"models.catsdogs_cnn.epochs": 3, "aug.rotation": 15, "aug.hflip": 0.5, "train.optimizer": "sgd"}
@@ -53,7 +31,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
     uninterrupted, figures = weights(prepared), outputs(prepared)
     prepared.model_file("catsdogs_cnn").unlink()
 
-    _train_killed_in_epoch(monkeypatch, 3, params, prepared)
+    train_killed_in_epoch(monkeypatch, 3, params, prepared)
     assert prepared.checkpoint("catsdogs_cnn").is_file()
     assert not prepared.model_file("catsdogs_cnn").exists()
 
@@ -67,7 +45,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
 
 
 def test_a_checkpoint_of_other_params_is_not_resumed(prepared, monkeypatch):
-    _train_killed_in_epoch(monkeypatch, 2, parse_params(tiny_raw(**AUGMENTED)), prepared)
+    train_killed_in_epoch(monkeypatch, 2, parse_params(tiny_raw(**AUGMENTED)), prepared)
     other = parse_params(tiny_raw(**{**AUGMENTED, "train.lr": 0.05}))
     assert train("catsdogs_cnn", other, prepared)["resumed_from_epoch"] == 0
 
@@ -78,7 +56,7 @@ def test_a_checkpoint_of_other_code_is_not_resumed_and_a_warning_names_it(prepar
     edited = types.ModuleType("pipeline.models.edited")
     edited.__file__ = str(model_code)
     monkeypatch.setitem(sys.modules, edited.__name__, edited)
-    _train_killed_in_epoch(monkeypatch, 2, tiny_params, prepared)
+    train_killed_in_epoch(monkeypatch, 2, tiny_params, prepared)
     model_code.write_text("WIDTH = 64\n")
 
     assert train("catsdogs_cnn", tiny_params, prepared)["resumed_from_epoch"] == 0
@@ -90,7 +68,7 @@ def test_a_checkpoint_of_other_code_is_not_resumed_and_a_warning_names_it(prepar
 def test_a_checkpoint_whose_state_does_not_load_is_a_warning_and_training_starts_over(
     prepared, tiny_params, monkeypatch, caplog
 ):
-    _train_killed_in_epoch(monkeypatch, 2, tiny_params, prepared)
+    train_killed_in_epoch(monkeypatch, 2, tiny_params, prepared)
     checkpoint = prepared.checkpoint("catsdogs_cnn")
     saved = read_torch_file(checkpoint, "checkpoint")
     saved["model"]["0.0.weight"] = torch.zeros(1)
@@ -111,7 +89,7 @@ def test_a_corrupt_last_checkpoint_is_a_warning_and_training_resumes_from_the_on
     prepared, monkeypatch, caplog
 ):
     params = parse_params(tiny_raw(**AUGMENTED))
-    _train_killed_in_epoch(monkeypatch, 3, params, prepared)
+    train_killed_in_epoch(monkeypatch, 3, params, prepared)
     latest = prepared.checkpoint("catsdogs_cnn")
     latest.write_bytes(latest.read_bytes()[:-100])
 
@@ -120,7 +98,6 @@ def test_a_corrupt_last_checkpoint_is_a_warning_and_training_resumes_from_the_on
     assert last["resumed_from_epoch"] == 1
     assert f"{latest}: not a readable checkpoint" in caplog.text
     assert [step for step, _ in curve(prepared, "val/acc")] == [1, 2, 3]
-
 
 
 WORKERS = {"aug.hflip": 0.5, "train.workers": 2}  # the tiny model has dropout
@@ -132,7 +109,7 @@ def test_a_killed_run_with_worker_processes_resumes_to_the_same_weights(prepared
     train("catsdogs_cnn", params, prepared)
     uninterrupted = weights(prepared)
 
-    _train_killed_in_epoch(monkeypatch, 2, params, prepared)
+    train_killed_in_epoch(monkeypatch, 2, params, prepared)
     last = train("catsdogs_cnn", params, prepared)
 
     assert last["resumed_from_epoch"] == 1

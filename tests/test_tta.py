@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-from conftest import changed, tiny_full, tiny_raw
 from torch import nn
 
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.inference.tta import views, with_tta
 from pipeline.models.outputs import probabilities
+from tests.helpers.params import changed, tiny_full, tiny_raw
 
 
 def _tiny_net(outputs: int) -> nn.Module:

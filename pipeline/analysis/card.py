@@ -14,7 +14,8 @@ import numpy as np
 
 from pipeline.analysis.markdown import cell, table
 from pipeline.config.archs import ARCH_ARGS
-from pipeline.config.training import AugParams, TrainParams
+from pipeline.data.store import DatasetMeta
+from pipeline.models.file import SavedModel
 
 TOP_CONFUSIONS = 5
 RESIZE = {
@@ -49,11 +50,11 @@ class CardFacts:
     """
 
     name: str
-    saved: dict[str, Any]
+    saved: SavedModel
     metrics: dict[str, Any]
     per_class: dict[str, dict[str, float]]
     confusion: np.ndarray
-    meta: dict[str, Any]
+    meta: DatasetMeta
     counts: dict[str, dict[str, int]]
     source: str | None
     commit: str
@@ -83,23 +84,6 @@ def worst_confusions(confusion: np.ndarray, classes: list[str], top: int = TOP_C
     return sorted(pairs, key=lambda pair: (-pair["count"], -pair["share"]))[:top]
 
 
-def differing_params(saved: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, value, default) of every resolved param that differs from the code's default: `train.*` against
-    TrainParams, `aug.*` against AugParams, `arch.*` (the architecture's own args) against its params class."""
-    defaults = {
-        "train": TrainParams().model_dump(mode="json"),
-        "aug": AugParams().model_dump(mode="json"),
-        "arch": ARCH_ARGS[saved["arch"]]().model_dump(mode="json"),
-    }
-    values = {"train": saved["train"], "aug": saved["aug"], "arch": saved["arch_args"]}
-    return [
-        (f"{group}.{key}", value, defaults[group].get(key))
-        for group, given in values.items()
-        for key, value in given.items()
-        if value != defaults[group].get(key)
-    ]
-
-
 def model_card(facts: CardFacts) -> str:
     """The card as Markdown."""
     sections = [
@@ -114,26 +98,26 @@ def model_card(facts: CardFacts) -> str:
 
 def _what_it_is(facts: CardFacts) -> list[str]:
     saved, counts = facts.saved, facts.counts
-    arch = saved["arch"]
+    arch = saved.arch
     splits = ", ".join(f"{name} {sum(counts[name].values())}" for name in ("train", "val", "test"))
     lines = [
         "## What it is",
         "",
         f"- **Model**: `{facts.name}`, architecture `{arch}`: {_first_sentence(ARCH_ARGS[arch].__doc__)}",
         (
-            f"- **Dataset**: `{saved['dataset']}` ({_source(facts.source)}), {len(saved['classes'])} classes; "
+            f"- **Dataset**: `{saved.dataset}` ({_source(facts.source)}), {len(saved.classes)} classes; "
             f"{_noun(facts.meta)} per split: {splits}"
         ),
         (
-            f"- **Preprocessing**: {_preprocessing(facts.meta)} (`preprocess.{saved['dataset']}`; details below, "
+            f"- **Preprocessing**: {_preprocessing(facts.meta)} (`preprocess.{saved.dataset}`; details below, "
             "under \"The input it expects\")"
         ),
-        f"- **Seed**: {saved['seed']}",
+        f"- **Seed**: {saved.seed}",
         f"- **Code** (when evaluate ran): {facts.commit}",
         f"- **Weights kept**: {_kept(saved)}",
         "",
     ]
-    differing = differing_params(saved)
+    differing = saved.non_default_params()
     if not differing:
         return [*lines, "Every param is at its default."]
     rows = [[f"`{key}`", f"`{cell(value)}`", f"`{cell(default)}`"] for key, value, default in differing]
@@ -146,7 +130,7 @@ def _what_it_is(facts: CardFacts) -> list[str]:
 
 
 def _how_well(facts: CardFacts) -> list[str]:
-    metrics, classes, noun = facts.metrics, facts.saved["classes"], _noun(facts.meta)
+    metrics, classes, noun = facts.metrics, facts.saved.classes, _noun(facts.meta)
     figures = (metrics["accuracy"], metrics["macro"]["f1"], metrics["ece"], metrics["loss"])
     per_class = [_class_row(name, facts.per_class[name]) for name in classes]
     lines = [
@@ -172,17 +156,17 @@ def _how_well(facts: CardFacts) -> list[str]:
 
 
 def _input(facts: CardFacts) -> list[str]:
-    meta, classes = facts.meta, facts.saved["classes"]
+    meta, classes = facts.meta, facts.saved.classes
     labels = ", ".join(f"{label} `{name}`" for label, name in enumerate(classes))
     call = f"Call it with `uv run pipeline predict {facts.name} PATH`, which prepares the input as above."
-    if meta.get("kind") == "table":
-        names = ", ".join(f"`{name}`" for name in meta["features"])
-        shape = f"- **A row of {len(meta['features'])} features**, in this order: {names}"
+    if meta.is_table:
+        names = ", ".join(f"`{name}`" for name in meta.features)
+        shape = f"- **A row of {len(meta.features)} features**, in this order: {names}"
         call = f"`pipeline predict` takes images; run this table model on rows through its export, `models/{facts.name}.onnx`."
     else:
         shape = (
-            f"- **An image** of any size, made {meta['size']}x{meta['size']} pixels, {COLOR[meta['color']]}; "
-            f"a non-square image is {RESIZE[meta['resize']]}"
+            f"- **An image** of any size, made {meta.size}x{meta.size} pixels, {COLOR[meta.color]}; "
+            f"a non-square image is {RESIZE[meta.resize]}"
         )
     return [
         "## The input it expects",
@@ -209,7 +193,7 @@ def _limits(facts: CardFacts) -> list[str]:
             "it knows no other class: an input of anything else still gets one of these."
         ),
         (
-            f"- The weights are those of epoch {saved['epoch']} of {saved['train']['epochs']}, chosen on the "
+            f"- The weights are those of epoch {saved.epoch} of {saved.train['epochs']}, chosen on the "
             f"validation split ({sum(counts['val'].values())} {noun}); the test split played no part in the choice."
         ),
         (
@@ -219,7 +203,7 @@ def _limits(facts: CardFacts) -> list[str]:
     ]
     if facts.source == "sample":
         lines.append(
-            f"- **The sample is synthetic**: `data.{saved['dataset']}.source` is `sample`, generated images (shapes "
+            f"- **The sample is synthetic**: `data.{saved.dataset}.source` is `sample`, generated images (shapes "
             "over noise), so these figures say the pipeline works, not how the model does on real photos."
         )
     return lines
@@ -229,31 +213,31 @@ def _class_row(name: str, figures: dict[str, float]) -> list[str]:
     return [f"`{name}`", *(_fixed(figures[key]) for key in ("precision", "recall", "f1")), str(figures["support"])]
 
 
-def _preprocessing(meta: dict[str, Any]) -> str:
-    normalize = f"normalize `{cell(bool(meta.get('normalize')))}`"
-    if meta.get("kind") == "table":
-        return f"{len(meta['features'])} features a row, {normalize}"
-    return f"size {meta['size']}, color `{meta['color']}`, resize `{meta['resize']}`, {normalize}"
+def _preprocessing(meta: DatasetMeta) -> str:
+    normalize = f"normalize `{cell(meta.normalize)}`"
+    if meta.is_table:
+        return f"{len(meta.features)} features a row, {normalize}"
+    return f"size {meta.size}, color `{meta.color}`, resize `{meta.resize}`, {normalize}"
 
 
-def _normalisation(meta: dict[str, Any]) -> str:
-    scale = "" if meta.get("kind") == "table" else "pixel values scaled to [0, 1], "
-    if not meta.get("normalize"):
+def _normalisation(meta: DatasetMeta) -> str:
+    scale = "" if meta.is_table else "pixel values scaled to [0, 1], "
+    if not meta.normalize:
         return f"{scale}not standardised"
-    per = "feature" if meta.get("kind") == "table" else "channel"
+    per = "feature" if meta.is_table else "channel"
     return (
-        f"{scale}standardised per {per} with the training split's mean {_numbers(meta['mean'])} "
-        f"and std {_numbers(meta['std'])}"
+        f"{scale}standardised per {per} with the training split's mean {_numbers(meta.mean)} "
+        f"and std {_numbers(meta.std)}"
     )
 
 
-def _kept(saved: dict[str, Any]) -> str:
-    epochs = saved["train"]["epochs"]
-    if saved["kept"] == "last":
-        return f"epoch {saved['epoch']} of {epochs}, the last (`train.keep: last`)"
-    monitor = saved["train"]["monitor"]
+def _kept(saved: SavedModel) -> str:
+    epochs = saved.train["epochs"]
+    if saved.kept == "last":
+        return f"epoch {saved.epoch} of {epochs}, the last (`train.keep: last`)"
+    monitor = saved.train["monitor"]
     return (
-        f"epoch {saved['epoch']} of {epochs}, the one with {MONITOR[monitor]} "
+        f"epoch {saved.epoch} of {epochs}, the one with {MONITOR[monitor]} "
         f"(`train.keep: best`, `train.monitor: {monitor}`)"
     )
 
@@ -262,8 +246,8 @@ def _source(source: str | None) -> str:
     return f"source `{source}`" if source else "source not known: evaluate was given no params"
 
 
-def _noun(meta: dict[str, Any]) -> str:
-    return "rows" if meta.get("kind") == "table" else "images"
+def _noun(meta: DatasetMeta) -> str:
+    return "rows" if meta.is_table else "images"
 
 
 def _first_sentence(text: str | None) -> str:

@@ -3,8 +3,9 @@
 import contextlib
 import functools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -21,9 +22,18 @@ class Normalization:
     std: tuple[float, ...]
 
     @classmethod
-    def from_meta(cls, meta: dict) -> "Normalization | None":
-        """The training-split statistics of preprocess's meta.json (or a model file), if they are to be used."""
-        return cls(tuple(meta["mean"]), tuple(meta["std"])) if meta.get("normalize") else None
+    def from_stats(cls, stats: "Statistics") -> "Normalization | None":
+        """The training-split statistics of a dataset's meta.json, a model file or an image preprocessing, if they
+        are to be used."""
+        return cls(tuple(stats.mean), tuple(stats.std)) if stats.normalize else None
+
+
+class Statistics(Protocol):
+    """What records a training split's statistics and whether inputs are standardised with them."""
+
+    normalize: bool
+    mean: Sequence[float]
+    std: Sequence[float]
 
 
 def pick_device(name: str, key: str = "train.device") -> torch.device:

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from typing import Literal
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
+from pipeline.core.preprocessing import problems
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,35 @@ class ChannelStats:
         return {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
 
 
-def load_meta(paths: Paths, dataset: str) -> dict:
-    """The classes, size and colour the dataset was preprocessed with."""
+class DatasetMeta(BaseModel):
+    """meta.json, what the preprocess stage records beside the arrays: the classes in label order, the kind of
+    inputs, an image's side, colour and resize policy (a table's: its feature names, and `size` 1), and the
+    training split's per-channel (or per-feature) statistics with whether inputs are standardised with them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["images", "table"] = "images"
+    classes: list[str]
+    size: int
+    color: str | None = None
+    resize: str | None = None
+    features: list[str] = []
+    mean: list[float]
+    std: list[float]
+    normalize: bool
+
+    @property
+    def is_table(self) -> bool:
+        """Rows of features (a CSV dataset such as iris), not images."""
+        return self.kind == "table"
+
+
+def load_meta(paths: Paths, dataset: str) -> DatasetMeta:
+    """The classes, size and colour the dataset was preprocessed with, validated: an error names the file."""
     path = paths.processed_dir(dataset) / "meta.json"
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run the preprocess stage first")
-    return json.loads(path.read_text())
+    try:
+        return DatasetMeta.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise PipelineError(f"{path}: not a valid meta.json ({problems(exc, '')}); run the preprocess stage again") from None

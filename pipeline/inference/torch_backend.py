@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.preprocessing import Preprocessing
 from pipeline.core.runtime import Normalization, pick_device, place
 from pipeline.models.forward import predict_logits
 from pipeline.models.file import load_model
@@ -20,13 +19,13 @@ class TorchBackend:
 
     def __init__(self, path: Path, device: str = "auto", batch_size: int = BATCH_SIZE) -> None:
         model, self.saved = load_model(path)
-        if self.saved["preprocessing"] is None:
+        if self.saved.is_table:
             raise PipelineError(
-                f"{path}: {self.saved['model']} was trained on a table of features ({self.saved['dataset']}), not on "
+                f"{path}: {self.saved.model} was trained on a table of features ({self.saved.dataset}), not on "
                 "images; predict takes images"
             )
-        self.preprocessing = Preprocessing.from_dict(self.saved["preprocessing"])
-        self.normalization = Normalization.from_meta(self.preprocessing.to_dict())
+        self.preprocessing = self.saved.image_preprocessing()
+        self.normalization = Normalization.from_stats(self.preprocessing)
         self.device = pick_device(device, key="--device")
         self.model = place(model, self.device)
         self.batch_size = batch_size

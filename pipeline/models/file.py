@@ -3,9 +3,11 @@ new image into exactly the input training saw (`preprocessing`, see `pipeline.co
 
 `format` says which version of the pipeline wrote it: 2 records the whole image preprocessing (colour and resize
 policy included). A file of another format, or one whose keys are missing or of the wrong type (a crafted file), is
-refused with a message that names it and says how to write it again.
+refused with a message that names it and says how to write it again. What it holds besides the weights is read as a
+`SavedModel`, a validated view with a field per key.
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +16,27 @@ from torch import nn
 
 from pipeline.config.archs import ARCH_ARGS
 from pipeline.config.params import ModelConfig
+from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.atomic import save_torch
 from pipeline.core.errors import PipelineError
 from pipeline.core.preprocessing import Preprocessing, problems
 from pipeline.core.torchfile import read_torch_file
+from pipeline.data.store import DatasetMeta
 from pipeline.models.registry import build_model
 
 FORMAT = 2
 
 
 def save_model(
-    path: Path, model: nn.Module, config: ModelConfig, data: dict[str, Any], seed: int, epoch: int
+    path: Path, model: nn.Module, config: ModelConfig, meta: DatasetMeta, channels: int, seed: int, epoch: int
 ) -> None:
     """Save weights with their provenance (architecture, args, dataset, classes, input shape and normalisation,
-    training params, and which epoch's weights they are: `kept` is `train.keep`, best or last). `data` is the
-    dataset's meta.json with the input's `channels`; for images its preprocessing is saved whole, for a table
+    training params, and which epoch's weights they are: `kept` is `train.keep`, best or last). `meta` is the
+    preprocessed dataset's, `channels` the input's; for images the preprocessing is saved whole, for a table
     `preprocessing` is None."""
-    images = data.get("kind", "images") == "images"
+    # Built from meta.json's values as JSON decodes them, one object each (lists and strings), shared where the
+    # records below repeat them: pickle writes a shared object once, so this fixes the file's bytes.
+    data = json.loads(meta.model_dump_json())
     payload = {
         "format": FORMAT,
         "model": config.name,
@@ -38,10 +44,10 @@ def save_model(
         "arch_args": config.arch_args.model_dump(mode="json"),
         "dataset": config.dataset,
         "classes": list(data["classes"]),
-        "size": data["size"],
-        "channels": data["channels"],
+        "size": meta.size,
+        "channels": channels,
         "normalization": {key: data[key] for key in ("normalize", "mean", "std")},
-        "preprocessing": Preprocessing.from_dict(data).to_dict() if images else None,
+        "preprocessing": None if meta.is_table else Preprocessing.from_dict(data).to_dict(),
         "train": config.train.model_dump(mode="json"),
         "aug": config.aug.model_dump(mode="json"),
         "seed": seed,
@@ -52,7 +58,7 @@ def save_model(
     save_torch(path, payload)
 
 
-def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(path: Path) -> tuple[nn.Module, "SavedModel"]:
     """Rebuild a saved model (on the CPU, in eval mode) and return it with its provenance; a file of another format,
     with missing or ill-typed keys or weights that do not fit its architecture is a PipelineError naming it."""
     if not path.is_file():
@@ -62,7 +68,7 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     except PipelineError as exc:
         raise PipelineError(f"{exc}; run the train stage again") from None
     try:
-        return _rebuilt(saved), saved
+        return _rebuilt(saved)
     except _Refused as exc:
         name = saved["model"] if isinstance(saved.get("model"), str) else path.stem
         raise PipelineError(f"{path}: {exc}; re-run `dvc repro train@{name}` to write it again") from None
@@ -72,51 +78,55 @@ class _Refused(Exception):
     """Why a readable model file cannot be used."""
 
 
-def _rebuilt(saved: dict[str, Any]) -> nn.Module:
-    """The model a readable file describes, once its format and keys are checked."""
+def _rebuilt(saved: dict[str, Any]) -> tuple[nn.Module, "SavedModel"]:
+    """The model a readable file describes and its provenance, once its format and keys are checked."""
     found = saved.get("format")
     if found != FORMAT:
         version = "an older version" if found is None else f"another version (format {found!r})"
         raise _Refused(f"written by {version} of the pipeline; this one reads model files of format {FORMAT}")
     try:
-        _Provenance.model_validate(saved)
-        if saved["preprocessing"] is not None:
-            Preprocessing.from_dict(saved["preprocessing"])
-        if saved["arch"] not in ARCH_ARGS:
-            raise _Refused(f"not a valid model file (arch: unknown architecture {saved['arch']!r})")
-        args = ARCH_ARGS[saved["arch"]].model_validate(saved["arch_args"])
+        _SavedFile.model_validate(saved)
+        provenance = SavedModel.model_validate(saved)
+        if not provenance.is_table:
+            provenance.image_preprocessing()
+        if provenance.arch not in ARCH_ARGS:
+            raise _Refused(f"not a valid model file (arch: unknown architecture {provenance.arch!r})")
+        args = ARCH_ARGS[provenance.arch].model_validate(provenance.arch_args)
     except ValidationError as exc:
         raise _Refused(f"not a valid model file ({problems(exc, '')})") from None
     except PipelineError as exc:
         raise _Refused(f"not a valid model file ({exc})") from None
     try:
         model = build_model(
-            saved["arch"],
+            provenance.arch,
             args,
-            in_channels=saved["channels"],
-            size=saved["size"],
-            num_classes=len(saved["classes"]),
+            in_channels=provenance.channels,
+            size=provenance.size,
+            num_classes=len(provenance.classes),
             load_weights=False,  # the saved state_dict replaces any pretrained weights: never download them here
         )
-        model.load_state_dict(saved.pop("state_dict"))
+        model.load_state_dict(saved["state_dict"])
     except (PipelineError, RuntimeError, TypeError, ValueError) as exc:
         said = " ".join(str(exc).split()) or type(exc).__name__  # torch's message runs over several lines
         raise _Refused(f"its weights do not fit its architecture ({said[:300]})") from None
-    return model.eval()
+    return model.eval(), provenance
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, frozen=True)
 
 
-class _Normalization(_Strict):
+class SavedNormalization(_Strict):
+    """The training split's statistics the inputs are standardised with (`normalize` false: not standardised)."""
+
     normalize: bool
     mean: list[float]
     std: list[float]
 
 
-class _Provenance(_Strict):
-    """The keys a model file of this format holds, with their types (others are allowed)."""
+class SavedModel(_Strict):
+    """A model file's provenance, the keys of this format with their types (others are allowed); the weights are
+    not part of it (`load_model` gives them as the rebuilt model)."""
 
     model: str
     arch: str
@@ -125,11 +135,43 @@ class _Provenance(_Strict):
     classes: list[str]
     size: int
     channels: int
-    normalization: _Normalization
+    normalization: SavedNormalization
     preprocessing: dict[str, Any] | None
     train: dict[str, Any]
     aug: dict[str, Any]
     seed: int
     epoch: int
     kept: str
+
+    @property
+    def is_table(self) -> bool:
+        """Trained on a table's feature rows (no image preprocessing recorded), not on images."""
+        return self.preprocessing is None
+
+    def image_preprocessing(self) -> Preprocessing:
+        """How a new image becomes this model's input (a model trained on a table has none: check `is_table`)."""
+        if self.preprocessing is None:
+            raise PipelineError(f"{self.model} was trained on a table of features ({self.dataset}), not on images")
+        return Preprocessing.from_dict(self.preprocessing)
+
+    def non_default_params(self) -> list[tuple[str, Any, Any]]:
+        """(key, value, default) of every resolved param that differs from the code's default: `train.*` against
+        TrainParams, `aug.*` against AugParams, `arch.*` (the architecture's own args) against its params class."""
+        defaults = {
+            "train": TrainParams().model_dump(mode="json"),
+            "aug": AugParams().model_dump(mode="json"),
+            "arch": ARCH_ARGS[self.arch]().model_dump(mode="json"),
+        }
+        values = {"train": self.train, "aug": self.aug, "arch": self.arch_args}
+        return [
+            (f"{group}.{key}", value, defaults[group].get(key))
+            for group, given in values.items()
+            for key, value in given.items()
+            if value != defaults[group].get(key)
+        ]
+
+
+class _SavedFile(SavedModel):
+    """The whole file: the provenance and the weights."""
+
     state_dict: dict[str, Any]

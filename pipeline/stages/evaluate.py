@@ -44,9 +44,9 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.core.provenance import git_commit
 from pipeline.core.runtime import Normalization, pick_device, place
-from pipeline.data.store import SplitArrays, load_meta, load_split
+from pipeline.data.store import DatasetMeta, SplitArrays, load_meta, load_split
 from pipeline.inference.tta import with_tta
-from pipeline.models.file import load_model
+from pipeline.models.file import SavedModel, load_model
 from pipeline.analysis.measure import measure
 
 BATCH_SIZE = 256
@@ -66,32 +66,32 @@ def evaluate(
     not known. `tta` (`models.<model>.evaluate.tta`): the test-time augmentation every figure is measured with."""
     model, saved = load_model(paths.model_file(model_name))
     device = pick_device(device_name, key="--device")
-    test = load_split(paths, saved["dataset"], "test")
-    if tta != "none" and test.inputs.ndim == 2:
+    test = load_split(paths, saved.dataset, "test")
+    if tta != "none" and saved.is_table:
         raise PipelineError(f"models.{model_name}.evaluate.tta: {tta!r} flips and shifts images; a table gets none")
-    normalization = Normalization.from_meta(saved["normalization"])
+    normalization = Normalization.from_stats(saved.normalization)
     scored = measure(place(with_tta(model, tta), device), test, BATCH_SIZE, device, normalization)
     class_probabilities = scored.probabilities
     predicted = class_probabilities.argmax(1)
-    per_class, macro = classification_metrics(test.labels, predicted, saved["classes"])
+    per_class, macro = classification_metrics(test.labels, predicted, saved.classes)
     metrics = {
         "accuracy": scored.accuracy,
         "loss": scored.loss,
         "ece": expected_calibration_error(class_probabilities, test.labels),
         "samples": len(test.labels),
         "macro": macro,
-        "epoch": saved["epoch"],
-        "kept": saved["kept"],
+        "epoch": saved.epoch,
+        "kept": saved.kept,
         "tta": tta,
     }
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
-    classes, meta = saved["classes"], load_meta(paths, saved["dataset"])
-    features = meta.get("features", [])  # a table's column names (images have none)
+    classes, meta = saved.classes, load_meta(paths, saved.dataset)
+    features = meta.features  # a table's column names (images have none)
     confusion = confusion_counts(test.labels, predicted, len(classes))
     _write_plots(paths, model_name, features, test, class_probabilities, predicted, classes, metrics["ece"])
     _write_errors(paths, model_name, features, test, class_probabilities, classes, confusion)
-    source = data[saved["dataset"]].source if data and saved["dataset"] in data else None
+    source = data[saved.dataset].source if data and saved.dataset in data else None
     _write_card(paths, model_name, saved, meta, metrics, per_class, test.labels, confusion, source)
     return {**metrics, "per_class": per_class}
 
@@ -99,8 +99,8 @@ def evaluate(
 def _write_card(
     paths: Paths,
     model_name: str,
-    saved: dict[str, Any],
-    meta: dict[str, Any],
+    saved: SavedModel,
+    meta: DatasetMeta,
     metrics: dict,
     per_class: dict,
     actual: np.ndarray,
@@ -108,7 +108,7 @@ def _write_card(
     source: str | None,
 ) -> None:
     """models/<model>.card.md, from what evaluate has in hand: the dataset's meta.json and its split labels too."""
-    dataset, classes = saved["dataset"], saved["classes"]
+    dataset, classes = saved.dataset, saved.classes
     counts = {name: class_counts(load_split(paths, dataset, name).labels, classes) for name in ("train", "val")}
     facts = CardFacts(
         name=model_name,

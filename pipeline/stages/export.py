@@ -25,7 +25,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import Normalization
 from pipeline.models.forward import predict_logits
-from pipeline.data.store import load_meta, load_split
+from pipeline.data.store import DatasetMeta, load_meta, load_split
 from pipeline.inference.backend import Preprocessing
 from pipeline.inference.exporting import (
     OPSET,
@@ -36,7 +36,7 @@ from pipeline.inference.exporting import (
 )
 from pipeline.inference.onnx_backend import OnnxBackend
 from pipeline.inference.onnx_metadata import ExportInfo
-from pipeline.models.file import load_model
+from pipeline.models.file import SavedModel, load_model
 from pipeline.models.outputs import probabilities
 
 PARITY_SAMPLES = 128
@@ -47,10 +47,10 @@ TOLERANCE = 1e-4
 def export(model_name: str, paths: Paths) -> dict[str, Any]:
     """Export the saved model to ONNX and a torch.export program; returns export.json's figures."""
     model, saved = load_model(paths.model_file(model_name))
-    meta = load_meta(paths, saved["dataset"])
-    inputs = load_split(paths, saved["dataset"], "test").inputs[:PARITY_SAMPLES]
+    meta = load_meta(paths, saved.dataset)
+    inputs = load_split(paths, saved.dataset, "test").inputs[:PARITY_SAMPLES]
     _check_data(model_name, saved, meta, inputs, paths)
-    normalization = Normalization.from_meta(saved["normalization"])
+    normalization = Normalization.from_stats(saved.normalization)
     expected = probabilities(predict_logits(model, inputs, BATCH_SIZE, torch.device("cpu"), normalization)).numpy()
     program = export_program(InferenceGraph(model, normalization), np.zeros((2, *inputs.shape[1:]), inputs.dtype))
     with atomic_path(paths.onnx_file(model_name)) as onnx_file, atomic_path(paths.program_file(model_name)) as pt2:
@@ -66,27 +66,26 @@ def export(model_name: str, paths: Paths) -> dict[str, Any]:
     return report
 
 
-def export_info(model_name: str, saved: dict[str, Any], meta: dict[str, Any]) -> ExportInfo:
+def export_info(model_name: str, saved: SavedModel, meta: DatasetMeta) -> ExportInfo:
     """The ONNX metadata of a saved model: the preprocessing its file records (a table's: its size, normalisation and
     classes, and its features from the preprocessed data's meta.json)."""
-    table = meta.get("kind") == "table"
-    normalization = saved["normalization"]
-    preprocessing = Preprocessing.from_dict(saved["preprocessing"]) if saved.get("preprocessing") else Preprocessing(
-        size=saved["size"],
+    normalization = saved.normalization
+    preprocessing = saved.image_preprocessing() if not saved.is_table else Preprocessing(
+        size=saved.size,
         color=None,
         resize=None,
-        normalize=normalization["normalize"],
-        mean=list(normalization["mean"]),
-        std=list(normalization["std"]),
-        classes=list(saved["classes"]),
+        normalize=normalization.normalize,
+        mean=list(normalization.mean),
+        std=list(normalization.std),
+        classes=list(saved.classes),
     )
     return ExportInfo(
         preprocessing=preprocessing,
         model=model_name,
-        arch=saved["arch"],
-        dataset=saved["dataset"],
-        kind="table" if table else "images",
-        features=tuple(meta.get("features", ())) if table else (),
+        arch=saved.arch,
+        dataset=saved.dataset,
+        kind="table" if meta.is_table else "images",
+        features=tuple(meta.features) if meta.is_table else (),
         opset=OPSET,
     )
 
@@ -115,13 +114,13 @@ def check_parity(model_name: str, report: dict[str, Any]) -> None:
     )
 
 
-def _check_data(model_name: str, saved: dict[str, Any], meta: dict[str, Any], inputs: np.ndarray, paths: Paths) -> None:
+def _check_data(model_name: str, saved: SavedModel, meta: DatasetMeta, inputs: np.ndarray, paths: Paths) -> None:
     """The preprocessed data must be what the model was trained on: the same classes and input shape."""
-    size, channels = saved["size"], saved["channels"]
-    shape = (channels,) if meta.get("kind") == "table" else (size, size, channels)
-    if list(meta["classes"]) != list(saved["classes"]) or inputs.shape[1:] != shape:
+    size, channels = saved.size, saved.channels
+    shape = (channels,) if meta.is_table else (size, size, channels)
+    if meta.classes != saved.classes or inputs.shape[1:] != shape:
         raise PipelineError(
-            f"{model_name}: the model was trained on {saved['dataset']} with classes {saved['classes']} and inputs "
-            f"{shape}, but {paths.processed_dir(saved['dataset'])} now has {meta['classes']} and {inputs.shape[1:]}; "
+            f"{model_name}: the model was trained on {saved.dataset} with classes {saved.classes} and inputs "
+            f"{shape}, but {paths.processed_dir(saved.dataset)} now has {meta.classes} and {inputs.shape[1:]}; "
             "run the train stage again"
         )

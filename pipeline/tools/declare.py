@@ -32,7 +32,7 @@ SHOWN_CLASSES = 6
 
 
 @dataclass(frozen=True)
-class Entry:
+class ParamsEntry:
     """One entry to add: `values` under `block.key`, with `comment` above the key and `notes` above some values."""
 
     block: str
@@ -89,13 +89,13 @@ def aspect_range(sizes: list[tuple[int, int]]) -> tuple[float, float]:
     return ratios[round(0.1 * (len(ratios) - 1))], ratios[round(0.9 * (len(ratios) - 1))]
 
 
-def suggest(found: Inspection, name: str, path: Path, layout: str = "auto") -> list[Entry]:
+def suggest(found: Inspection, name: str, path: Path, layout: str = "auto") -> list[ParamsEntry]:
     """The entries declaring the dataset `found` at `path` (as given; written absolute) as `name`, read in `layout`
     (`auto`: the one detected is written)."""
     listing = found.listing
     layout = listing.layout if layout == "auto" else layout
     shown = ", ".join(listing.classes[:SHOWN_CLASSES]) + (", ..." if len(listing.classes) > SHOWN_CLASSES else "")
-    data = Entry(
+    data = ParamsEntry(
         "data",
         name,
         {"source": "local", "path": os.path.abspath(os.path.expanduser(path)), "layout": layout, "classes": None},
@@ -106,7 +106,7 @@ def suggest(found: Inspection, name: str, path: Path, layout: str = "auto") -> l
             "classes": f"null: every class, sorted ({shown}); a list fixes the order or takes a subset",
         },
     )
-    model = Entry(
+    model = ParamsEntry(
         "models",
         model_name(name),
         {"dataset": name, "arch": ARCH},
@@ -115,7 +115,7 @@ def suggest(found: Inspection, name: str, path: Path, layout: str = "auto") -> l
     return [data, _split(found, name), _preprocess(found, name), model]
 
 
-def blocks_text(entries: list[Entry]) -> str:
+def blocks_text(entries: list[ParamsEntry]) -> str:
     """The entries as YAML to paste into params.yaml, one top-level block each, a blank line between."""
     texts = []
     for entry in entries:
@@ -146,7 +146,7 @@ def check_name(params_file: Path, name: str) -> CommentedMap:
     return document
 
 
-def write_blocks(params_file: Path, name: str, entries: list[Entry]) -> list[str]:
+def write_blocks(params_file: Path, name: str, entries: list[ParamsEntry]) -> list[str]:
     """Add the entries to `params_file`, keeping everything else as it is, once `check_name` passes and the result
     validates (`parse_params`); the file is replaced atomically. Returns the keys added."""
     document = check_name(params_file, name)
@@ -163,7 +163,7 @@ def write_blocks(params_file: Path, name: str, entries: list[Entry]) -> list[str
     return [f"{entry.block}.{entry.key}" for entry in entries]
 
 
-def _split(found: Inspection, name: str) -> Entry:
+def _split(found: Inspection, name: str) -> ParamsEntry:
     """Fractions of each class (stratified), with comments on the parts the dataset brings and on class balance."""
     samples = found.listing.samples
     given = [part for part in ("val", "test") if any(sample.part == part for sample in samples)]
@@ -187,10 +187,10 @@ def _split(found: Inspection, name: str) -> Entry:
         ]
     else:
         lines.append(f"balanced ({sizes}): fractions of each class (ints would take the same count from each)")
-    return Entry("split", name, dict(FRACTIONS), comment="\n".join(lines))
+    return ParamsEntry("split", name, dict(FRACTIONS), comment="\n".join(lines))
 
 
-def _preprocess(found: Inspection, name: str) -> Entry:
+def _preprocess(found: Inspection, name: str) -> ParamsEntry:
     """Size from the median short side, gray if every image is, crop when the aspect ratios vary (ASPECT_SPREAD)."""
     low, high = aspect_range(found.sizes)
     resize = "crop" if high / low > ASPECT_SPREAD else "squash"
@@ -199,7 +199,7 @@ def _preprocess(found: Inspection, name: str) -> Entry:
         "each its own way" if resize == "crop" else
         f"squash: the images' widths / heights are alike ({low:.2f} to {high:.2f}); all are stretched the same way"
     )
-    return Entry("preprocess", name, {
+    return ParamsEntry("preprocess", name, {
         "size": suggested_side(found.side), "color": found.color, "resize": resize, "normalize": True,
     }, notes={
         "size": f"the largest of {', '.join(map(str, SIDES))} not above the images' median short side ({found.side} px)"

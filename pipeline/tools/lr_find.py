@@ -21,22 +21,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pipeline.tools.params_editing import append_entry, load_document, save_document
 from pipeline.analysis.plots import save_png
 from pipeline.config.params import Params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import (
-    Normalization,
-    pick_device,
-    place,
-    seed_everything,
-    to_tensor,
-)
-from pipeline.data.store import load_meta, load_split
-from pipeline.models.registry import parameter_groups
+from pipeline.core.runtime import pick_device, to_tensor
+from pipeline.tools.params_editing import append_entry, load_document, save_document
+from pipeline.training.run import build_run
 from pipeline.training.schedule import initial_lr
-from pipeline.training.step import build_for, make_optimizer, penalty_for, training_step
+from pipeline.training.step import penalty_for, training_step
 
 START_LR, END_LR = 1e-7, 10.0
 BETA = 0.98  # the smoothing of the loss
@@ -130,16 +123,11 @@ def lr_find(model_name: str, params: Params, paths: Paths, steps: int = 100) -> 
     config = params.model(model_name)
     settings = config.train
     device = pick_device(settings.device)
-    seed_everything(params.seed, device)
-    meta = load_meta(paths, config.dataset)
-    split = load_split(paths, config.dataset, "train")
-    normalization = Normalization.from_meta(meta)
+    setup = build_run(config, params.seed, paths, device)
+    model, optimizer, split, normalization = setup.model, setup.optimizer, setup.train_set, setup.normalization
     batches = _batches(len(split.labels), settings.batch_size, np.random.default_rng(params.seed))
     first = next(batches)
-    channels = to_tensor(split.inputs[first[:1]], normalization).shape[1]
-    model = place(build_for(model_name, config, {**meta, "channels": channels}), device)
     base = initial_lr(settings)
-    optimizer = make_optimizer(parameter_groups(model, base), settings)
     scales = [group["lr"] / base for group in optimizer.param_groups]  # groups with their own rate keep its ratio
     penalty = penalty_for(model, settings)
     model.train()

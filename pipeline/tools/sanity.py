@@ -14,23 +14,10 @@ from torch import nn
 
 from pipeline.config.params import Params
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import (
-    Normalization,
-    pick_device,
-    place,
-    seed_everything,
-    to_tensor,
-)
-from pipeline.data.store import load_meta, load_split
+from pipeline.core.runtime import pick_device, to_tensor
 from pipeline.models.outputs import loss, probabilities
-from pipeline.models.registry import parameter_groups
-from pipeline.training.schedule import initial_lr
-from pipeline.training.step import (
-    build_for,
-    make_optimizer,
-    penalty_for,
-    training_step,
-)
+from pipeline.training.run import build_run
+from pipeline.training.step import penalty_for, training_step
 
 
 @dataclass(frozen=True)
@@ -75,14 +62,11 @@ def overfit(
     `max_steps`); then predict them in train and in eval mode."""
     config = params.model(model_name)
     device = pick_device(config.train.device)
-    seed_everything(params.seed, device)
-    meta = load_meta(paths, config.dataset)
-    split = load_split(paths, config.dataset, "train")
+    setup = build_run(config, params.seed, paths, device)
+    model, optimizer, split = setup.model, setup.optimizer, setup.train_set
     chosen = _one_per_class_first(split.labels, n)
-    images = to_tensor(split.inputs[chosen], Normalization.from_meta(meta)).to(device)
+    images = to_tensor(split.inputs[chosen], setup.normalization).to(device)
     labels = torch.from_numpy(split.labels[chosen]).to(device)
-    model = place(build_for(model_name, config, {**meta, "channels": images.shape[1]}), device)
-    optimizer = make_optimizer(parameter_groups(model, initial_lr(config.train)), config.train)
     settings = config.train
     penalty = penalty_for(model, settings)
     model.train()
@@ -90,7 +74,7 @@ def overfit(
     while steps < max_steps and (steps < min_steps or fit_loss >= target_loss):
         _, batch_loss, _ = training_step(model, optimizer, images, labels, settings.amp, penalty)
         fit_loss, steps = batch_loss.item(), steps + 1
-    return _predictions(model, images, labels, chosen, meta["classes"], steps, fit_loss)
+    return _predictions(model, images, labels, chosen, setup.meta.classes, steps, fit_loss)
 
 
 def _one_per_class_first(labels: np.ndarray, n: int) -> np.ndarray:

@@ -27,22 +27,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config.params import ModelConfig, Params, parse_params
+from pipeline.config.params import Params, parse_params
 from pipeline.core.atomic import write_json
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import (
-    Normalization,
-    model_input,
-    pick_device,
-    place,
-    seed_everything,
-)
-from pipeline.data.store import load_meta, load_split
-from pipeline.models.registry import parameter_groups
+from pipeline.core.runtime import Normalization, model_input, pick_device
 from pipeline.training.feed import TrainFeed
 from pipeline.training.loop import EpochCallback, run_training
-from pipeline.training.schedule import initial_lr
-from pipeline.training.step import build_for, make_optimizer, training_step
+from pipeline.training.run import TrainingSetup, build_run
+from pipeline.training.step import training_step
 
 WARMUP_STEPS = 3
 
@@ -52,15 +44,12 @@ def bench(model_name: str, params: Params, paths: Paths, epochs: int = 3, steps:
     timing, default an epoch's worth); writes the figures to metrics/bench/<model>.json and returns them."""
     config = params.model(model_name)
     device = pick_device(config.train.device)
-    seed_everything(params.seed, device)
-    meta = load_meta(paths, config.dataset)
-    train_set = load_split(paths, config.dataset, "train")
-    feed = TrainFeed(train_set, config, params.seed, device)
-    normalization = Normalization.from_meta(meta)
+    setup = build_run(config, params.seed, paths, device)
+    feed = TrainFeed(setup.train_set, config, params.seed, device)
     images = sum(feed.real_counts())  # an epoch's images: fewer than the split's under `train.steps_per_epoch`
     ready: list[tuple[torch.Tensor, torch.Tensor]] = []
-    data = images / _seconds(device, lambda: ready.extend(_model_ready(feed, normalization)))
-    bare = _BareSteps(config, {**meta, "channels": train_set.inputs.shape[-1]}, ready, device, steps)
+    data = images / _seconds(device, lambda: ready.extend(_model_ready(feed, setup.normalization)))
+    bare = _BareSteps(setup, config.train.amp, ready, device, steps)
     clock = _Clock(device, bare)
     whole = _seconds(device, lambda: _run_stage(model_name, params, paths, 1 + epochs, clock.tick)) - clock.bare_s
     per_epoch, validation = statistics.median(clock.epochs), statistics.median(clock.validations)
@@ -108,20 +97,19 @@ def _model_ready(feed: TrainFeed, normalization: Normalization | None) -> Iterat
 
 
 class _BareSteps:
-    """Bare training steps of a model of their own through ready-made batches on the device."""
+    """Bare training steps of a model of their own (not the stage's) through ready-made batches on the device."""
 
     def __init__(
         self,
-        config: ModelConfig,
-        data: dict,
+        setup: TrainingSetup,
+        amp: bool,
         ready: list[tuple[torch.Tensor, torch.Tensor]],
         device: torch.device,
         steps: int | None,
     ) -> None:
-        self.model = place(build_for(config.name, config, data), device)
-        self.optimizer = make_optimizer(parameter_groups(self.model, initial_lr(config.train)), config.train)
+        self.model, self.optimizer = setup.model, setup.optimizer
         self.ready = ready[: max(1, len(ready) - 1)]  # the last batch may be short
-        self.steps, self.amp, self.device = steps or len(self.ready), config.train.amp, device
+        self.steps, self.amp, self.device = steps or len(self.ready), amp, device
         self._run(WARMUP_STEPS)
 
     def images_per_s(self) -> float:

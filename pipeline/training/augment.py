@@ -30,7 +30,7 @@ AFFINE_KEYS = {"rotation", "shift", "zoom", "shear"}  # the keys `p` applies to
 
 
 @dataclass(frozen=True)
-class PerImage:
+class PerImageTransforms:
     """The per-image transforms of an `aug` block, built once, applied to uint8 NHWC batches on the host."""
 
     albumentations: "A.Compose | None"  # the affine group, brightness and contrast
@@ -51,12 +51,12 @@ class PerImage:
         return images
 
 
-def per_image_augment(aug: AugParams) -> PerImage | None:
+def per_image_augment(aug: AugParams) -> PerImageTransforms | None:
     """The block's per-image transforms, or None when none is on."""
     albumentations, torchvision = _albumentations(aug), _torchvision_transforms(aug)
     if albumentations is None and torchvision is None:
         return None
-    return PerImage(albumentations, torchvision)
+    return PerImageTransforms(albumentations, torchvision)
 
 
 def _albumentations(aug: AugParams) -> "A.Compose | None":

@@ -17,7 +17,7 @@ from pipeline.config.training import AugParams
 
 
 @dataclass(frozen=True)
-class BatchAugment:
+class BatchedPixelMoves:
     """Per-image random flips, padded crops and translations of uint8 NHWC batches, drawn from a seed."""
 
     aug: AugParams

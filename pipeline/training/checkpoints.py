@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from pipeline.config.params import ModelConfig
 from pipeline.core.atomic import save_torch
 from pipeline.core.errors import PipelineError
+from pipeline.core.preprocessing import problems
 from pipeline.core.torchfile import read_torch_file
 from pipeline.training.keep import KeptWeights
 
@@ -104,16 +106,20 @@ class Checkpoint:
         _warn_removed(unfit, "training starts over")
         return 0
 
-    def _read(self, path: Path) -> dict[str, Any]:
-        """The checkpoint at `path`; PipelineError if it cannot be read or belongs to another run."""
-        saved = read_torch_file(path, "checkpoint")
-        if saved.get("fingerprint") != self.fingerprint:
+    def _read(self, path: Path) -> "CheckpointFile":
+        """The checkpoint at `path`; PipelineError if it cannot be read, is not a checkpoint of this format or
+        belongs to another run."""
+        try:
+            saved = CheckpointFile.model_validate(read_torch_file(path, "checkpoint"))
+        except ValidationError as exc:
+            raise PipelineError(f"{path}: not a checkpoint of this pipeline ({problems(exc, '')})") from None
+        if saved.fingerprint != self.fingerprint:
             raise PipelineError(
                 f"{path}: a checkpoint of another run (its fingerprint differs: other params, data, code or torch version)"
             )
         return saved
 
-    def _load(self, path: Path, saved: dict[str, Any], states: dict[str, Any]) -> int:
+    def _load(self, path: Path, saved: "CheckpointFile", states: dict[str, Any]) -> int:
         """Put the checkpoint read from `path` into the objects; returns the epochs it holds. State that does not
         load (a missing entry, a tensor of another shape) is a PipelineError naming `path`, with the objects as
         they were, so that training can start over from them."""
@@ -121,8 +127,8 @@ class Checkpoint:
         before = {name: copy.deepcopy(target.state_dict()) for name, target in targets.items()}
         try:
             for name, target in targets.items():
-                target.load_state_dict(saved[name])
-            self.history = list(saved["history"])
+                target.load_state_dict(saved.state_of(name))
+            self.history = list(saved.history)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             for name, target in targets.items():
                 target.load_state_dict(before[name])
@@ -150,6 +156,28 @@ class Checkpoint:
         """Drop the checkpoints once the run has finished and its model is saved."""
         self.path.unlink(missing_ok=True)
         self.previous.unlink(missing_ok=True)
+
+
+class CheckpointFile(BaseModel):
+    """What a checkpoint file holds: the run's fingerprint, the state of each object by name (`ema` only when the
+    moving average is on), the history of the epochs done and the kept weights."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    fingerprint: str
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    ema: dict[str, Any] | None = None
+    history: list[dict[str, Any]]
+    kept: dict[str, Any]
+
+    def state_of(self, name: str) -> dict[str, Any]:
+        """The saved state of the object `name`; KeyError if the file has none (a run without `train.ema`)."""
+        state = getattr(self, name)
+        if state is None:
+            raise KeyError(name)
+        return state
 
 
 def _states(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ema: nn.Module | None) -> dict:

@@ -29,7 +29,7 @@ def weight_average(model: nn.Module, decay: float) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Stepping:
     """How each training batch is taken: its normalisation, the optimizer and the per-batch scheduler, mixed
     precision, the weight penalty, the loss's class weights and label smoothing, the batch mixer and the weights'

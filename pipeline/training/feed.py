@@ -34,11 +34,11 @@ from pipeline.core.distributed import Shard
 from pipeline.core.errors import PipelineError
 from pipeline.core.runtime import batch_count, derived_seed
 from pipeline.data.store import SplitArrays
-from pipeline.training.augment import PerImage, per_image_augment
-from pipeline.training.batch_augment import BatchAugment
+from pipeline.training.augment import PerImageTransforms, per_image_augment
+from pipeline.training.batch_augment import BatchedPixelMoves
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-BatchAugmenter = Callable[[torch.Tensor, int], torch.Tensor]
+BatchTransform = Callable[[torch.Tensor, int], torch.Tensor]  # (uint8 NHWC batch, seed) -> the batch augmented
 MAX_AUTO_WORKERS = 4
 
 
@@ -84,12 +84,12 @@ class EpochBatches(Sampler):
 
 
 @dataclass(frozen=True)
-class Augmenter:
+class MovesThenPerImage:
     """The batched pixel moves, then the per-image transforms on top: the moves are drawn from the batch seed alike
     whatever else is on, so a sweep over a per-image key leaves every crop, shift and flip as it was."""
 
-    moves: BatchAugment | None
-    per_image: PerImage | None
+    moves: BatchedPixelMoves | None
+    per_image: PerImageTransforms | None
 
     def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
         """The batch augmented; the same seed gives the same batch."""
@@ -98,14 +98,14 @@ class Augmenter:
         return self.per_image(images, seed) if self.per_image is not None else images
 
 
-def batch_augmenter(aug: AugParams) -> BatchAugmenter | None:
+def batch_augmenter(aug: AugParams) -> BatchTransform | None:
     """How training batches are augmented (None: not at all). Crop, shift and flips are always batched tensor ops;
     the other transforms, when on, follow image by image on the host."""
-    moves = BatchAugment(aug) if aug.crop_padding or aug.hflip or aug.vflip or (aug.shift and aug.p) else None
+    moves = BatchedPixelMoves(aug) if aug.crop_padding or aug.hflip or aug.vflip or (aug.shift and aug.p) else None
     per_image = per_image_augment(aug)
     if per_image is None:
         return moves
-    return Augmenter(moves, per_image)
+    return MovesThenPerImage(moves, per_image)
 
 
 def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int) -> np.ndarray:
@@ -121,7 +121,7 @@ def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int)
 class _HostBatches(Dataset):
     """Batches gathered from the split in host memory and augmented there."""
 
-    def __init__(self, split: SplitArrays, augment: BatchAugmenter | None) -> None:
+    def __init__(self, split: SplitArrays, augment: BatchTransform | None) -> None:
         self.split, self.augment = split, augment
 
     def __getitem__(self, item: tuple[int, list[int]]) -> Batch:
@@ -130,7 +130,7 @@ class _HostBatches(Dataset):
         return _augmented(self.augment, inputs, seed), labels
 
 
-def _augmented(augment: BatchAugmenter | None, inputs: torch.Tensor, seed: int) -> torch.Tensor:
+def _augmented(augment: BatchTransform | None, inputs: torch.Tensor, seed: int) -> torch.Tensor:
     return inputs if augment is None else augment(inputs, seed)
 
 

@@ -10,52 +10,37 @@ learning rate, the weights' moving average) is `pipeline.training.epoch`'s; with
 kept epoch and the saved model are the moving average's.
 """
 
-import contextlib
 import time
 from collections.abc import Callable
 
 import torch
-from dvclive import Live
-from matplotlib.figure import Figure
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from pipeline.analysis.diagnostics import mode_gap
-from pipeline.analysis.plots import augmentation_preview, learning_curves
+from pipeline.analysis.measure import measure
 from pipeline.config.params import ModelConfig, Params
 from pipeline.config.training import TrainParams
-from pipeline.core.distributed import (
-    Shard,
-    current_shard,
-    process_group,
-    same_everywhere,
-    wrap,
-)
+from pipeline.core.distributed import Shard, current_shard, process_group, same_everywhere, wrap
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import (
-    Normalization,
-    derived_seed,
-    pick_device,
-    place,
-    seed_everything,
-)
-from pipeline.data.store import SplitArrays, load_meta, load_split, split_files
+from pipeline.core.runtime import derived_seed, pick_device
+from pipeline.data.store import SplitArrays, load_split, split_files
 from pipeline.models.file import save_model
 from pipeline.models.outputs import inverse_frequency
-from pipeline.models.registry import has_batchnorm, parameter_groups
-from pipeline.training.augment import describe
+from pipeline.models.registry import has_batchnorm
 from pipeline.training.checkpoints import Checkpoint, run_fingerprint
 from pipeline.training.epoch import Stepping, train_one_epoch, weight_average
-from pipeline.training.feed import TrainFeed, augmented_samples
+from pipeline.training.feed import TrainFeed
 from pipeline.training.fine_tune import fine_tune_epoch
 from pipeline.training.keep import KeptWeights, chosen_row
-from pipeline.analysis.measure import measure
 from pipeline.training.mixing import mixer_for
-from pipeline.training.schedule import initial_lr, make_scheduler
-from pipeline.training.step import build_for, make_optimizer, penalty_for
+from pipeline.training.records import recorder
+from pipeline.training.run import TrainingSetup, build_run
+from pipeline.training.schedule import make_scheduler
+from pipeline.training.step import penalty_for
 
-PREVIEW_IMAGES, PREVIEW_DRAWS = 6, 3
 # BatchNorm's mode check scores this many training images in eval mode: the split is shuffled, so its first images
 # are a sample of every class, and the check costs a bounded pass (the whole split: a third of an epoch).
 MODE_CHECK_SAMPLES = 512
@@ -80,110 +65,127 @@ def run_training(
 def _train(
     config: ModelConfig, seed: int, paths: Paths, device: torch.device, shard: Shard, on_epoch: EpochCallback
 ) -> dict:
+    # Set-up: the model and optimizer, the data feed, the schedule and the weights' moving average.
     settings = config.train
-    seed_everything(seed, device)
-    meta = load_meta(paths, config.dataset)
-    train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
-    data = {**meta, "channels": train_set.inputs.shape[-1]}
-    model = place(build_for(config.name, config, data), device)
-    optimizer = make_optimizer(parameter_groups(model, initial_lr(settings)), settings)
-    feed = TrainFeed(train_set, config, seed, device, shard)
-    scheduler = make_scheduler(optimizer, settings, len(feed))
-    ema = weight_average(model, settings.ema)
-    served = model if ema is None else ema.module  # the weights validated, kept and saved
-    fingerprint = run_fingerprint(config, seed, split_files(paths, config.dataset, ("train", "val")))
+    setup = build_run(config, seed, paths, device)
+    val_set = load_split(paths, config.dataset, "val")
+    feed = TrainFeed(setup.train_set, config, seed, device, shard)
+    scheduler = make_scheduler(setup.optimizer, settings, len(feed))
+    ema = weight_average(setup.model, settings.ema)
+    scored = setup.model if ema is None else ema.module  # the weights validated, kept and saved
+
+    # Resume: the newest checkpoint of this very run (params, seed, data and code), if one is left.
     kept = KeptWeights(settings.keep, settings.monitor)
+    fingerprint = run_fingerprint(config, seed, split_files(paths, config.dataset, ("train", "val")))
     checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept)
-    done = checkpoint.restore(model, optimizer, scheduler, ema)
+    done = checkpoint.restore(setup.model, setup.optimizer, scheduler, ema)
+    _check_same_start(done, paths, config, device)
+
+    # The epoch loop: every process trains; the writer (rank 0) logs, checkpoints and saves, the others do not.
+    trained = wrap(setup.model, shard, device)
+    epochs = EpochRunner(config, seed, shard, _stepping(config, seed, setup, trained, scheduler, ema, shard, device))
+    with recorder(paths, config, checkpoint, shard) as records, tqdm(
+        total=settings.epochs * len(feed), initial=done * len(feed), desc=_progress_title(config, device, shard),
+        unit="batch", disable=None if shard.is_main else True,
+    ) as bar:
+        records.start(setup.train_set, setup.meta.is_table, seed)
+        for epoch in range(done + 1, settings.epochs + 1):
+            fine_tune_epoch(setup.model, config.arch_args, epoch)
+            row, validation_s = epochs.run(epoch, trained, scored, feed, val_set, bar)
+            checkpoint.history.append(row)
+            kept.offer(scored, checkpoint.history)
+            records.epoch_done(row, setup.model, setup.optimizer, scheduler, ema)
+            on_epoch(row, validation_s)
+            bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
+
+        # Finish: the kept epoch's weights, their summary, the model file; the checkpoints go.
+        if not shard.is_main:
+            return checkpoint.history[-1]
+        chosen = chosen_row(checkpoint.history, settings.keep, settings.monitor)
+        kept.restore_into(scored)
+        summary = records.summarise(chosen, f"{config.name} on {config.dataset}")
+        if has_batchnorm(scored):
+            summary["bn_check"] = records.bn_check(epochs.mode_check(scored, setup.train_set, chosen))
+    save_model(paths.model_file(config.name), scored, config, setup.meta, setup.channels, seed, int(chosen["epoch"]))
+    checkpoint.remove()
+    return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
+
+
+def _check_same_start(done: int, paths: Paths, config: ModelConfig, device: torch.device) -> None:
+    """Under torchrun, every process must resume from the same epoch (their checkpoint folders may differ)."""
     if not same_everywhere(done, device):
         raise PipelineError(
             f"the processes would resume {config.name} from different epochs, since the machines' "
             f"{paths.checkpoint(config.name).parent}/ differ: put it on a filesystem they share, or delete "
             f"{paths.checkpoint(config.name).name}* there on every machine to start over"
         )
-    trained = wrap(model, shard, device)
-    stepping = Stepping(
-        optimizer, scheduler, Normalization.from_meta(meta), device, settings.amp, penalty_for(trained, settings),
-        _class_weights(settings, train_set, meta, device), settings.label_smoothing,
-        mixer_for(mixup=settings.mixup, cutmix=settings.cutmix, mix_prob=settings.mix_prob,
-                  num_classes=len(meta["classes"]), seed=seed, rank=shard.rank),
-        ema,
+
+
+def _stepping(
+    config: ModelConfig,
+    seed: int,
+    setup: TrainingSetup,
+    trained: nn.Module,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ema: AveragedModel | None,
+    shard: Shard,
+    device: torch.device,
+) -> Stepping:
+    """How each batch of this run is taken (see `Stepping`)."""
+    settings, classes = config.train, len(setup.meta.classes)
+    return Stepping(
+        optimizer=setup.optimizer,
+        scheduler=scheduler,
+        normalization=setup.normalization,
+        device=device,
+        amp=settings.amp,
+        penalty=penalty_for(trained, settings),
+        class_weights=_class_weights(settings, setup.train_set, classes, device),
+        smoothing=settings.label_smoothing,
+        mixer=mixer_for(mixup=settings.mixup, cutmix=settings.cutmix, mix_prob=settings.mix_prob,
+                        num_classes=classes, seed=seed, rank=shard.rank),
+        ema=ema,
     )
-    run = _Run(config, seed, meta, shard, stepping)
+
+
+def _progress_title(config: ModelConfig, device: torch.device, shard: Shard) -> str:
     processes = f" x{shard.world}" if shard.world > 1 else ""
-    with _live(paths, config.name, shard) as live, tqdm(
-        total=settings.epochs * len(feed), initial=done * len(feed), desc=f"train {config.name} ({device}{processes})",
-        unit="batch", disable=None if shard.is_main else True,
-    ) as bar:
-        if live and run.augments_images:
-            live.log_image("augmentation.png", _augmentation_preview(config, seed, train_set))
-        for row in checkpoint.history if live else ():
-            _log(live, row)
-        for epoch in range(done + 1, settings.epochs + 1):
-            fine_tune_epoch(model, config.arch_args, epoch)
-            row = run.epoch(epoch, trained, served, feed, val_set, bar)
-            checkpoint.history.append(row)
-            kept.offer(served, checkpoint.history)
-            if live:
-                _log(live, row)
-                checkpoint.save(model, optimizer, scheduler, ema)
-            on_epoch(row, run.validation_s)
-            bar.set_postfix(epoch=epoch, loss=f"{row['train/loss']:.3f}", val_acc=f"{row['val/acc']:.3f}")
-        if not live:
-            return checkpoint.history[-1]
-        chosen = chosen_row(checkpoint.history, settings.keep, settings.monitor)
-        kept.restore_into(served)
-        summary = _summarise(live, checkpoint.history, chosen, f"{config.name} on {config.dataset}")
-        if has_batchnorm(served):
-            summary["bn_check"] = run.mode_check(served, train_set, chosen)
-            live.summary["bn_check"] = summary["bn_check"]
-    save_model(paths.model_file(config.name), served, config, data, seed, int(chosen["epoch"]))
-    checkpoint.remove()
-    return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
+    return f"train {config.name} ({device}{processes})"
 
 
 def _class_weights(
-    settings: TrainParams, train_set: SplitArrays, meta: dict, device: torch.device
+    settings: TrainParams, train_set: SplitArrays, classes: int, device: torch.device
 ) -> torch.Tensor | None:
     """`train.class_weights: auto`: the training loss weighs each class by its inverse frequency in the training
     split, so that an imbalanced dataset's small classes count as much as its large ones; `none`: plain mean."""
     if settings.class_weights == "none":
         return None
-    return inverse_frequency(torch.from_numpy(train_set.labels), len(meta["classes"])).to(device)
+    return inverse_frequency(torch.from_numpy(train_set.labels), classes).to(device)
 
 
-def _live(paths: Paths, model_name: str, shard: Shard) -> contextlib.AbstractContextManager[Live | None]:
-    """DVCLive for the process that writes (rank 0); nothing for the others."""
-    if not shard.is_main:
-        return contextlib.nullcontext()
-    return Live(str(paths.train_dir(model_name)), dvcyaml=None, save_dvc_exp=False)
+class EpochRunner:
+    """One epoch of training and validation at a time, with what stays fixed across a run's epochs."""
 
-
-
-class _Run:
-    """What stays fixed across the epochs of one training run."""
-
-    def __init__(self, config: ModelConfig, seed: int, meta: dict, shard: Shard, stepping: Stepping) -> None:
+    def __init__(self, config: ModelConfig, seed: int, shard: Shard, stepping: Stepping) -> None:
         self.config, self.seed, self.shard, self.stepping = config, seed, shard, stepping
-        self.device, self.normalization = stepping.device, stepping.normalization
-        self.augments_images = meta.get("kind", "images") == "images"  # a table's rows are not augmented
-        self.validation_s = 0.0  # wall time of the last epoch's validation pass
 
-    def epoch(
-        self, epoch: int, model: nn.Module, served: nn.Module, feed: TrainFeed, val_set: SplitArrays, bar: tqdm
-    ) -> dict[str, float]:
-        """Train one epoch of `model` (wrapped for torchrun) and measure `served` (the model itself, or the
-        moving average of its weights) on the validation split; returns the epoch's row of the history.
+    def run(
+        self, epoch: int, model: nn.Module, scored: nn.Module, feed: TrainFeed, val_set: SplitArrays, bar: tqdm
+    ) -> tuple[dict[str, float], float]:
+        """Train one epoch of `model` (wrapped for torchrun) and measure `scored` (the model itself, or the
+        moving average of its weights) on the validation split; returns the epoch's row of the history and the
+        wall time of its validation pass.
 
         Dropout draws from (seed, epoch, rank) alone, as the feed's order and augmentation do, so a resumed run
         repeats the epoch exactly."""
-        settings = self.config.train
+        settings, stepping = self.config.train, self.stepping
         torch.manual_seed(derived_seed(self.seed, epoch, self.shard.rank))
-        fit = train_one_epoch(model, feed.epoch(epoch), feed.real_counts(), self.stepping, epoch, bar)
+        fit = train_one_epoch(model, feed.epoch(epoch), feed.real_counts(), stepping, epoch, bar)
         started = time.perf_counter()
-        val = measure(served, val_set, settings.batch_size, self.device, self.normalization, settings.amp, self.shard)
-        self.validation_s = time.perf_counter() - started  # measure's results are on the host: the device is done
-        return {
+        val = measure(scored, val_set, settings.batch_size, stepping.device, stepping.normalization, settings.amp,
+                      self.shard)
+        validation_s = time.perf_counter() - started  # measure's results are on the host: the device is done
+        row = {
             "epoch": epoch,
             "train/loss": fit.loss,
             "train/acc": fit.accuracy,
@@ -194,36 +196,14 @@ class _Run:
             **{f"val/{key}": value for key, value in val.confidence.items()},
             "lr": fit.lr,
         }
+        return row, validation_s
 
     def mode_check(self, model: nn.Module, train_set: SplitArrays, last: dict[str, float]) -> dict[str, float | bool]:
         """The training split's first MODE_CHECK_SAMPLES images in eval mode (no augmentation) beside the kept
         epoch's train-mode figures."""
-        settings = self.config.train
+        settings, stepping = self.config.train, self.stepping
         sample = SplitArrays(train_set.inputs[:MODE_CHECK_SAMPLES], train_set.labels[:MODE_CHECK_SAMPLES])
-        scores = measure(model, sample, settings.batch_size, self.device, self.normalization, settings.amp)
+        scores = measure(model, sample, settings.batch_size, stepping.device, stepping.normalization, settings.amp)
         return mode_gap(
             {"acc": last["train/acc"], "loss": last["train/loss"]}, {"acc": scores.accuracy, "loss": scores.loss}
         )
-
-
-
-def _augmentation_preview(config: ModelConfig, seed: int, train_set: SplitArrays) -> Figure:
-    """The first training images beside augmented versions of them, to see what `aug.*` does to the data."""
-    originals = train_set.inputs[:PREVIEW_IMAGES]
-    versions = augmented_samples(config.aug, seed, originals, PREVIEW_DRAWS)
-    return augmentation_preview(originals, versions, f"{config.name}: {describe(config.aug)}")
-
-
-def _log(live: Live, row: dict[str, float]) -> None:
-    live.step = int(row["epoch"])
-    for key, value in row.items():
-        if key != "epoch":
-            live.log_metric(key, value)
-    live.next_step()
-
-
-def _summarise(live: Live, history: list[dict[str, float]], chosen: dict[str, float], title: str) -> dict:
-    """The kept epoch's validation figures as the run's summary (`best` in metrics.json), and the curves."""
-    live.summary["best"] = {"epoch": chosen["epoch"], "val/acc": chosen["val/acc"], "val/loss": chosen["val/loss"]}
-    live.log_image("learning_curves.png", learning_curves(history, title))
-    return {"best": live.summary["best"]}

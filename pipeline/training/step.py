@@ -1,45 +1,17 @@
-"""One training step and what it needs: the model built from its params, the optimizer, the weight penalty.
+"""One training step and its weight penalty.
 
-The train stage, `pipeline sanity overfit` and `pipeline bench` all step through `training_step`, so mixed
-precision and the `l1`/`l2` penalty mean the same thing in each.
+The train stage, `pipeline sanity overfit`, `pipeline lr-find` and `pipeline bench` all step through `training_step`,
+so mixed precision and the `l1`/`l2` penalty mean the same thing in each.
 """
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from pipeline.config.params import ModelConfig
 from pipeline.config.training import TrainParams
-from pipeline.core.errors import PipelineError
-from pipeline.core.runtime import (
-    mixed_precision,
-)
+from pipeline.core.runtime import mixed_precision
 from pipeline.models.outputs import loss
-from pipeline.models.registry import build_model
-from pipeline.training.schedule import initial_lr
-
-
-def build_for(model_name: str, config: ModelConfig, data: dict) -> nn.Module:
-    """The model, freshly initialised (and pretrained where asked); a failure names the model's params block."""
-    try:
-        return build_model(
-            config.arch, config.arch_args, in_channels=data["channels"], size=data["size"],
-            num_classes=len(data["classes"]),
-        )
-    except PipelineError as exc:
-        raise PipelineError(f"models.{model_name}: {exc}") from None
-
-
-def make_optimizer(groups: Iterable, settings: TrainParams) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) from `train.*`, over parameter groups that may carry their own rates."""
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=initial_lr(settings), momentum=settings.momentum, weight_decay=settings.weight_decay
-        )
-    return torch.optim.Adam(groups, lr=initial_lr(settings), weight_decay=settings.weight_decay)
-
 
 
 @dataclass(frozen=True)
@@ -84,7 +56,6 @@ def training_step(
     (batch_loss + weights).backward()
     optimizer.step()
     return logits.detach(), batch_loss.detach(), weights.detach()
-
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:

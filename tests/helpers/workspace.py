@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from dvc.repo import Repo
+from tests.helpers.params import REPO
 
-from tests.conftest import REPO
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com", "DVC_STUDIO_OFFLINE": "true"}
 

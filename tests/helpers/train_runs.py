@@ -1,8 +1,10 @@
 """What the training tests read back from a run: the logged curves, the metric files and the saved weights."""
 
+import pytest
 import torch
 
 from pipeline.core.paths import Paths
+from pipeline.stages.train import train
 
 CURVES = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -24,3 +26,25 @@ def outputs(paths: Paths) -> dict[str, bytes]:
 def weights(paths: Paths) -> dict[str, torch.Tensor]:
     """The saved model's weights."""
     return torch.load(paths.model_file("catsdogs_cnn"), weights_only=True)["state_dict"]
+
+
+class Killed(Exception):
+    """Stands in for the process dying mid-run."""
+
+
+def train_killed_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, params, paths: Paths) -> None:
+    """Train until the given epoch is nearly done, then die as a killed process would (no cleanup, no model)."""
+    import pipeline.training.loop as stage
+
+    real, calls = stage.measure, []
+
+    def measure(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise Killed
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "measure", measure)
+        with pytest.raises(Killed):
+            train("catsdogs_cnn", params, paths)

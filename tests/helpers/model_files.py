@@ -10,27 +10,28 @@ from pipeline.config.archs import CatsDogsCnnArgs
 from pipeline.config.params import ModelConfig
 from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.torchfile import read_torch_file
+from pipeline.data.store import DatasetMeta
 from pipeline.models.file import save_model
 from pipeline.models.registry import build_model
 
 
-def untrained_model(path: Path, meta: dict[str, Any], name: str = "catsdogs_cnn", seed: int = 0) -> Path:
+def untrained_model(path: Path, meta: DatasetMeta, name: str = "catsdogs_cnn", seed: int = 0) -> Path:
     """Save a freshly initialised catsdogs_cnn (seeded) for a dataset described by `meta` (preprocess's meta.json)."""
-    channels = 1 if meta.get("color") == "gray" else 3
+    channels = 1 if meta.color == "gray" else 3
     torch.manual_seed(seed)
     args = CatsDogsCnnArgs(dense=8)
-    model = build_model("catsdogs_cnn", args, in_channels=channels, size=meta["size"], num_classes=len(meta["classes"]))
+    model = build_model("catsdogs_cnn", args, in_channels=channels, size=meta.size, num_classes=len(meta.classes))
     config = ModelConfig(name, "catsdogs", "catsdogs_cnn", args, TrainParams(), AugParams())
-    save_model(path, model, config, {**meta, "channels": channels}, seed=seed, epoch=1)
+    save_model(path, model, config, meta, channels, seed=seed, epoch=1)
     return path
 
 
-def image_meta(classes: list[str], size: int = 24, color: str = "gray", **changes: Any) -> dict[str, Any]:
+def image_meta(classes: list[str], size: int = 24, color: str = "gray", **changes: Any) -> DatasetMeta:
     """A meta.json of preprocessed images (normalised with made-up statistics), `changes` applied."""
     channels = 1 if color == "gray" else 3
     meta = {"kind": "images", "classes": classes, "size": size, "color": color, "resize": "squash",
             "mean": [0.4] * channels, "std": [0.2] * channels, "normalize": True}
-    return {**meta, **changes}
+    return DatasetMeta.model_validate({**meta, **changes})
 
 
 def rewritten(path: Path, change) -> Path:
