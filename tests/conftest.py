@@ -30,6 +30,14 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests are the files tests/test_e2e*.py: they carry the `e2e` marker (`pytest -m e2e` runs
+    them alone), the unit tests do not."""
+    for item in items:
+        if item.path.name.startswith("test_e2e"):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture
 def tiny_params() -> Params:
     """Valid params small enough that every stage runs in about a second."""

@@ -11,7 +11,7 @@ from pipeline.analysis.report import (
     best_run,
     changed_models,
     collect_runs,
-    differing_params,
+    keys_that_vary,
     flatten,
     markdown,
 )
@@ -140,7 +140,7 @@ def test_flatten_gives_dotted_keys_and_keeps_lists_whole():
 def test_only_params_that_differ_are_columns_including_added_keys():
     added = _state("d" * 40, "lr", {"cnn": (0.7, 0.7, 0.6)}, models__cnn__lr=0.01, models__cnn__dropout=[0, 0])
     runs = _runs(BASELINE, ROTATED, FLIPPED, added)
-    assert differing_params(runs) == ["aug.rotation", "aug.hflip", "models.cnn.dropout", "models.cnn.lr"]
+    assert keys_that_vary(runs) == ["aug.rotation", "aug.hflip", "models.cnn.dropout", "models.cnn.lr"]
 
 
 def test_models_with_the_same_scores_in_every_run_are_left_out():

@@ -139,7 +139,7 @@ def flatten(params: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
             yield dotted, value
 
 
-def differing_params(runs: list[Run]) -> list[str]:
+def keys_that_vary(runs: list[Run]) -> list[str]:
     """The dotted keys whose value is not the same in every run, in the baseline's order."""
     keys = list(dict.fromkeys(key for run in runs for key in run.params))
     return [key for key in keys if len({cell(run.params.get(key, MISSING)) for run in runs}) > 1]
@@ -159,7 +159,7 @@ def best_run(runs: list[Run], model: str) -> Run:
 
 def markdown(runs: list[Run], models: list[str], charts: dict[str, str | None]) -> str:
     """The report page: the table, the models left out of it, and a chart per model."""
-    keys = differing_params(runs)
+    keys = keys_that_vary(runs)
     best = {model: best_run(runs, model) for model in models}
     header = ["experiment", *(f"`{key}`" for key in keys), *(f"{m} {s}" for m in models for s in ("val acc", "test acc", "test loss"))]
     lines = [
