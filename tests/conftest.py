@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from hypothesis import settings
 
 from pipeline.config.params import Params, parse_params
 from pipeline.core.errors import PipelineError
@@ -39,6 +40,22 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+# The property tests (test_hostile_inputs.py) set their example counts and deadlines; none keeps a database of
+# examples in the working tree, and a failure prints how to reproduce it.
+settings.register_profile("suite", database=None, print_blob=True)
+settings.load_profile("suite")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_waiting_for_the_disk():
+    """`os.fsync` returns at once in the test processes: atomic writes still open and sync every file they would
+    (`test_atomic.py` checks the calls), but the tests do not wait for the disk, which cost the fast tier about 7 s
+    on a shared two-core machine. Processes the tests start (`dvc repro`, the server) sync for real."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", lambda fd: None)
+        yield
 
 
 TINY: dict[str, Any] = {
@@ -171,14 +188,15 @@ def trained(tiny_run, tmp_path: Path) -> Paths:
 def refusal_writing_nothing_outside(root: Path, inside: Path, action: Callable[[], object]) -> str:
     """The message of the PipelineError that `action` must raise, once checked that no file or folder under `root`
     but outside `inside` was added, removed or changed."""
-    before = _files_outside(root, inside)
+    before = files_outside(root, inside)
     with pytest.raises(PipelineError) as error:
         action()
-    assert _files_outside(root, inside) == before
+    assert files_outside(root, inside) == before
     return str(error.value)
 
 
-def _files_outside(root: Path, inside: Path) -> dict[str, bytes | None]:
+def files_outside(root: Path, inside: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under `root` but not under `inside`, by path."""
     return {
         str(path): path.read_bytes() if path.is_file() else None
         for path in root.rglob("*")
