@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 from pipeline.config.params import Params, parse_params
 from pipeline.core.paths import Paths
@@ -36,6 +37,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name.startswith("test_e2e"):
             item.add_marker(pytest.mark.e2e)
+
+
+# The property tests (test_hostile_inputs.py) set their example counts and deadlines; none keeps a database of
+# examples in the working tree, and a failure prints how to reproduce it.
+settings.register_profile("suite", database=None, print_blob=True)
+settings.load_profile("suite")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_waiting_for_the_disk():
+    """`os.fsync` returns at once in the test processes: atomic writes still open and sync every file they would
+    (`test_atomic.py` checks the calls), but the tests do not wait for the disk, which cost the fast tier about 7 s
+    on a shared two-core machine. Processes the tests start (`dvc repro`, the server) sync for real."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", lambda fd: None)
+        yield
+
+
 
 
 @pytest.fixture

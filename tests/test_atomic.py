@@ -127,3 +127,37 @@ def test_a_write_removes_the_temporary_copies_a_killed_run_left_of_the_same_targ
     write_text(tmp_path / "result.txt", "whole")
 
     assert sorted(path.name for path in tmp_path.iterdir()) == [others.name, "result.txt"]
+
+
+def disk_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """From now on, every fsync and rename, in order, as (what, inode): the file or folder synced, the one renamed
+    (a rename keeps its inode, so the final output's inode names what was synced before it had its name)."""
+    events: list[tuple[str, int]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(source, destination) -> None:
+        events.append(("rename", os.stat(source).st_ino))
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+@pytest.mark.parametrize("writer", WRITERS.values(), ids=WRITERS.keys())
+def test_an_output_is_on_the_disk_before_its_rename_and_the_rename_before_the_write_returns(
+    tmp_path, monkeypatch, writer
+):
+    target = tmp_path / "out" / "result"
+    events = disk_events(monkeypatch)
+
+    writer(target)
+
+    renamed = events.index(("rename", target.stat().st_ino))
+    written = [target, *target.rglob("*")] if target.is_dir() else [target]
+    assert {("fsync", path.stat().st_ino) for path in written} <= set(events[:renamed])
+    assert ("fsync", target.parent.stat().st_ino) in events[renamed + 1 :]

@@ -1,6 +1,7 @@
 """The server's batcher: requests that wait while the model is busy are scored together, within `max_batch` images,
 each getting its own rows back; `max_batch=1` scores one request at a time; `wait` gathers requests that arrive
-close together; a model error reaches the requests of its batch and the batcher goes on."""
+close together; a model error reaches the requests of its batch and the batcher goes on; a stop scores every
+request already queued."""
 
 import asyncio
 import threading
@@ -90,3 +91,25 @@ def test_a_model_error_reaches_the_requests_of_its_batch_and_the_batcher_goes_on
     assert model.calls == [1, 2, 1]
     assert results[0].ravel().tolist() == [0] and results[3].ravel().tolist() == [3]
     assert all(isinstance(result, RuntimeError) for result in results[1:3])
+
+
+def test_a_stop_scores_every_request_already_queued_before_it_ends():
+    model = Model()
+
+    async def run() -> list:
+        batcher = Batcher(model, 64)
+        batcher.start()
+        requests = [asyncio.create_task(batcher.probabilities(_images(0)))]
+        await asyncio.sleep(0.05)  # the first request in the model, held
+        requests += [asyncio.create_task(batcher.probabilities(_images(value))) for value in range(1, 4)]
+        await asyncio.sleep(0.05)  # the others queued behind it
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0.05)
+        assert not stopping.done()
+        model.release.set()
+        await asyncio.wait_for(stopping, 10)
+        return await asyncio.wait_for(asyncio.gather(*requests), 1)
+
+    results = asyncio.run(run())
+    assert model.calls == [1, 3]
+    assert [result.ravel().tolist() for result in results] == [[value] for value in range(4)]

@@ -55,6 +55,15 @@ def test_a_tree_lists_its_files_sorted_and_reads_them(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_an_image_whose_name_holds_a_control_character_is_counted_not_listed(tmp_path, kind):
+    """Such a name would break the manifests' CSV lines (a carriage return) and the terminal's."""
+    odd = {"cat/line\rbreak.jpg": image(1, 9, 9), "dog/tab\there.jpg": image(2, 9, 9)}
+    found = listing(tmp_path, class_images(PETS) | odd, kind)
+    assert found.ignored == {"control characters in the name": 2}
+    assert not {sample.path for sample in found.samples} & set(odd)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("prefix", ["", "PetImages/"], ids=["bare", "wrapped"])
 def test_class_folders_are_classes_in_sorted_order_and_clutter_is_counted(tmp_path, kind, prefix):
     found = listing(tmp_path, messy_pets(prefix), kind)

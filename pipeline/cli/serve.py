@@ -7,7 +7,16 @@ import typer
 
 from pipeline.cli.common import DEFAULT_PARAMS, ParamsFile, user_errors
 from pipeline.cli.predict import model_file
-from pipeline.serving import MAX_BATCH, MAX_BYTES
+from pipeline.serving import (
+    MAX_BATCH,
+    MAX_BYTES,
+    MAX_CONCURRENT,
+    MAX_FIELDS,
+    MAX_IMAGES,
+    TIMEOUT,
+    TOKEN_ENV,
+    Limits,
+)
 
 ModelArgument = Annotated[
     str,
@@ -20,11 +29,31 @@ Backend = Annotated[str, typer.Option(help="torch (the .pt file) or onnx (the ex
 @user_errors
 def serve(
     model: ModelArgument,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0: every interface; anything but loopback needs --token).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="Require this token (16+ characters) on every route but "
+                     "/health: `Authorization: Bearer TOKEN`, or the page's login form. Prefer the environment "
+                     "variable: other users can read a command line."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Serve on a non-loopback --host without a token: anyone who reaches it can use it.")
+    ] = False,
     max_bytes: Annotated[
         int, typer.Option(min=1, help="Largest request body accepted, in bytes; a larger one gets 413.")
     ] = MAX_BYTES,
+    max_images: Annotated[int, typer.Option(min=1, help="Files in one request; more get 413.")] = MAX_IMAGES,
+    max_fields: Annotated[int, typer.Option(min=0, help="Text fields in one request; more get 413.")] = MAX_FIELDS,
+    max_concurrent: Annotated[
+        int, typer.Option(min=1, help="Connections served at once; a request on one more gets 503 with Retry-After.")
+    ] = MAX_CONCURRENT,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a request may take, upload included (408 or 503 after them); a "
+                            "stop waits as long for the requests in progress.")
+    ] = TIMEOUT,
     backend: Backend = "torch",
     top: Annotated[
         int | None, typer.Option(min=1, help="Classes per image in the answer (default 5, or all if fewer).")
@@ -40,24 +69,30 @@ def serve(
 ) -> None:
     """Serve a trained model over HTTP: POST /predict (images as multipart file fields named `file`; JSON), GET /
     (a form that shows the probabilities as bars), GET /health, GET /model (what the model is). Images are prepared
-    with the preprocessing recorded in the model file, as `pipeline predict` prepares them."""
-    import uvicorn
-
+    with the preprocessing recorded in the model file, as `pipeline predict` prepares them. SIGTERM or Ctrl+C stops
+    it once the requests in progress are answered."""
     from pipeline.inference.predict import check_top, open_backend
     from pipeline.serving.app import create_app
+    from pipeline.serving.auth import exposure
     from pipeline.serving.facts import model_facts
+    from pipeline.serving.server import serve as run_server
 
+    warning = exposure(host, token, insecure)
     path = model_file(model, params)
     scorer = open_backend(backend, path, device)
     if top is not None:
         check_top(top, scorer.preprocessing.classes)
     facts = model_facts(path, scorer, backend)
+    limits = Limits(max_bytes, max_images, max_fields, max_concurrent, timeout)
     app = create_app(
-        scorer, facts, max_bytes=max_bytes, top=top, max_batch=max_batch, batch_wait=batch_wait_ms / 1000
+        scorer, facts, limits=limits, token=token, top=top, max_batch=max_batch, batch_wait=batch_wait_ms / 1000
     )
-    typer.echo(f"serving {facts['name']} ({backend}) on http://{host}:{port}: POST /predict, GET / in a browser; "
-               "Ctrl+C stops it")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if warning:
+        typer.secho(warning, fg=typer.colors.RED, bold=True, err=True)
+    guarded = f"; every route but /health needs the token ({TOKEN_ENV})" if token else ""
+    typer.echo(f"serving {facts['name']} ({backend}) on http://{host}:{port}: POST /predict, GET / in a browser"
+               f"{guarded}; Ctrl+C stops it")
+    run_server(app, host, port, limits)
 
 
 @user_errors

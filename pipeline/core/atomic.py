@@ -1,4 +1,7 @@
-"""Atomic outputs: a result appears whole under its final name, or not at all."""
+"""Atomic outputs: a result appears whole under its final name, or not at all, even after a power cut: its bytes are
+on the disk (fsync) before the rename that gives it its name, and the rename is (its folder's fsync) before the
+write returns. Without the first, a file system may commit the rename before the data, and a power cut leaves an
+empty or partial file under the final name, which DVC and the next stage would take as complete."""
 
 import errno
 import glob
@@ -31,9 +34,10 @@ class DiskFullError(PipelineError):
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `target` to write to; it replaces `target` only if the block succeeds.
 
-    Works for files and folders alike. A crash or an exception leaves the previous `target` (if any) intact; a full
-    disk is a `DiskFullError` naming `target`, raised once the partial temporary copy is gone. A temporary copy that
-    a killed run left (`.<name>.<random>.tmp`) is removed by the next write of the same target.
+    Works for files and folders alike: every file and folder written is flushed to the disk before the rename, and
+    `target`'s folder after it. A crash or an exception leaves the previous `target` (if any) intact; a full disk is
+    a `DiskFullError` naming `target`, raised once the partial temporary copy is gone. A temporary copy that a
+    killed run left (`.<name>.<random>.tmp`) is removed by the next write of the same target.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(target)
@@ -41,15 +45,34 @@ def atomic_path(target: Path) -> Iterator[Path]:
     staged = tmp / target.name
     try:
         yield staged
+        _flush(staged)
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         os.replace(staged, target)
+        _fsync(target.parent)
     except Exception as exc:
         if _disk_full(exc):
             raise DiskFullError(target) from None
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _flush(path: Path) -> None:
+    """fsync `path`, and when it is a folder every file and folder under it."""
+    if path.is_dir():
+        for inner in sorted(path.rglob("*")):
+            _fsync(inner)
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    """Wait until the file or folder `path` (its bytes, or its entries) is on the disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _remove_leftovers(target: Path) -> None:

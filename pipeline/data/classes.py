@@ -92,7 +92,7 @@ def _chosen(classes: list[str], found: set[str], key: str, where: str) -> tuple[
         raise PipelineError(
             f"{key}.classes: {', '.join(map(repr, unknown))} "
             f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of {where}; its classes are "
-            f"{', '.join(sorted(found))}"
+            f"{', '.join(sorted(found)) or 'none (no images where its layout puts them)'}"
         )
     return tuple(classes)
 

@@ -12,13 +12,14 @@ split folders, of which part).
   columns at the root, or the one named by `csv:<path in the tree>`.
 
 A single folder wrapping everything (`PetImages/` inside a zip) is looked through. Images are `.jpg`, `.jpeg`,
-`.png`, `.bmp` and `.webp` files; hidden files, `Thumbs.db`, `.DS_Store`, `__MACOSX/`, other files, images of
-classes left out by `classes` and images where the layout takes none are counted in `Listing.ignored`, by reason.
-The rules the classes must follow (two at least, the same in every part, none empty) are checked in
-`pipeline.data.classes`.
+`.png`, `.bmp` and `.webp` files; hidden files, `Thumbs.db`, `.DS_Store`, `__MACOSX/`, names with control
+characters, other files, images of classes left out by `classes` and images where the layout takes none are counted
+in `Listing.ignored`, by reason. The rules the classes must follow (two at least, the same in every part, none
+empty) are checked in `pipeline.data.classes`.
 """
 
 import posixpath
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ SHOWN = 8  # entries named in an error before "and N more"
 OUTSIDE = "images outside the layout"
 NOT_IMAGES = "not images"
 NOT_LISTED = "images not in the CSV"
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -96,7 +98,11 @@ def _sorted_out(names: list[str], source: str) -> _Files:
 
 
 def clutter(name: str) -> str:
-    """Why a file is never part of a dataset (macOS and Windows metadata, hidden files); "" for the others."""
+    """Why a file is never part of a dataset (macOS and Windows metadata, hidden files, a name with a control
+    character: a line break, a tab, an escape, which the CSV files and terminal lines that list images would break
+    on); "" for the others."""
+    if CONTROL.search(name):
+        return "control characters in the name"
     *folders, base = name.split("/")
     if "__MACOSX" in folders:
         return "__MACOSX/"

@@ -6,7 +6,8 @@ one already queued (up to `max_batch` images; with `wait` > 0 it also waits that
 backend on them all in its one thread. With a single client nothing waits: a request is scored as soon as the
 model is free. Under load, the requests that queued up during one call make the next batch, so the model's fixed
 cost per call is shared (README, Serve, has the measurement). `max_batch=1` turns batching off: one request at a
-time, as a lock around the model would do.
+time, as a lock around the model would do. `stop` scores every request already queued before it ends, so a
+graceful stop of the server loses none.
 """
 
 import asyncio
@@ -37,8 +38,11 @@ class Batcher:
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     async def stop(self) -> None:
-        """Stop the loop and the model's thread; requests still waiting are cancelled."""
+        """Score every request already queued (a graceful stop answers them all), then stop the loop and the model's
+        thread."""
         if self._task is not None:
+            assert self._queue is not None
+            await self._queue.join()
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._model.shutdown(wait=True)
@@ -53,26 +57,30 @@ class Batcher:
 
     async def _serve(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
         while True:
             first, self._held = self._held or await self._queue.get(), None
             jobs = await self._collect(first)
-            jobs = [(images, future) for images, future in jobs if not future.done()]  # a client gone: not scored
-            if not jobs:
-                continue
-            images = np.concatenate([images for images, _ in jobs])
-            try:
-                scored = await loop.run_in_executor(self._model, self.backend.probabilities, images)
-            except Exception as exc:  # noqa: BLE001 - whatever it is, every request of the batch gets it
-                for _, future in jobs:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            start = 0
-            for part, future in jobs:
+            await self._score([job for job in jobs if not job[1].done()])  # a client gone: not scored
+            for _ in jobs:
+                self._queue.task_done()
+
+    async def _score(self, jobs: list[Job]) -> None:
+        """Run the model on the images of `jobs` in one call and give each request its rows (or the model's error)."""
+        if not jobs:
+            return
+        images = np.concatenate([images for images, _ in jobs])
+        try:
+            scored = await asyncio.get_running_loop().run_in_executor(self._model, self.backend.probabilities, images)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, every request of the batch gets it
+            for _, future in jobs:
                 if not future.done():
-                    future.set_result(scored[start : start + len(part)])
-                start += len(part)
+                    future.set_exception(exc)
+            return
+        start = 0
+        for part, future in jobs:
+            if not future.done():
+                future.set_result(scored[start : start + len(part)])
+            start += len(part)
 
     async def _collect(self, first: Job) -> list[Job]:
         """`first` and the requests queued behind it, as long as they keep the batch within `max_batch` images (the

@@ -9,7 +9,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -28,22 +30,37 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Served:
+    """A server started by `server_process`: its base URL, its process, and what it has printed so far (`said`)."""
+
+    url: str
+    process: subprocess.Popen
+    output: IO[bytes]
+
+    def said(self) -> str:
+        """Everything the server has printed, stdout and stderr together."""
+        return _said(self.output)
+
+
 @contextmanager
-def running_server(model: str | Path, *options: str, cwd: Path | None = None,
-                   timeout: float = READY_TIMEOUT) -> Iterator[str]:
-    """`python -m pipeline serve MODEL OPTIONS` on a free port, run with this process's `pipeline` package; yields
-    its base URL once it answers `/health`, and terminates it on leaving. A server that exits or does not answer
-    within `timeout` seconds is a PipelineError with its output."""
+def server_process(model: str | Path, *options: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                   timeout: float = READY_TIMEOUT) -> Iterator[Served]:
+    """`python -m pipeline serve MODEL OPTIONS` on a free port, run with this process's `pipeline` package and `env`
+    added to its environment; yields it once it answers `/health`, and stops it on leaving (SIGTERM, then SIGKILL
+    after `STOP_TIMEOUT` s) if it still runs. A server that exits or does not answer within `timeout` seconds is a
+    PipelineError with its output."""
     port = free_port()
     command = [sys.executable, "-m", "pipeline", "serve", str(model), "--host", HOST, "--port", str(port), *options]
     package_root = str(Path(pipeline.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {}), "PYTHONPATH": python_path},
+                                   stdout=output, stderr=subprocess.STDOUT)
         try:
             url = f"http://{HOST}:{port}"
             _wait_until_ready(url, process, output, timeout)
-            yield url
+            yield Served(url, process, output)
         finally:
             process.terminate()
             try:
@@ -51,6 +68,14 @@ def running_server(model: str | Path, *options: str, cwd: Path | None = None,
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def running_server(model: str | Path, *options: str, cwd: Path | None = None,
+                   timeout: float = READY_TIMEOUT) -> Iterator[str]:
+    """The base URL of `server_process(model, *options)`, for clients that need nothing else of it."""
+    with server_process(model, *options, cwd=cwd, timeout=timeout) as served:
+        yield served.url
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen, output, timeout: float) -> None:

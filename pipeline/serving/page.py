@@ -1,5 +1,6 @@
 """The server's page, `GET /`: a plain form to choose images and post them (to `POST /`, which answers with the same
-page and the probabilities drawn as bars). HTML and CSS only: no JavaScript, nothing loaded from elsewhere."""
+page and the probabilities drawn as bars); and, on a server with a token, the login page that asks for it first
+(`pipeline.serving.auth`). HTML and CSS only: no JavaScript, nothing loaded from elsewhere."""
 
 from html import escape
 from typing import Any
@@ -29,14 +30,38 @@ def page(facts: dict[str, Any], predictions: list[dict[str, Any]] | None = None,
         "</form>",
     ]
     if error:
-        body.append(f'<p class="error">{escape(error)}</p>')
+        body.append(_error(error))
     for prediction in predictions or []:
         body += [f"<h2>{escape(prediction['filename'])}</h2>", "<table>", *map(_row, prediction["top"]), "</table>"]
+    return _document(f"{name}: pipeline serve", body)
+
+
+def login_page(action: str, field: str, error: str = "") -> str:
+    """The page a browser without the server's token gets: a password field `field` posted to `action`, and the
+    `error` of the last try."""
+    body = [
+        "<h1>pipeline serve</h1>",
+        '<p class="muted">This server asks for its token: the --token or PIPELINE_SERVE_TOKEN it was started with.</p>',
+        f'<form action="{action}" method="post">',
+        f'<input type="password" name="{field}" autocomplete="current-password" required>',
+        '<button type="submit">Enter</button>',
+        "</form>",
+    ]
+    if error:
+        body.append(_error(error))
+    return _document("token needed: pipeline serve", body)
+
+
+def _error(message: str) -> str:
+    return f'<p class="error">{escape(message)}</p>'
+
+
+def _document(title: str, body: list[str]) -> str:
     return "\n".join(
         [
             "<!doctype html>",
             '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{name}: pipeline serve</title><style>{STYLE}</style></head>",
+            f"<title>{title}</title><style>{STYLE}</style></head>",
             "<body>",
             *body,
             "</body></html>",

@@ -1,9 +1,10 @@
-"""The images of a request: multipart/form-data file fields named `file`, read under a size limit.
+"""The images of a request: multipart/form-data file fields named `file`, read under the server's `Limits`.
 
-The limit is on the whole request body. A declared Content-Length over it is refused before any byte is read; a
+The size limit is on the whole request body. A declared Content-Length over it is refused before any byte is read; a
 body without one (chunked) or longer than it said is counted as it streams in, and refused as soon as the count
 passes the limit, so no request holds more than `max_bytes` (Starlette keeps each file in memory up to 1 MB, then
-in a temporary file). Everything a client can get wrong is a `Refused`: its HTTP status and a message that says
+in a temporary file). Starlette's parser counts the parts as they come: a request with more files than `max_images`
+or more text fields than `max_fields` is refused at the first one over. Everything a client can get wrong is a `Refused`: its HTTP status and a message that says
 what to send instead.
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+
+from pipeline.serving import Limits
 
 FIELD = "file"
 HOW = f"send each image as a multipart/form-data file field named '{FIELD}' (repeatable), e.g. curl -F {FIELD}=@photo.jpg"
@@ -32,18 +35,22 @@ class Refused(Exception):
 
 
 def too_large(max_bytes: int, size: int | None = None) -> Refused:
-    """413, and the connection closed: the rest of an oversized body is never read."""
+    """413 for a body over `max_bytes`, `size` bytes if it said so."""
     declared = f"of {size:,} bytes " if size is not None else ""
-    return Refused(
-        413,
-        f"request body {declared}over the limit of {max_bytes:,} bytes (--max-bytes); send fewer or smaller images",
-        {"Connection": "close"},
+    return over_a_limit(
+        f"request body {declared}over the limit of {max_bytes:,} bytes (--max-bytes); send fewer or smaller images"
     )
 
 
-async def read_uploads(request: Request, max_bytes: int) -> list[tuple[str, bytes]]:
+def over_a_limit(message: str) -> Refused:
+    """413, and the connection closed: the rest of the body is never read."""
+    return Refused(413, message, {"Connection": "close"})
+
+
+async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
     """(filename, bytes) of every file in the request's `file` fields, in order; a `Refused` if the body is over
-    `max_bytes`, not multipart/form-data, malformed, or has no `file` field holding a file."""
+    `limits` (bytes, files, text fields), not multipart/form-data, malformed, or has no `file` field holding a file."""
+    max_bytes = limits.max_bytes
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise too_large(max_bytes, int(length))
@@ -53,9 +60,11 @@ async def read_uploads(request: Request, max_bytes: int) -> list[tuple[str, byte
     if not kind.startswith("multipart/form-data"):
         raise Refused(415, f"the body is {kind or 'untyped'}, not multipart/form-data; {HOW}")
     try:
-        form = await Request(request.scope, _limited(request.receive, max_bytes)).form()
-    except HTTPException as exc:  # Starlette's word for a body python-multipart cannot parse
-        raise Refused(400, f"not a well-formed multipart/form-data body ({exc.detail}); {HOW}") from None
+        form = await Request(request.scope, limited(request.receive, max_bytes)).form(
+            max_files=limits.max_images, max_fields=limits.max_fields
+        )
+    except HTTPException as exc:  # Starlette's word for a body python-multipart cannot parse, or one over a count
+        raise _unparsed(exc.detail, limits) from None
     try:
         return await _files(form.multi_items())
     finally:
@@ -78,10 +87,23 @@ async def _files(items: list[tuple[str, Any]]) -> list[tuple[str, bytes]]:
     return files
 
 
+def _unparsed(detail: str, limits: Limits) -> Refused:
+    """Why Starlette's parser stopped, as a `Refused`: 413 for a count over the limits, else 400."""
+    if detail.startswith("Too many files"):
+        return over_a_limit(
+            f"more than {limits.max_images} files in one request (--max-images); send the others in another request"
+        )
+    if detail.startswith("Too many fields"):
+        return over_a_limit(
+            f"more than {limits.max_fields} text fields in one request (--max-fields); {HOW}, and no other fields"
+        )
+    return Refused(400, f"not a well-formed multipart/form-data body ({detail}); {HOW}")
+
+
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
-def _limited(receive: Receive, max_bytes: int) -> Receive:
+def limited(receive: Receive, max_bytes: int) -> Receive:
     """`receive`, raising `too_large` once the body it has passed on reaches more than `max_bytes`."""
     seen = 0
 

@@ -11,14 +11,15 @@ from pipeline.core.errors import PipelineError
 def refusal_writing_nothing_outside(root: Path, inside: Path, action: Callable[[], object]) -> str:
     """The message of the PipelineError that `action` must raise, once checked that no file or folder under `root`
     but outside `inside` was added, removed or changed."""
-    before = _files_outside(root, inside)
+    before = files_outside(root, inside)
     with pytest.raises(PipelineError) as error:
         action()
-    assert _files_outside(root, inside) == before
+    assert files_outside(root, inside) == before
     return str(error.value)
 
 
-def _files_outside(root: Path, inside: Path) -> dict[str, bytes | None]:
+def files_outside(root: Path, inside: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under `root` but not under `inside`, by path."""
     return {
         str(path): path.read_bytes() if path.is_file() else None
         for path in root.rglob("*")
