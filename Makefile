@@ -6,7 +6,7 @@
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: repro test sync
+.PHONY: repro test sync docs
 
 repro: sync
 	$(UV) run --locked dvc repro
@@ -25,3 +25,7 @@ sync: $(UV)
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet uv
+
+# The documentation site (docs/, mkdocs.yml) built into site/; any warning is an error.
+docs: sync
+	NO_MKDOCS_2_WARNING=1 $(UV) run --locked mkdocs build --strict
