@@ -15,7 +15,7 @@ from pipeline.core.atomic import write_text
 from pipeline.core.errors import PipelineError
 from pipeline.tools.docs_cli import cli_reference
 from pipeline.tools.docs_params import params_reference
-from pipeline.tools.docs_results import repro_summary, repro_table, sample_table
+from pipeline.tools.docs_results import measured_table, recipe_table, repro_summary, repro_table, sample_table
 
 PARAMS_PAGE = Path("docs/reference/params.md")
 CLI_PAGE = Path("docs/reference/cli.md")
@@ -32,12 +32,23 @@ def stage_graph(root: Path) -> str:
     return f"```mermaid\n{chart.strip()}\n```"
 
 
+TABLE_REGION = "table-"
 REGIONS: dict[str, Callable[[Path], str]] = {
     "sample-table": sample_table,
+    "recipe-table": recipe_table,
     "repro-table": repro_table,
     "repro-summary": repro_summary,
     "stage-graph": stage_graph,
 }
+
+
+def region_text(name: str, root: Path) -> str:
+    """A region's text: one of `REGIONS`, or `table-<name>`, the measured table of `reports/tables/<name>.json`."""
+    if name.startswith(TABLE_REGION):
+        return measured_table(root, name.removeprefix(TABLE_REGION))
+    if name not in REGIONS:
+        raise PipelineError(f"unknown generated region {name!r}; known: {', '.join(REGIONS)}, {TABLE_REGION}<name>")
+    return REGIONS[name](root)
 
 
 def whole_pages(root: Path, cli: Any) -> dict[Path, str]:
@@ -55,10 +66,8 @@ def with_regions_filled(text: str, root: Path, cache: dict[str, str]) -> str:
 
     def fill(match: re.Match[str]) -> str:
         name = match["name"]
-        if name not in REGIONS:
-            raise PipelineError(f"unknown generated region {name!r}; known: {', '.join(REGIONS)}")
         if name not in cache:
-            cache[name] = REGIONS[name](root)
+            cache[name] = region_text(name, root)
         return f"{match[1]}\n{cache[name]}\n\n{match[4]}"
 
     return REGION.sub(fill, text)
