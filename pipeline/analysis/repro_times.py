@@ -17,6 +17,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.stage_times import LOG, StageTime, read_stage_times
 
 TRAINING = "train"  # the stage group whose work is training
+MEASURED_BY = "make repro in a fresh clone (timed), then pipeline bench-repro --out reports/repro_times.json --wall SECONDS"
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def repro_record(splits: list[StageSplit], wall_s: float, machine: str) -> dict[
     for split in splits:
         groups[split.group].append(split)
     return {
-        "command": "make repro in a fresh clone (timed), then pipeline bench-repro --out reports/repro_times.json --wall SECONDS",
+        "command": MEASURED_BY,
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine,
         "wall_s": round(wall_s, 1),

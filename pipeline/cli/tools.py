@@ -230,7 +230,7 @@ def docs(
     from pipeline.tools.docs_pages import stale_docs, write_docs
 
     cli = context.find_root().command  # the whole `pipeline` command, whose reference page is generated
-    _check_or_rewrite(write, lambda: write_docs(root, cli), lambda: [str(path) for path in stale_docs(root, cli)], "docs", "docs")
+    _check_or_rewrite(write, lambda: write_docs(root, cli), lambda: list(map(str, stale_docs(root, cli))), "docs", "docs")
 
 
 @dev.command("sample-figures")

@@ -5,6 +5,7 @@ Typer ships its own copy of click, so the commands and parameters are read by wh
 """
 
 import inspect
+import re
 from typing import Any, Literal, get_args, get_origin
 
 import typer
@@ -39,7 +40,8 @@ def commands_of(command: Any, path: str) -> list[tuple[str, Any]]:
 def command_section(path: str, command: Any) -> str:
     """One command: its usage line, its help, and a table of its arguments and options."""
     context = typer.Context(command, info_name=path)
-    usage = " ".join([path, *command.collect_usage_pieces(context)])
+    pieces = command.collect_usage_pieces(context)  # arguments as `{model}`: written as --help shows them, MODEL
+    usage = re.sub(r"\{(\w+)\}", lambda match: match[1].upper(), " ".join([path, *pieces]))
     help_text = inspect.cleandoc(command.help or "")
     rows = ["| argument or option | type | default | what it does |", "| --- | --- | --- | --- |"]
     rows += [parameter_row(parameter) for parameter in command.params if not getattr(parameter, "hidden", False)]

@@ -140,7 +140,8 @@ def _yaml_value(value: Any) -> str:
 
 def field_row(key: str, field: FieldInfo, text: str) -> str:
     """One key's row: its name, type, default, allowed values and what it does."""
-    cells = [f"`{key}`", type_text(field.annotation), default_text(field), allowed_text(field.annotation, field.metadata), text]
+    allowed = allowed_text(field.annotation, field.metadata)
+    cells = [f"`{key}`", type_text(field.annotation), default_text(field), allowed, text]
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
@@ -195,12 +196,18 @@ def params_reference(root: Path) -> str:
         ),
         _each_of("split", SplitParams, comments, _entries(comments, "split")),
         _each_of("preprocess", PreprocessParams, comments, _entries(comments, "preprocess")),
-        _section("preprocess of a table", _doc(TablePreprocess), block_table(TablePreprocess, "preprocess.<name>", comments, [])),
+        _section(
+            "preprocess of a table", _doc(TablePreprocess), block_table(TablePreprocess, "preprocess.<name>", comments, [])
+        ),
         *(
             _section(name, _block_comment(comments, name), block_table(block, name, comments, [name]))
             for name, block in (("aug", AugParams), ("train", TrainParams), ("evaluate", EvaluateParams))
         ),
-        _section("models.&lt;model&gt;", _block_comment(comments, "models"), block_table(ModelParams, "models.<model>", comments, _entries(comments, "models"))),
+        _section(
+            "models.&lt;model&gt;",
+            _block_comment(comments, "models"),
+            block_table(ModelParams, "models.<model>", comments, _entries(comments, "models")),
+        ),
     ]
     for arch, args in ARCH_ARGS.items():
         intro = f"A model block with `arch: {arch}` takes these keys too. {_doc(args)}"

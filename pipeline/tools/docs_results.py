@@ -26,6 +26,7 @@ SAMPLE_FIGURES = Path("reports/sample_figures.json")
 SAMPLE_RANGE = Path("reports/sample_range.json")
 REPRO_TIMES = Path("reports/repro_times.json")
 TABLES = Path("reports/tables")
+SECONDS = ("dvc", "startup", "work", "total")  # the columns of a stage group's time
 # Each recipe model, the data it trains on and the classic models trained on the same images.
 RECIPES = {
     "cifar_best": ("CIFAR-10 sample, 1800 training images", ["cifar_cnn_bn", "cifar_resnet18"]),
@@ -124,10 +125,10 @@ def repro_table(root: Path) -> str:
     times = read_results(root, REPRO_TIMES)
     rows = ["| stages | DVC s | start-up s | work s | total s |", "| --- | ---: | ---: | ---: | ---: |"]
     for group in times["groups"]:
-        cells = [f"{group['stages']} ({group['count']})", *(f"{group[key]:.1f}" for key in ("dvc", "startup", "work", "total"))]
+        cells = [f"{group['stages']} ({group['count']})", *(f"{group[key]:.1f}" for key in SECONDS)]
         rows.append("| " + " | ".join(cells) + " |")
     every = times["all"]
-    rows.append(f"| **all ({every['count']})** | " + " | ".join(f"**{every[key]:.1f}**" for key in ("dvc", "startup", "work", "total")) + " |")
+    rows.append(f"| **all ({every['count']})** | " + " | ".join(f"**{every[key]:.1f}**" for key in SECONDS) + " |")
     return "\n".join(rows) + "\n\n" + f"Written by `pipeline dev docs` from `{REPRO_TIMES}`: {_measured(times)}."
 
 
