@@ -1,6 +1,7 @@
 # Two commands set up everything on a fresh machine with only Python 3.11+ and pip:
 #   make repro   run the whole pipeline (`dvc repro`) on the embedded sample
 #   make test    run the test suite
+#   make docs    build the documentation site (docs/) into site/, failing on any warning
 # Both install uv (with pip, into .tools/) when it is not on PATH, then create .venv from uv.lock.
 
 PYTHON ?= python3
