@@ -1,8 +1,8 @@
-# Two commands set up everything on a fresh machine with only Python 3.11+ and pip:
+# Two commands set up everything on a fresh machine with only Python 3.11+ and pip (a third builds the docs):
 #   make repro   run the whole pipeline (`dvc repro`) on the embedded sample
 #   make test    run the test suite
 #   make docs    build the documentation site (docs/) into site/, failing on any warning
-# Both install uv (with pip, into .tools/) when it is not on PATH, then create .venv from uv.lock.
+# Each installs uv (with pip, into .tools/) when it is not on PATH, then creates .venv from uv.lock.
 
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
