@@ -39,8 +39,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, s3) -> tuple[Path, set[str]]:
-    """A committed tiny repo (the Iris dataset and MLP) after `dvc repro`, its default remote the server, as README
-    sets one up; with the names of the objects in its cache, which a push must deliver."""
+    """A committed tiny repo (the Iris dataset and MLP) after `dvc repro`, its default remote the server, as the docs
+    set one up; with the names of the objects in its cache, which a push must deliver."""
     root = committed_repro(tmp_path_factory.mktemp("project"), IRIS_ONLY)
     dvc(root, "remote", "add", "-d", "storage", f"s3://{BUCKET}/store")
     dvc(root, "remote", "modify", "storage", "endpointurl", s3.endpoint)

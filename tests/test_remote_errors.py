@@ -109,7 +109,7 @@ def test_credentials_in_config_local_work_and_stay_out_of_git(pushed, s3, tmp_pa
         ("config file error: no remote specified in /repo/.dvc/config", "dvc remote add -d NAME"),
         ("config file error: remote 'nope' doesn't exist", "dvc remote list"),
         ("you are not inside of a DVC repository (checked up to mount point '/')", "run it inside the project"),
-        ("something new", "README.md, 'Working as a team'"),
+        ("something new", "docs/how-to/team-remotes.md"),
     ],
 )
 def test_the_hint_names_what_to_set_for_each_kind_of_failure(error, expected):

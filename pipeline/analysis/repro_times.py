@@ -7,14 +7,17 @@ import, the stage's torch or scikit-learn included) and the work. The time after
 write) is not seen.
 """
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.stage_times import LOG, StageTime, read_stage_times
 
 TRAINING = "train"  # the stage group whose work is training
+MEASURED_BY = "make repro in a fresh clone (timed), then pipeline bench-repro --out reports/repro_times.json --wall SECONDS"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,28 @@ def stage_times_table(splits: list[StageSplit]) -> str:
         f"({_share(startup, total)}), DVC {dvc:.1f} s ({_share(dvc, total)})",
     ]
     return "\n".join(rows)
+
+
+def repro_record(splits: list[StageSplit], wall_s: float, machine: str) -> dict[str, Any]:
+    """The run's seconds by stage group and in all, with the wall time of the whole `make repro` and the machine, as
+    `reports/repro_times.json` keeps them for the docs' table (`pipeline dev docs`)."""
+    groups: dict[str, list[StageSplit]] = defaultdict(list)
+    for split in splits:
+        groups[split.group].append(split)
+    return {
+        "command": MEASURED_BY,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine,
+        "wall_s": round(wall_s, 1),
+        "groups": [{"stages": name, **_group_figures(members)} for name, members in groups.items()],
+        "all": _group_figures(splits),
+    }
+
+
+def _group_figures(splits: list[StageSplit]) -> dict[str, Any]:
+    dvc, startup, work = _sums(splits)
+    figures = {"dvc": dvc, "startup": startup, "work": work, "total": dvc + startup + work}
+    return {"count": len(splits), **{key: round(value, 1) for key, value in figures.items()}}
 
 
 def _split(line: StageTime, previous_end: float) -> StageSplit:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-GUIDE = "README.md, 'Working as a team'"
+GUIDE = "docs/how-to/team-remotes.md"
 
 
 def transfer(direction: str, remote: str | None = None, jobs: int | None = None) -> tuple[int, str | None]:

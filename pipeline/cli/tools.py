@@ -1,6 +1,7 @@
 """The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench and bench-repro
 (results), lr-find, sanity checks, push and pull. `pipeline.cli.main` adds them to the stage commands."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -39,12 +40,23 @@ def bench(
 @user_errors
 def bench_repro(
     root: Annotated[Path, typer.Option("--root", help="The repository whose last `dvc repro` to show.")] = Path("."),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the sums by stage group here (reports/repro_times.json).")
+    ] = None,
+    wall: Annotated[float, typer.Option("--wall", help="With --out: the seconds the whole `make repro` took.")] = 0.0,
+    machine: Annotated[str, typer.Option("--machine", help="With --out: the machine, in words.")] = "",
 ) -> None:
     """Show where the last `dvc repro` spent its time: per stage, DVC's own time before it, start-up and imports,
-    and the work, with the sums per stage group and the share that was training."""
-    from pipeline.analysis.repro_times import last_run, stage_times_table
+    and the work, with the sums per stage group and the share that was training; --out keeps the sums for the
+    docs' table (then `pipeline dev docs --write`)."""
+    from pipeline.analysis.repro_times import last_run, repro_record, stage_times_table
+    from pipeline.core.atomic import write_json
 
-    typer.echo(stage_times_table(last_run(root)))
+    splits = last_run(root)
+    typer.echo(stage_times_table(splits))
+    if out:
+        write_json(out, repro_record(splits, wall, machine))
+        typer.echo(f"wrote {out}")
 
 
 @user_errors
@@ -179,6 +191,20 @@ def overfit(
 dev = typer.Typer(help="For those who change the pipeline's code.")
 
 
+def _check_or_rewrite(
+    write: bool, rewrite: Callable[[], list[str]], stale: Callable[[], list[str]], what: str, command: str
+) -> None:
+    """A `pipeline dev` check of generated content: name what is stale and fail, or with --write rewrite it."""
+    if write:
+        changed = rewrite()
+        typer.echo(f"{what} rewritten for {', '.join(changed)}" if changed else f"{what} up to date")
+        return
+    names = stale()
+    if names:
+        raise PipelineError(f"{what} of {', '.join(names)} are stale; run `pipeline dev {command} --write`")
+    typer.echo(f"{what} up to date")
+
+
 @dev.command()
 @user_errors
 def deps(
@@ -189,11 +215,33 @@ def deps(
     imports; whole folders where it imports all of one); with --write, rewrite those that are stale."""
     from pipeline.tools.deps import stale_stages, write_deps
 
-    if write:
-        changed = write_deps(root)
-        typer.echo(f"dvc.yaml: code deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: up to date")
-        return
-    stale = stale_stages(root)
-    if stale:
-        raise PipelineError(f"dvc.yaml: the code deps of {', '.join(stale)} are stale; run `pipeline dev deps --write`")
-    typer.echo("dvc.yaml: code deps up to date")
+    _check_or_rewrite(write, lambda: write_deps(root), lambda: stale_stages(root), "dvc.yaml: code deps", "deps")
+
+
+@dev.command()
+@user_errors
+def docs(
+    context: typer.Context,
+    write: Annotated[bool, typer.Option("--write", help="Rewrite the generated pages and tables that are stale.")] = False,
+    root: Annotated[Path, typer.Option("--root", help="The repository.")] = Path("."),
+) -> None:
+    """Check the generated parts of README.md and docs/ (the params and command-line references, the tables of
+    measured results from reports/*.json, the stage graph); with --write, rewrite those that are stale."""
+    from pipeline.tools.docs_pages import stale_docs, write_docs
+
+    cli = context.find_root().command  # the whole `pipeline` command, whose reference page is generated
+    _check_or_rewrite(write, lambda: write_docs(root, cli), lambda: list(map(str, stale_docs(root, cli))), "docs", "docs")
+
+
+@dev.command("sample-figures")
+@user_errors
+def sample_figures(
+    machine: Annotated[str, typer.Option("--machine", help="The machine `make repro` ran on, in words.")],
+    root: Annotated[Path, typer.Option("--root", help="The repository, after `make repro`.")] = Path("."),
+) -> None:
+    """Write reports/sample_figures.json from metrics/ after `make repro`: each model's sample budget, kept epoch and
+    test figures, for the docs' results table (then `pipeline dev docs --write`)."""
+    from pipeline.config.params import load_params
+    from pipeline.tools.docs_results import write_sample_figures
+
+    typer.echo(f"wrote {write_sample_figures(root, load_params(root / 'params.yaml'), machine)}")

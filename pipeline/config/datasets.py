@@ -35,11 +35,18 @@ class DataSource(Block):
     """Where a dataset's raw images come from; `local` reads the user's folder, zip or tar at `path`, in `layout`
     (`auto` detects it), with `classes` fixing the class order or taking a subset (null: every class, sorted)."""
 
-    builtin: Literal["catsdogs", "cifar10", "iris"] | None = None
-    source: Literal["local"] = "local"
-    path: str | None = None
-    layout: str = "auto"
-    classes: list[str] | None = None
+    builtin: Literal["catsdogs", "cifar10", "iris"] | None = Field(
+        None, description="Another copy of this built-in dataset, with its sources and keys, split or stored another way."
+    )
+    source: Literal["local"] = Field("local", description="Your own images, read from `path`.")
+    path: str | None = Field(None, description="A folder of images, or a .zip / .tar(.gz) of one.")
+    layout: str = Field(
+        "auto",
+        description="auto (detected), class_folders, split_folders, names or csv (csv:<file> names one manifest).",
+    )
+    classes: list[str] | None = Field(
+        None, description="null: every class, sorted (the labels 0, 1, ...); a list fixes the order or takes a subset."
+    )
 
     @property
     def kind(self) -> Literal["images", "table"]:

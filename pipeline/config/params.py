@@ -36,11 +36,13 @@ class ModelParams(BaseModel):
     while the dataset's `source` is `sample` (the embedded sample's budget; the block itself is the real set-up)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    dataset: str
-    arch: str
-    aug: dict[str, Any] = Field(default_factory=dict)
-    evaluate: dict[str, Any] = Field(default_factory=dict)
-    sample: dict[str, Any] = Field(default_factory=dict)
+    dataset: str = Field(description="The dataset it trains on: a key under `data`.")
+    arch: str = Field(description="Its architecture, from the registry in pipeline/models/ (the sections below).")
+    aug: dict[str, Any] = Field(default_factory=dict, description="`aug.*` keys for this model alone.")
+    evaluate: dict[str, Any] = Field(default_factory=dict, description="`evaluate.*` keys for this model alone.")
+    sample: dict[str, Any] = Field(
+        default_factory=dict, description="Keys laid over the block only while its dataset's source is `sample`."
+    )
 
     def on_sample(self) -> "ModelParams":
         """The block with its `sample` keys laid over it (`aug` and `evaluate` merged key by key)."""

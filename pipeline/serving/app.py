@@ -8,7 +8,7 @@ Every image is prepared as `pipeline predict` prepares it (`pipeline.inference.p
 checks and decoding, with the model's own settings), in a worker thread, and scored by the `Batcher`, which puts the
 images of concurrent requests into one model call. A request is all or nothing: if any of its files cannot be used
 it gets a 4xx that names each one and why, and nothing is scored (the statuses: `pipeline.serving.uploads` and
-README, Serve). A request has `limits.timeout` seconds from its headers read to its answer: a body still
+docs/how-to/serve.md). A request has `limits.timeout` seconds from its headers read to its answer: a body still
 arriving then is a 408, an answer still waiting for the model a 503. With a token, `pipeline.serving.auth` guards
 every route but `/health`.
 """
@@ -58,7 +58,7 @@ def create_app(
         yield
         await batcher.stop()
 
-    # No /docs: FastAPI's pages load their scripts from a CDN, and README, Serve, documents the routes.
+    # No /docs: FastAPI's pages load their scripts from a CDN, and docs/how-to/serve.md documents the routes.
     app = FastAPI(title=f"pipeline serve: {facts['name']}", lifespan=lifespan, docs_url=None, redoc_url=None)
     if token is not None:
         app.add_middleware(TokenGuard, token=token)

@@ -5,8 +5,8 @@ Requests put their images on an asyncio queue and wait. A loop takes the first w
 one already queued (up to `max_batch` images; with `wait` > 0 it also waits that long for more), and runs the
 backend on them all in its one thread. With a single client nothing waits: a request is scored as soon as the
 model is free. Under load, the requests that queued up during one call make the next batch, so the model's fixed
-cost per call is shared (README, Serve, has the measurement). `max_batch=1` turns batching off: one request at a
-time, as a lock around the model would do. `stop` scores every request already queued before it ends, so a
+cost per call is shared (docs/how-to/serve.md has the measurement). `max_batch=1` turns batching off: one request
+at a time, as a lock around the model would do. `stop` scores every request already queued before it ends, so a
 graceful stop of the server loses none.
 """
 

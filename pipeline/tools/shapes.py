@@ -6,8 +6,8 @@ often near its class's colour (60%, else any colour), over a gradient with clutt
 JPEG (some PNG, some gray), and carry odd names (spaces, capitals, accents, `(2)`). Classes can be imbalanced: the
 last has `1 / imbalance` as many images as the first. With `flaws`, the folder also holds a zero-byte JPEG, a
 truncated JPEG, an exact duplicate of a training image in another split (or twice in one pool), `Thumbs.db`,
-`.DS_Store` and a `__MACOSX/` folder, as real downloads do. `pipeline make-images` writes one; the tests and the
-README's worked example use it.
+`.DS_Store` and a `__MACOSX/` folder, as real downloads do. `pipeline make-images` writes one; the tests and
+the docs' worked example (docs/tutorials/your-own-images.md) use it.
 """
 
 import csv

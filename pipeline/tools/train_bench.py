@@ -166,7 +166,7 @@ def _peak_memory(device: torch.device) -> dict[str, float]:
 
 
 def training_bench_table(figures: dict) -> str:
-    """The figures as a markdown table, as printed and as pasted into README.md."""
+    """The figures as a markdown table, as printed and as pasted into docs/explanation/performance.md."""
     rows = [
         ("data: feed alone (read, augment, to device)", f"{figures['data_images_per_s']:,.0f} images/s"),
         ("step: bare training step, batches in memory", f"{figures['step_images_per_s']:,.0f} images/s"),
