@@ -83,6 +83,7 @@ def evaluate(
         "epoch": saved.epoch,
         "kept": saved.kept,
         "tta": tta,
+        **({} if saved.stopped_at is None else {"stopped_at": saved.stopped_at}),
     }
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
