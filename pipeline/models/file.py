@@ -23,6 +23,7 @@ from pipeline.core.preprocessing import Preprocessing, problems
 from pipeline.core.torchfile import read_torch_file
 from pipeline.data.store import DatasetMeta
 from pipeline.models.registry import build_model
+from pipeline.models.timm_nets import backbone_facts
 
 FORMAT = 2
 
@@ -40,7 +41,8 @@ def save_model(
     """Save weights with their provenance (architecture, args, dataset, classes, input shape and normalisation,
     training params, and which epoch's weights they are: `kept` is `train.keep`, best or last). `meta` is the
     preprocessed dataset's, `channels` the input's; for images the preprocessing is saved whole, for a table
-    `preprocessing` is None. `stopped_at`, the last epoch of a run with early stopping on, is saved when given."""
+    `preprocessing` is None. `stopped_at`, the last epoch of a run with early stopping on, is saved when given; a
+    timm backbone's own input size, mean and std as `backbone`."""
     # Built from meta.json's values as JSON decodes them, one object each (lists and strings), shared where the
     # records below repeat them: pickle writes a shared object once, so this fixes the file's bytes.
     data = json.loads(meta.model_dump_json())
@@ -61,6 +63,7 @@ def save_model(
         "epoch": epoch,
         "kept": config.train.keep,
         **({} if stopped_at is None else {"stopped_at": stopped_at}),
+        **({} if backbone_facts(model) is None else {"backbone": backbone_facts(model)}),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
     save_torch(path, payload)
@@ -151,6 +154,7 @@ class SavedModel(_Strict):
     epoch: int
     kept: str
     stopped_at: int | None = None
+    backbone: dict[str, list[float]] | None = None
 
     @property
     def is_table(self) -> bool:
