@@ -1,5 +1,5 @@
-"""`pipeline tune MODEL`: an Optuna study of a model's params, each trial a DVC experiment, pruned on the validation
-curve the train stage logs each epoch, resumable, and its winner checked against seed noise.
+"""`pipeline tune MODEL`: an Optuna study of a model's params, each trial run as a DVC experiment, pruned on the
+validation curve the train stage logs each epoch, resumable, and its winner checked against seed noise.
 
 The study (TPE sampler; median or ASHA pruning) lives in SQLite under `.dvc/tmp/tune/<model>.sqlite3`, so a `tune`
 that is interrupted resumes where it stopped: the trials finished (complete or pruned) count towards `--trials`, a
@@ -131,10 +131,11 @@ class SeedCheck:
 
 def seed_check(study: Any, runner: Runner, model: str, seeds: list[int]) -> SeedCheck:
     """Run the best trial's values and the baseline with each seed (a run already in the study is not run again:
-    a resumed `tune` goes on), and compare them."""
+    a resumed `tune` goes on), and compare them. The seeds run last to first, so that the last run of all is the
+    baseline with the first seed (the params' own): the workspace ends as the study found it."""
     best = study.best_trial
     runs: dict[str, dict[str, list[float]]] = {"best": {"val_acc": [], "test_acc": []}, "baseline": {"val_acc": [], "test_acc": []}}
-    for seed in seeds:
+    for seed in reversed(seeds):
         for side, values, name in (
             ("best", best.params, f"tune-{model}-{best.number}-seed{seed}"),
             ("baseline", {}, f"tune-{model}-baseline-seed{seed}"),
@@ -142,8 +143,8 @@ def seed_check(study: Any, runner: Runner, model: str, seeds: list[int]) -> Seed
             result = _remembered(study, name, lambda name=name, values=values, seed=seed: runner.run(
                 name, {**values, "seed": seed}, lambda epoch, value: False
             ))
-            runs[side]["val_acc"].append(result.val_acc)
-            runs[side]["test_acc"].append(result.test_acc)
+            runs[side]["val_acc"].insert(0, result.val_acc)  # in the order of `seeds`
+            runs[side]["test_acc"].insert(0, result.test_acc)
     return SeedCheck(
         seeds,
         runs["best"],

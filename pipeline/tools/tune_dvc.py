@@ -4,9 +4,10 @@ brings it back), watched while it trains.
 
 Every run starts from the baseline params (the params file as `tune` first found it, kept with the study), so one
 trial's values never leak into the next. While it runs, the monitored validation curve DVCLive writes each epoch is
-read and given to the study's pruner; a trial it prunes is stopped (its process group ended) and the workspace is
-saved as an experiment as it stands (`dvc exp save`: its params and the epochs it had), so that a pruned trial is
-listed too. The baseline params are written back after every run, and when `tune` ends.
+read and given to the study's pruner; a trial it prunes is stopped (its process group ended) and recorded in the
+study with the curve it had, but not as a DVC experiment: its model file was never written, and an experiment (or
+DVC's run-cache) holding a cut-short run's outputs under params that do not produce them would hand them back to a
+later run of the same params. The baseline params are written back before every run, and when `tune` ends.
 """
 
 import json
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.overrides import read_yaml
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.tools.tune import MONITORED, RunResult, Watch
@@ -32,6 +34,7 @@ class DvcExperiments:
     def __init__(self, paths: Paths, model: str, monitor: str, baseline: str, logs: Path) -> None:
         self.paths, self.model, self.monitor = paths, model, monitor
         self.baseline, self.params_file, self.logs = baseline, paths.root / "params.yaml", logs
+        self.baseline_raw = read_yaml(baseline)
         logs.mkdir(parents=True, exist_ok=True)
 
     def run(self, name: str, values: dict[str, Any], watch: Watch) -> RunResult:
@@ -41,21 +44,22 @@ class DvcExperiments:
         curve.unlink(missing_ok=True)  # a previous run's curve must not be read as this one's
         command = [sys.executable, "-m", "dvc", "exp", "run", "--name", name]
         for key, value in values.items():
-            command += ["-S", f"{key}={json.dumps(value)}"]
+            added = "" if _has_key(self.baseline_raw, key) else "+"  # DVC sets a key a block lacks as +key=value
+            command += ["-S", f"{added}{key}={json.dumps(value)}"]
         log = self.logs / f"{name}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
                 [*command, f"evaluate@{self.model}"], cwd=self.paths.root, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, env=_this_python_first(),
             )
             try:
-                pruned_at = _watch_curve(process, curve, watch)
+                pruned_at = _watch_curve(process, curve, log, f"train@{self.model}", watch)
             finally:
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGTERM)
                 process.wait()
         if pruned_at is not None:
-            self._save_pruned(name)
+            self.paths.checkpoint(self.model).unlink(missing_ok=True)  # the cut-short run's, never to be resumed
             return RunResult(objective=None, pruned_at=pruned_at)
         if process.returncode != 0:
             tail = "\n".join(log.read_text().splitlines()[-LOG_LINES:])
@@ -66,14 +70,6 @@ class DvcExperiments:
         """Write the baseline params back."""
         if self.params_file.read_text() != self.baseline:
             self.params_file.write_text(self.baseline)
-
-    def _save_pruned(self, name: str) -> None:
-        """Keep a pruned trial as an experiment of the workspace as it stands, then drop its half-run checkpoint."""
-        subprocess.run(
-            [sys.executable, "-m", "dvc", "exp", "save", "--name", name, "--force"],
-            cwd=self.paths.root, capture_output=True, text=True, check=False,
-        )
-        self.paths.checkpoint(self.model).unlink(missing_ok=True)
 
     def _result(self) -> RunResult:
         """The finished run's objective (the kept epoch's monitored figure) and its validation and test accuracy."""
@@ -91,7 +87,6 @@ def tune_in_repo(
     """`pipeline tune` in the repository at `paths.root`: the study stored under .dvc/tmp/tune/, its trials run as
     DVC experiments from the baseline params, the seed check with `seeds` seeds (none below 2), the figures and
     summary.json in reports/tune/<model>/; returns the summary."""
-    from pipeline.config.overrides import read_yaml
     from pipeline.config.params import parse_params
     from pipeline.tools.tune import Study, tune
     from pipeline.tools.tune_space import check_space, read_space
@@ -113,16 +108,40 @@ def tune_in_repo(
         runner.restore()
 
 
-def _watch_curve(process: subprocess.Popen, curve: Path, watch: Watch) -> int | None:
-    """Give `watch` each new row of the curve while the process runs; the epoch it said stop at, else None."""
-    seen = 0
+def _this_python_first() -> dict[str, str]:
+    """The environment with this Python's folder first on PATH: the stages' `python` is the one running tune."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _has_key(raw: Any, key: str) -> bool:
+    """Whether the dotted `key` is in the params mapping `raw`."""
+    for part in key.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return False
+        raw = raw[part]
+    return True
+
+
+def _watch_curve(process: subprocess.Popen, curve: Path, log: Path, stage: str, watch: Watch) -> int | None:
+    """Give `watch` each epoch's row of the curve once, as the train stage writes it; the epoch it said stop at,
+    else None.
+
+    At the start of a run DVC may put the previous experiment's curve back in the workspace: rows count only once
+    the log says the train stage is running and the file was written after that. A train stage that DVC skips
+    (unchanged) leaves its curve as it was, the right one: given to `watch` once the run is done, which can then
+    no longer stop it."""
+    last, started = 0, None
     while True:
         finished = process.poll() is not None
-        rows = _rows(curve)
-        for epoch, value in rows[seen:]:
-            if watch(epoch, value):
-                return epoch
-        seen = len(rows)
+        if started is None and f"Running stage '{stage}'" in log.read_text():
+            started = time.time()
+        fresh = started is not None and curve.is_file() and curve.stat().st_mtime >= started
+        if fresh or finished:
+            for epoch, value in _rows(curve):
+                if epoch > last:
+                    last = epoch
+                    if watch(epoch, value) and not finished:
+                        return epoch
         if finished:
             return None
         time.sleep(POLL_S)
