@@ -35,7 +35,10 @@ def test_every_trial_run_to_its_end_is_an_experiment_and_a_clearly_worse_one_is_
     assert found["trials"][2]["pruned_at"] == 2
     shown = json.loads(dvc(root, "exp", "show", "--json"))
     experiments = {
-        exp["name"]: exp["data"] for baseline in shown for group in baseline.get("experiments") or [] for exp in group["revs"]
+        exp["name"]: exp["data"]
+        for baseline in shown
+        for group in baseline.get("experiments") or []
+        for exp in group["revs"]
     }
     lrs = {name: data["params"]["params.yaml"]["data"]["models"][MODEL]["lr"] for name, data in experiments.items()}
     assert lrs == {f"tune-{MODEL}-0": LRS[0], f"tune-{MODEL}-1": LRS[1]}

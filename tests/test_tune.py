@@ -85,7 +85,9 @@ def test_the_seed_check_runs_best_and_baseline_per_seed_with_the_reports_welch_t
     names = [name for name, _, _ in runs.runs[2:]]
     assert names[-2:] == ["tune-catsdogs_cnn-0-seed1", "tune-catsdogs_cnn-baseline-seed1"] and len(names) == 6
     assert runs.runs[-1][1] == {"seed": 1}  # the baseline at the first seed last: the workspace ends as it began
-    assert calls == [(check.best["val_acc"], check.baseline["val_acc"]), (check.best["test_acc"], check.baseline["test_acc"])]
+    assert calls == [
+        (check.best["val_acc"], check.baseline["val_acc"]), (check.best["test_acc"], check.baseline["test_acc"])
+    ]
     assert check.p_test == welch_p(check.best["test_acc"], check.baseline["test_acc"])
     assert seed_check(study, runs, "catsdogs_cnn", [1, 2, 3]) == check and len(runs.runs) == 8  # remembered
 

@@ -134,7 +134,7 @@ def seed_check(study: Any, runner: Runner, model: str, seeds: list[int]) -> Seed
     a resumed `tune` goes on), and compare them. The seeds run last to first, so that the last run of all is the
     baseline with the first seed (the params' own): the workspace ends as the study found it."""
     best = study.best_trial
-    runs: dict[str, dict[str, list[float]]] = {"best": {"val_acc": [], "test_acc": []}, "baseline": {"val_acc": [], "test_acc": []}}
+    runs: dict[str, dict[str, list[float]]] = {side: {"val_acc": [], "test_acc": []} for side in ("best", "baseline")}
     for seed in reversed(seeds):
         for side, values, name in (
             ("best", best.params, f"tune-{model}-{best.number}-seed{seed}"),
@@ -192,7 +192,9 @@ def summary(study: Any, check: SeedCheck | None) -> dict[str, Any]:
         for t in study.get_trials(deepcopy=False)
     ]
     best = study.best_trial
-    found: dict[str, Any] = {"trials": trials, "best": {"number": best.number, "params": best.params, "objective": best.value}}
+    found: dict[str, Any] = {
+        "trials": trials, "best": {"number": best.number, "params": best.params, "objective": best.value}
+    }
     if check is not None:
         found["seed_check"] = {**asdict(check), "real": check.real, "alpha": ALPHA}
     return found

@@ -73,7 +73,9 @@ def read_space(path: Path | None, model: ModelConfig) -> Space:
         raise PipelineError(f"--space: {path} not found")
     entries = read_yaml(path.read_text()) or {}
     if not isinstance(entries, dict) or not entries:
-        raise PipelineError(f"{path}: expected a mapping of params keys to ranges, e.g. models.M.lr: {{low: 1e-4, high: 1e-2, log: true}}")
+        raise PipelineError(
+            f"{path}: expected a mapping of params keys to ranges, e.g. models.M.lr: {{low: 1e-4, high: 1e-2, log: true}}"
+        )
     space = {}
     for key, given in entries.items():
         try:
