@@ -34,23 +34,23 @@ def test_no_patience_never_stops_and_patience_stops_once_it_runs_out():
     assert not should_stop(history, TrainParams(patience=3))
 
 
-# min_delta 1.0 of a loss below 1: no epoch after the first improves, so patience 2 stops the run after epoch 3.
-STOPPING = {"models.catsdogs_cnn.epochs": 6, "train.patience": 2, "train.min_delta": 1.0}
+# min_delta 1.0 of a loss below 1: no epoch after the first improves, so patience 1 stops the run after epoch 2.
+STOPPING = {"models.catsdogs_cnn.epochs": 5, "train.patience": 1, "train.min_delta": 1.0}
 
 
 @pytest.mark.usefixtures("outside_any_repo")
 def test_a_run_stops_at_its_patience_and_a_killed_one_resumes_to_the_same_stop(prepared, monkeypatch):
     params = parse_params(tiny_raw(**STOPPING))
-    assert train("catsdogs_cnn", params, prepared)["stopped_at"] == 3
-    assert [step for step, _ in curve(prepared, "val/loss")] == [1, 2, 3]
-    assert evaluate("catsdogs_cnn", prepared, "cpu")["stopped_at"] == 3
-    assert json.loads(prepared.test_metrics("catsdogs_cnn").read_text())["stopped_at"] == 3
+    assert train("catsdogs_cnn", params, prepared)["stopped_at"] == 2
+    assert [step for step, _ in curve(prepared, "val/loss")] == [1, 2]
+    assert evaluate("catsdogs_cnn", prepared, "cpu")["stopped_at"] == 2
+    assert json.loads(prepared.test_metrics("catsdogs_cnn").read_text())["stopped_at"] == 2
     uninterrupted = weights(prepared)
 
     prepared.model_file("catsdogs_cnn").unlink()
-    train_killed_in_epoch(monkeypatch, 3, params, prepared)
+    train_killed_in_epoch(monkeypatch, 2, params, prepared)
     last = train("catsdogs_cnn", params, prepared)
-    assert (last["resumed_from_epoch"], last["stopped_at"]) == (2, 3)
+    assert (last["resumed_from_epoch"], last["stopped_at"]) == (1, 2)
     assert all(torch.equal(uninterrupted[key], value) for key, value in weights(prepared).items())
 
 
