@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import assert_clean_error, invoke
 
 import pipeline.tools.tune as tuning
 from pipeline.analysis.seeds import welch_p
@@ -103,3 +104,7 @@ def test_tune_writes_the_figures_and_the_summary(tmp_path):
     assert [trial["state"] for trial in found["trials"]] == ["COMPLETE", "COMPLETE", "PRUNED"]
     text = tune_text(found)
     assert "pruned at epoch 2" in text and "seed check (2 seeds)" in text
+
+
+def test_an_unknown_pruner_is_one_error_line_naming_the_option():
+    assert_clean_error(invoke("tune", "catsdogs_cnn", "--pruner", "hyperband"), "--pruner: 'hyperband' is not one of")
