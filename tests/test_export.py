@@ -19,6 +19,7 @@ from pipeline.config.archs import (
     MlpArgs,
     ResNet18Args,
     SmallResNetArgs,
+    TimmArgs,
     Vgg16Args,
 )
 from pipeline.config.params import parse_params
@@ -60,6 +61,7 @@ CASES = {
     "resnet18-2": ("resnet18", ResNet18Args(), 3, 8, 2, RGB),
     "airbench-10": ("airbench", AirbenchArgs(stem=4, widths=(8, 8, 8)), 3, 16, 10, RGB),
     "small_resnet-gray-3": ("small_resnet", SmallResNetArgs(widths=(4, 8, 8, 8)), 1, 16, 3, Normalization((0.5,), (0.2,))),
+    "timm-test_resnet-10": ("timm", TimmArgs(model_name="test_resnet"), 3, 16, 10, RGB),
 }
 
 

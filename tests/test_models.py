@@ -71,10 +71,14 @@ def _serve_weights(monkeypatch, fetch) -> None:
     monkeypatch.setattr(WeightsEnum, "get_state_dict", fetch)
 
 
+SMALLEST = {"timm": {"model_name": "test_resnet"}}  # timm's own tiny test model
+SLOW_IMPORTS = {"timm"}  # importing timm takes seconds: its cases run in the slow tier
+
+
 def _from_scratch(arch: str):
     """The architecture's default args, without pretrained weights where it has them."""
     kind = ARCH_ARGS[arch]
-    return kind(**({"pretrained": False} if "pretrained" in kind.model_fields else {}))
+    return kind(**({"pretrained": False} if "pretrained" in kind.model_fields else {}), **SMALLEST.get(arch, {}))
 
 
 def _layers(model: nn.Module, kind: type[nn.Module]) -> list[nn.Module]:
@@ -85,7 +89,9 @@ def _cifar_vgg16(args: Vgg16Args, **kwargs) -> nn.Module:
     return build_model("vgg16", args, in_channels=3, size=32, num_classes=10, **kwargs)
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize(
+    "arch", [pytest.param(arch, marks=pytest.mark.slow) if arch in SLOW_IMPORTS else arch for arch in sorted(ARCHS)]
+)
 @pytest.mark.parametrize(
     ("channels", "size"),
     [

@@ -260,3 +260,12 @@ def test_the_onnx_backend_predicts_as_the_torch_one(project, test_images):
     onnx = _predicted(project.model_file(MODEL), test_images, backend=onnx_backend.OnnxBackend(onnx_file))
     for ours, theirs in zip(onnx.predicted, _predicted(project.model_file(MODEL), test_images).predicted, strict=True):
         np.testing.assert_allclose(ours.probabilities, theirs.probabilities, rtol=0, atol=1e-5)
+
+
+def test_explain_writes_a_grad_cam_figure_per_image_and_needs_the_torch_backend(in_project, test_images, tmp_path):
+    result = ok("predict", MODEL, str(test_images / "cat"), "--explain", str(tmp_path / "cams"))
+    figures = sorted((tmp_path / "cams").glob("*.gradcam.png"))
+    assert len(figures) == len(list((test_images / "cat").iterdir())) and f"wrote {len(figures)} Grad-CAM" in result.stdout
+    assert all(path.name.startswith(f"{str(test_images).strip('/').replace('/', '_')}_cat_") for path in figures)
+    refused = invoke("predict", MODEL, str(test_images), "--backend", "onnx", "--explain", str(tmp_path / "x"))
+    assert refused.exit_code != 0

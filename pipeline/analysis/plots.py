@@ -1,6 +1,7 @@
 """Matplotlib figures for what a person would rather look at than read."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from pipeline.core.atomic import atomic_path  # noqa: E402
 # For grids of images: axes made without ticks, which their axis("off") hides anyway, but which matplotlib would
 # still lay out for every title and tight_layout (a third of a 36-image grid's time).
 NO_TICKS = {"xticks": [], "yticks": []}
+HEAT_ALPHA = 0.45
+# The heat maps (N, H, W) in [0, 1] of the images at some indices of a grid's array, or None (no map to draw).
+Explainer = Callable[[np.ndarray], np.ndarray | None]
 
 
 def save_png(figure: Figure, path: Path) -> None:
@@ -113,11 +117,13 @@ def misclassified_grid(
     classes: list[str],
     title: str,
     limit: int = 36,
+    explain: Explainer | None = None,
 ) -> Figure:
-    """The first `limit` misclassified images (uint8 NHWC), each captioned with its true and predicted class."""
+    """The first `limit` misclassified images (uint8 NHWC), each captioned with its true and predicted class; with
+    `explain`, each under its heat map."""
     wrong = np.flatnonzero(actual != predicted)[:limit]
     captions = [f"{classes[actual[index]]}\n-> {classes[predicted[index]]}" for index in wrong]
-    figure, axes = _image_grid(images, wrong, captions, columns=6, cell=(1.9, 2.1))
+    figure, axes = _image_grid(images, wrong, captions, columns=6, cell=(1.9, 2.1), explain=explain)
     if not len(wrong):
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     figure.suptitle(f"{title} ({len(np.flatnonzero(actual != predicted))} of {len(actual)}; true -> predicted)")
@@ -145,20 +151,26 @@ class TopLosses:
         ]
 
 
-def top_losses_grid(images: np.ndarray, top: TopLosses, title: str) -> Figure:
+def top_losses_grid(images: np.ndarray, top: TopLosses, title: str, explain: Explainer | None = None) -> Figure:
     """fastai's plot_top_losses: the images (uint8 NHWC) shown, each titled with its actual and predicted class, the
-    probability of the prediction and its loss."""
+    probability of the prediction and its loss; with `explain`, each under its heat map."""
     captions = ["\n".join(top.caption(index)) for index in top.shown]
-    figure, _ = _image_grid(images, top.shown, captions, columns=3, cell=(2.4, 2.6))
+    figure, _ = _image_grid(images, top.shown, captions, columns=3, cell=(2.4, 2.6), explain=explain)
     figure.suptitle(f"{title}\nactual / predicted, probability of the prediction, loss", fontsize=10)
     figure.tight_layout()
     return figure
 
 
 def _image_grid(
-    images: np.ndarray, shown: np.ndarray, captions: list[str], columns: int, cell: tuple[float, float]
+    images: np.ndarray,
+    shown: np.ndarray,
+    captions: list[str],
+    columns: int,
+    cell: tuple[float, float],
+    explain: Explainer | None = None,
 ) -> tuple[Figure, np.ndarray]:
-    """The images at the indices `shown`, at most `columns` a row, each `cell` inches, captioned; axes off."""
+    """The images at the indices `shown`, at most `columns` a row, each `cell` inches, captioned; axes off. With
+    `explain`, each image under its heat map (`explain(shown)`; none when it gives None)."""
     columns = max(1, min(columns, len(shown)))
     rows = max(1, math.ceil(len(shown) / columns))
     figure, axes = plt.subplots(
@@ -166,10 +178,29 @@ def _image_grid(
     )
     for axis in axes.flat:
         axis.axis("off")
-    for axis, index, caption in zip(axes.flat, shown, captions, strict=False):
+    maps = explain(shown) if explain is not None and len(shown) else None
+    for position, (axis, index, caption) in enumerate(zip(axes.flat, shown, captions, strict=False)):
         _show(axis, images[index])
+        if maps is not None:
+            heat_overlay(axis, maps[position])
         axis.set_title(caption, fontsize=8)
     return figure, axes
+
+
+def heat_overlay(axis, heat: np.ndarray) -> None:
+    """A [0, 1] heat map (H, W) over the image already shown on `axis`, half transparent (jet: red is hot)."""
+    axis.imshow(heat, cmap="jet", alpha=HEAT_ALPHA, vmin=0, vmax=1)
+
+
+def explained_image(image: np.ndarray, heat: np.ndarray, title: str) -> Figure:
+    """One image (uint8 HWC) beside itself under its heat map: what `pipeline predict --explain` writes per image."""
+    figure, axes = plt.subplots(1, 2, figsize=(5, 2.8), subplot_kw=NO_TICKS)
+    _show(axes[0], image)
+    _show(axes[1], image)
+    heat_overlay(axes[1], heat)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return figure
 
 
 def top_losses_table(features: np.ndarray, names: list[str], top: TopLosses, title: str) -> Figure:

@@ -8,6 +8,7 @@ for command in (tools.bench, tools.report, tools.inspect, tools.push, tools.pull
     app.command()(command)
 app.command("make-images")(tools.make_images)
 app.command("lr-find")(tools.lr_find)
+app.command("tune")(tools.tune)
 app.command("bench-repro")(tools.bench_repro)
 app.command("bench-predict")(serve.bench_predict)
 app.add_typer(tools.sanity, name="sanity")

@@ -33,6 +33,11 @@ def predict(
     backend: Annotated[str, typer.Option(help="torch (the .pt file) or onnx (the exported .onnx beside it).")] = "torch",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda; torch backend only.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images decoded and scored at a time.")] = 64,
+    explain: Annotated[
+        Path | None,
+        typer.Option(help="Write each image beside its Grad-CAM heat map of the predicted class into this folder "
+                     "(<image path>.gradcam.png; convolutional models, torch backend)."),
+    ] = None,
     params: ParamsFile = DEFAULT_PARAMS,
 ) -> None:
     """Predict the class of every image with a trained model, using the preprocessing recorded in the model file
@@ -45,8 +50,9 @@ def predict(
     scorer = open_backend(backend, model_file(model, params), device, batch_size)
     check_top(top, scorer.preprocessing.classes)
     truth = read_labels(labels, scorer.preprocessing.classes) if labels is not None else None
+    writer = _explanation_writer(scorer, explain)
     with Inputs(paths) as inputs:
-        predictions = predict_items(scorer, inputs, batch_size, total=len(inputs))
+        predictions = predict_items(scorer, inputs, batch_size, total=len(inputs), on_batch=writer)
         ignored = inputs.ignored
     rows = table(predictions, top, truth)
     typer.echo(predictions_text(predictions, rows, ignored), nl=False)
@@ -55,6 +61,17 @@ def predict(
     if out is not None:
         write_csv(out, rows)
         typer.echo(f"wrote {out}")
+    if writer is not None:
+        typer.echo(f"wrote {len(writer.written)} Grad-CAM figures to {explain}/")
+
+
+def _explanation_writer(scorer, folder: Path | None):
+    """`--explain`'s writer of heat-map figures, or None without the option."""
+    if folder is None:
+        return None
+    from pipeline.inference.explain import ExplanationWriter
+
+    return ExplanationWriter(scorer, folder)
 
 
 def model_file(model: str, params: Path) -> Path:

@@ -157,7 +157,8 @@ def evaluate(
     from pipeline.stages.evaluate import evaluate as run
 
     config = load(params, set_)
-    report_json(run(model, Paths(), device, data=config.data, tta=config.model(model).evaluate.tta))
+    settings = config.model(model).evaluate
+    report_json(run(model, Paths(), device, data=config.data, tta=settings.tta, gradcam=settings.gradcam))
 
 
 @app.command()

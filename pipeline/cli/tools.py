@@ -60,6 +60,33 @@ def bench_repro(
 
 
 @user_errors
+def tune(
+    model: Model,
+    trials: Annotated[int, typer.Option(min=1, help="Finished trials (complete or pruned) the study should hold.")] = 20,
+    space: Annotated[
+        Path | None,
+        typer.Option(help="YAML of params keys and ranges ({low, high, log, int} or {choices}); default: the "
+                     "model's lr, log-uniform over lr/10 to lr*10."),
+    ] = None,
+    seeds: Annotated[
+        int, typer.Option(min=0, help="Re-run the best trial and the baseline with this many seeds and compare "
+                          "them with Welch's test (0 or 1: no check).")
+    ] = 3,
+    pruner: Annotated[str, typer.Option(help="median, asha or none.")] = "median",
+) -> None:
+    """Search a model's params with Optuna (TPE, pruning on the validation curve), every trial a DVC experiment;
+    an interrupted study resumes. Writes reports/tune/<model>/: optimisation history, parameter importances,
+    summary.json (the seed check of the best trial against the baseline)."""
+    from pipeline.tools.tune import PRUNERS
+    from pipeline.tools.tune_dvc import tune_in_repo
+    from pipeline.tools.tune_report import tune_text
+
+    if pruner not in PRUNERS:
+        raise PipelineError(f"--pruner: {pruner!r} is not one of {', '.join(PRUNERS)}")
+    typer.echo(tune_text(tune_in_repo(Paths(), model, trials, space, seeds, pruner)))
+
+
+@user_errors
 def lr_find(
     model: Model,
     steps: Annotated[int, typer.Option(min=2, max=1000, help="Steps from lr 1e-7 to 10 (fastai: 100).")] = 100,

@@ -115,6 +115,15 @@ class SmallResNetArgs(BatchNormArgs):
     scale: float = Field(0.125, gt=0)
 
 
+class TimmArgs(Block):
+    """Any timm model by name (`timm.create_model(model_name, num_classes=...)`), e.g. resnet50, convnext_tiny,
+    efficientnet_b0, `test_resnet` (a tiny one for tests); `pretrained`: its default pretrained weights, from the
+    Hugging Face hub or a file put in place by hand (docs/how-to/training-controls.md)."""
+
+    model_name: str = Field("resnet18", min_length=1)
+    pretrained: bool = False
+
+
 ARCH_ARGS: dict[str, type[Block]] = {
     "catsdogs_cnn": CatsDogsCnnArgs,
     "mlp": MlpArgs,
@@ -123,4 +132,5 @@ ARCH_ARGS: dict[str, type[Block]] = {
     "resnet18": ResNet18Args,
     "airbench": AirbenchArgs,
     "small_resnet": SmallResNetArgs,
+    "timm": TimmArgs,
 }

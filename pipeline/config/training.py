@@ -64,6 +64,14 @@ class TrainParams(Block):
     cutmix: float = Field(0, ge=0)
     mix_prob: Probability = 1.0
     ema: float = Field(0, ge=0, lt=1)
+    patience: Count | None = None
+    min_delta: float = Field(0, ge=0)
+
+    def recorded(self) -> dict:
+        """The settings as the model file records them: early stopping's keys only when it is on, so that a model
+        file of a run without it has the bytes it had before the keys existed."""
+        off = {"patience", "min_delta"} if self.patience is None else set()
+        return self.model_dump(mode="json", exclude=off)
 
 
 BATCHED_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does as tensor ops

@@ -26,7 +26,8 @@ ABOUT = ("model", "arch", "dataset", "kind", "features", "opset")
 class ExportInfo:
     """An exported model's metadata: its preprocessing, the model it was exported from (name, architecture,
     dataset), its inputs' `kind` (`images`: uint8 (N, size, size, channels); `table`: float32 (N, features), named
-    by `features`), and the ONNX opset the graph uses."""
+    by `features`), the ONNX opset the graph uses, and for a timm backbone its own input size, mean and std
+    (`backbone`, an entry only then)."""
 
     preprocessing: Preprocessing
     model: str
@@ -35,6 +36,7 @@ class ExportInfo:
     kind: str
     features: tuple[str, ...]
     opset: int
+    backbone: dict[str, list[float]] | None = None
 
     def props(self) -> dict[str, str]:
         """The metadata_props entries, each value JSON."""
@@ -47,6 +49,7 @@ class ExportInfo:
             "kind": self.kind,
             "features": list(self.features),
             "opset": self.opset,
+            **({} if self.backbone is None else {"backbone": self.backbone}),
         }
         return {key: json.dumps(value) for key, value in values.items()}
 
@@ -78,4 +81,5 @@ class ExportInfo:
             kind=values["kind"],
             features=tuple(values["features"]),
             opset=int(values["opset"]),
+            backbone=json.loads(props["backbone"]) if "backbone" in props else None,
         )

@@ -7,7 +7,7 @@ batches by a backend (`pipeline.inference.backend`: PyTorch, or ONNX Runtime wit
 `score` adds accuracy and the confusion counts (scikit-learn).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from pipeline.inference.inputs import Item
 BATCH_SIZE = 64
 BAR_FROM = 2 * BATCH_SIZE  # a progress bar from this many files on (on a terminal)
 BACKENDS = ("torch", "onnx")
+BatchCallback = Callable[[list[str], np.ndarray, np.ndarray], None]  # names, uint8 images, class probabilities
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,15 @@ def prepared(data: bytes, name: str, preprocessing: Preprocessing) -> tuple[np.n
     return fit_square(image, preprocessing.size, preprocessing.resize), ""
 
 
-def predict_items(backend: Backend, items: Iterable[Item], batch_size: int = BATCH_SIZE, total: int = 0) -> Predictions:
+def predict_items(
+    backend: Backend,
+    items: Iterable[Item],
+    batch_size: int = BATCH_SIZE,
+    total: int = 0,
+    on_batch: BatchCallback | None = None,
+) -> Predictions:
     """Every item prepared and scored, `batch_size` images at a time; a progress bar on a terminal when `total` (the
-    number of items) is large."""
+    number of items) is large. `on_batch(names, images, probabilities)` sees every scored batch (`--explain`)."""
     result = Predictions(list(backend.preprocessing.classes))
     batch: list[tuple[Item, np.ndarray]] = []
     bar = tqdm(total=total, desc="predict", unit="image", disable=None if total >= BAR_FROM else True, leave=False)
@@ -110,17 +117,22 @@ def predict_items(backend: Backend, items: Iterable[Item], batch_size: int = BAT
             else:
                 batch.append((item, image))
             if len(batch) == batch_size:
-                _score_batch(backend, batch, result)
+                _score_batch(backend, batch, result, on_batch)
                 batch = []
             bar.update()
-        _score_batch(backend, batch, result)
+        _score_batch(backend, batch, result, on_batch)
     return result
 
 
-def _score_batch(backend: Backend, batch: list[tuple[Item, np.ndarray]], result: Predictions) -> None:
+def _score_batch(
+    backend: Backend, batch: list[tuple[Item, np.ndarray]], result: Predictions, on_batch: BatchCallback | None
+) -> None:
     if not batch:
         return
-    probabilities = backend.probabilities(np.stack([image for _, image in batch]))
+    images = np.stack([image for _, image in batch])
+    probabilities = backend.probabilities(images)
+    if on_batch is not None:
+        on_batch([item.name for item, _ in batch], images, probabilities)
     result.predicted += [
         Prediction(item.name, item.key, row) for (item, _), row in zip(batch, probabilities, strict=True)
     ]

@@ -4,4 +4,4 @@ Every architecture module is imported here, once, so that importing anything fro
 all (`registry.ARCHS`).
 """
 
-from pipeline.models import convnets, recipe_nets, torchvision_nets  # noqa: F401  (registers the architectures)
+from pipeline.models import convnets, recipe_nets, timm_nets, torchvision_nets  # noqa: F401  (registers the architectures)

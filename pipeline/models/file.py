@@ -23,17 +23,26 @@ from pipeline.core.preprocessing import Preprocessing, problems
 from pipeline.core.torchfile import read_torch_file
 from pipeline.data.store import DatasetMeta
 from pipeline.models.registry import build_model
+from pipeline.models.timm_nets import backbone_facts
 
 FORMAT = 2
 
 
 def save_model(
-    path: Path, model: nn.Module, config: ModelConfig, meta: DatasetMeta, channels: int, seed: int, epoch: int
+    path: Path,
+    model: nn.Module,
+    config: ModelConfig,
+    meta: DatasetMeta,
+    channels: int,
+    seed: int,
+    epoch: int,
+    stopped_at: int | None = None,
 ) -> None:
     """Save weights with their provenance (architecture, args, dataset, classes, input shape and normalisation,
     training params, and which epoch's weights they are: `kept` is `train.keep`, best or last). `meta` is the
     preprocessed dataset's, `channels` the input's; for images the preprocessing is saved whole, for a table
-    `preprocessing` is None."""
+    `preprocessing` is None. `stopped_at`, the last epoch of a run with early stopping on, is saved when given; a
+    timm backbone's own input size, mean and std as `backbone`."""
     # Built from meta.json's values as JSON decodes them, one object each (lists and strings), shared where the
     # records below repeat them: pickle writes a shared object once, so this fixes the file's bytes.
     data = json.loads(meta.model_dump_json())
@@ -48,11 +57,13 @@ def save_model(
         "channels": channels,
         "normalization": {key: data[key] for key in ("normalize", "mean", "std")},
         "preprocessing": None if meta.is_table else Preprocessing.from_dict(data).to_dict(),
-        "train": config.train.model_dump(mode="json"),
+        "train": config.train.recorded(),
         "aug": config.aug.model_dump(mode="json"),
         "seed": seed,
         "epoch": epoch,
         "kept": config.train.keep,
+        **({} if stopped_at is None else {"stopped_at": stopped_at}),
+        **({} if backbone_facts(model) is None else {"backbone": backbone_facts(model)}),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
     save_torch(path, payload)
@@ -142,6 +153,8 @@ class SavedModel(_Strict):
     seed: int
     epoch: int
     kept: str
+    stopped_at: int | None = None
+    backbone: dict[str, list[float]] | None = None
 
     @property
     def is_table(self) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from pipeline.analysis.card import (
     CardFacts,
@@ -28,7 +29,9 @@ from pipeline.analysis.diagnostics import (
     sample_losses,
 )
 from pipeline.analysis.metrics import classification_metrics
+from pipeline.analysis.gradcam import heatmaps
 from pipeline.analysis.plots import (
+    Explainer,
     TopLosses,
     misclassified_grid,
     misclassified_scatter,
@@ -60,10 +63,12 @@ def evaluate(
     device_name: str = "auto",
     data: Mapping[str, DataSource] | None = None,
     tta: TtaMode = "none",
+    gradcam: bool = False,
 ) -> dict:
     """Score the saved model on the test split and write its card; returns test.json's metrics and the per-class
     figures. `data` (params' `data` blocks) gives the card the dataset's source; without it the card says it is
-    not known. `tta` (`models.<model>.evaluate.tta`): the test-time augmentation every figure is measured with."""
+    not known. `tta` (`models.<model>.evaluate.tta`): the test-time augmentation every figure is measured with.
+    `gradcam` (`evaluate.gradcam`): the image grids show each image under its Grad-CAM map of the predicted class."""
     model, saved = load_model(paths.model_file(model_name))
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved.dataset, "test")
@@ -83,17 +88,26 @@ def evaluate(
         "epoch": saved.epoch,
         "kept": saved.kept,
         "tta": tta,
+        **({} if saved.stopped_at is None else {"stopped_at": saved.stopped_at}),
     }
     write_json(paths.test_metrics(model_name), metrics)
     write_json(paths.per_class(model_name), [{"class": name, **figures} for name, figures in per_class.items()])
     classes, meta = saved.classes, load_meta(paths, saved.dataset)
     features = meta.features  # a table's column names (images have none)
     confusion = confusion_counts(test.labels, predicted, len(classes))
-    _write_plots(paths, model_name, features, test, class_probabilities, predicted, classes, metrics["ece"])
-    _write_errors(paths, model_name, features, test, class_probabilities, classes, confusion)
+    explain = _explainer(model, test, predicted, normalization) if gradcam else None
+    _write_plots(paths, model_name, features, test, class_probabilities, predicted, classes, metrics["ece"], explain)
+    _write_errors(paths, model_name, features, test, class_probabilities, classes, confusion, explain)
     source = data[saved.dataset].source if data and saved.dataset in data else None
     _write_card(paths, model_name, saved, meta, metrics, per_class, test.labels, confusion, source)
     return {**metrics, "per_class": per_class}
+
+
+def _explainer(
+    model: nn.Module, test: SplitArrays, predicted: np.ndarray, normalization: Normalization | None
+) -> Explainer:
+    """Grad-CAM maps of the predicted class for the test images at the indices a grid shows."""
+    return lambda shown: heatmaps(model, test.inputs[shown], predicted[shown], normalization)
 
 
 def _write_card(
@@ -133,8 +147,10 @@ def _write_plots(
     predicted: np.ndarray,
     classes: list[str],
     ece: float,
+    explain: Explainer | None,
 ) -> None:
-    """The confusion matrix, the reliability diagram and the misclassified test images."""
+    """The confusion matrix, the reliability diagram and the misclassified test images (under heat maps with
+    `explain`)."""
     _write_confusion(paths, model_name, test.labels, predicted, classes)
     bins = reliability_bins(class_probabilities, test.labels)
     title = f"{model_name}: calibration on the test split"
@@ -143,7 +159,7 @@ def _write_plots(
     if test.inputs.ndim == 2:
         figure = misclassified_scatter(test.inputs, test.labels, predicted, classes, features, title)
     else:
-        figure = misclassified_grid(test.inputs, test.labels, predicted, classes, title=title)
+        figure = misclassified_grid(test.inputs, test.labels, predicted, classes, title=title, explain=explain)
     save_png(figure, paths.misclassified(model_name))
 
 
@@ -155,6 +171,7 @@ def _write_errors(
     class_probabilities: np.ndarray,
     classes: list[str],
     confusion: np.ndarray,
+    explain: Explainer | None,
 ) -> None:
     """fastai's plot_top_losses and most_confused: the test samples of highest loss (images as a grid, table rows
     as a table) and the most confused (actual, predicted) pairs, most first, as plot rows."""
@@ -165,7 +182,7 @@ def _write_errors(
     if test.inputs.ndim == 2:
         figure = top_losses_table(test.inputs, features, top, title)
     else:
-        figure = top_losses_grid(test.inputs, top, title)
+        figure = top_losses_grid(test.inputs, top, title, explain)
     save_png(figure, paths.top_losses(model_name))
     pairs = worst_confusions(confusion, classes, top=CONFUSED_PAIRS)
     write_json(paths.confused(model_name), [{"pair": f"{p['actual']} → {p['predicted']}", **p} for p in pairs])

@@ -68,7 +68,7 @@ def export(model_name: str, paths: Paths) -> dict[str, Any]:
 
 def export_info(model_name: str, saved: SavedModel, meta: DatasetMeta) -> ExportInfo:
     """The ONNX metadata of a saved model: the preprocessing its file records (a table's: its size, normalisation and
-    classes, and its features from the preprocessed data's meta.json)."""
+    classes, and its features from the preprocessed data's meta.json), and a timm backbone's own preprocessing."""
     normalization = saved.normalization
     preprocessing = saved.image_preprocessing() if not saved.is_table else Preprocessing(
         size=saved.size,
@@ -87,6 +87,7 @@ def export_info(model_name: str, saved: SavedModel, meta: DatasetMeta) -> Export
         kind="table" if meta.is_table else "images",
         features=tuple(meta.features) if meta.is_table else (),
         opset=OPSET,
+        backbone=saved.backbone,
     )
 
 

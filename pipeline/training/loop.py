@@ -40,6 +40,7 @@ from pipeline.training.records import recorder
 from pipeline.training.run import TrainingSetup, build_run
 from pipeline.training.schedule import make_scheduler
 from pipeline.training.step import penalty_for
+from pipeline.training.stopping import should_stop
 
 # BatchNorm's mode check scores this many training images in eval mode: the split is shuffled, so its first images
 # are a sample of every class, and the check costs a bounded pass (the whole split: a third of an epoch).
@@ -90,6 +91,8 @@ def _train(
     ) as bar:
         records.start(setup.train_set, setup.meta.is_table, seed)
         for epoch in range(done + 1, settings.epochs + 1):
+            if should_stop(checkpoint.history, settings):
+                break
             fine_tune_epoch(setup.model, config.arch_args, epoch)
             row, validation_s = epochs.run(epoch, trained, scored, feed, val_set, bar)
             checkpoint.history.append(row)
@@ -103,12 +106,20 @@ def _train(
             return checkpoint.history[-1]
         chosen = chosen_row(checkpoint.history, settings.keep, settings.monitor)
         kept.restore_into(scored)
-        summary = records.summarise(chosen, f"{config.name} on {config.dataset}")
+        summary = records.summarise(chosen, f"{config.name} on {config.dataset}", _stopped_at(checkpoint, settings))
         if has_batchnorm(scored):
             summary["bn_check"] = records.bn_check(epochs.mode_check(scored, setup.train_set, chosen))
-    save_model(paths.model_file(config.name), scored, config, setup.meta, setup.channels, seed, int(chosen["epoch"]))
+    save_model(
+        paths.model_file(config.name), scored, config, setup.meta, setup.channels, seed, int(chosen["epoch"]),
+        summary.get("stopped_at"),
+    )
     checkpoint.remove()
     return {**checkpoint.history[-1], **summary, "resumed_from_epoch": done, "device": str(device)}
+
+
+def _stopped_at(checkpoint: Checkpoint, settings: TrainParams) -> int | None:
+    """With early stopping on, the last epoch the run trained (the planned last one when it did not stop early)."""
+    return None if settings.patience is None else int(checkpoint.history[-1]["epoch"])
 
 
 def _check_same_start(done: int, paths: Paths, config: ModelConfig, device: torch.device) -> None:

@@ -41,12 +41,16 @@ class RunWriter:
         self._log(row)
         self.checkpoint.save(*states)
 
-    def summarise(self, chosen: dict[str, float], title: str) -> dict[str, Any]:
-        """The kept epoch's validation figures as the run's summary (`best` in metrics.json), and the curves."""
+    def summarise(self, chosen: dict[str, float], title: str, stopped_at: int | None) -> dict[str, Any]:
+        """The kept epoch's validation figures as the run's summary (`best` in metrics.json), the epoch early
+        stopping ended the run at (`stopped_at`, only with `train.patience` on), and the curves."""
         best = {"epoch": chosen["epoch"], "val/acc": chosen["val/acc"], "val/loss": chosen["val/loss"]}
         self.live.summary["best"] = best
+        summary: dict[str, Any] = {"best": best}
+        if stopped_at is not None:
+            self.live.summary["stopped_at"] = summary["stopped_at"] = stopped_at
         self.live.log_image("learning_curves.png", learning_curves(self.checkpoint.history, title))
-        return {"best": best}
+        return summary
 
     def bn_check(self, check: dict[str, float | bool]) -> dict[str, float | bool]:
         """Record BatchNorm's train/eval mode check in the summary; returns it."""

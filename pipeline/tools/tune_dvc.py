@@ -1,0 +1,156 @@
+"""How `pipeline tune` runs a trial: `dvc exp run --name NAME -S key=value ... evaluate@MODEL` in the workspace, so
+that every trial is a real DVC experiment (`dvc exp show` lists it with its params and metrics, `dvc exp apply`
+brings it back), watched while it trains.
+
+Every run starts from the baseline params (the params file as `tune` first found it, kept with the study), so one
+trial's values never leak into the next. While it runs, the monitored validation curve DVCLive writes each epoch is
+read and given to the study's pruner; a trial it prunes is stopped (its process group ended) and recorded in the
+study with the curve it had, but not as a DVC experiment: its model file was never written, and an experiment (or
+DVC's run-cache) holding a cut-short run's outputs under params that do not produce them would hand them back to a
+later run of the same params. The baseline params are written back before every run, and when `tune` ends.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.config.overrides import read_yaml
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+from pipeline.tools.tune import MONITORED, RunResult, Watch
+
+POLL_S = 0.5
+LOG_LINES = 30  # of a failed run's output in the error
+
+
+class DvcExperiments:
+    """Runs trials of `model` as DVC experiments in the repository at `paths.root`."""
+
+    def __init__(self, paths: Paths, model: str, monitor: str, baseline: str, logs: Path) -> None:
+        self.paths, self.model, self.monitor = paths, model, monitor
+        self.baseline, self.params_file, self.logs = baseline, paths.root / "params.yaml", logs
+        self.baseline_raw = read_yaml(baseline)
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def run(self, name: str, values: dict[str, Any], watch: Watch) -> RunResult:
+        """Run the experiment (see the module's docstring); a run that fails is an error with its output's end."""
+        self.restore()
+        curve = self.paths.train_dir(self.model) / "plots" / "metrics" / f"{MONITORED[self.monitor][0]}.tsv"
+        curve.unlink(missing_ok=True)  # a previous run's curve must not be read as this one's
+        command = [sys.executable, "-m", "dvc", "exp", "run", "--name", name]
+        for key, value in values.items():
+            added = "" if _has_key(self.baseline_raw, key) else "+"  # DVC sets a key a block lacks as +key=value
+            command += ["-S", f"{added}{key}={json.dumps(value)}"]
+        log = self.logs / f"{name}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [*command, f"evaluate@{self.model}"], cwd=self.paths.root, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True, env=_this_python_first(),
+            )
+            try:
+                pruned_at = _watch_curve(process, curve, log, f"train@{self.model}", watch)
+            finally:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+                process.wait()
+        if pruned_at is not None:
+            self.paths.checkpoint(self.model).unlink(missing_ok=True)  # the cut-short run's, never to be resumed
+            return RunResult(objective=None, pruned_at=pruned_at)
+        if process.returncode != 0:
+            tail = "\n".join(log.read_text().splitlines()[-LOG_LINES:])
+            raise PipelineError(f"experiment {name} failed (dvc exp run exited {process.returncode}; {log}):\n{tail}")
+        return self._result()
+
+    def restore(self) -> None:
+        """Write the baseline params back."""
+        if self.params_file.read_text() != self.baseline:
+            self.params_file.write_text(self.baseline)
+
+    def _result(self) -> RunResult:
+        """The finished run's objective (the kept epoch's monitored figure) and its validation and test accuracy."""
+        best = json.loads((self.paths.train_dir(self.model) / "metrics.json").read_text())["best"]
+        test = json.loads(self.paths.test_metrics(self.model).read_text())
+        return RunResult(
+            objective=float(best[MONITORED[self.monitor][0]]), val_acc=float(best["val/acc"]),
+            test_acc=float(test["accuracy"]),
+        )
+
+
+def tune_in_repo(
+    paths: Paths, model: str, trials: int, space_file: Path | None, seeds: int, pruner: str
+) -> dict[str, Any]:
+    """`pipeline tune` in the repository at `paths.root`: the study stored under .dvc/tmp/tune/, its trials run as
+    DVC experiments from the baseline params, the seed check with `seeds` seeds (none below 2), the figures and
+    summary.json in reports/tune/<model>/; returns the summary."""
+    from pipeline.config.params import parse_params
+    from pipeline.tools.tune import Study, tune
+    from pipeline.tools.tune_space import check_space, read_space
+
+    store = paths.root / ".dvc" / "tmp" / "tune"
+    params_file = paths.root / "params.yaml"
+    params = parse_params(read_yaml(params_file.read_text()))
+    config = params.model(model)
+    study = Study(model, store / f"{model}.sqlite3", config.train.monitor, pruner).open()
+    baseline = study.user_attrs.get("baseline_params") or params_file.read_text()
+    study.set_user_attr("baseline_params", baseline)
+    space = read_space(space_file, config)
+    check_space(space, read_yaml(baseline), model)
+    runner = DvcExperiments(paths, model, config.train.monitor, baseline, store / "logs")
+    try:
+        checked = [params.seed + n for n in range(seeds)]  # the baseline's seed and the ones after it
+        return tune(study, space, trials, runner, model, checked, paths.root / "reports" / "tune" / model)
+    finally:
+        runner.restore()
+
+
+def _this_python_first() -> dict[str, str]:
+    """The environment with this Python's folder first on PATH: the stages' `python` is the one running tune."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _has_key(raw: Any, key: str) -> bool:
+    """Whether the dotted `key` is in the params mapping `raw`."""
+    for part in key.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return False
+        raw = raw[part]
+    return True
+
+
+def _watch_curve(process: subprocess.Popen, curve: Path, log: Path, stage: str, watch: Watch) -> int | None:
+    """Give `watch` each epoch's row of the curve once, as the train stage writes it; the epoch it said stop at,
+    else None.
+
+    At the start of a run DVC may put the previous experiment's curve back in the workspace: rows count only once
+    the log says the train stage is running and the file was written after that. A train stage that DVC skips
+    (unchanged) leaves its curve as it was, the right one: given to `watch` once the run is done, which can then
+    no longer stop it."""
+    last, started = 0, None
+    while True:
+        finished = process.poll() is not None
+        if started is None and f"Running stage '{stage}'" in log.read_text():
+            started = time.time()
+        fresh = started is not None and curve.is_file() and curve.stat().st_mtime >= started
+        if fresh or finished:
+            for epoch, value in _rows(curve):
+                if epoch > last:
+                    last = epoch
+                    if watch(epoch, value) and not finished:
+                        return epoch
+        if finished:
+            return None
+        time.sleep(POLL_S)
+
+
+def _rows(curve: Path) -> list[tuple[int, float]]:
+    """The (step, value) rows of a DVCLive TSV written so far (a half-written last line left for later)."""
+    if not curve.is_file():
+        return []
+    lines = curve.read_text().split("\n")
+    complete = lines[1:-1] if len(lines) > 1 else []
+    return [(int(step), float(value)) for step, value, *_ in (line.split("\t") for line in complete if line)]
