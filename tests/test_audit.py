@@ -73,9 +73,9 @@ def run_audit(paths: Paths, tree: Planted) -> dict:
 
 @pytest.mark.slow
 def test_the_stage_finds_planted_label_errors_blanks_and_copies(paths):
-    tree = planted(per_class=50, copies=8, moved=9, blanks=3)
+    tree = planted(per_class=80, copies=8, moved=12, blanks=3)
     summary = run_audit(paths, tree)
-    folder = paths.metrics_dir("planted") / "audit"
+    folder = paths.audit_dir("planted")
     suspects = pd.read_csv(folder / "label_issues.csv")
     far = pd.read_csv(folder / "outliers.csv")
     pairs = pd.read_csv(folder / "near_duplicates.csv")

@@ -10,6 +10,8 @@
 - `summary.json` (counts per kind and split) and `plots/` (the top suspects, the pairs side by side).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -19,7 +21,7 @@ from pipeline.analysis.plots import save_png
 from pipeline.config.audit import AuditParams
 from pipeline.config.params import ModelConfig
 from pipeline.core.atomic import atomic_path, write_json
-from pipeline.core.paths import SPLITS, Paths
+from pipeline.core.paths import AUDIT_FINDINGS, SPLITS, Paths
 from pipeline.core.runtime import pick_device
 from pipeline.data.archive import open_archive
 from pipeline.data.images import decode_image
@@ -34,20 +36,17 @@ GRID_SIDE = 96  # pixels of each image in the grids
 def audit(dataset: str, settings: AuditParams, config: ModelConfig | None, seed: int, paths: Paths) -> dict:
     """Write the audit's findings, summary and grids (see the module's docstring); returns the summary. `config`:
     the model the folds train, with the audit's budget (None when label issues are off)."""
-    folder = paths.metrics_dir(dataset) / "audit"
+    folder = paths.audit_dir(dataset)
     folder.mkdir(parents=True, exist_ok=True)
     pairs = _near_duplicates(paths, dataset) if settings.near_duplicates else pd.DataFrame(columns=PAIR_COLUMNS)
     suspects, far = pd.DataFrame(columns=LABEL_COLUMNS), pd.DataFrame(columns=OUTLIER_COLUMNS)
     if settings.label_issues and config is not None:
         suspects, far = _label_findings(dataset, settings, config, seed, paths)
-    for name, table in (("near_duplicates", pairs), ("label_issues", suspects), ("outliers", far)):
+    for name, table in zip(AUDIT_FINDINGS, (pairs, suspects, far), strict=True):
         with atomic_path(folder / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False, lineterminator="\n")
-    summary = {
-        "near_duplicates": counts_by_split(pairs, "splits"),
-        "label_issues": counts_by_split(suspects),
-        "outliers": counts_by_split(far),
-    }
+    counts = (counts_by_split(pairs, "splits"), counts_by_split(suspects), counts_by_split(far))
+    summary = dict(zip(AUDIT_FINDINGS, counts, strict=True))
     write_json(folder / "summary.json", summary)
     _grids(paths, dataset, settings.grid, pairs, suspects, folder / "plots")
     return summary
@@ -70,8 +69,10 @@ def _label_findings(
         np.concatenate([splits["train"].inputs, splits["val"].inputs]),
         np.concatenate([splits["train"].labels, splits["val"].labels]),
     )
-    scores = cross_val_scores(config, meta, pool, splits["test"], settings.folds, seed, pick_device(config.train.device))
-    pool_paths, pool_splits = names["train"] + names["val"], ["train"] * len(names["train"]) + ["val"] * len(names["val"])
+    device = pick_device(config.train.device)
+    scores = cross_val_scores(config, meta, pool, splits["test"], settings.folds, seed, device)
+    pool_paths = names["train"] + names["val"]
+    pool_splits = ["train"] * len(names["train"]) + ["val"] * len(names["val"])
     classes = tuple(meta.classes)
     suspects = pd.concat([
         label_issues(pool_paths, pool.labels, scores.pool, classes, pool_splits),
@@ -79,7 +80,7 @@ def _label_findings(
     ]).sort_values(["score", "path"], ascending=[False, True], kind="stable").reset_index(drop=True)
     every_path, every_split = pool_paths + names["test"], pool_splits + ["test"] * len(names["test"])
     far = pd.concat([
-        outliers([every_path[row] for row in rows], features, settings.outlier_fence, [every_split[row] for row in rows])
+        outliers([every_path[r] for r in rows], features, settings.outlier_fence, [every_split[r] for r in rows])
         for rows, features in scores.features
     ])
     return suspects, far.sort_values(["score", "path"], ascending=[False, True], kind="stable").reset_index(drop=True)
@@ -89,12 +90,14 @@ def _kept_paths(paths: Paths, dataset: str, split: str) -> list[str]:
     """The paths of a split's preprocessed rows, in their order: its manifest less the images preprocess skipped."""
     manifest = read_manifest(paths, dataset, split)
     skipped_file = paths.processed_dir(dataset) / "skipped.csv"
-    skipped = pd.read_csv(skipped_file, dtype=str) if skipped_file.is_file() else pd.DataFrame(columns=["split", "path"])
+    if not skipped_file.is_file():
+        return [str(path) for path in manifest["path"]]
+    skipped = pd.read_csv(skipped_file, dtype=str)
     left_out = set(skipped.loc[skipped["split"] == split, "path"])
     return [str(path) for path in manifest["path"] if path not in left_out]
 
 
-def _grids(paths: Paths, dataset: str, limit: int, pairs: pd.DataFrame, suspects: pd.DataFrame, folder) -> None:
+def _grids(paths: Paths, dataset: str, limit: int, pairs: pd.DataFrame, suspects: pd.DataFrame, folder: Path) -> None:
     """The top suspects and the closest pairs as image grids (images only: a table has none)."""
     folder.mkdir(exist_ok=True)
     if not paths.raw_archive(dataset).is_file():
@@ -103,8 +106,8 @@ def _grids(paths: Paths, dataset: str, limit: int, pairs: pd.DataFrame, suspects
     wanted = list(top["path"]) + [path for row in closest.itertuples() for path in (row.path_a, row.path_b)]
     with open_archive(paths.raw_archive(dataset)) as archive:
         images = [decode_image(archive.read(path), GRID_SIDE, "rgb") for path in wanted]
-    images = np.stack([np.zeros((GRID_SIDE, GRID_SIDE, 3), np.uint8) if image is None else image for image in images]
-                      or [np.zeros((GRID_SIDE, GRID_SIDE, 3), np.uint8)])
+    blank = np.zeros((GRID_SIDE, GRID_SIDE, 3), np.uint8)
+    images = np.stack([blank if image is None else image for image in images] or [blank])
     save_png(suspects_grid(images[: len(top)], top, f"{dataset}: label suspects (given -> suggested, score)"),
              folder / "label_issues.png")
     save_png(pairs_grid(images[len(top) : len(wanted)], closest, f"{dataset}: near-duplicate pairs"),

@@ -23,7 +23,7 @@ Ask = Callable[[str, str], str]
 
 def review(dataset: str, split: SplitParams, paths: Paths, accept: bool = False, ask: Ask | None = None) -> dict:
     """Walk through the findings (see the module's docstring); returns how many paths each file lists."""
-    folder = paths.metrics_dir(dataset) / "audit"
+    folder = paths.audit_dir(dataset)
     if not (folder / "label_issues.csv").is_file():
         raise PipelineError(f"{folder}: no audit findings; run `dvc repro audit@{dataset}` first")
     exclude_file = Path(split.exclude or f"{REVIEWS}/{dataset}/exclude.csv")
