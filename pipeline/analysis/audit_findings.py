@@ -11,9 +11,6 @@ different kind of picture), and written with `score` one minus cleanlab's (highe
 
 import numpy as np
 import pandas as pd
-from cleanlab.filter import find_label_issues
-from cleanlab.outlier import OutOfDistribution
-from cleanlab.rank import get_label_quality_scores
 
 LABEL_COLUMNS = ["path", "given", "suggested", "score", "split"]
 OUTLIER_COLUMNS = ["path", "score", "split"]
@@ -25,6 +22,8 @@ def label_issues(
     """The images cleanlab flags as mislabelled, most suspect first (`LABEL_COLUMNS`)."""
     if len(labels) == 0 or len(np.unique(labels)) < 2:
         return pd.DataFrame(columns=LABEL_COLUMNS)
+    from cleanlab.filter import find_label_issues  # cleanlab takes seconds to import: only when there is work
+    from cleanlab.rank import get_label_quality_scores
     flagged = find_label_issues(labels, probabilities, filter_by="prune_by_noise_rate")
     quality = get_label_quality_scores(labels, probabilities)
     rows = np.flatnonzero(flagged)
@@ -42,6 +41,7 @@ def outliers(paths: list[str], features: np.ndarray, fence: float, split: list[s
     """The images far from every other (`OUTLIER_COLUMNS`), farthest first."""
     if len(features) < 3:
         return pd.DataFrame(columns=OUTLIER_COLUMNS)
+    from cleanlab.outlier import OutOfDistribution
     neighbours = min(10, len(features) - 1)
     scores = OutOfDistribution(params={"k": neighbours}).fit_score(features=features.astype(np.float32))
     distance = -np.log(np.maximum(scores, 1e-12))

@@ -24,7 +24,6 @@ import pandas as pd
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-PAIR_COLUMNS = ["path_a", "path_b", "distance", "splits"]
 HASHES = (imagehash.average_hash, imagehash.dhash, imagehash.phash)
 HASH_BITS = 64 * len(HASHES)
 THUMBNAIL = 64  # JPEGs are decoded at a reduced scale of at least this side: the hash reads a 32x32 copy anyway

@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.config.datasets import SplitParams
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import SPLITS
-from pipeline.data.near_duplicates import PAIR_COLUMNS
+from pipeline.data.manifests import PAIR_COLUMNS
 
 POOL_PARTS = ("", "train")
 

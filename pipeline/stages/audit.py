@@ -22,13 +22,10 @@ from pipeline.config.audit import AuditParams
 from pipeline.config.params import ModelConfig
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.paths import AUDIT_FINDINGS, SPLITS, Paths
-from pipeline.core.runtime import pick_device
 from pipeline.data.archive import open_archive
 from pipeline.data.images import decode_image
-from pipeline.data.manifests import read_manifest
-from pipeline.data.near_duplicates import PAIR_COLUMNS
+from pipeline.data.manifests import PAIR_COLUMNS, read_manifest
 from pipeline.data.store import SplitArrays, load_meta, load_split
-from pipeline.training.cross_val import cross_val_scores
 
 GRID_SIDE = 96  # pixels of each image in the grids
 
@@ -62,6 +59,8 @@ def _label_findings(
     dataset: str, settings: AuditParams, config: ModelConfig, seed: int, paths: Paths
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label issues (train + val, then test) and outliers (all splits), from the cross-validated models."""
+    from pipeline.core.runtime import pick_device  # torch and the training code: imported only when label issues
+    from pipeline.training.cross_val import cross_val_scores  # are looked for, so the sample's audit takes a second
     meta = load_meta(paths, dataset)
     splits = {name: load_split(paths, dataset, name) for name in SPLITS}
     names = {name: _kept_paths(paths, dataset, name) for name in SPLITS}

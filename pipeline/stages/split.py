@@ -17,9 +17,9 @@ import pandas as pd
 from pipeline.config.datasets import SplitParams
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.paths import SPLITS, Paths
-from pipeline.data.manifests import COLUMNS
+from pipeline.data.manifests import COLUMNS, PAIR_COLUMNS
 from pipeline.data.archive import open_archive
-from pipeline.data.near_duplicates import PAIR_COLUMNS, archive_signatures, near_pairs
+from pipeline.data.near_duplicates import archive_signatures, near_pairs
 from pipeline.data.raw import read_index, read_samples
 from pipeline.data.reviews import apply_reviews, read_exclusions, read_relabels
 from pipeline.data.splitting import Leaks, NearDuplicates, draw_splits, drop_leaks, drop_near_duplicates
