@@ -92,3 +92,18 @@ def test_the_stage_finds_planted_label_errors_blanks_and_copies(paths):
     assert found == {frozenset(pair) for pair in tree.copies}
     assert json.loads((folder / "summary.json").read_text()) == summary
     assert (folder / "plots" / "label_issues.png").is_file() and (folder / "plots" / "near_duplicates.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_table_is_audited_for_label_issues_only(paths):
+    raw = tiny_raw(**{"audit.iris": {"folds": 3, "epochs": 20}})
+    raw["data"]["iris"], raw["split"]["iris"] = {"source": "sklearn"}, {"train": 30, "val": 10, "test": 10}
+    raw["preprocess"]["iris"] = {"normalize": True}
+    raw["models"]["iris_mlp"] = {"dataset": "iris", "arch": "mlp", "hidden": [8], "batch_size": 5}
+    params = parse_params(raw)
+    download("iris", params.data["iris"], params.seed, paths)
+    split("iris", params.split["iris"], params.seed, paths, near=params.near_duplicates("iris"))
+    preprocess("iris", params.preprocess["iris"], paths)
+    summary = audit("iris", params.audit_of("iris"), params.audit_model("iris"), params.seed, paths)
+    assert summary["near_duplicates"] == {"total": 0}
+    assert summary["label_issues"]["total"] < 15  # Iris is clean but for a few borderline flowers

@@ -87,12 +87,16 @@ def _probabilities(
 def _features(
     model: nn.Module, inputs: np.ndarray, config: ModelConfig, meta: DatasetMeta, device: torch.device
 ) -> np.ndarray:
-    """The input of the model's last linear layer for every image: what the classifier separates the classes by."""
-    last = [layer for layer in model.modules() if isinstance(layer, nn.Linear)][-1]
+    """The input of the model's last linear layer for every image: what the classifier separates the classes by (a
+    model without one: its logits)."""
+    linear = [layer for layer in model.modules() if isinstance(layer, nn.Linear)]
+    normalization = Normalization.from_stats(meta)
+    if not linear:
+        return predict_logits(model, inputs, config.train.batch_size, device, normalization).numpy()
     seen: list[torch.Tensor] = []
-    hook = last.register_forward_hook(lambda _layer, args, _out: seen.append(args[0].detach().float().cpu()))
+    hook = linear[-1].register_forward_hook(lambda _layer, args, _out: seen.append(args[0].detach().float().cpu()))
     try:
-        predict_logits(model, inputs, config.train.batch_size, device, Normalization.from_stats(meta))
+        predict_logits(model, inputs, config.train.batch_size, device, normalization)
     finally:
         hook.remove()
     return torch.cat(seen).flatten(1).numpy()
