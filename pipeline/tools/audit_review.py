@@ -35,6 +35,11 @@ def review(dataset: str, split: SplitParams, paths: Paths, accept: bool = False,
     suspects = pd.read_csv(folder / "label_issues.csv", dtype=str, keep_default_na=False)
     far = pd.read_csv(folder / "outliers.csv", dtype=str, keep_default_na=False)
     new_excluded, new_relabelled = [], []
+    if not accept:
+        typer.echo(
+            f"{len(suspects)} label suspects and {len(far)} outliers ({len(done)} answered before); the images are in "
+            f"{paths.raw_archive(dataset)}, the top suspects shown in {folder / 'plots'}/"
+        )
     for row in suspects[~suspects["path"].isin(done)].itertuples():
         choice = "r" if accept else ask(f"{row.path}: given {row.given}, suggested {row.suggested} ({row.score})", "ker")
         if choice == "e":
