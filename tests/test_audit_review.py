@@ -1,5 +1,7 @@
 """`pipeline audit review`: the suspects walked through, the reviewed files written for split to read."""
 
+import io
+
 import pandas as pd
 import pytest
 
@@ -40,3 +42,10 @@ def test_answers_are_kept_and_not_asked_again(findings, monkeypatch):
 def test_review_before_the_audit_says_what_to_run(paths):
     with pytest.raises(PipelineError, match=r"dvc repro audit@pets"):
         review("pets", SplitParams(), paths)
+
+
+def test_the_terminal_walk_asks_again_until_an_answer_is_one_of_the_choices(findings, monkeypatch):
+    monkeypatch.chdir(findings.root)
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\nr\n\ne\n"))
+    assert review("pets", SplitParams(), findings) == {"excluded": 1, "relabelled": 1}
+    assert list(pd.read_csv("reviews/pets/relabel.csv")["path"]) == ["cat/1.jpg"]

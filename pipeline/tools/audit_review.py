@@ -70,4 +70,8 @@ def _prompt(question: str, choices: str) -> str:
     """One answer from the terminal: k(eep), e(xclude) or r(elabel), among `choices`."""
     names = {"k": "keep", "e": "exclude", "r": "relabel"}
     hint = " / ".join(f"[{choice}] {names[choice]}" for choice in choices)
-    return typer.prompt(f"{question}\n  {hint}", default="k", type=typer.Choice(list(choices)), show_choices=False)
+    while True:
+        answer = str(typer.prompt(f"{question}\n  {hint}", default="k")).strip().lower()[:1]
+        if answer in choices:
+            return answer
+        typer.echo(f"  answer one of {', '.join(choices)}")
