@@ -1,5 +1,6 @@
 """The model card: written by evaluate from a tiny trained model, and its parts computed right by hand."""
 
+import dataclasses
 import errno
 import json
 import shutil
@@ -180,6 +181,10 @@ def test_a_table_datasets_card_describes_feature_rows():
     assert "Every param is at its default." not in card  # keep: last differs
     assert "No test sample is misclassified." in card
     assert "- Trained on 60 rows of 2 classes" in card and SYNTHETIC not in card
+    assert "**The data was not audited**: no `audit.iris` block" in card
+    audited = {"near_duplicates": {"total": 0}, "label_issues": {"train": 2, "total": 3}, "outliers": {"total": 1}}
+    card = model_card(dataclasses.replace(facts, audit=audited))
+    assert "audited (`audit@iris`): 0 near-duplicate pairs, 3 likely label errors, 1 outliers found" in card
 
 
 def test_evaluate_writes_the_card_atomically(trained, monkeypatch):

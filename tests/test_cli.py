@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from tests.helpers.params import tiny_raw
 
-STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
+STAGES = ("download", "settings", "split", "preprocess", "audit", "train", "evaluate", "export")
 COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "lr-find", "tune", "push", "pull", "predict", "serve",
             "bench-predict", "bench-repro", "dev")
 runner = CliRunner()
@@ -205,3 +205,7 @@ def test_make_images_refuses_a_bad_layout_or_an_existing_folder(tmp_path, args, 
     (tmp_path / "taken").mkdir()
     result = invoke("make-images", str(tmp_path / ("new" if args else "taken")), *args)
     assert result.exit_code == 1 and message in result.output
+
+
+def test_audit_of_a_dataset_without_a_block_is_a_clean_error(project):
+    assert_clean_error(invoke("audit", "catsdogs"), "audit.catsdogs")

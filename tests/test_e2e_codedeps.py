@@ -13,17 +13,17 @@ pytestmark = pytest.mark.slow
 
 # An edited module, and the stage groups (each stage of the group, one per dataset or model) that must rerun.
 EDITS = {
-    "pipeline/data/images.py": {"preprocess"},
-    "pipeline/training/feed.py": {"train"},
+    "pipeline/data/images.py": {"preprocess", "audit"},  # the audit decodes the images of its grids
+    "pipeline/training/feed.py": {"train", "audit"},  # the audit trains its folds with the training code
     "pipeline/data/raw.py": {"download", "split", "preprocess"},  # the raw layout: written by download, read after
     "pipeline/data/layouts.py": {"download"},  # reading a user's folder: split and preprocess read the raw layout
     "pipeline/stages/settings.py": {"settings"},
     "pipeline/data/sources/cifar_batches.py": {"download"},  # a module inside a folder dep
     "pipeline/analysis/metrics.py": {"evaluate"},
-    "pipeline/analysis/diagnostics.py": {"train", "evaluate"},
-    "pipeline/models/outputs.py": {"train", "evaluate", "export"},
+    "pipeline/analysis/diagnostics.py": {"train", "evaluate", "audit"},
+    "pipeline/models/outputs.py": {"train", "evaluate", "export", "audit"},
     "pipeline/inference/onnx_metadata.py": {"export"},
-    "pipeline/training/run.py": {"train"},  # inside a folder dep: train imports all of training/
+    "pipeline/training/run.py": {"train", "audit"},
     "pipeline/core/provenance.py": {"evaluate"},
     "pipeline/tools/lr_find.py": set(),  # a tool: no stage imports it
 }

@@ -231,3 +231,13 @@ def test_a_dataset_name_is_derived_from_the_path(tmp_path):
     assert dataset_name(tmp_path / "kagglecatsanddogs_5340.zip") == "kagglecatsanddogs_5340"
     assert dataset_name(tmp_path / "Pet Images.tar.gz") == "pet_images"
     assert dataset_name(tmp_path / "101_ObjectCategories.tgz") == "data_101_objectcategories"
+
+
+def test_the_audit_is_mentioned_until_the_dataset_has_a_block(tmp_path, messy_zip):
+    params, _ = repo_params(tmp_path)
+    result = runner.invoke(app, ["inspect", str(messy_zip), "--params", str(params)])
+    assert "# No `audit.dataset` block yet" in result.stdout and "dvc repro audit@dataset" in result.stdout
+    params.write_text(params.read_text().replace("audit:\n", "audit:\n  dataset: {label_issues: false}\n", 1))
+    result = runner.invoke(app, ["inspect", str(messy_zip), "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    assert "audit.dataset" not in result.stdout

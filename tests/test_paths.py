@@ -2,7 +2,7 @@
 
 from dvc.repo import Repo
 
-from pipeline.core.paths import Paths
+from pipeline.core.paths import AUDIT_FINDINGS, Paths
 from tests.helpers.params import REPO, repo_params
 
 
@@ -25,6 +25,9 @@ def _expected_outputs() -> set[str]:
             paths.preprocess_metrics(dataset),
             *(paths.settings_file(dataset, block) for block in ("split", "preprocess", "aug")),
         }
+    for dataset in params.get("audit") or {}:
+        folder = paths.audit_dir(dataset)
+        expected |= {*(folder / f"{name}.csv" for name in AUDIT_FINDINGS), folder / "summary.json", folder / "plots"}
     for model in params["models"]:
         train_dir = paths.train_dir(model)
         expected |= {

@@ -27,7 +27,7 @@ from tests.helpers.s3 import BUCKET, Proxy, content_matches_name, moto_s3
 
 pytestmark = pytest.mark.slow
 
-IRIS_ONLY = {"seed": 7, **copy.deepcopy(TINY_IRIS), **{block: TINY[block] for block in ("aug", "train", "evaluate")}}
+IRIS_ONLY = {"seed": 7, **copy.deepcopy(TINY_IRIS), **{block: TINY[block] for block in ("aug", "train", "evaluate", "audit")}}
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ def test_a_dataset_without_split_or_preprocess_blocks_gets_the_defaults(paths):
     assert written["split"] == {
         "train": None, "val": 0.15, "test": 0.15, "seed": 42,
         "max_train_per_class": None, "max_val_per_class": None, "max_test_per_class": None,
+        "exclude": None, "relabel": None, "near_duplicates": "drop_across", "near_duplicates_found_by": None,
     }
     assert written["preprocess"] == {"size": 80, "color": "rgb", "resize": "squash", "normalize": True}
     assert json.loads(paths.settings_file("pets", "split").read_text()) == written["split"]
@@ -48,3 +49,9 @@ def test_a_change_rewrites_only_the_files_it_touches(paths):
 def test_a_split_without_its_own_seed_follows_the_global_seed(paths):
     settings("catsdogs", parse_params(params_with(seed=7)), paths)
     assert json.loads(paths.settings_file("catsdogs", "split").read_text())["seed"] == 7
+
+
+def test_an_audit_block_makes_the_split_look_for_near_duplicates(paths):
+    params = parse_params(params_with(audit__pets={"label_issues": False, "max_distance": 30}))
+    assert settings("pets", params, paths)["split"]["near_duplicates_found_by"] == [30, 0.95]
+    assert settings("catsdogs", params, paths)["split"]["near_duplicates_found_by"] is None

@@ -46,7 +46,7 @@ class CardFacts:
     recall, F1 and support by class name; `confusion`: test counts, true class by row, predicted by column; `meta`:
     the preprocessed dataset's meta.json; `counts`: images per split and class, as the model saw them; `source`:
     `data.<dataset>.source` (None: not known); `commit`: the code's version, as the evaluate stage's `git_commit`
-    words it.
+    words it; `audit`: the dataset's audit summary (None: not audited).
     """
 
     name: str
@@ -58,6 +58,7 @@ class CardFacts:
     counts: dict[str, dict[str, int]]
     source: str | None
     commit: str
+    audit: dict[str, Any] | None = None
 
 
 def confusion_counts(actual: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -201,12 +202,28 @@ def _limits(facts: CardFacts) -> list[str]:
             "(95% interval, normal approximation)."
         ),
     ]
+    lines.append(_audit_line(saved.dataset, facts.audit))
     if facts.source == "sample":
         lines.append(
             f"- **The sample is synthetic**: `data.{saved.dataset}.source` is `sample`, generated images (shapes "
             "over noise), so these figures say the pipeline works, not how the model does on real photos."
         )
     return lines
+
+
+def _audit_line(dataset: str, audit: dict[str, Any] | None) -> str:
+    """Whether the data was audited (`audit@<dataset>`) and what was found."""
+    if audit is None:
+        return (
+            f"- **The data was not audited**: no `audit.{dataset}` block, so near-duplicates across splits (an "
+            "inflated test figure), wrong labels and outliers were not looked for (docs/how-to/audit.md)."
+        )
+    found = ", ".join(
+        f"{audit.get(kind, {}).get('total', 0)} {words}"
+        for kind, words in (("near_duplicates", "near-duplicate pairs"), ("label_issues", "likely label errors"),
+                            ("outliers", "outliers"))
+    )
+    return f"- The data was audited (`audit@{dataset}`): {found} found; see `metrics/{dataset}/audit/`."
 
 
 def _class_row(name: str, figures: dict[str, float]) -> list[str]:

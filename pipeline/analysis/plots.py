@@ -123,7 +123,7 @@ def misclassified_grid(
     `explain`, each under its heat map."""
     wrong = np.flatnonzero(actual != predicted)[:limit]
     captions = [f"{classes[actual[index]]}\n-> {classes[predicted[index]]}" for index in wrong]
-    figure, axes = _image_grid(images, wrong, captions, columns=6, cell=(1.9, 2.1), explain=explain)
+    figure, axes = image_grid(images, wrong, captions, columns=6, cell=(1.9, 2.1), explain=explain)
     if not len(wrong):
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     figure.suptitle(f"{title} ({len(np.flatnonzero(actual != predicted))} of {len(actual)}; true -> predicted)")
@@ -155,13 +155,13 @@ def top_losses_grid(images: np.ndarray, top: TopLosses, title: str, explain: Exp
     """fastai's plot_top_losses: the images (uint8 NHWC) shown, each titled with its actual and predicted class, the
     probability of the prediction and its loss; with `explain`, each under its heat map."""
     captions = ["\n".join(top.caption(index)) for index in top.shown]
-    figure, _ = _image_grid(images, top.shown, captions, columns=3, cell=(2.4, 2.6), explain=explain)
+    figure, _ = image_grid(images, top.shown, captions, columns=3, cell=(2.4, 2.6), explain=explain)
     figure.suptitle(f"{title}\nactual / predicted, probability of the prediction, loss", fontsize=10)
     figure.tight_layout()
     return figure
 
 
-def _image_grid(
+def image_grid(
     images: np.ndarray,
     shown: np.ndarray,
     captions: list[str],

@@ -27,6 +27,7 @@ from pipeline.cli.common import (
     report_json,
     user_errors,
 )
+from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.core.stage_times import record_stage
 
@@ -92,7 +93,8 @@ def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides
     from pipeline.stages.split import split as run
 
     loaded = load(params, set_)
-    report_json(run(dataset_named(loaded, dataset), loaded.split[dataset], loaded.seed, Paths()))
+    name = dataset_named(loaded, dataset)
+    report_json(run(name, loaded.split[name], loaded.seed, Paths(), near=loaded.near_duplicates(name)))
 
 
 @app.command()
@@ -104,6 +106,33 @@ def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Over
 
     loaded = load(params, set_)
     report_json(run(dataset_named(loaded, dataset), loaded.preprocess[dataset], Paths()))
+
+
+@app.command()
+@user_errors
+@timed("pipeline.stages.audit")
+def audit(
+    target: Annotated[str, typer.Argument(help="The dataset to audit, or `review` to review a dataset's findings.")],
+    dataset: Annotated[str | None, typer.Argument(help="With `review`: the dataset.")] = None,
+    accept: Annotated[bool, typer.Option(help="With `review`: take every suggestion without asking.")] = False,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+) -> None:
+    """Audit a dataset (`audit@<dataset>`): near-duplicates, likely label errors and outliers into
+    metrics/<dataset>/audit/; `audit review DATASET` walks through them and writes reviews/<dataset>/."""
+    loaded = load(params, set_)
+    if target == "review":
+        from pipeline.tools.audit_review import review
+
+        name = dataset_named(loaded, dataset or "")
+        review(name, loaded.split[name], Paths(), accept=accept)
+        return
+    from pipeline.stages.audit import audit as run
+
+    name = dataset_named(loaded, target)
+    if name not in loaded.audit:
+        raise PipelineError(f"audit.{name}: no such block in params.yaml; add one to audit {name!r}")
+    report_json(run(name, loaded.audit_of(name), loaded.audit_model(name), loaded.seed, Paths()))
 
 
 @app.command()

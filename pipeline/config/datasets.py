@@ -29,6 +29,7 @@ def _share(value: Any) -> int | float:
 
 Share = Annotated[int | float, PlainValidator(_share)]
 Resize = Literal["squash", "crop", "pad"]
+REVIEWS = "reviews"  # the reviewed audit findings (exclude, relabel): split depends on the whole folder
 
 
 class DataSource(Block):
@@ -93,7 +94,9 @@ class SplitParams(Block):
     every class gives exactly that many) or a fraction of each class (a float in (0, 1): an imbalanced dataset keeps
     its proportions); `train: null` takes what is left. A part the dataset brings (split folders, CIFAR-10's official
     test set) is used as given, capped at `max_<part>_per_class`; the train cap applies before val and test are held
-    out of it. `seed` null is the global seed. `val_fraction` is the older name of a fractional `val`."""
+    out of it. `seed` null is the global seed. `val_fraction` is the older name of a fractional `val`. `exclude` (a
+    CSV with a `path` column) and `relabel` (`path,label`) are reviewed audit findings, files under `reviews/`;
+    `near_duplicates` says whether a near-duplicate of an image in an earlier split is dropped from the later one."""
 
     train: Share | None = None
     val: Share = Field(0.15, validation_alias=AliasChoices("val", "val_fraction"))
@@ -102,6 +105,17 @@ class SplitParams(Block):
     max_train_per_class: Count | None = None
     max_val_per_class: Count | None = None
     max_test_per_class: Count | None = None
+    exclude: str | None = None
+    relabel: str | None = None
+    near_duplicates: Literal["keep", "drop_across"] = "drop_across"
+
+    @model_validator(mode="after")
+    def _reviews_in_their_folder(self) -> "SplitParams":
+        for key in ("exclude", "relabel"):
+            value = getattr(self, key)
+            if value is not None and not value.startswith(f"{REVIEWS}/"):
+                raise ValueError(f"{key}: {value!r} must be a file under {REVIEWS}/, the folder split depends on")
+        return self
 
     @model_validator(mode="after")
     def _leaves_training_images(self) -> "SplitParams":

@@ -6,7 +6,7 @@ Each dataset has its own typed blocks under `data`, `split` and `preprocess` (th
 absent); each architecture its own args.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAMLError
 
 from pipeline.config.archs import ARCH_ARGS
+from pipeline.config.audit import AuditParams
 from pipeline.config.base import Block
 from pipeline.config.datasets import (
     DataSource,
@@ -67,6 +68,32 @@ class Params(Block):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     models: dict[str, ModelParams]
+    audit: dict[str, AuditParams] = Field(default_factory=dict)
+
+    def audit_of(self, dataset: str) -> AuditParams:
+        """The dataset's audit block, its `sample` keys laid over it while its source is `sample`."""
+        block = self.audit[dataset]
+        if getattr(self.data[dataset], "source", None) != "sample" or not block.sample:
+            return block
+        return validated(AuditParams, block.model_dump(exclude={"sample"}) | block.sample, f"audit.{dataset}.sample")
+
+    def near_duplicates(self, dataset: str) -> tuple[int, float] | None:
+        """The most bits apart two near-duplicates' hashes are and the least their thumbnails correlate, when the
+        dataset's audit looks for them; else None."""
+        if dataset not in self.audit or not self.audit_of(dataset).near_duplicates:
+            return None
+        settings = self.audit_of(dataset)
+        return settings.max_distance, settings.min_similarity
+
+    def audit_model(self, dataset: str) -> "ModelConfig | None":
+        """The model the audit's folds train, for the audit's `epochs` (its own when null): the block's `model`, else
+        the first model of the dataset; None when the audit looks for no label issues."""
+        settings = self.audit_of(dataset)
+        if not settings.label_issues:
+            return None
+        config = self.model(settings.model or next(n for n, m in self.models.items() if m.dataset == dataset))
+        budget = config.train.model_copy(update={"epochs": settings.epochs or config.train.epochs})
+        return replace(config, train=budget)
 
     def model(self, name: str) -> "ModelConfig":
         """The fully resolved settings of one model: its block merged over `train.*` and `aug.*`, and its `sample`
@@ -173,6 +200,21 @@ def _cross_check(params: Params) -> list[str]:
             problems.append(f"models.{name}.arch: unknown architecture {model.arch!r}; known: {', '.join(ARCH_ARGS)}")
         if name in params.data:
             problems.append(f"models.{name}: a model may not share its name with a dataset")
+    return problems + _audit_problems(params)
+
+
+def _audit_problems(params: Params) -> list[str]:
+    """An audit block must name a dataset, and a model of that dataset where its label finder needs one."""
+    problems = []
+    for name, block in params.audit.items():
+        if name not in params.data:
+            problems.append(f"audit.{name}: no such dataset under `data` ({', '.join(params.data)})")
+            continue
+        own = [model for model, values in params.models.items() if values.dataset == name]
+        if block.model is not None and block.model not in own:
+            problems.append(f"audit.{name}.model: {block.model!r} is not a model of {name!r} ({', '.join(own) or 'none'})")
+        elif block.label_issues and not own:
+            problems.append(f"audit.{name}.label_issues: no model under `models` trains on {name!r}; add one or set it false")
     return problems
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 SPLITS = ("train", "val", "test")
 RAW_ARCHIVE, RAW_TABLE, RAW_SAMPLES, RAW_INDEX = "images.zip", "table.csv", "samples.csv", "index.json"
+AUDIT_FINDINGS = ("near_duplicates", "label_issues", "outliers")  # each a CSV in Paths.audit_dir
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class Paths:
 
     def split_plots(self, dataset: str) -> Path:
         return self.metrics_dir(dataset) / "split"
+
+    def audit_dir(self, dataset: str) -> Path:
+        """The audit's findings (`AUDIT_FINDINGS`), `summary.json` and `plots/`."""
+        return self.metrics_dir(dataset) / "audit"
 
     def preprocess_metrics(self, dataset: str) -> Path:
         return self.metrics_dir(dataset) / "preprocess.json"

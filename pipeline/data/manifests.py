@@ -1,4 +1,5 @@
-"""Split manifests: one CSV per split (`path`, `label`, `class`), written by the split stage, read by preprocess."""
+"""Split manifests: one CSV per split (`path`, `label`, `class`), written by the split stage, read by preprocess;
+beside them, the near-duplicate pairs the split found (`PAIR_COLUMNS`), read by the audit."""
 
 import numpy as np
 import pandas as pd
@@ -7,6 +8,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 
 COLUMNS = ["path", "label", "class"]
+PAIR_COLUMNS = ["path_a", "path_b", "distance", "splits"]
 
 
 def read_manifest(paths: Paths, dataset: str, split_name: str) -> pd.DataFrame:

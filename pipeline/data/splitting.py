@@ -9,7 +9,7 @@ the same samples and seed give the same splits.
 
 `drop_leaks` keeps identical files (same sha256) out of two splits: a val image that is also in train, or a test
 image also in train or val, is dropped from the later split; it and any second copy within one split (kept) are
-reported.
+reported. `drop_near_duplicates` does the same for near-duplicates (`pipeline.data.near_duplicates`).
 """
 
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline.config.datasets import SplitParams
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import SPLITS
+from pipeline.data.manifests import PAIR_COLUMNS
 
 POOL_PARTS = ("", "train")
 
@@ -91,3 +92,43 @@ def _count(share: int | float, available: int) -> int:
 def _draw(rows: pd.DataFrame, count: int | None, rng: np.random.Generator) -> pd.DataFrame:
     """`rows` shuffled, the first `count` of them (all for None)."""
     return rows.iloc[rng.permutation(len(rows))[:count]]
+
+
+@dataclass
+class NearDuplicates:
+    """Near-duplicate pairs found among the splits' images (`PAIR_COLUMNS` and `dropped`: the path left out of its
+    split, empty when none was) and the counts: dropped from val and test, and pairs within one split."""
+
+    pairs: pd.DataFrame
+    dropped: dict[str, int] = field(default_factory=lambda: {"val": 0, "test": 0})
+    within: int = 0
+
+
+def drop_near_duplicates(
+    splits: dict[str, pd.DataFrame], pairs: pd.DataFrame, drop: bool
+) -> tuple[dict[str, pd.DataFrame], NearDuplicates]:
+    """The splits less each image that is a near-duplicate of one in an earlier split (when `drop`), and every pair
+    (`path_a`, `path_b`, `distance`) labelled with its splits, the earlier split's image first."""
+    where = {path: name for name in SPLITS for path in splits[name]["path"]}
+    order = {name: number for number, name in enumerate(SPLITS)}
+    rows, gone = [], set()
+    for a, b, distance in zip(pairs["path_a"], pairs["path_b"], pairs["distance"], strict=True):
+        if order[where[a]] > order[where[b]]:
+            a, b = b, a
+        across = where[a] != where[b]
+        dropped = b if drop and across and a not in gone else ""
+        if dropped:
+            gone.add(dropped)
+        rows.append({"path_a": a, "path_b": b, "distance": int(distance), "splits": f"{where[a]}/{where[b]}",
+                     "dropped": dropped})
+    found = NearDuplicates(pd.DataFrame(rows, columns=[*PAIR_COLUMNS, "dropped"]))
+    found.within = sum(_same_split(row["splits"]) for row in rows)
+    kept = {name: frame[~frame["path"].isin(gone)] for name, frame in splits.items()}
+    for name in found.dropped:
+        found.dropped[name] = len(splits[name]) - len(kept[name])
+    return kept, found
+
+
+def _same_split(splits: str) -> bool:
+    first, second = splits.split("/")
+    return first == second

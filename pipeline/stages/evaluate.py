@@ -134,8 +134,15 @@ def _write_card(
         counts={**counts, "test": class_counts(actual, classes)},
         source=source,
         commit=git_commit(paths.root),
+        audit=_audit_summary(paths, dataset),
     )
     write_text(paths.model_card(model_name), model_card(facts))
+
+
+def _audit_summary(paths: Paths, dataset: str) -> dict | None:
+    """The dataset's audit summary, if `audit@<dataset>` has run."""
+    file = paths.metrics_dir(dataset) / "audit" / "summary.json"
+    return json.loads(file.read_text()) if file.is_file() else None
 
 
 def _write_plots(

@@ -6,7 +6,8 @@ are never augmented, so `-S aug.rotation=20` must not re-train the Iris MLP. So 
 one per dataset, which writes each block with its defaults filled in (`aug`: `{}` for a table) to
 `data/settings/<dataset>/`; split, preprocess and train depend on those files. A change re-runs this stage for
 every dataset (a second each), rewrites only the files whose content changed, and so re-runs exactly the stages
-that the change touches.
+that the change touches. The split file also holds `near_duplicates_found_by`, from the dataset's `audit` block (split looks
+for near-duplicates when the audit does), so that switching the audit on re-runs the split.
 """
 
 from pipeline.config.params import Params
@@ -19,7 +20,11 @@ def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
     data = params.data[dataset]
     split = params.split[dataset]
     resolved = {
-        "split": {**split.model_dump(mode="json"), "seed": split.draw_seed(params.seed)},
+        "split": {
+            **split.model_dump(mode="json"),
+            "seed": split.draw_seed(params.seed),
+            "near_duplicates_found_by": list(params.near_duplicates(dataset) or []) or None,
+        },
         "preprocess": params.preprocess[dataset].model_dump(mode="json"),
         "aug": params.aug.model_dump(mode="json") if data.kind == "images" else {},
     }

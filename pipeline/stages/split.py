@@ -5,7 +5,10 @@ dogs-vs-cats' 1000 / 500 / 500), fractions keep each class's share (stratified, 
 source brings (split folders, CIFAR-10's official test set) are kept as given. No image is in two splits, and no
 file's content either: identical files are kept out of the later split and listed in `duplicates.csv` beside the
 manifests (each copy, the file it repeats and that file's split: a copy in its original's split is kept), and
-counted in `metrics/<dataset>/split.json` with the per-split class counts (one bar chart per split).
+counted in `metrics/<dataset>/split.json` with the per-split class counts (one bar chart per split). With the
+dataset's audit looking for near-duplicates (`near`), perceptual hashes find the same shot saved again,
+resized, recompressed or cropped: every pair is listed in `near_duplicates.csv`, and with `near_duplicates:
+drop_across` the copy in the later split is left out. The reviewed `exclude` and `relabel` files apply after the draw.
 """
 
 import numpy as np
@@ -14,21 +17,36 @@ import pandas as pd
 from pipeline.config.datasets import SplitParams
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.paths import SPLITS, Paths
-from pipeline.data.manifests import COLUMNS
+from pipeline.data.manifests import COLUMNS, PAIR_COLUMNS
+from pipeline.data.archive import open_archive
+from pipeline.data.near_duplicates import archive_signatures, near_pairs
 from pipeline.data.raw import read_index, read_samples
-from pipeline.data.splitting import Leaks, draw_splits, drop_leaks
+from pipeline.data.reviews import apply_reviews, read_exclusions, read_relabels
+from pipeline.data.splitting import Leaks, NearDuplicates, draw_splits, drop_leaks, drop_near_duplicates
 
-DUPLICATES = "duplicates.csv"
+DUPLICATES, NEAR_DUPLICATES = "duplicates.csv", "near_duplicates.csv"
 
 
-def split(dataset: str, sizes: SplitParams, seed: int, paths: Paths) -> dict[str, dict[str, int]]:
+def split(
+    dataset: str, sizes: SplitParams, seed: int, paths: Paths, near: tuple[int, float] | None = None
+) -> dict[str, dict[str, int]]:
     """Write the three manifests, the duplicates found and the class counts; returns the counts as split.json has
-    them."""
-    classes = read_index(paths, dataset).classes
+    them. `near`: the most bits two near-duplicates' hashes differ in and the least their thumbnails correlate (None:
+    near-duplicates are not looked for)."""
+    index, key = read_index(paths, dataset), f"split.{dataset}"
+    classes = index.classes
     samples = read_samples(paths, dataset)
     rng = np.random.default_rng(sizes.draw_seed(seed))
-    drawn = draw_splits(samples, classes, sizes, rng, f"split.{dataset}", str(paths.raw_dir(dataset)))
+    drawn = draw_splits(samples, classes, sizes, rng, key, str(paths.raw_dir(dataset)))
     kept, leaks = drop_leaks(drawn)
+    excluded = read_exclusions(sizes.exclude, f"{key}.exclude")
+    relabelled = read_relabels(sizes.relabel, classes, f"{key}.relabel")
+    kept = {name: apply_reviews(frame, excluded, relabelled) for name, frame in kept.items()}
+    found = NearDuplicates(pd.DataFrame(columns=[*PAIR_COLUMNS, "dropped"]))
+    if near is not None and index.kind == "images":
+        kept, found = drop_near_duplicates(
+            kept, _near_pairs(paths, dataset, kept, near), sizes.near_duplicates == "drop_across"
+        )
     labels = {cls: label for label, cls in enumerate(classes)}
     manifests = {name: _shuffled(kept[name].assign(label=kept[name]["class"].map(labels)), rng) for name in SPLITS}
     with atomic_path(paths.manifest_dir(dataset)) as folder:
@@ -38,21 +56,42 @@ def split(dataset: str, sizes: SplitParams, seed: int, paths: Paths) -> dict[str
         pd.DataFrame(leaks.rows, columns=["split", "path", "same_as", "in"]).to_csv(
             folder / DUPLICATES, index=False, lineterminator="\n"
         )
+        found.pairs.to_csv(folder / NEAR_DUPLICATES, index=False, lineterminator="\n")
     counts = {
         name: {cls: int(count) for cls, count in frame["class"].value_counts().reindex(classes, fill_value=0).items()}
         for name, frame in manifests.items()
     }
-    return _write_counts(counts, leaks, paths, dataset)
+    summary = _counts(counts, leaks)
+    if sizes.exclude or sizes.relabel:
+        summary["reviewed"] = {"excluded": len(excluded), "relabelled": len(relabelled)}
+    if near is not None:
+        dropped = {f"dropped_from_{name}": count for name, count in found.dropped.items()}
+        summary["near_duplicates"] = {**dropped, "within_a_split": found.within, "pairs": len(found.pairs)}
+    return _write_counts(summary, counts, paths, dataset)
+
+
+def _near_pairs(paths: Paths, dataset: str, splits: dict[str, pd.DataFrame], near: tuple[int, float]) -> pd.DataFrame:
+    """The near-duplicate pairs among the splits' images, by path, closest first."""
+    members = [path for name in SPLITS for path in splits[name]["path"]]
+    with open_archive(paths.raw_archive(dataset)) as archive:
+        names, signatures = archive_signatures(archive, members)
+    pairs = near_pairs(signatures, *near)
+    named = {"path_a": [names[i] for i in pairs["a"]], "path_b": [names[i] for i in pairs["b"]]}
+    return pd.DataFrame({**named, "distance": pairs["distance"]})
 
 
 def _shuffled(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     return frame.iloc[rng.permutation(len(frame))][COLUMNS].reset_index(drop=True)
 
 
-def _write_counts(counts: dict[str, dict[str, int]], leaks: Leaks, paths: Paths, dataset: str) -> dict:
+def _counts(counts: dict[str, dict[str, int]], leaks: Leaks) -> dict:
     summary: dict = {name: {**per_class, "total": sum(per_class.values())} for name, per_class in counts.items()}
     summary["duplicates"] = {"dropped_from_val": leaks.dropped["val"], "dropped_from_test": leaks.dropped["test"]}
     summary["duplicates"]["within_a_split"] = leaks.within
+    return summary
+
+
+def _write_counts(summary: dict, counts: dict[str, dict[str, int]], paths: Paths, dataset: str) -> dict:
     write_json(paths.split_metrics(dataset), summary)
     with atomic_path(paths.split_plots(dataset)) as folder:
         folder.mkdir()

@@ -59,10 +59,32 @@ def declare(path: Path, layout: str, write: str | None, params_file: Path) -> st
     entries = suggest(found, name, path, layout)
     text = f"{inspection_text(found)}\nparams to declare it as {name!r} (--write NAME adds them to params.yaml):\n\n"
     text += blocks_text(entries)
+    if not _audited(params_file, name):
+        text += audit_hint(name)
     if write:
         added = write_blocks(params_file, name, entries)
         text += f"\nadded {', '.join(added)} to {params_file}; then run:\n  uv run dvc repro evaluate@{model_name(name)}\n"
     return text
+
+
+def audit_hint(name: str) -> str:
+    """The audit block to add, and why, as YAML comments (the printed blocks stay YAML to paste): a dataset without
+    one is not checked for near-duplicates or wrong labels."""
+    return (
+        f"\n# No `audit.{name}` block yet: near-duplicates (the same shot in train and test), wrong labels and\n"
+        f"# outliers go unchecked. To look for them, add\n# audit:\n#   {name}: "
+        f"{{model: {model_name(name)}, folds: 5, epochs: 5}}\n"
+        f"# then run `uv run dvc repro audit@{name}` and `uv run pipeline audit review {name}` (docs/how-to/audit.md).\n"
+    )
+
+
+def _audited(params_file: Path, name: str) -> bool:
+    """Whether `params_file` has an `audit.<name>` block (False when the file is missing or unreadable)."""
+    try:
+        audits = load_document(params_file).get("audit")
+    except PipelineError:
+        return False
+    return isinstance(audits, dict) and name in audits
 
 
 def dataset_name(path: Path) -> str:

@@ -18,7 +18,7 @@ from pipeline.core.atomic import write_text
 from pipeline.core.errors import PipelineError
 
 PACKAGE = "pipeline"
-STAGES = ("download", "settings", "split", "preprocess", "train", "evaluate", "export")
+STAGES = ("download", "settings", "split", "preprocess", "audit", "train", "evaluate", "export")
 CLI = "pipeline.cli.stages"
 # A stage's code dep in dvc.yaml: `        - pipeline/...` inside its `deps:` list.
 CODE_DEP = re.compile(r"^(\s+)- (pipeline/\S*)$")

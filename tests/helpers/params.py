@@ -21,6 +21,7 @@ TINY: dict[str, Any] = {
     "models": {
         "catsdogs_cnn": {"dataset": "catsdogs", "arch": "catsdogs_cnn", "epochs": 2, "dropout": [0.25, 0.25, 0.5]}
     },
+    "audit": {},  # dvc.yaml's audit stages are `foreach: ${audit}`: the key must be there, empty for none
 }
 
 

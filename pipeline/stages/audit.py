@@ -1,0 +1,113 @@
+"""Stage `audit`: a dataset's near-duplicates, likely label errors and outliers, written into
+`metrics/<dataset>/audit/` for review (`pipeline audit review`), each a CSV, most suspect first.
+
+- `near_duplicates.csv` (`path_a,path_b,distance,splits`): the pairs the split found by perceptual hash, within a
+  split or across (`drop_across` left the later copy out of its split already).
+- `label_issues.csv` (`path,given,suggested,score,split`) and `outliers.csv` (`path,score,split`): from
+  `folds` models of the audit's model trained by cross-validation on train + val for the audit's `epochs`
+  (`pipeline.training.cross_val`), read by cleanlab (`pipeline.analysis.audit_findings`). The test split is scored by
+  models that never saw it. A table is audited for label issues only.
+- `summary.json` (counts per kind and split) and `plots/` (the top suspects, the pairs side by side).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.analysis.audit_findings import LABEL_COLUMNS, OUTLIER_COLUMNS, counts_by_split, label_issues, outliers
+from pipeline.analysis.audit_plots import pairs_grid, suspects_grid
+from pipeline.analysis.plots import save_png
+from pipeline.config.audit import AuditParams
+from pipeline.config.params import ModelConfig
+from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.paths import AUDIT_FINDINGS, SPLITS, Paths
+from pipeline.data.archive import open_archive
+from pipeline.data.images import decode_image
+from pipeline.data.manifests import PAIR_COLUMNS, read_manifest
+from pipeline.data.store import SplitArrays, load_meta, load_split
+
+GRID_SIDE = 96  # pixels of each image in the grids
+
+
+def audit(dataset: str, settings: AuditParams, config: ModelConfig | None, seed: int, paths: Paths) -> dict:
+    """Write the audit's findings, summary and grids (see the module's docstring); returns the summary. `config`:
+    the model the folds train, with the audit's budget (None when label issues are off)."""
+    folder = paths.audit_dir(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = _near_duplicates(paths, dataset) if settings.near_duplicates else pd.DataFrame(columns=PAIR_COLUMNS)
+    suspects, far = pd.DataFrame(columns=LABEL_COLUMNS), pd.DataFrame(columns=OUTLIER_COLUMNS)
+    if settings.label_issues and config is not None:
+        suspects, far = _label_findings(dataset, settings, config, seed, paths)
+    for name, table in zip(AUDIT_FINDINGS, (pairs, suspects, far), strict=True):
+        with atomic_path(folder / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False, lineterminator="\n")
+    counts = (counts_by_split(pairs, "splits"), counts_by_split(suspects), counts_by_split(far))
+    summary = dict(zip(AUDIT_FINDINGS, counts, strict=True))
+    write_json(folder / "summary.json", summary)
+    _grids(paths, dataset, settings.grid, pairs, suspects, folder / "plots")
+    return summary
+
+
+def _near_duplicates(paths: Paths, dataset: str) -> pd.DataFrame:
+    """The split's near-duplicate pairs, closest first."""
+    found = pd.read_csv(paths.manifest_dir(dataset) / "near_duplicates.csv", dtype={"path_a": str, "path_b": str})
+    return found[PAIR_COLUMNS]
+
+
+def _label_findings(
+    dataset: str, settings: AuditParams, config: ModelConfig, seed: int, paths: Paths
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Label issues (train + val, then test) and outliers (all splits), from the cross-validated models."""
+    from pipeline.core.runtime import pick_device  # torch and the training code: imported only when label issues
+    from pipeline.training.cross_val import cross_val_scores  # are looked for, so the sample's audit takes a second
+    meta = load_meta(paths, dataset)
+    splits = {name: load_split(paths, dataset, name) for name in SPLITS}
+    names = {name: _kept_paths(paths, dataset, name) for name in SPLITS}
+    pool = SplitArrays(
+        np.concatenate([splits["train"].inputs, splits["val"].inputs]),
+        np.concatenate([splits["train"].labels, splits["val"].labels]),
+    )
+    device = pick_device(config.train.device)
+    scores = cross_val_scores(config, meta, pool, splits["test"], settings.folds, seed, device)
+    pool_paths = names["train"] + names["val"]
+    pool_splits = ["train"] * len(names["train"]) + ["val"] * len(names["val"])
+    classes = tuple(meta.classes)
+    suspects = pd.concat([
+        label_issues(pool_paths, pool.labels, scores.pool, classes, pool_splits),
+        label_issues(names["test"], splits["test"].labels, scores.held_out, classes, ["test"] * len(names["test"])),
+    ]).sort_values(["score", "path"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    every_path, every_split = pool_paths + names["test"], pool_splits + ["test"] * len(names["test"])
+    far = pd.concat([
+        outliers([every_path[r] for r in rows], features, settings.outlier_fence, [every_split[r] for r in rows])
+        for rows, features in scores.features
+    ])
+    return suspects, far.sort_values(["score", "path"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def _kept_paths(paths: Paths, dataset: str, split: str) -> list[str]:
+    """The paths of a split's preprocessed rows, in their order: its manifest less the images preprocess skipped."""
+    manifest = read_manifest(paths, dataset, split)
+    skipped_file = paths.processed_dir(dataset) / "skipped.csv"
+    if not skipped_file.is_file():
+        return [str(path) for path in manifest["path"]]
+    skipped = pd.read_csv(skipped_file, dtype=str)
+    left_out = set(skipped.loc[skipped["split"] == split, "path"])
+    return [str(path) for path in manifest["path"] if path not in left_out]
+
+
+def _grids(paths: Paths, dataset: str, limit: int, pairs: pd.DataFrame, suspects: pd.DataFrame, folder: Path) -> None:
+    """The top suspects and the closest pairs as image grids (images only: a table has none)."""
+    folder.mkdir(exist_ok=True)
+    if not paths.raw_archive(dataset).is_file():
+        return
+    top, closest = suspects.head(limit), pairs.head(max(1, limit // 2))
+    wanted = list(top["path"]) + [path for row in closest.itertuples() for path in (row.path_a, row.path_b)]
+    with open_archive(paths.raw_archive(dataset)) as archive:
+        images = [decode_image(archive.read(path), GRID_SIDE, "rgb") for path in wanted]
+    blank = np.zeros((GRID_SIDE, GRID_SIDE, 3), np.uint8)
+    images = np.stack([blank if image is None else image for image in images] or [blank])
+    save_png(suspects_grid(images[: len(top)], top, f"{dataset}: label suspects (given -> suggested, score)"),
+             folder / "label_issues.png")
+    save_png(pairs_grid(images[len(top) : len(wanted)], closest, f"{dataset}: near-duplicate pairs"),
+             folder / "near_duplicates.png")
