@@ -96,7 +96,7 @@ def test_the_stage_finds_planted_label_errors_blanks_and_copies(paths):
 
 @pytest.mark.slow
 def test_a_table_is_audited_for_label_issues_only(paths):
-    raw = tiny_raw(**{"audit.iris": {"folds": 3, "epochs": 20}})
+    raw = tiny_raw(**{"audit.iris": {"model": "iris_mlp", "folds": 3, "epochs": 20}})
     raw["data"]["iris"], raw["split"]["iris"] = {"source": "sklearn"}, {"train": 30, "val": 10, "test": 10}
     raw["preprocess"]["iris"] = {"normalize": True}
     raw["models"]["iris_mlp"] = {"dataset": "iris", "arch": "mlp", "hidden": [8], "batch_size": 5}

@@ -4,7 +4,8 @@ A dataset without a block is not audited. `near_duplicates` makes the split look
 hashes `max_distance` bits apart at most, colour thumbnails correlating at `min_similarity` or more) as well as
 identical files; `label_issues` trains `folds` models of
 `model` (a model block of the same dataset, for `epochs` each: the named budget) for out-of-sample probabilities,
-which cleanlab reads for wrong labels and which also place the outliers. `sample` is laid over the block while the
+which cleanlab reads for wrong labels and which also place the outliers. `model` is always named, so that the audit
+stage depends on that model's block alone (`models.<model>` in dvc.yaml), not on every model's. `sample` is laid over the block while the
 dataset's source is `sample`, as a model block's `sample` is: the embedded sample's smaller budget.
 """
 
@@ -22,7 +23,7 @@ class AuditParams(Block):
     label_issues: bool = True
     max_distance: int = Field(36, ge=0, le=96)
     min_similarity: float = Field(0.95, ge=-1, le=1)
-    model: str | None = None
+    model: str
     folds: int = Field(5, ge=2, le=20)
     epochs: Count | None = None
     outlier_fence: float = Field(3.0, gt=0)

@@ -86,12 +86,12 @@ class Params(Block):
         return settings.max_distance, settings.min_similarity
 
     def audit_model(self, dataset: str) -> "ModelConfig | None":
-        """The model the audit's folds train, for the audit's `epochs` (its own when null): the block's `model`, else
-        the first model of the dataset; None when the audit looks for no label issues."""
+        """The model the audit's folds train (the block's `model`), for the audit's `epochs` (its own when null); None
+        when the audit looks for no label issues."""
         settings = self.audit_of(dataset)
         if not settings.label_issues:
             return None
-        config = self.model(settings.model or next(n for n, m in self.models.items() if m.dataset == dataset))
+        config = self.model(settings.model)
         budget = config.train.model_copy(update={"epochs": settings.epochs or config.train.epochs})
         return replace(config, train=budget)
 
