@@ -22,7 +22,6 @@ import imagehash
 import numpy as np
 import pandas as pd
 from PIL import Image
-from sklearn.neighbors import NearestNeighbors
 
 HASHES = (imagehash.average_hash, imagehash.dhash, imagehash.phash)
 HASH_BITS = 64 * len(HASHES)
@@ -80,6 +79,10 @@ def near_pairs(signatures: Signatures, max_distance: int, min_similarity: float)
 def _hash_pairs(bits: np.ndarray, max_distance: int) -> pd.DataFrame:
     if len(bits) < 2:
         return pd.DataFrame({"a": [], "b": [], "distance": []}, dtype=int)
+    # scikit-learn is imported here, where a search runs: importing it takes about a second, which every split
+    # process would otherwise pay, the datasets whose audit looks for no near-duplicates included.
+    from sklearn.neighbors import NearestNeighbors
+
     signs = np.where(bits, 1.0, -1.0).astype(np.float32)
     search = NearestNeighbors(radius=2 * np.sqrt(max_distance + 0.5), algorithm="brute").fit(signs)
     distances, neighbours = search.radius_neighbors(signs, return_distance=True)
