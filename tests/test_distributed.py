@@ -2,7 +2,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import yaml
 from pipeline.config.params import parse_params
 from pipeline.cli.torchrun import Nodes, launch
 from pipeline.core.distributed import NODE_RANK_ENV, Shard, current_shard
+from pipeline.serving.launch import free_port
 from pipeline.core.errors import PipelineError
 from pipeline.core.runtime import Normalization
 from pipeline.data.store import load_split
@@ -66,16 +66,10 @@ def test_two_gloo_processes_train_as_one_process_on_the_same_global_batch(prepar
     assert report["val/acc"] == alone["val/acc"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _two_nodes(roots: list) -> list[str]:
     """Train catsdogs_cnn as 2 "machines" of one process each, each in its own folder (`roots`, node 0's first),
     joined by a c10d rendezvous on 127.0.0.1 (gloo on the loopback interface); each node's stdout."""
-    master = f"127.0.0.1:{_free_port()}"
+    master = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "PET_LOCAL_ADDR": "127.0.0.1"}
     nodes = [
         subprocess.Popen(

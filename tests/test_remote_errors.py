@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli.remote import hint
-from tests.helpers.s3 import BUCKET, free_port, moto_s3
+from pipeline.serving.launch import free_port
+from tests.helpers.s3 import BUCKET, moto_s3
 from tests.helpers.workspace import attempt, dvc, run
 
 DATA = bytes(range(256)) * 256  # 64 KiB

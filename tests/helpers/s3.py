@@ -17,16 +17,11 @@ from pathlib import Path
 
 import boto3
 
+from pipeline.serving.launch import free_port
+
 HOST = "127.0.0.1"
 BUCKET = "team"
 START_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
