@@ -79,9 +79,10 @@ def imported_by(stage: str, modules: dict[str, Path]) -> set[str]:
     return closure({CLI: True, f"pipeline.stages.{stage}": False}, modules)
 
 
-def code_deps(stage: str, root: Path) -> list[str]:
-    """The stage's code deps as dvc.yaml lists them: whole folders where every module is imported, else files."""
-    modules = module_files(root)
+def code_deps(stage: str, root: Path, modules: dict[str, Path] | None = None) -> list[str]:
+    """The stage's code deps as dvc.yaml lists them: whole folders where every module is imported, else files.
+    `modules`: the package's `module_files`, when the caller has them already."""
+    modules = modules or module_files(root)
     used = {modules[name].relative_to(root) for name in imported_by(stage, modules)}
     every = [path.relative_to(root) for path in modules.values()]
     folders = {folder for path in every for folder in path.parents if folder != Path(".")}
@@ -93,26 +94,27 @@ def code_deps(stage: str, root: Path) -> list[str]:
 
 def generated_dvc_yaml(root: Path) -> str:
     """dvc.yaml with each stage group's code deps replaced by `code_deps`, everything else as written."""
-    text = (root / "dvc.yaml").read_text()
-    lines, out, stage = text.split("\n"), [], None
-    for line in lines:
-        heading = re.match(r"^  ([a-z_]+):$", line)
-        if heading:
-            stage = heading.group(1)
+    modules, out = module_files(root), []
+    for stage, line in _lines_by_stage((root / "dvc.yaml").read_text()):
         code = CODE_DEP.match(line)
         if not code:
             out.append(line)
         elif out and CODE_DEP.match(out[-1]) is None and out[-1].strip() == "deps:":
             if stage not in STAGES:
                 raise PipelineError(f"dvc.yaml: stage {stage!r} lists code deps, but {__name__} knows no such stage")
-            out += [f"{code.group(1)}- {dep}" for dep in code_deps(stage, root)]
+            out += [f"{code.group(1)}- {dep}" for dep in code_deps(stage, root, modules)]
     return "\n".join(out)
 
 
 def stale_stages(root: Path) -> list[str]:
     """The stage groups whose code deps in dvc.yaml differ from the generated ones."""
-    written, wanted = _code_deps_by_stage((root / "dvc.yaml").read_text()), _code_deps_by_stage(generated_dvc_yaml(root))
-    return [stage for stage in STAGES if written.get(stage) != wanted.get(stage)]
+    written: dict[str, list[str]] = {}
+    for stage, line in _lines_by_stage((root / "dvc.yaml").read_text()):
+        code = CODE_DEP.match(line)
+        if code and stage:
+            written.setdefault(stage, []).append(code.group(2))
+    modules = module_files(root)
+    return [stage for stage in STAGES if stage in written and written[stage] != code_deps(stage, root, modules)]
 
 
 def write_deps(root: Path) -> list[str]:
@@ -123,14 +125,12 @@ def write_deps(root: Path) -> list[str]:
     return stale
 
 
-def _code_deps_by_stage(text: str) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    stage = None
+def _lines_by_stage(text: str) -> list[tuple[str | None, str]]:
+    """Each line of dvc.yaml with the stage (or artifact) heading it falls under, None before the first."""
+    stage, tagged = None, []
     for line in text.split("\n"):
         heading = re.match(r"^  ([a-z_]+):$", line)
         if heading:
             stage = heading.group(1)
-        code = CODE_DEP.match(line)
-        if code and stage:
-            found.setdefault(stage, []).append(code.group(2))
-    return found
+        tagged.append((stage, line))
+    return tagged
