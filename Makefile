@@ -10,7 +10,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 .PHONY: repro test sync docs
 
 repro: sync
-	$(UV) run --locked dvc repro
+	$(UV) run --locked pipeline warm dvc repro
 
 test: sync
 	$(UV) run --locked pytest

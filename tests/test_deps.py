@@ -14,7 +14,7 @@ stages:
   train:
     foreach: ${models}
     do:
-      cmd: python -m pipeline.cli.stages train ${key}
+      cmd: python -m pipeline.cli.run_stage train ${key}
       deps:
         - pipeline/old.py
         - data/processed/${item.dataset}
@@ -34,6 +34,7 @@ def repo(tmp_path: Path) -> Path:
     """A package where `train` imports all of `a/` and one module of `b/`, and `b.unused` is imported by no stage."""
     for package in ("pipeline", "pipeline.cli", "pipeline.stages", "pipeline.a", "pipeline.b"):
         _module(tmp_path, f"{package}.__init__")
+    _module(tmp_path, "pipeline.cli.run_stage", "import os\n\nif __name__:\n    import pipeline.cli.stages\n")
     _module(tmp_path, "pipeline.cli.stages", "import pipeline.a.one\n\ndef train():\n    import pipeline.stages.train\n")
     for stage in ("download", "settings", "split", "preprocess", "evaluate", "export"):
         _module(tmp_path, f"pipeline.stages.{stage}")

@@ -109,11 +109,16 @@ def test_sample_figures_without_metrics_say_to_run_the_pipeline(tmp_path):
 
 
 def test_the_repro_record_sums_each_stage_group():
-    splits = [StageSplit("train@a", 1.0, 2.0, 10.0), StageSplit("train@b", 1.0, 2.0, 20.0), StageSplit("split@d", 0.5, 0.5, 0.5)]
+    splits = [
+        StageSplit("train@a", 1.0, 2.0, 10.0, warm=True), StageSplit("train@b", 1.0, 2.0, 20.0),
+        StageSplit("split@d", 0.5, 0.5, 0.5),
+    ]
 
     record = repro_record(splits, 60.04, "a machine")
 
-    assert record["groups"][0] == {"stages": "train", "count": 2, "dvc": 2.0, "startup": 4.0, "work": 30.0, "total": 36.0}
+    assert record["groups"][0] == {
+        "stages": "train", "count": 2, "warm": 1, "dvc": 2.0, "startup": 4.0, "work": 30.0, "total": 36.0
+    }
     assert record["all"]["total"] == 37.5 and record["wall_s"] == 60.0 and record["machine"] == "a machine"
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from pipeline.analysis.repro_times import last_run
 from tests.helpers.params import tiny_full
 from tests.helpers.workspace import committed_repro, dvc, run, stages_run
 
@@ -15,8 +17,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A committed copy of the repo with tiny params, after one `dvc repro`."""
-    return committed_repro(tmp_path_factory.mktemp("repo"), tiny_full())
+    """A committed copy of the repo with tiny params, after one `make repro` (`pipeline warm dvc repro`)."""
+    return committed_repro(tmp_path_factory.mktemp("repo"), tiny_full(), warm=True)
 
 
 MODELS = tuple(tiny_full()["models"])
@@ -70,6 +72,27 @@ def test_second_repro_has_nothing_to_do(workspace: Path) -> None:
     output = dvc(workspace, "repro")
     assert "Running stage" not in output
     assert "up to date" in dvc(workspace, "status")
+
+
+def test_every_torch_stage_of_the_warm_repro_ran_warm_and_a_cold_run_writes_the_same_bytes(workspace: Path) -> None:
+    """`pipeline warm dvc repro` ran each train, evaluate and export stage in a warm process; running some again
+    cold (plain `dvc repro`) writes every output byte as they were (the model cards aside: they name the commit,
+    which is newer now)."""
+    torch_stages = [split for split in last_run(workspace) if split.group in ("train", "evaluate", "export")]
+    assert len(torch_stages) == 3 * len(MODELS) and all(split.warm for split in torch_stages)
+    targets = ("train@iris_mlp", "evaluate@iris_mlp", "export@iris_mlp", "evaluate@catsdogs_cnn")
+    warm = _output_bytes(workspace, "iris_mlp", "catsdogs_cnn")
+    assert stages_run(dvc(workspace, "repro", "--force", "--single-item", *targets)) == set(targets)
+    assert _output_bytes(workspace, "iris_mlp", "catsdogs_cnn") == warm
+    run(workspace, "git", "checkout", "dvc.lock")  # the cards as they were: later tests see nothing changed
+    dvc(workspace, "checkout", "-q")
+
+
+def _output_bytes(root: Path, *models: str) -> dict[str, bytes]:
+    """Every file the models' train, evaluate and export stages wrote, but their cards."""
+    files = [path for model in models for pattern in (f"models/{model}.*", f"metrics/{model}/**/*")
+             for path in root.glob(pattern)]
+    return {str(path): path.read_bytes() for path in files if path.is_file() and not path.name.endswith(".card.md")}
 
 
 def test_one_model_runs_alone_as_an_experiment(workspace: Path) -> None:

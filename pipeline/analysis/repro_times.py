@@ -22,12 +22,13 @@ MEASURED_BY = "make repro in a fresh clone (timed), then pipeline bench-repro --
 
 @dataclass(frozen=True)
 class StageSplit:
-    """One stage's seconds: DVC before it, start-up and imports, work."""
+    """One stage's seconds: DVC before it, start-up and imports, work; `warm`: run by `pipeline warm`'s server."""
 
     stage: str
     dvc: float
     startup: float
     work: float
+    warm: bool = False
 
     @property
     def total(self) -> float:
@@ -53,7 +54,7 @@ def last_run(root: Path) -> list[StageSplit]:
 def stage_times_table(splits: list[StageSplit]) -> str:
     """The per-stage table, the sums per stage group, and the share of the run that was training."""
     rows = [f"{'stage':<28}{'dvc s':>8}{'start s':>9}{'work s':>9}{'total s':>9}"]
-    rows += [_row(split.stage, split.dvc, split.startup, split.work) for split in splits]
+    rows += [_row(split.stage + " *" * split.warm, split.dvc, split.startup, split.work) for split in splits]
     groups: dict[str, list[StageSplit]] = defaultdict(list)
     for split in splits:
         groups[split.group].append(split)
@@ -69,6 +70,8 @@ def stage_times_table(splits: list[StageSplit]) -> str:
         f"{work - training:.1f} s ({_share(work - training, total)}), start-up and imports {startup:.1f} s "
         f"({_share(startup, total)}), DVC {dvc:.1f} s ({_share(dvc, total)})",
     ]
+    if any(split.warm for split in splits):
+        rows.append("* run by `pipeline warm`'s server, the libraries imported already (`make repro` does)")
     return "\n".join(rows)
 
 
@@ -91,7 +94,8 @@ def repro_record(splits: list[StageSplit], wall_s: float, machine: str) -> dict[
 def _group_figures(splits: list[StageSplit]) -> dict[str, Any]:
     dvc, startup, work = _sums(splits)
     figures = {"dvc": dvc, "startup": startup, "work": work, "total": dvc + startup + work}
-    return {"count": len(splits), **{key: round(value, 1) for key, value in figures.items()}}
+    rounded = {key: round(value, 1) for key, value in figures.items()}
+    return {"count": len(splits), "warm": sum(split.warm for split in splits), **rounded}
 
 
 def _split(line: StageTime, previous_end: float) -> StageSplit:
@@ -100,6 +104,7 @@ def _split(line: StageTime, previous_end: float) -> StageSplit:
         dvc=max(line.created - previous_end, 0.0),
         startup=max(line.imported - line.created, 0.0),
         work=max(line.ended - line.imported, 0.0),
+        warm=line.warm,
     )
 
 

@@ -1,5 +1,6 @@
 """The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench and bench-repro
-(results), lr-find, sanity checks, push and pull. `pipeline.cli.main` adds them to the stage commands."""
+(results), lr-find, tune, sanity checks, push and pull, and warm (`make repro`'s warm stage processes).
+`pipeline.cli.main` adds them to the stage commands."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,22 @@ def bench_repro(
     if out:
         write_json(out, repro_record(splits, wall, machine))
         typer.echo(f"wrote {out}")
+
+
+def warm(
+    context: typer.Context,
+    command: Annotated[str, typer.Argument(help="The command to run: dvc repro, dvc exp run, ...")],
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Start the command once the server has imported everything.")
+    ] = False,
+) -> None:
+    """Run COMMAND (and its arguments) with a warm server beside it: each stage process it starts hands its command
+    to a process that has torch and the other heavy libraries imported already, rather than importing them itself
+    (seconds a stage). `make repro` runs `pipeline warm dvc repro`; the outputs are those of a plain `dvc repro`.
+    Stages that start while the server still imports (a few seconds) run cold, unless --wait."""
+    from pipeline.cli.warm_server import run_warm
+
+    raise typer.Exit(run_warm([command, *context.args], wait=wait))
 
 
 @user_errors

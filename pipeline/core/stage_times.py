@@ -16,12 +16,16 @@ from pathlib import Path
 import psutil
 
 LOG = Path(".dvc") / "tmp" / "stage_times.jsonl"
+# Set in a stage run by `pipeline warm`'s server (`pipeline.cli.warm_server`): the pid of the process DVC started,
+# which handed its command to this one; its creation is the stage's start.
+STAGE_PROCESS_ENV = "PIPELINE_STAGE_PROCESS"
 
 
 @dataclass(frozen=True)
 class StageTime:
     """One stage run: `created`, `imported` and `ended` are Unix times; `runner` names the `dvc` process (its pid
-    and start time) so that the lines of one `dvc repro` can be told from another's."""
+    and start time) so that the lines of one `dvc repro` can be told from another's; `warm`: `pipeline warm`'s
+    server ran the command, in a process with the heavy libraries imported already."""
 
     stage: str
     created: float
@@ -29,6 +33,7 @@ class StageTime:
     ended: float
     runner: str
     runner_started: float
+    warm: bool = False
 
 
 def record_stage(imported: float) -> None:
@@ -37,7 +42,7 @@ def record_stage(imported: float) -> None:
     if not stage or not root or "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun's workers: their launcher records
         return
     try:
-        process = psutil.Process()
+        process = psutil.Process(int(os.environ.get(STAGE_PROCESS_ENV, os.getpid())))
         runner = _runner(process)
         line = StageTime(
             stage=stage,
@@ -46,12 +51,13 @@ def record_stage(imported: float) -> None:
             ended=time.time(),
             runner=f"{runner.pid}:{runner.create_time():.3f}",
             runner_started=runner.create_time(),
+            warm=STAGE_PROCESS_ENV in os.environ,
         )
         log = Path(root) / LOG
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as out:  # one short line: appends from one stage at a time stay whole
             out.write(json.dumps(asdict(line)) + "\n")
-    except (OSError, psutil.Error):
+    except (OSError, ValueError, psutil.Error):
         return
 
 

@@ -1,9 +1,9 @@
 """dvc.yaml's code deps, generated from the import graph: `pipeline dev deps --write` rewrites them, `--check` (and a
 test) fails when they are stale.
 
-Each stage group's code deps are exactly the project modules its command runs: `python -m pipeline.cli.stages
-STAGE` imports that module's top level (its commands import their stage inside the function) and
-`pipeline.stages.STAGE`, with everything those import, at any depth, and the packages above each. The graph is read
+Each stage group's code deps are exactly the project modules its command runs: `python -m pipeline.cli.run_stage
+STAGE` imports that module's top level, then `pipeline.cli.stages`' (its commands import their stage inside the
+function) and `pipeline.stages.STAGE`, with everything those import, at any depth, and the packages above each. The graph is read
 from the source (`ast`), so nothing is imported. A folder whose every module is in the set is listed as the folder
 (one entry in dvc.lock rather than one a file: DVC rewrites the whole lock file after every stage, so its length is
 paid 43 times a run); any other module is listed as its file. Deps that are not code (data, settings) are kept as
@@ -19,6 +19,7 @@ from pipeline.core.errors import PipelineError
 
 PACKAGE = "pipeline"
 STAGES = ("download", "settings", "split", "preprocess", "audit", "train", "evaluate", "export")
+ENTRY = "pipeline.cli.run_stage"
 CLI = "pipeline.cli.stages"
 # A stage's code dep in dvc.yaml: `        - pipeline/...` inside its `deps:` list.
 CODE_DEP = re.compile(r"^(\s+)- (pipeline/\S*)$")
@@ -75,8 +76,8 @@ def graph(modules: dict[str, Path]) -> dict[str, set[str]]:
 
 
 def imported_by(stage: str, modules: dict[str, Path]) -> set[str]:
-    """What `python -m pipeline.cli.stages STAGE` imports."""
-    return closure({CLI: True, f"pipeline.stages.{stage}": False}, modules)
+    """What `python -m pipeline.cli.run_stage STAGE` imports."""
+    return closure({ENTRY: True, CLI: True, f"pipeline.stages.{stage}": False}, modules)
 
 
 def code_deps(stage: str, root: Path, modules: dict[str, Path] | None = None) -> list[str]:

@@ -121,11 +121,13 @@ def recipe_table(root: Path) -> str:
 
 
 def repro_table(root: Path) -> str:
-    """`make repro`'s time by stage group (DVC, start-up, work), with the measurement's command and machine."""
+    """`make repro`'s time by stage group (DVC, start-up, work; how many of the stages ran in warm processes), with
+    the measurement's command and machine."""
     times = read_results(root, REPRO_TIMES)
     rows = ["| stages | DVC s | start-up s | work s | total s |", "| --- | ---: | ---: | ---: | ---: |"]
     for group in times["groups"]:
-        cells = [f"{group['stages']} ({group['count']})", *(f"{group[key]:.1f}" for key in SECONDS)]
+        warm = f", {group['warm']} warm" if group.get("warm") else ""
+        cells = [f"{group['stages']} ({group['count']}{warm})", *(f"{group[key]:.1f}" for key in SECONDS)]
         rows.append("| " + " | ".join(cells) + " |")
     every = times["all"]
     rows.append(f"| **all ({every['count']})** | " + " | ".join(f"**{every[key]:.1f}**" for key in SECONDS) + " |")

@@ -66,10 +66,14 @@ def committed_copy(root: Path, params: dict[str, Any]) -> Path:
     return root
 
 
-def committed_repro(root: Path, params: dict[str, Any], *targets: str) -> Path:
-    """`committed_copy`, then `dvc repro` (of `targets`, default all), and commit the results."""
+def committed_repro(root: Path, params: dict[str, Any], *targets: str, warm: bool = False) -> Path:
+    """`committed_copy`, then `dvc repro` (of `targets`, default all; with `warm`, as `make repro` runs it: under
+    `pipeline warm`, each stage run by its server), and commit the results."""
     committed_copy(root, params)
-    dvc(root, "repro", *targets)
+    if warm:
+        run(root, "pipeline", "warm", "--wait", sys.executable, "-m", "dvc", "repro", *targets)
+    else:
+        dvc(root, "repro", *targets)
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "first run")
     return root
