@@ -22,7 +22,7 @@ from pipeline.config.params import parse_params
 from pipeline.config.training import AugParams, TrainParams
 from pipeline.core.atomic import DiskFullError
 from pipeline.core.paths import Paths
-from pipeline.core.provenance import git_commit
+from pipeline.analysis.provenance import git_commit
 from pipeline.data.store import DatasetMeta
 from pipeline.models.file import SavedModel
 from pipeline.stages.evaluate import evaluate

@@ -45,7 +45,7 @@ from pipeline.config.evaluation import TtaMode
 from pipeline.core.atomic import write_json, write_text
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.core.provenance import git_commit
+from pipeline.analysis.provenance import git_commit
 from pipeline.core.runtime import Normalization, pick_device, place
 from pipeline.data.store import DatasetMeta, SplitArrays, load_meta, load_split
 from pipeline.inference.tta import with_tta
