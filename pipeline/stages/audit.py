@@ -5,7 +5,7 @@
   split or across (`drop_across` left the later copy out of its split already).
 - `label_issues.csv` (`path,given,suggested,score,split`) and `outliers.csv` (`path,score,split`): from
   `folds` models of the audit's model trained by cross-validation on train + val for the audit's `epochs`
-  (`pipeline.training.cross_val`), read by cleanlab (`pipeline.analysis.audit_findings`). The test split is scored by
+  (`pipeline.stages.audit_folds`), read by cleanlab (`pipeline.analysis.audit_findings`). The test split is scored by
   models that never saw it. A table is audited for label issues only.
 - `summary.json` (counts per kind and split) and `plots/` (the top suspects, the pairs side by side).
 """
@@ -60,7 +60,7 @@ def _label_findings(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label issues (train + val, then test) and outliers (all splits), from the cross-validated models."""
     from pipeline.core.runtime import pick_device  # torch and the training code: imported only when label issues
-    from pipeline.training.cross_val import cross_val_scores  # are looked for, so the sample's audit takes a second
+    from pipeline.stages.audit_folds import cross_val_scores  # are looked for, so the sample's audit takes a second
     meta = load_meta(paths, dataset)
     splits = {name: load_split(paths, dataset, name) for name in SPLITS}
     names = {name: _kept_paths(paths, dataset, name) for name in SPLITS}
