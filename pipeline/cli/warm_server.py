@@ -137,21 +137,22 @@ class Server:
         except (OSError, ValueError):
             connection.close()
             return
-        refusal = refused(asked, self.started)
-        if refusal:
-            for fd in fds:
-                os.close(fd)
-            connection.sendall(json.dumps({"refused": refusal}).encode() + b"\n")
-            connection.close()
-            return
-        pid = os.fork()
+        try:
+            refusal = refused(asked, self.started)
+            pid = -1 if refusal else os.fork()
+        except OSError as exc:  # no room for another process: the command runs cold
+            refusal, pid = f"the server could not fork: {exc}", -1
         if pid == 0:
             self._become(asked, fds)
         for fd in fds:
             os.close(fd)
+        if refusal:
+            _send(connection, {"refused": refusal})
+            connection.close()
+            return
         self.children[pid] = connection
         self.selector.register(connection, selectors.EVENT_READ)
-        connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        _send(connection, {"pid": pid})
 
     def _become(self, asked: dict[str, Any], fds: list[int]) -> None:
         """In the child: close the server's sockets and run the command (never returns)."""
@@ -179,9 +180,14 @@ class Server:
             connection = self.children.pop(pid)
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(connection)
-            with contextlib.suppress(OSError):
-                connection.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+            _send(connection, {"exit": os.waitstatus_to_exitcode(status)})
             connection.close()
+
+
+def _send(connection: socket.socket, message: dict[str, Any]) -> None:
+    """One JSON line to a command (gone already: its child is ended when its end of the socket closes)."""
+    with contextlib.suppress(OSError):
+        connection.sendall(json.dumps(message).encode() + b"\n")
 
 
 def _read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
