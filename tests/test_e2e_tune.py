@@ -105,8 +105,9 @@ def test_every_trial_is_an_experiment_and_the_pruned_one_holds_its_two_epochs(tu
 
 def test_a_killed_tune_resumes_its_study_and_its_seed_check_uses_the_reports_welch_test(tuned):
     """Resumed, the trial the kill cut short is failed, no finished trial runs again, and the seed check runs the
-    seed runs left (the best trial and the baseline at the params' own seed, both from DVC's run-cache: trial 0 is
-    the baseline), last of all the baseline's, which leaves the params as the study found them."""
+    seed runs left (the best trial and the baseline at the params' own seed; trial 0 is the baseline, so neither
+    trains again: DVC takes them from its run-cache), last of all the baseline's, which leaves the params as the
+    study found them."""
     assert [trial["state"] for trial in tuned.resumed["trials"]] == ["COMPLETE", "PRUNED", "FAIL"]
     check = tuned.resumed["seed_check"]
     assert check["seeds"] == [SEED, SEED + 1]
