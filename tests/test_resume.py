@@ -156,6 +156,27 @@ def test_a_checkpoint_of_another_run_is_removed_with_a_warning_and_training_star
     assert list(ckpt.parent.iterdir()) == []
 
 
+def test_a_checkpoint_beyond_stop_after_is_removed_with_a_warning_and_the_one_before_resumed(ckpt, caplog):
+    weights = trained(ckpt, epochs=3)
+
+    run = Run()
+    with caplog.at_level(logging.WARNING):
+        assert run.restore(Checkpoint(ckpt, FINGERPRINT, stop_after=2)) == 2
+
+    assert_weights(run, weights[1])
+    [record] = caplog.records
+    assert f"{ckpt}: holds 3 epochs, beyond train.stop_after 2" in record.message
+    assert record.message.endswith(f"removed, resuming from {ckpt.with_name('net.prev.ckpt')}")
+    assert not ckpt.exists()
+
+
+def test_checkpoints_all_beyond_stop_after_start_over(ckpt):
+    trained(ckpt, epochs=3)
+
+    assert Run().restore(Checkpoint(ckpt, FINGERPRINT, stop_after=1)) == 0
+    assert list(ckpt.parent.iterdir()) == []
+
+
 def test_a_checkpoint_whose_state_does_not_load_starts_over_with_a_warning_and_the_run_untouched(ckpt, caplog):
     trained(ckpt, epochs=1)
     saved = read_torch_file(ckpt, "checkpoint")
@@ -207,12 +228,13 @@ def test_the_code_digest_covers_the_loaded_pipeline_modules_and_the_torch_versio
     assert len({first, loaded, edited, code_digest()}) == 4
 
 
-def test_the_fingerprint_leaves_out_the_worker_count_and_the_device_but_not_the_other_settings():
+def test_the_fingerprint_leaves_out_the_worker_count_the_device_and_stop_after_but_not_the_other_settings():
     def fingerprint(**changes) -> str:
         return run_fingerprint(parse_params(tiny_raw(**changes)).model("catsdogs_cnn"), seed=7, data_files=[])
 
     plain = fingerprint()
     assert fingerprint(**{"train.workers": 2, "train.device": "auto"}) == plain
+    assert fingerprint(**{"models.catsdogs_cnn.stop_after": 1}) == plain
     assert fingerprint(**{"train.lr": 0.01}) != plain
 
 

@@ -1,6 +1,10 @@
 """`pipeline tune`'s study, with a stand-in for `dvc exp run`: a clearly worse curve is pruned, an interrupted study
-resumes to its number of trials, the seed check uses the report's Welch test, the figures and summary are written."""
+resumes to its number of trials, the seed check uses the report's Welch test, the figures and summary are written;
+and how a run is stopped: its stage interrupted, not DVC."""
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +12,7 @@ import pytest
 from test_cli import assert_clean_error, invoke
 
 import pipeline.tools.tune as tuning
+import pipeline.tools.tune_dvc as tune_dvc
 from pipeline.analysis.seeds import welch_p
 from pipeline.tools.tune import RunResult, Study, run_trials, seed_check, tune
 from pipeline.tools.tune_report import tune_text
@@ -108,3 +113,22 @@ def test_tune_writes_the_figures_and_the_summary(tmp_path):
 
 def test_an_unknown_pruner_is_one_error_line_naming_the_option():
     assert_clean_error(invoke("tune", "catsdogs_cnn", "--pruner", "hyperband"), "--pruner: 'hyperband' is not one of")
+
+
+# Stands in for `dvc exp run`: runs a stage command (DVC_STAGE set) and exits with its status, as DVC does; a SIGINT
+# to this process itself would leave the marker file.
+DVC_STAND_IN = """
+import os, signal, subprocess, sys
+signal.signal(signal.SIGINT, lambda *args: open(sys.argv[1], "w").close())
+stage = [sys.executable, "-c", "import time; time.sleep(60)"]
+sys.exit(subprocess.run(stage, env={**os.environ, "DVC_STAGE": "train@m"}).returncode)
+"""
+
+
+def test_a_run_is_stopped_by_interrupting_its_stage_and_dvc_itself_is_left_to_clean_up(tmp_path):
+    marker = tmp_path / "dvc-interrupted"
+    run = subprocess.Popen([sys.executable, "-c", DVC_STAND_IN, str(marker)], start_new_session=True)
+    started = time.monotonic()
+    tune_dvc._stop(run)
+    assert run.returncode != 0 and not marker.exists()
+    assert time.monotonic() - started < 30

@@ -66,12 +66,13 @@ class TrainParams(Block):
     ema: float = Field(0, ge=0, lt=1)
     patience: Count | None = None
     min_delta: float = Field(0, ge=0)
+    stop_after: Count | None = None
 
     def recorded(self) -> dict:
-        """The settings as the model file records them: early stopping's keys only when it is on, so that a model
-        file of a run without it has the bytes it had before the keys existed."""
+        """The settings as the model file records them: early stopping's keys only when it is on, and `stop_after`
+        only when set, so that a model file of a run without them has the bytes it had before the keys existed."""
         off = {"patience", "min_delta"} if self.patience is None else set()
-        return self.model_dump(mode="json", exclude=off)
+        return self.model_dump(mode="json", exclude=off | ({"stop_after"} if self.stop_after is None else set()))
 
 
 BATCHED_AUG_KEYS = ("crop_padding", "shift", "p", "hflip", "vflip")  # what `batch_augment` does as tensor ops

@@ -41,8 +41,8 @@ def save_model(
     """Save weights with their provenance (architecture, args, dataset, classes, input shape and normalisation,
     training params, and which epoch's weights they are: `kept` is `train.keep`, best or last). `meta` is the
     preprocessed dataset's, `channels` the input's; for images the preprocessing is saved whole, for a table
-    `preprocessing` is None. `stopped_at`, the last epoch of a run with early stopping on, is saved when given; a
-    timm backbone's own input size, mean and std as `backbone`."""
+    `preprocessing` is None. `stopped_at`, the last epoch of a run with early stopping on or `stop_after` set, is
+    saved when given; a timm backbone's own input size, mean and std as `backbone`."""
     # Built from meta.json's values as JSON decodes them, one object each (lists and strings), shared where the
     # records below repeat them: pickle writes a shared object once, so this fixes the file's bytes.
     data = json.loads(meta.model_dump_json())

@@ -1,15 +1,20 @@
 """How `pipeline tune` runs a trial: `dvc exp run --name NAME -S key=value ... evaluate@MODEL` in the workspace, so
-that every trial is a real DVC experiment (`dvc exp show` lists it with its params and metrics, `dvc exp apply`
-brings it back), watched while it trains.
+that every trial, pruned or not, is a real DVC experiment (`dvc exp show` lists it with its params and metrics,
+`dvc exp apply` brings it back), watched while it trains.
 
 Every run starts from the baseline params (the params file as `tune` first found it, kept with the study), so one
 trial's values never leak into the next. While it runs, the monitored validation curve DVCLive writes each epoch is
-read and given to the study's pruner; a trial it prunes is stopped (its process group ended) and recorded in the
-study with the curve it had, but not as a DVC experiment: its model file was never written, and an experiment (or
-DVC's run-cache) holding a cut-short run's outputs under params that do not produce them would hand them back to a
-later run of the same params. The baseline params are written back before every run, and when `tune` ends.
+read and given to the study's pruner. A trial it prunes at epoch k is stopped (its running stage interrupted) with
+its checkpoint kept, then run again as the same experiment with `models.<model>.stop_after=k` added: the train stage
+resumes from that checkpoint, `train.stop_after` being no part of its fingerprint (at most one epoch is redone, or
+all of them where the run had got two epochs past k before it stopped), ends after epoch k, and its kept epoch's
+model is written and evaluated. The experiment holds the pruned run's metrics
+under params that produce exactly them (a resumed run equals an uninterrupted one), so neither it nor DVC's
+run-cache can hand a cut-short run's outputs to params that would not produce them. The baseline params are written
+back before every run and when `tune` ends, so `stop_after` never reaches another trial, a seed run or the workspace.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from pipeline.config.overrides import read_yaml
 from pipeline.core.errors import PipelineError
@@ -39,6 +46,18 @@ class DvcExperiments:
 
     def run(self, name: str, values: dict[str, Any], watch: Watch) -> RunResult:
         """Run the experiment (see the module's docstring); a run that fails is an error with its output's end."""
+        pruned_at = self._experiment(name, values, watch, self.logs / f"{name}.log")
+        if pruned_at is None:
+            return self._result()
+        stopped = {**values, f"models.{self.model}.stop_after": pruned_at}
+        self._experiment(name, stopped, lambda epoch, value: False, self.logs / f"{name}.stop_after.log")
+        finished = self._result()
+        return RunResult(objective=None, pruned_at=pruned_at, val_acc=finished.val_acc, test_acc=finished.test_acc)
+
+    def _experiment(self, name: str, values: dict[str, Any], watch: Watch, log: Path) -> int | None:
+        """`dvc exp run` of the experiment `name` with `values` set, its output in `log`; the epoch `watch` stopped
+        it at (`_stop`; its checkpoint left to resume), else None once it has finished (also when it finished
+        before the stop reached it: then it is a whole run, saved as the experiment)."""
         self.restore()
         curve = self.paths.train_dir(self.model) / "plots" / "metrics" / f"{MONITORED[self.monitor][0]}.tsv"
         curve.unlink(missing_ok=True)  # a previous run's curve must not be read as this one's
@@ -46,7 +65,6 @@ class DvcExperiments:
         for key, value in values.items():
             added = "" if _has_key(self.baseline_raw, key) else "+"  # DVC sets a key a block lacks as +key=value
             command += ["-S", f"{added}{key}={json.dumps(value)}"]
-        log = self.logs / f"{name}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
                 [*command, f"evaluate@{self.model}"], cwd=self.paths.root, stdout=output, stderr=subprocess.STDOUT,
@@ -55,16 +73,13 @@ class DvcExperiments:
             try:
                 pruned_at = _watch_curve(process, curve, log, f"train@{self.model}", watch)
             finally:
-                if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGTERM)
-                process.wait()
-        if pruned_at is not None:
-            self.paths.checkpoint(self.model).unlink(missing_ok=True)  # the cut-short run's, never to be resumed
-            return RunResult(objective=None, pruned_at=pruned_at)
-        if process.returncode != 0:
+                _stop(process)
+        if process.returncode == 0:
+            return None
+        if pruned_at is None:
             tail = "\n".join(log.read_text().splitlines()[-LOG_LINES:])
             raise PipelineError(f"experiment {name} failed (dvc exp run exited {process.returncode}; {log}):\n{tail}")
-        return self._result()
+        return pruned_at
 
     def restore(self) -> None:
         """Write the baseline params back."""
@@ -154,3 +169,34 @@ def _rows(curve: Path) -> list[tuple[int, float]]:
     lines = curve.read_text().split("\n")
     complete = lines[1:-1] if len(lines) > 1 else []
     return [(int(step), float(value)) for step, value, *_ in (line.split("\t") for line in complete if line)]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """End a `dvc exp run` (a no-op once it has ended) by interrupting its stages: SIGINT to the stage command running
+    now, and to any stage DVC starts after it, until DVC gives up. DVC itself is not signalled: it sees a stage fail
+    and puts the workspace back as after any failed run (a killed `dvc exp run` leaves its changes staged in git's
+    index, and the next one fails). A stage interrupted while exiting ends as it would have, and the next one is
+    interrupted instead."""
+    interrupted: set[int] = set()
+    while process.poll() is None:
+        for stage in _stage_processes(process.pid):
+            if stage.pid not in interrupted:
+                interrupted.add(stage.pid)
+                with contextlib.suppress(psutil.Error):
+                    stage.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=POLL_S)
+
+
+def _stage_processes(pid: int) -> list[psutil.Process]:
+    """The processes under `pid` that run a stage's command (DVC sets DVC_STAGE in their environment)."""
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    stages = []
+    for child in descendants:
+        with contextlib.suppress(psutil.Error):
+            if "DVC_STAGE" in child.environ():
+                stages.append(child)
+    return stages

@@ -1,16 +1,17 @@
 """End-of-epoch checkpoints, so a killed training run resumes where it stopped.
 
 A checkpoint holds the model, optimizer and scheduler state (and the moving average of the weights, `train.ema`) and
-the history so far, tagged with a fingerprint of
-everything the run depends on: the model's settings (all of them but `train.device` and `train.workers`, which do
-not change the results), the seed, the bytes of the training and validation data, the source of every `pipeline`
-module the process has loaded, and the torch version. Every epoch draws its randomness (shuffle order, dropout,
+the history so far, tagged with a fingerprint of everything the run depends on: the model's settings (all of them
+but `train.device` and `train.workers`, which do not change the results, and `train.stop_after`, which only says
+where the run ends: the same run with it set, as `pipeline tune` re-runs a trial it pruned, resumes the checkpoint of
+the run without it), the seed, the bytes of the training and validation data, the source of every `pipeline` module
+the process has loaded, and the torch version. Every epoch draws its randomness (shuffle order, dropout,
 augmentation) from (seed, epoch) alone, so a resumed run continues exactly as an uninterrupted one would.
 
 The checkpoint before the latest is kept beside it (`<model>.prev.ckpt`). A checkpoint that does not fit the run
-(unreadable: a disk error, a crafted file; another fingerprint: other params, data or code; state that does not load
-into the model or optimizer) is removed with one warning line naming it and why, and the run resumes from the one
-before, or else starts over.
+(unreadable: a disk error, a crafted file; another fingerprint: other params, data or code; more epochs than
+`train.stop_after`; state that does not load into the model or optimizer) is removed with one warning line naming it
+and why, and the run resumes from the one before, or else starts over.
 """
 
 import copy
@@ -36,15 +37,16 @@ from pipeline.training.keep import KeptWeights
 
 log = logging.getLogger(__name__)
 MAX_REASON = 300  # characters of a state loading error kept in the warning
+UNFINGERPRINTED = {"device", "workers", "stop_after"}  # train keys that do not change what any epoch computes
 
 
 def run_fingerprint(config: ModelConfig, seed: int, data_files: list[Path]) -> str:
-    """A digest of the model settings, the seed, the bytes of the data the run trains and validates on, and the code
-    it runs (`code_digest`)."""
+    """A digest of the model settings (all but UNFINGERPRINTED's), the seed, the bytes of the data the run trains and
+    validates on, and the code it runs (`code_digest`)."""
     settings = {
         "model": [config.name, config.dataset, config.arch],
         "arch_args": config.arch_args.model_dump(mode="json"),
-        "train": config.train.model_dump(mode="json", exclude={"device", "workers"}),
+        "train": config.train.model_dump(mode="json", exclude=UNFINGERPRINTED),
         "aug": config.aug.model_dump(mode="json"),
         "seed": seed,
         "code": code_digest(),
@@ -69,11 +71,12 @@ def code_digest() -> str:
 
 @dataclass
 class Checkpoint:
-    """Where a run's checkpoint lives and which run it belongs to."""
+    """Where a run's checkpoint lives, which run it belongs to and the epoch it ends after (`train.stop_after`)."""
 
     path: Path
     fingerprint: str
     kept: KeptWeights = field(default_factory=lambda: KeptWeights("last", "val_loss"))
+    stop_after: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
 
     @property
@@ -107,8 +110,8 @@ class Checkpoint:
         return 0
 
     def _read(self, path: Path) -> "CheckpointFile":
-        """The checkpoint at `path`; PipelineError if it cannot be read, is not a checkpoint of this format or
-        belongs to another run."""
+        """The checkpoint at `path`; PipelineError if it cannot be read, is not a checkpoint of this format,
+        belongs to another run or holds epochs beyond `stop_after`."""
         try:
             saved = CheckpointFile.model_validate(read_torch_file(path, "checkpoint"))
         except ValidationError as exc:
@@ -117,6 +120,8 @@ class Checkpoint:
             raise PipelineError(
                 f"{path}: a checkpoint of another run (its fingerprint differs: other params, data, code or torch version)"
             )
+        if self.stop_after is not None and len(saved.history) > self.stop_after:
+            raise PipelineError(f"{path}: holds {len(saved.history)} epochs, beyond train.stop_after {self.stop_after}")
         return saved
 
     def _load(self, path: Path, saved: "CheckpointFile", states: dict[str, Any]) -> int:

@@ -78,7 +78,7 @@ def _train(
     # Resume: the newest checkpoint of this very run (params, seed, data and code), if one is left.
     kept = KeptWeights(settings.keep, settings.monitor)
     fingerprint = run_fingerprint(config, seed, split_files(paths, config.dataset, ("train", "val")))
-    checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept)
+    checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept, settings.stop_after)
     done = checkpoint.restore(setup.model, setup.optimizer, scheduler, ema)
     _check_same_start(done, paths, config, device)
 
@@ -118,8 +118,11 @@ def _train(
 
 
 def _stopped_at(checkpoint: Checkpoint, settings: TrainParams) -> int | None:
-    """With early stopping on, the last epoch the run trained (the planned last one when it did not stop early)."""
-    return None if settings.patience is None else int(checkpoint.history[-1]["epoch"])
+    """With early stopping on or `stop_after` set, the last epoch the run trained (the planned last one when it did
+    not stop early)."""
+    if settings.patience is None and settings.stop_after is None:
+        return None
+    return int(checkpoint.history[-1]["epoch"])
 
 
 def _check_same_start(done: int, paths: Paths, config: ModelConfig, device: torch.device) -> None:

@@ -43,7 +43,7 @@ class RunWriter:
 
     def summarise(self, chosen: dict[str, float], title: str, stopped_at: int | None) -> dict[str, Any]:
         """The kept epoch's validation figures as the run's summary (`best` in metrics.json), the epoch early
-        stopping ended the run at (`stopped_at`, only with `train.patience` on), and the curves."""
+        stopping or `train.stop_after` ended the run at (`stopped_at`, only with either on), and the curves."""
         best = {"epoch": chosen["epoch"], "val/acc": chosen["val/acc"], "val/loss": chosen["val/loss"]}
         self.live.summary["best"] = best
         summary: dict[str, Any] = {"best": best}

@@ -1,5 +1,7 @@
-"""Early stopping (`train.patience`): a run ends once `train.monitor` has gone `patience` epochs without improving on
-its best by more than `train.min_delta` (Keras' EarlyStopping). null patience: off, every planned epoch runs.
+"""When a run ends before its planned `train.epochs`: early stopping (`train.patience`), once `train.monitor` has gone
+`patience` epochs without improving on its best by more than `train.min_delta` (Keras' EarlyStopping); and
+`train.stop_after`, after that epoch whatever the curve (`pipeline tune` sets it on a trial its pruner stopped).
+null for both: off, every planned epoch runs.
 
 The decision reads the run's history alone, so a run resumed from its checkpoint stops at the same epoch as an
 uninterrupted one. The learning-rate schedule stays defined over the planned `train.epochs`: a stop cuts it short,
@@ -25,7 +27,11 @@ def epochs_without_improvement(history: list[dict[str, float]], monitor: str, mi
 
 
 def should_stop(history: list[dict[str, float]], settings: TrainParams) -> bool:
-    """Whether the run ends after the last epoch of `history`: early stopping is on and its patience has run out."""
+    """Whether the run ends after the last epoch of `history`: it reached `stop_after`, or early stopping is on and
+    its patience has run out."""
+    if settings.stop_after is not None and history and history[-1]["epoch"] >= settings.stop_after:
+        return True
     if settings.patience is None:
         return False
     return epochs_without_improvement(history, settings.monitor, settings.min_delta) >= settings.patience
+
