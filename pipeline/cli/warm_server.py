@@ -34,8 +34,9 @@ from typing import Any
 from pipeline.cli.run_stage import SOCKET_ENV
 from pipeline.core.stage_times import STAGE_PROCESS_ENV
 
-# The third-party modules the stage commands import (measured with `python -X importtime`), heaviest first. Only
-# libraries: the project's own modules are never kept across commands.
+# The third-party modules the stage commands import (measured with `python -X importtime`, and the modules new in
+# sys.modules after a stage's work), heaviest first. Only libraries: the project's own modules are never kept across
+# commands. onnxruntime is left out: importing it starts a thread, and a process is forked from this one.
 PRELOAD = (
     "torch",
     "torchvision",
@@ -44,6 +45,10 @@ PRELOAD = (
     "torch.onnx",
     "onnxscript",
     "onnxscript.function_libs.torch_lib.ops",  # the exporter's ATen-to-ONNX functions, built at import
+    "torch.onnx._internal.exporter._core",
+    "torch._functorch.aot_autograd",
+    "torch._inductor.decomposition",  # torch.export's and the ONNX exporter's decompositions
+    "networkx",
     "onnx",
     "sklearn.metrics",
     "sklearn.neighbors",
@@ -52,6 +57,9 @@ PRELOAD = (
     "pandas",
     "matplotlib.pyplot",
     "dvclive",
+    "dvc.repo",  # DVCLive opens the repository (and git, through scmrepo and dulwich)
+    "scmrepo.git",
+    "dulwich.porcelain",
     "numpy",
     "PIL.Image",
     "imagehash",
