@@ -20,7 +20,8 @@ import sys
 from typing import Any
 
 SOCKET_ENV = "PIPELINE_WARM_SOCKET"  # set by `pipeline warm` for the command it runs
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# The signals that end a stage, as this platform has them.
+FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
 
 
 def request(module: str) -> dict[str, Any]:
