@@ -31,7 +31,10 @@ if sys.argv[1] == "raise":
 sys.exit(int(sys.argv[2]))
 """
 # The client as dvc.yaml's command is one: hand the probe to the server, or run it here when none takes it.
-CLIENT = "from pipeline.cli.run_stage import hand_over; hand_over('probe'); import runpy; runpy.run_module('probe', run_name='__main__')"
+CLIENT = (
+    "from pipeline.cli.run_stage import hand_over; hand_over('probe'); "
+    "import runpy; runpy.run_module('probe', run_name='__main__')"
+)
 
 
 @contextmanager

@@ -201,6 +201,13 @@ def export(model: Model) -> None:
     report_json(run(model, Paths()))
 
 
+def exit_status(exit_: SystemExit) -> int:
+    """The status a process ends with on `exit_`: its code, 0 for None, else 1 with a text code printed to stderr."""
+    if isinstance(exit_.code, str):
+        print(exit_.code, file=sys.stderr)
+    return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+
+
 def run_and_exit() -> NoReturn:
     """Run the stage command of `sys.argv`, then end the process at once, as the stage has finished.
 
@@ -213,9 +220,7 @@ def run_and_exit() -> NoReturn:
         app(prog_name="pipeline")
         status = 0
     except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
-        if isinstance(exit_.code, str):
-            print(exit_.code, file=sys.stderr)
+        status = exit_status(exit_)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -2,10 +2,11 @@
 it, so that each stage process DVC starts skips the seconds of importing torch and the other heavy libraries.
 
 The server (`python -m pipeline.cli.warm_server SOCKET`, in a session of its own) imports `PRELOAD` once, then
-listens on a Unix socket (a stage that starts before, in the first seconds, runs cold). For each stage command (`pipeline.cli.run_stage`) it forks a child that takes the
-command's standard streams, working folder, environment, `sys.path` and arguments, drops every `pipeline` module the
-server had imported (the project's code is read afresh from the command's folder, as a cold start would, so editing
-it between stages is seen), and runs the module as `__main__`. The child's exit status goes back to the command.
+listens on a Unix socket (a stage that starts before, in the first seconds, runs cold). For each stage command
+(`pipeline.cli.run_stage`) it forks a child that takes the command's standard streams, working folder, environment,
+`sys.path` and arguments, drops every `pipeline` module the server had imported (the project's code is read afresh
+from the command's folder, as a cold start would, so editing it between stages is seen), and runs the module as
+`__main__`. The child's exit status goes back to the command.
 
 A command runs cold instead (same code, same results) when no server runs, when the server refuses it (another
 interpreter, other interpreter flags, or an environment that differs beyond the variables DVC and the shell set per
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.run_stage import SOCKET_ENV
+from pipeline.cli.stages import exit_status
 from pipeline.core.stage_times import STAGE_PROCESS_ENV
 
 # The third-party modules the stage commands import (measured with `python -X importtime`, and the modules new in
@@ -70,8 +72,9 @@ PRELOAD = (
     "rich",
     "tqdm",
 )
-# What DVC, the shell and uv set per command: these may differ between the server and a command it runs.
-PER_COMMAND = ("DVC_", "PWD", "OLDPWD", "SHLVL", "_", "PS1", "COLUMNS", "LINES")
+# What DVC and the shell set per command: these may differ between the server and a command it runs.
+PER_COMMAND_PREFIX = "DVC_"
+PER_COMMAND = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "PS1", "COLUMNS", "LINES", SOCKET_ENV})
 GPU_DEVICES = ("/dev/nvidiactl", "/dev/kfd")
 POLL_S = 0.02
 PR_SET_PDEATHSIG = 1
@@ -220,7 +223,7 @@ def refused(asked: dict[str, Any], started: dict[str, str]) -> str:
     differing = sorted(
         name
         for name in set(env) | set(started)
-        if env.get(name) != started.get(name) and not name.startswith(PER_COMMAND) and name != SOCKET_ENV
+        if env.get(name) != started.get(name) and not name.startswith(PER_COMMAND_PREFIX) and name not in PER_COMMAND
     )
     return f"environment variables differ: {', '.join(differing)}" if differing else ""
 
@@ -249,9 +252,7 @@ def run_command(asked: dict[str, Any], fds: list[int], imports_set: dict[str, st
         runpy.run_module(asked["module"], run_name="__main__", alter_sys=True)
         status = 0
     except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
-        if isinstance(exit_.code, str):
-            print(exit_.code, file=sys.stderr)
+        status = exit_status(exit_)
     except BaseException:  # an uncaught error, as a cold process would show it
         import traceback
 
