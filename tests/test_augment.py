@@ -103,7 +103,7 @@ def test_albumentations_is_imported_only_when_one_of_its_transforms_is_on():
     script = (
         "import sys\n"
         "from pipeline.config.training import AugParams\n"
-        "from pipeline.training import loop\n"
+        "import pipeline.stages.train\n"
         "from pipeline.training.feed import batch_augmenter\n"
         "batch_augmenter(AugParams(crop_padding=4, hflip=0.5))\n"
         "print('albumentations' in sys.modules)\n"

@@ -10,8 +10,9 @@ from pipeline.core.runtime import place
 from pipeline.models.file import load_model
 from pipeline.stages.train import train
 from pipeline.data.store import DatasetMeta
-from pipeline.training.run import fresh_model, make_optimizer
-from pipeline.training.step import training_step
+from pipeline.stages.train import fresh_model
+from pipeline.training.recipe import make_optimizer
+from tests.helpers.steps import plain_step
 from tests.helpers.params import tiny_raw
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -51,7 +52,7 @@ def test_a_cuda_step_gives_the_cpu_step_s_loss_and_update(amp, tolerance, monkey
     losses, updates = [], []
     for model, device in ((cpu_model, "cpu"), (gpu_model, "cuda")):
         optimizer = make_optimizer(model.parameters(), config.train)
-        _, loss, _ = training_step(model, optimizer, inputs.to(device), labels.to(device), amp)
+        _, loss, _ = plain_step(model, optimizer, inputs.to(device), labels.to(device), amp)
         losses.append(loss.item())
         updates.append(_flat(model) - start)
     assert losses[1] == pytest.approx(losses[0], rel=tolerance)

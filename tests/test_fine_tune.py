@@ -19,8 +19,8 @@ from pipeline.models.registry import (
 )
 from pipeline.stages.train import train
 from pipeline.training.fine_tune import fine_tune_epoch
-from pipeline.training.run import make_optimizer
-from pipeline.training.step import training_step
+from pipeline.training.recipe import make_optimizer
+from tests.helpers.steps import plain_step
 from tests.helpers.params import tiny_full, tiny_raw
 from tests.helpers.train_runs import train_killed_in_epoch
 from tests.helpers.train_runs import weights
@@ -74,13 +74,13 @@ def test_the_head_alone_trains_while_frozen_then_the_features_train_at_features_
     before, args = _snapshot(model), ResNet18Args(fine_tune=FINE_TUNE, features_lr=FEATURES_LR)
     fine_tune_epoch(model, args, epoch=1)
     model.train()  # as the loop does at the start of each epoch: the frozen BatchNorm layers stay in eval mode
-    training_step(model, optimizer, images, labels, amp=False)
+    plain_step(model, optimizer, images, labels)
     assert _changed(before, model) == {"fc.weight", "fc.bias"}  # running statistics untouched too
     assert all(not layer.training for layer in model.modules() if isinstance(layer, BATCHNORM))
     fine_tune_epoch(model, args, epoch=2)
     model.train()
     before = _snapshot(model)
-    training_step(model, optimizer, images, labels, amp=False)
+    plain_step(model, optimizer, images, labels)
     changed = _changed(before, model)
     assert {"conv1.weight", "bn1.running_mean", "layer4.1.conv2.weight", "fc.weight"} <= changed
     assert all(layer.training for layer in model.modules() if isinstance(layer, BATCHNORM))

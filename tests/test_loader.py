@@ -12,7 +12,7 @@ from pipeline.data.store import SplitArrays
 from pipeline.training.augment import per_image_augment
 from pipeline.training.batch_augment import BatchedPixelMoves
 from pipeline.training.feed import (
-    MovesThenPerImage,
+    ChainedAugment,
     EpochBatches,
     TrainFeed,
     augmented_samples,
@@ -150,7 +150,7 @@ def test_pixel_moves_are_batched_and_other_transforms_follow_image_by_image():
     assert isinstance(batch_augmenter(AugParams(crop_padding=2, hflip=0.5, shift=0.1)), BatchedPixelMoves)
     assert batch_augmenter(AugParams(shift=0.1, p=0)) is None
     both = batch_augmenter(AugParams(hflip=0.5, rotation=10))
-    assert isinstance(both, MovesThenPerImage) and both.moves == BatchedPixelMoves(AugParams(hflip=0.5, rotation=10))
+    assert isinstance(both, ChainedAugment) and both.moves == BatchedPixelMoves(AugParams(hflip=0.5, rotation=10))
     assert batch_augmenter(AugParams(policy="randaugment")).moves is None
 
 

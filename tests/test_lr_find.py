@@ -28,8 +28,9 @@ from pipeline.tools.lr_find import (
     suggest,
     valley,
 )
-from pipeline.training.run import fresh_model, make_optimizer
-from pipeline.training.step import training_step
+from pipeline.stages.train import fresh_model
+from pipeline.training.recipe import make_optimizer
+from tests.helpers.steps import plain_step
 from tests.helpers.datasets import prepare
 from tests.helpers.params import TINY_IRIS, changed, tiny_raw
 
@@ -126,7 +127,7 @@ def test_on_a_toy_problem_the_valley_is_within_3x_of_the_best_constant_rate_foun
         rng = np.random.default_rng(0)
         for _ in range(100):
             chosen = torch.from_numpy(rng.choice(len(labels), 10, replace=False))
-            training_step(model, optimizer, inputs[chosen], labels[chosen], amp=False)
+            plain_step(model, optimizer, inputs[chosen], labels[chosen])
         with torch.no_grad():
             return loss(model.eval()(inputs), labels).item()
 

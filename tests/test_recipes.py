@@ -14,7 +14,8 @@ from pipeline.data.store import load_split
 from pipeline.models.outputs import loss
 from pipeline.models.registry import build_model
 from pipeline.stages.train import train
-from pipeline.training.epoch import Stepping, train_one_epoch, weight_average
+from pipeline.stages.train import train_one_epoch
+from pipeline.training.recipe import TrainingRecipe, weight_average
 from tests.helpers.params import tiny_raw
 from tests.helpers.train_runs import curve, weights
 
@@ -74,9 +75,9 @@ def test_ema_weights_and_batchnorm_buffers_follow_the_formula_after_a_few_steps(
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     scheduler, ema = _Recording(optimizer, model), weight_average(model, 0.75)
-    stepping = Stepping(optimizer=optimizer, scheduler=scheduler, normalization=None, device=torch.device("cpu"), ema=ema)
+    recipe = TrainingRecipe(optimizer=optimizer, scheduler=scheduler, normalization=None, device=torch.device("cpu"), ema=ema)
     batches = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(4)]
-    train_one_epoch(model, batches, [8] * 4, stepping, 1, _Bar())
+    train_one_epoch(model, recipe, batches, [8] * 4, 1, _Bar())
     expected = dict(scheduler.states[0])  # the first update copies the weights
     for state in scheduler.states[1:]:
         expected = {key: 0.75 * expected[key] + 0.25 * state[key] for key in expected}

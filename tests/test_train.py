@@ -11,7 +11,7 @@ from pipeline.data.store import SplitArrays, load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
 from pipeline.stages.train import train
-from pipeline.training import loop
+import pipeline.stages.train as stage
 from tests.helpers.params import tiny_raw
 from tests.helpers.train_runs import CURVES, curve, outputs, weights
 
@@ -101,7 +101,7 @@ BN_MODEL = {"dataset": "catsdogs", "arch": "cifar_cnn", "widths": [4, 4, 4], "de
 
 
 def test_a_model_with_batchnorm_records_its_train_and_eval_mode_gap(prepared, monkeypatch):
-    monkeypatch.setattr(loop, "MODE_CHECK_SAMPLES", 5)  # eval mode scores the training split's first 5 images
+    monkeypatch.setattr(stage, "MODE_CHECK_SAMPLES", 5)  # eval mode scores the training split's first 5 images
     params = parse_params(tiny_raw(**{"models.bn_cnn": BN_MODEL}))
     last = train("bn_cnn", params, prepared)
     check = json.loads((prepared.train_dir("bn_cnn") / "metrics.json").read_text())["bn_check"]
@@ -138,16 +138,16 @@ def test_a_split_kept_on_the_device_trains_with_its_batched_augmentation(prepare
 
 
 def test_class_weights_auto_weighs_the_training_loss_by_inverse_class_frequency(prepared, monkeypatch):
-    from pipeline.training import epoch
+    import pipeline.stages.train as stage
 
     seen = []
-    real = epoch.training_step
+    real = stage.train_step
 
-    def recording(*args, **kwargs):
-        seen.append(args[6])
-        return real(*args, **kwargs)
+    def recording(model, recipe, inputs, targets):
+        seen.append(recipe.class_weights)
+        return real(model, recipe, inputs, targets)
 
-    monkeypatch.setattr(epoch, "training_step", recording)
+    monkeypatch.setattr(stage, "train_step", recording)
     train("catsdogs_cnn", parse_params(tiny_raw(**{"train.class_weights": "auto"})), prepared)
     labels = torch.from_numpy(load_split(prepared, "catsdogs", "train").labels)
     counts = torch.bincount(labels, minlength=2).float()

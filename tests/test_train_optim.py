@@ -11,8 +11,8 @@ from pipeline.config.params import parse_params
 from pipeline.core.paths import Paths
 from pipeline.models.file import load_model
 from pipeline.stages.train import train
-from pipeline.training.run import make_optimizer
-from pipeline.training.step import penalized_weights, weight_penalty
+from pipeline.training.recipe import make_optimizer
+from pipeline.training.recipe import penalized_weights, weight_penalty
 from tests.helpers.datasets import prepare
 from tests.helpers.params import tiny_raw
 from tests.helpers.train_runs import CURVES, curve, weights

@@ -1,8 +1,9 @@
 """Out-of-sample class probabilities by k-fold cross-validation, for the audit's label finder (cleanlab reads them).
 
 The pool (train + val) is cut into `folds` stratified folds; for each, a fresh model of the audited config is trained
-on the other folds with the pipeline's own training step, feed and schedule (for the config's `epochs`: the audit's
-named budget), then scores its own fold, which it never saw. The held-out images (the test split) are scored by
+on the other folds by the train stage's own `fit`, with every `train.*` key of the config (for its `epochs`: the
+audit's named budget; the weights scored are the moving average's when `train.ema` is on), then scores its own fold,
+which it never saw. The held-out images (the test split) are scored by
 every fold model, none of which saw them, and the probabilities averaged. Each fold model also gives the features
 (the input of its last linear layer) of the images it did not see, for the outlier finder: its own fold, and for the
 first model the held-out images. Out-of-sample features matter: a model that trained on a mislabelled image pulls it
@@ -18,14 +19,11 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.config.params import ModelConfig
-from pipeline.core.runtime import Normalization, derived_seed, seed_everything
+from pipeline.core.runtime import Normalization, derived_seed
 from pipeline.data.store import DatasetMeta, SplitArrays
 from pipeline.models.forward import predict_logits
 from pipeline.models.outputs import probabilities
-from pipeline.training.epoch import Stepping, train_one_epoch
-from pipeline.training.feed import TrainFeed
-from pipeline.training.run import input_channels, model_and_optimizer
-from pipeline.training.schedule import make_scheduler
+from pipeline.stages.train import build_training, fit
 
 
 @dataclass(frozen=True)
@@ -60,21 +58,16 @@ def cross_val_scores(
     return CrossValScores(out_of_fold, held, features)
 
 
-def _trained(config: ModelConfig, meta: DatasetMeta, train_set: SplitArrays, seed: int, device: torch.device) -> nn.Module:
-    """A fresh model trained on `train_set` for the config's epochs, as the train stage's loop steps it."""
-    seed_everything(seed, device)
-    settings = config.train
-    model, optimizer = model_and_optimizer(config, meta, input_channels(train_set), device)
-    feed = TrainFeed(train_set, config, seed, device)
-    stepping = Stepping(
-        optimizer=optimizer, scheduler=make_scheduler(optimizer, settings, len(feed)),
-        normalization=Normalization.from_stats(meta), device=device, amp=settings.amp,
-    )
-    with tqdm(total=settings.epochs * len(feed), desc=f"audit fold of {config.name}", unit="batch", disable=None) as bar:
-        for epoch in range(1, settings.epochs + 1):
-            torch.manual_seed(derived_seed(seed, epoch))
-            train_one_epoch(model, feed.epoch(epoch), feed.real_counts(), stepping, epoch, bar)
-    return model
+def _trained(
+    config: ModelConfig, meta: DatasetMeta, train_set: SplitArrays, seed: int, device: torch.device
+) -> nn.Module:
+    """A fresh model trained on `train_set` for the config's epochs by the train stage's `fit`; the weights it
+    scores (the moving average's, with `train.ema` on)."""
+    model, feed, recipe = build_training(config, seed, meta, train_set, device)
+    steps = config.train.epochs * len(feed)
+    with tqdm(total=steps, desc=f"audit fold of {config.name}", unit="batch", disable=None) as bar:
+        fit(model, recipe, feed, range(1, config.train.epochs + 1), [], config=config, seed=seed, bar=bar)
+    return recipe.scored(model)
 
 
 def _probabilities(

@@ -13,23 +13,22 @@ Not a stage: it writes metrics/<model>/lr_find.png beside the stages' outputs, a
 """
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
 from pipeline.analysis.plots import save_png
-from pipeline.config.params import Params
+from pipeline.config.params import ModelConfig, Params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import pick_device, to_tensor
+from pipeline.core.runtime import pick_device
+from pipeline.data.store import load_meta, load_split
+from pipeline.stages.train import build_training, fit
 from pipeline.tools.params_editing import append_entry, load_document, save_document
-from pipeline.training.run import build_run
 from pipeline.training.schedule import initial_lr
-from pipeline.training.step import penalty_for, training_step
 
 START_LR, END_LR = 1e-7, 10.0
 BETA = 0.98  # the smoothing of the loss
@@ -118,39 +117,31 @@ def suggest(test: RangeTest) -> Suggestions:
 
 
 def lr_find(model_name: str, params: Params, paths: Paths, steps: int = 100) -> RangeTest:
-    """The range test on a fresh model of `model_name` (its params, optimizer and weight penalty, as the train stage
-    builds them), stepping through shuffled batches of its dataset's training split (no augmentation)."""
-    config = params.model(model_name)
-    settings = config.train
-    device = pick_device(settings.device)
-    setup = build_run(config, params.seed, paths, device)
-    model, optimizer, split, normalization = setup.model, setup.optimizer, setup.train_set, setup.normalization
-    batches = _batches(len(split.labels), settings.batch_size, np.random.default_rng(params.seed))
-    first = next(batches)
-    base = initial_lr(settings)
-    scales = [group["lr"] / base for group in optimizer.param_groups]  # groups with their own rate keep its ratio
-    penalty = penalty_for(model, settings)
-    model.train()
-    pending = [first]
+    """The range test on a fresh model of `model_name`, trained by the train stage's own `fit` with its recipe
+    (optimiser, penalty, class weights, label smoothing, augmentation, mixing), one batch of a fresh shuffle a step
+    at the test's rate (groups with their own rate keep their ratio to it) in place of the schedule's."""
+    config = _one_batch_epochs(params.model(model_name), steps)
+    device = pick_device(config.train.device)
+    meta, train_set = load_meta(paths, config.dataset), load_split(paths, config.dataset, "train")
+    model, feed, recipe = build_training(config, params.seed, meta, train_set, device)
+    recipe = replace(recipe, scheduler=None)
+    first = initial_lr(config.train)
+    scales = [group["initial_lr"] / first for group in recipe.optimizer.param_groups]
+    history: list[dict] = []
 
     def step(lr: float) -> float:
-        chosen = pending.pop() if pending else next(batches)
-        for group, scale in zip(optimizer.param_groups, scales, strict=True):
+        for group, scale in zip(recipe.optimizer.param_groups, scales, strict=True):
             group["lr"] = lr * scale
-        images = to_tensor(split.inputs[chosen], normalization).to(device)
-        labels = torch.from_numpy(split.labels[chosen]).to(device)
-        return training_step(model, optimizer, images, labels, settings.amp, penalty)[1].item()
+        fit(model, recipe, feed, [len(history) + 1], history, config=config, seed=params.seed)
+        return history[-1]["train/loss"]
 
     return range_test(step, rates(steps))
 
 
-def _batches(n: int, size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Sorted index batches of a fresh shuffle each pass over `n` items, without end (a last short batch dropped
-    unless it is the only one)."""
-    while True:
-        order = rng.permutation(n)
-        for begin in range(0, max(n - size + 1, 1), size):
-            yield np.sort(order[begin : begin + size])
+def _one_batch_epochs(config: ModelConfig, steps: int) -> ModelConfig:
+    """The model's config as `steps` epochs of one batch each (a fresh shuffle every step), trained to the end."""
+    one_batch = {"epochs": steps, "steps_per_epoch": 1, "patience": None, "stop_after": None}
+    return replace(config, train=config.train.model_copy(update=one_batch))
 
 
 def figure(test: RangeTest, found: Suggestions, title: str) -> Figure:

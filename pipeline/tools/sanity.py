@@ -2,22 +2,29 @@
 
 A model that cannot drive the loss on three images to near zero has a bug. One that can, but predicts differently
 in eval mode, shows what BatchNorm does: training normalises with each batch's own statistics, eval mode with
-running averages that need many steps (or a lower `bn_momentum`) to catch up with those batches.
+running averages that need many steps (or a higher `bn_momentum`) to catch up with those batches.
+
+The images are trained by the train stage's own `fit`, with the model's recipe (optimiser, schedule, penalty,
+class weights, label smoothing, weight average), as one batch of them per epoch; augmentation and MixUp/CutMix are
+off, since the check is whether the model can learn these very images. With label smoothing, no model gets the loss
+to zero: the target is that much above the smoothed targets' own entropy, the least loss there is.
 """
 
 import copy
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config.params import Params
+from pipeline.config.params import ModelConfig, Params
+from pipeline.config.training import AugParams
 from pipeline.core.paths import Paths
-from pipeline.core.runtime import pick_device, to_tensor
-from pipeline.models.outputs import loss, probabilities
-from pipeline.training.run import build_run
-from pipeline.training.step import penalty_for, training_step
+from pipeline.core.runtime import Normalization, pick_device, to_tensor
+from pipeline.data.store import SplitArrays, load_meta, load_split
+from pipeline.models.outputs import loss, output_count, probabilities
+from pipeline.stages.train import build_training, fit
 
 
 @dataclass(frozen=True)
@@ -62,19 +69,40 @@ def overfit(
     `max_steps`); then predict them in train and in eval mode."""
     config = params.model(model_name)
     device = pick_device(config.train.device)
-    setup = build_run(config, params.seed, paths, device)
-    model, optimizer, split = setup.model, setup.optimizer, setup.train_set
+    meta, split = load_meta(paths, config.dataset), load_split(paths, config.dataset, "train")
     chosen = _one_per_class_first(split.labels, n)
-    images = to_tensor(split.inputs[chosen], setup.normalization).to(device)
-    labels = torch.from_numpy(split.labels[chosen]).to(device)
-    settings = config.train
-    penalty = penalty_for(model, settings)
-    model.train()
-    steps, fit_loss = 0, float("inf")
-    while steps < max_steps and (steps < min_steps or fit_loss >= target_loss):
-        _, batch_loss, _ = training_step(model, optimizer, images, labels, settings.amp, penalty)
-        fit_loss, steps = batch_loss.item(), steps + 1
-    return _predictions(model, images, labels, chosen, setup.meta.classes, steps, fit_loss)
+    images = SplitArrays(split.inputs[chosen], split.labels[chosen])
+    fixed = _fixed_batches(config, len(chosen), max_steps)
+    model, feed, recipe = build_training(fixed, params.seed, meta, images, device)
+    floor = smoothing_floor(len(meta.classes), fixed.train.label_smoothing)
+    history: list[dict] = []
+
+    def learned(row: dict, _validation_s: float) -> bool:
+        return len(history) >= min_steps and row["train/loss"] - floor < target_loss
+
+    fit(model, recipe, feed, range(1, max_steps + 1), history, config=fixed, seed=params.seed, on_epoch=learned)
+    inputs = to_tensor(images.inputs, Normalization.from_stats(meta)).to(device)
+    labels = torch.from_numpy(images.labels).to(device)
+    return _predictions(model, inputs, labels, chosen, meta.classes, len(history), history[-1]["train/loss"])
+
+
+def _fixed_batches(config: ModelConfig, n: int, steps: int) -> ModelConfig:
+    """The model's config training on the same `n` images every step: one batch of them an epoch, not augmented or
+    mixed, its schedule over `steps` such epochs (no early stop)."""
+    train = config.train.model_copy(update={
+        "epochs": steps, "batch_size": n, "steps_per_epoch": None, "mixup": 0.0, "cutmix": 0.0, "patience": None,
+        "stop_after": None,
+    })
+    return replace(config, train=train, aug=AugParams())
+
+
+def smoothing_floor(num_classes: int, smoothing: float) -> float:
+    """The least loss against label-smoothed targets: their own entropy (0 without smoothing)."""
+    if not smoothing:
+        return 0.0
+    classes = 2 if output_count(num_classes) == 1 else num_classes
+    share = [1 - smoothing + smoothing / classes] + [smoothing / classes] * (classes - 1)
+    return -sum(p * math.log(p) for p in share)
 
 
 def _one_per_class_first(labels: np.ndarray, n: int) -> np.ndarray:
@@ -145,8 +173,8 @@ def _verdict(result: OverfitResult) -> str:
     if result.eval_collapsed:
         return (
             "Eval mode predicts one class for all: BatchNorm's running statistics have not caught up with the "
-            "batch statistics the model learned with. Train longer (--min-steps) or keep less of the running "
-            "statistics per step (-S models.<model>.bn_momentum=0.5)."
+            "batch statistics the model learned with. Train longer (--min-steps) or let each batch weigh more in "
+            "the running statistics (-S models.<model>.bn_momentum=0.5)."
         )
     if all(p.train_mode[0] == p.actual for p in result.predictions):
         return "Train mode fits every image; eval mode agrees on " + (

@@ -3,9 +3,9 @@
 Three figures in training images per second, for one model on its preprocessed dataset, on the device the train
 stage would use:
 - data: the training feed alone, one epoch: gathering, augmenting and moving batches to the device;
-- step: the bare training step (the stage's own `training_step`, on a model of its own) on model-ready batches
+- step: the bare training step (the stage's own `train_step`, on a model of its own, without the recipe's extras) on model-ready batches
   already on the device, an epoch's worth of steps (or `steps`) at a time;
-- stage: the real train stage (`run_training()`, writing into a scratch folder) for 1 + `epochs` epochs, timed epoch by
+- stage: the real train stage (`train()`, writing into a scratch folder) for 1 + `epochs` epochs, timed epoch by
   epoch after the first: training images per second of an epoch's wall time less its validation pass. That is
   the training speed of a long run, with all the work around the steps (feeding, augmenting, per-step figures,
   logging, checkpointing) and without the one-off start and finish (loading, the first epoch's warm-up, plots,
@@ -31,10 +31,10 @@ from pipeline.config.params import Params, parse_params
 from pipeline.core.atomic import write_json
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import Normalization, model_input, pick_device
+from pipeline.data.store import load_meta, load_split
+from pipeline.stages.train import EpochCallback, build_training, train, train_step
 from pipeline.training.feed import TrainFeed
-from pipeline.training.loop import EpochCallback, run_training
-from pipeline.training.run import TrainingSetup, build_run
-from pipeline.training.step import training_step
+from pipeline.training.recipe import TrainingRecipe
 
 WARMUP_STEPS = 3
 
@@ -44,12 +44,12 @@ def bench(model_name: str, params: Params, paths: Paths, epochs: int = 3, steps:
     timing, default an epoch's worth); writes the figures to metrics/bench/<model>.json and returns them."""
     config = params.model(model_name)
     device = pick_device(config.train.device)
-    setup = build_run(config, params.seed, paths, device)
-    feed = TrainFeed(setup.train_set, config, params.seed, device)
+    meta = load_meta(paths, config.dataset)
+    model, feed, recipe = build_training(config, params.seed, meta, load_split(paths, config.dataset, "train"), device)
     images = sum(feed.real_counts())  # an epoch's images: fewer than the split's under `train.steps_per_epoch`
     ready: list[tuple[torch.Tensor, torch.Tensor]] = []
-    data = images / _seconds(device, lambda: ready.extend(_model_ready(feed, setup.normalization)))
-    bare = _BareSteps(setup, config.train.amp, ready, device, steps)
+    data = images / _seconds(device, lambda: ready.extend(_model_ready(feed, recipe.normalization)))
+    bare = _BareSteps(model, recipe.optimizer, config.train.amp, ready, device, steps)
     clock = _Clock(device, bare)
     whole = _seconds(device, lambda: _run_stage(model_name, params, paths, 1 + epochs, clock.tick)) - clock.bare_s
     per_epoch, validation = statistics.median(clock.epochs), statistics.median(clock.validations)
@@ -101,15 +101,17 @@ class _BareSteps:
 
     def __init__(
         self,
-        setup: TrainingSetup,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
         amp: bool,
         ready: list[tuple[torch.Tensor, torch.Tensor]],
         device: torch.device,
         steps: int | None,
     ) -> None:
-        self.model, self.optimizer = setup.model, setup.optimizer
+        self.model = model
+        self.recipe = TrainingRecipe(optimizer=optimizer, scheduler=None, normalization=None, device=device, amp=amp)
         self.ready = ready[: max(1, len(ready) - 1)]  # the last batch may be short
-        self.steps, self.amp, self.device = steps or len(self.ready), amp, device
+        self.steps, self.device = steps or len(self.ready), device
         self._run(WARMUP_STEPS)
 
     def images_per_s(self) -> float:
@@ -120,7 +122,7 @@ class _BareSteps:
         self.model.train()
         for number in range(count):
             inputs, labels = self.ready[number % len(self.ready)]
-            training_step(self.model, self.optimizer, inputs, labels, self.amp)
+            train_step(self.model, self.recipe, inputs, labels)
 
 
 class _Clock:
@@ -154,7 +156,7 @@ def _run_stage(
         scratch_paths = Paths(Path(scratch))
         scratch_paths.processed_dir(dataset).parent.mkdir(parents=True)
         scratch_paths.processed_dir(dataset).symlink_to(paths.processed_dir(dataset).resolve())
-        run_training(model_name, parse_params(raw), scratch_paths, on_epoch)
+        train(model_name, parse_params(raw), scratch_paths, on_epoch)
 
 
 def _peak_memory(device: torch.device) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """End-of-epoch checkpoints, so a killed training run resumes where it stopped.
 
 A checkpoint holds the model, optimizer and scheduler state (and the moving average of the weights, `train.ema`) and
-the history so far, tagged with a fingerprint of everything the run depends on: the model's settings (all of them
+the history so far, tagged with a fingerprint of everything the run depends on: the model's params (all of them
 but `train.device` and `train.workers`, which do not change the results, and `train.stop_after`, which only says
 where the run ends: the same run with it set, as `pipeline tune` re-runs a trial it pruned, resumes the checkpoint of
 the run without it), the seed, the bytes of the training and validation data, the source of every `pipeline` module
@@ -41,9 +41,9 @@ UNFINGERPRINTED = {"device", "workers", "stop_after"}  # train keys that do not 
 
 
 def run_fingerprint(config: ModelConfig, seed: int, data_files: list[Path]) -> str:
-    """A digest of the model settings (all but UNFINGERPRINTED's), the seed, the bytes of the data the run trains and
+    """A digest of the model params (all but UNFINGERPRINTED's), the seed, the bytes of the data the run trains and
     validates on, and the code it runs (`code_digest`)."""
-    settings = {
+    fingerprinted = {
         "model": [config.name, config.dataset, config.arch],
         "arch_args": config.arch_args.model_dump(mode="json"),
         "train": config.train.model_dump(mode="json", exclude=UNFINGERPRINTED),
@@ -51,7 +51,7 @@ def run_fingerprint(config: ModelConfig, seed: int, data_files: list[Path]) -> s
         "seed": seed,
         "code": code_digest(),
     }
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(fingerprinted, sort_keys=True).encode())
     for path in data_files:
         with path.open("rb") as handle:
             digest.update(hashlib.file_digest(handle, "sha256").digest())

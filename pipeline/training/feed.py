@@ -84,7 +84,7 @@ class EpochBatches(Sampler):
 
 
 @dataclass(frozen=True)
-class MovesThenPerImage:
+class ChainedAugment:
     """The batched pixel moves, then the per-image transforms on top: the moves are drawn from the batch seed alike
     whatever else is on, so a sweep over a per-image key leaves every crop, shift and flip as it was."""
 
@@ -105,7 +105,7 @@ def batch_augmenter(aug: AugParams) -> BatchTransform | None:
     per_image = per_image_augment(aug)
     if per_image is None:
         return moves
-    return MovesThenPerImage(moves, per_image)
+    return ChainedAugment(moves, per_image)
 
 
 def augmented_samples(aug: AugParams, seed: int, images: np.ndarray, draws: int) -> np.ndarray:
@@ -140,17 +140,17 @@ class TrainFeed:
     def __init__(
         self, split: SplitArrays, config: ModelConfig, seed: int, device: torch.device, shard: Shard = Shard()
     ) -> None:
-        settings = config.train
+        train_params = config.train
         images = split.inputs.ndim == 4  # a table's rows are not augmented
         self.augment = batch_augmenter(config.aug) if images else None
         self.device = device
-        self.sampler = EpochBatches(len(split.labels), settings.batch_size, seed, shard, settings.steps_per_epoch)
-        self.on_device = settings.data_on_device  # params allow it only with batched transforms
+        self.sampler = EpochBatches(len(split.labels), train_params.batch_size, seed, shard, train_params.steps_per_epoch)
+        self.on_device = train_params.data_on_device  # params allow it only with batched transforms
         if self.on_device:
             self.inputs = torch.tensor(split.inputs, device=device)  # a copy: the split is memory-mapped, read-only
             self.labels = torch.tensor(split.labels, device=device)
         else:
-            workers = worker_count(settings.workers, device)
+            workers = worker_count(train_params.workers, device)
             self.loader = DataLoader(
                 _HostBatches(split, self.augment), sampler=self.sampler, batch_size=None,
                 num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,

@@ -26,7 +26,7 @@ class KeptWeights:
         self.keep, self.monitor = keep, monitor
         self.epoch, self.state = 0, None
 
-    def offer(self, model: nn.Module, history: list[dict[str, float]]) -> None:
+    def keep_if_chosen(self, model: nn.Module, history: list[dict[str, float]]) -> None:
         """Take the model's weights if the epoch just ended (the last of `history`) is the one to keep."""
         row = chosen_row(history, self.keep, self.monitor)
         if row is history[-1] and row["epoch"] != self.epoch:

@@ -1,7 +1,7 @@
 """What a training run leaves behind, written by one process: with DVCLive (`metrics/<model>/train/`), each epoch's
 row, a checkpoint after it, a preview of what `aug.*` does to training images, and at the end the summary (`best`,
-`bn_check`) and the learning curves. Under torchrun rank 0 is the writer (`RunWriter`); the other processes train
-alongside it and record nothing (`Bystander`)."""
+`bn_check`) and the learning curves. Under torchrun rank 0 is the writer (`RunRecords`); the other processes train
+alongside it and record nothing (`SilentRecords`)."""
 
 import contextlib
 from collections.abc import Iterator
@@ -22,7 +22,7 @@ from pipeline.training.feed import augmented_samples
 PREVIEW_IMAGES, PREVIEW_DRAWS = 6, 3
 
 
-class RunWriter:
+class RunRecords:
     """The writing process's records of the run (see the module's docstring)."""
 
     def __init__(self, live: Live, config: ModelConfig, checkpoint: Checkpoint) -> None:
@@ -65,8 +65,8 @@ class RunWriter:
         self.live.next_step()
 
 
-class Bystander:
-    """A process that trains beside the writer and records nothing."""
+class SilentRecords:
+    """The records of a process that trains beside the writer: none."""
 
     def start(self, train_set: SplitArrays, is_table: bool, seed: int) -> None:
         """Nothing to preview or replay."""
@@ -76,13 +76,13 @@ class Bystander:
 
 
 @contextlib.contextmanager
-def recorder(paths: Paths, config: ModelConfig, checkpoint: Checkpoint, shard: Shard) -> Iterator[RunWriter | Bystander]:
+def recorder(paths: Paths, config: ModelConfig, checkpoint: Checkpoint, shard: Shard) -> Iterator[RunRecords | SilentRecords]:
     """The writer (DVCLive open for the run, its files written on exit) on rank 0; a bystander elsewhere."""
     if not shard.is_main:
-        yield Bystander()
+        yield SilentRecords()
         return
     with Live(str(paths.train_dir(config.name)), dvcyaml=None, save_dvc_exp=False) as live:
-        yield RunWriter(live, config, checkpoint)
+        yield RunRecords(live, config, checkpoint)
 
 
 def _augmentation_preview(config: ModelConfig, seed: int, train_set: SplitArrays) -> Figure:

@@ -22,26 +22,26 @@ ONE_CYCLE_START = 1 / 25  # 1 / div_factor
 ONE_CYCLE_END = ONE_CYCLE_START / 1e4  # 1 / (div_factor * final_div_factor)
 
 
-def initial_lr(settings: TrainParams) -> float:
+def initial_lr(train_params: TrainParams) -> float:
     """The base learning rate the optimizer is built with: the first step's rate for a step list, else `lr`."""
-    return settings.lr_schedule[0].lr if isinstance(settings.lr_schedule, list) else settings.lr
+    return train_params.lr_schedule[0].lr if isinstance(train_params.lr_schedule, list) else train_params.lr
 
 
-def lr_at(settings: TrainParams, epoch: int, batch: int = 0, batches: int = 1) -> float:
+def lr_at(train_params: TrainParams, epoch: int, batch: int = 0, batches: int = 1) -> float:
     """The learning rate of batch `batch` (of `batches` an epoch) of 0-based `epoch`, warmup included."""
-    step, schedule = epoch * batches + batch, settings.lr_schedule
+    step, schedule = epoch * batches + batch, train_params.lr_schedule
     if schedule == "onecycle":
-        rise = settings.warmup_epochs * batches if settings.warmup_epochs else ONE_CYCLE_RISE * settings.epochs * batches
-        return settings.lr * _one_cycle(step, settings.epochs * batches, rise)
-    warm = settings.warmup_epochs * batches
-    return _epoch_rate(settings, epoch) * (min(1.0, (step + 1) / warm) if warm else 1.0)
+        rise = train_params.warmup_epochs * batches if train_params.warmup_epochs else ONE_CYCLE_RISE * train_params.epochs * batches
+        return train_params.lr * _one_cycle(step, train_params.epochs * batches, rise)
+    warm = train_params.warmup_epochs * batches
+    return _epoch_rate(train_params, epoch) * (min(1.0, (step + 1) / warm) if warm else 1.0)
 
 
-def _epoch_rate(settings: TrainParams, epoch: int) -> float:
+def _epoch_rate(train_params: TrainParams, epoch: int) -> float:
     """The rate of the epoch-wise schedules (constant, cosine, steps) for 0-based `epoch`."""
-    schedule = settings.lr_schedule
+    schedule = train_params.lr_schedule
     if schedule == "cosine":
-        return settings.lr * 0.5 * (1 + math.cos(math.pi * epoch / settings.epochs))
+        return train_params.lr * 0.5 * (1 + math.cos(math.pi * epoch / train_params.epochs))
     if isinstance(schedule, list):
         end = 0
         for step in schedule:
@@ -49,7 +49,7 @@ def _epoch_rate(settings: TrainParams, epoch: int) -> float:
             if epoch < end:
                 return step.lr
         return schedule[-1].lr
-    return settings.lr
+    return train_params.lr
 
 
 def _one_cycle(step: int, total: int, rise: float) -> float:
@@ -67,11 +67,11 @@ def _cosine(start: float, end: float, done: float) -> float:
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, settings: TrainParams, batches: int
+    optimizer: torch.optim.Optimizer, train_params: TrainParams, batches: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A scheduler to step after every batch (`batches` an epoch); it scales every parameter group's rate by the
     schedule, so groups with their own rate keep their ratio."""
-    first = initial_lr(settings)
+    first = initial_lr(train_params)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_at(settings, step // batches, step % batches, batches) / first
+        optimizer, lambda step: lr_at(train_params, step // batches, step % batches, batches) / first
     )

@@ -26,12 +26,12 @@ def epochs_without_improvement(history: list[dict[str, float]], monitor: str, mi
     return waited
 
 
-def should_stop(history: list[dict[str, float]], settings: TrainParams) -> bool:
+def should_stop(history: list[dict[str, float]], train_params: TrainParams) -> bool:
     """Whether the run ends after the last epoch of `history`: it reached `stop_after`, or early stopping is on and
     its patience has run out."""
-    if settings.stop_after is not None and history and history[-1]["epoch"] >= settings.stop_after:
+    if train_params.stop_after is not None and history and history[-1]["epoch"] >= train_params.stop_after:
         return True
-    if settings.patience is None:
-        return False
-    return epochs_without_improvement(history, settings.monitor, settings.min_delta) >= settings.patience
+    if train_params.patience is None or not history or MONITORED[train_params.monitor][0] not in history[-1]:
+        return False  # a run without validation (the audit's folds) has nothing to stop early on
+    return epochs_without_improvement(history, train_params.monitor, train_params.min_delta) >= train_params.patience
 

@@ -34,7 +34,7 @@ class Killed(Exception):
 
 def train_killed_in_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, params, paths: Paths) -> None:
     """Train until the given epoch is nearly done, then die as a killed process would (no cleanup, no model)."""
-    import pipeline.training.loop as stage
+    import pipeline.stages.train as stage
 
     real, calls = stage.measure, []
 
