@@ -45,9 +45,9 @@ def test_bench_counts_the_images_an_epoch_trains_on_under_a_step_limit(prepared)
 def test_bench_times_a_first_epoch_then_the_asked_ones_in_a_scratch_folder_it_removes(
     prepared, tiny_params, monkeypatch
 ):
-    real, runs = bench_module.run_training, []
+    real, runs = bench_module.train, []
 
-    def run_training(model_name, params, paths, on_epoch):
+    def train(model_name, params, paths, on_epoch):
         """The real stage, noting where it writes and each epoch it reports to the bench's clock."""
         epochs = []
         runs.append((paths.root, epochs))
@@ -58,7 +58,7 @@ def test_bench_times_a_first_epoch_then_the_asked_ones_in_a_scratch_folder_it_re
 
         return real(model_name, params, paths, noted)
 
-    monkeypatch.setattr(bench_module, "run_training", run_training)
+    monkeypatch.setattr(bench_module, "train", train)
     bench("catsdogs_cnn", tiny_params, prepared, epochs=2, steps=2)
     ((scratch, epochs),) = runs
     assert epochs == [1, 2, 3]
