@@ -58,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
     root = args.root.resolve()
     params = load_params(root / "params.yaml")
-    models = args.models.split(",") if args.models else [name for name in params.models if params.on_sample(name)]
+    models = args.models.split(",") if args.models else [name for name in params.models if params.trains_on_sample(name)]
     variants = args.variants.split(",")
     unknown = [name for name in variants if name not in VARIANTS and not name.startswith("seed=")]
     if unknown:

@@ -13,7 +13,7 @@ from pipeline.cli.main import app
 from tests.helpers.params import tiny_raw
 
 STAGES = ("download", "settings", "split", "preprocess", "audit", "train", "evaluate", "export")
-COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "lr-find", "tune", "push", "pull", "predict", "serve",
+COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "lr-find", "params", "tune", "push", "pull", "predict", "serve",
             "bench-predict", "bench-repro", "dev", "warm")
 runner = CliRunner()
 

@@ -40,8 +40,8 @@ REPO = repo_params()
 
 def test_the_repository_declares_a_sample_budget_for_every_model_of_a_sample_dataset():
     params = parse_params(REPO)
-    on_sample = [name for name in params.models if params.on_sample(name)]
-    assert on_sample and all(REPO["models"][name].get("sample") for name in on_sample)
+    sampled = [name for name in params.models if params.trains_on_sample(name)]
+    assert sampled and all(REPO["models"][name].get("sample") for name in sampled)
 
 
 @pytest.mark.parametrize(("dataset", "source"), _other_sources(REPO))
@@ -51,7 +51,7 @@ def test_no_sample_budget_applies_to_a_dataset_whose_source_is_not_the_sample(da
     models = [name for name, block in params.models.items() if block.dataset == dataset]
     assert models or dataset == "iris"
     for name in models:
-        assert not params.on_sample(name)
+        assert not params.trains_on_sample(name)
         assert params.model(name) == bare.model(name), name
 
 

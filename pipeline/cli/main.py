@@ -8,6 +8,7 @@ for command in (tools.bench, tools.report, tools.inspect, tools.push, tools.pull
     app.command()(command)
 app.command("make-images")(tools.make_images)
 app.command("lr-find")(tools.lr_find)
+app.command("params")(tools.show_params)
 app.command("tune")(tools.tune)
 app.command("bench-repro")(tools.bench_repro)
 app.command("warm", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(tools.warm)

@@ -1,6 +1,6 @@
 """The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench and bench-repro
-(results), lr-find, tune, sanity checks, push and pull, and warm (`make repro`'s warm stage processes).
-`pipeline.cli.main` adds them to the stage commands."""
+(results), params (a model's resolved settings), lr-find, tune, sanity checks, push and pull, and warm (`make
+repro`'s warm stage processes). `pipeline.cli.main` adds them to the stage commands."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -121,6 +121,15 @@ def lr_find(
     typer.echo(text)
     if apply:
         typer.echo(write(params, loaded, model, found.valley[0]))
+
+
+@user_errors
+def show_params(model: Model, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides = None) -> None:
+    """Print the model's resolved settings, each with the params key its value comes from (the table its train stage
+    prints), without training: on the sample, the keys of its `sample` block are the ones that set a run."""
+    from pipeline.config.resolution import settings_text
+
+    typer.echo(settings_text(load(params, set_), model))
 
 
 @user_errors

@@ -6,11 +6,12 @@ Each dataset has its own typed blocks under `data`, `split` and `preprocess` (th
 absent); each architecture its own args.
 """
 
+import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from ruamel.yaml import YAMLError
 
 from pipeline.config.archs import ARCH_ARGS
@@ -45,8 +46,9 @@ class ModelParams(BaseModel):
         default_factory=dict, description="Keys laid over the block only while its dataset's source is `sample`."
     )
 
-    def on_sample(self) -> "ModelParams":
-        """The block with its `sample` keys laid over it (`aug` and `evaluate` merged key by key)."""
+    def with_sample_budget(self) -> "ModelParams":
+        """The block with its `sample` keys laid over it (`aug` and `evaluate` merged key by key): what trains while
+        its dataset's source is `sample`."""
         overlay = dict(self.sample)
         fixed = [key for key in ("dataset", "arch", "sample") if key in overlay]
         if fixed:
@@ -69,6 +71,7 @@ class Params(Block):
     evaluate: EvaluateParams = EvaluateParams()
     models: dict[str, ModelParams]
     audit: dict[str, AuditParams] = Field(default_factory=dict)
+    _raw: dict[str, Any] | None = PrivateAttr(None)  # the mapping as read, -S overrides applied
 
     def audit_of(self, dataset: str) -> AuditParams:
         """The dataset's audit block, its `sample` keys laid over it while its source is `sample`."""
@@ -102,15 +105,22 @@ class Params(Block):
             raise PipelineError(f"unknown model {name!r}: params.yaml `models` has {', '.join(self.models)}")
         block, prefix = self.models[name], f"models.{name}"
         real = _resolve_model(self, name, block, prefix)  # checked whatever the source: switching it cannot fail later
-        if not self.on_sample(name) or not block.sample:
+        if not self.trains_on_sample(name) or not block.sample:
             return real
         try:
-            on_sample = block.on_sample()
+            budget = block.with_sample_budget()
         except PipelineError as exc:
             raise PipelineError(f"{prefix}.{exc}") from None
-        return _resolve_model(self, name, on_sample, f"{prefix}.sample")
+        return _resolve_model(self, name, budget, f"{prefix}.sample")
 
-    def on_sample(self, name: str) -> bool:
+    def raw(self) -> dict[str, Any]:
+        """The params mapping as read, `-S` overrides applied and no default filled in: what DVC compares with the
+        values dvc.lock recorded. A `Params` built without `parse_params` gives the keys it was given."""
+        if self._raw is None:
+            return self.model_dump(mode="json", exclude_unset=True)
+        return self._raw
+
+    def trains_on_sample(self, name: str) -> bool:
         """Whether model `name` trains on an embedded sample (its dataset's `source` is `sample`), so that its
         block's `sample` budget applies."""
         return getattr(self.data[self.models[name].dataset], "source", None) == "sample"
@@ -159,6 +169,7 @@ def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
             params.model(name)
         except PipelineError as exc:
             raise PipelineError(f"{source}: {exc}") from None
+    params._raw = copy.deepcopy(raw)
     return params
 
 

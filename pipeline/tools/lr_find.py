@@ -198,7 +198,7 @@ def apply(params_file: Path, params: Params, model_name: str, lr: float) -> str:
     if not isinstance(block, dict):
         raise PipelineError(f"--apply: {params_file} has no block models.{model_name} to write lr into")
     key = f"models.{model_name}.lr"
-    if params.on_sample(model_name) and isinstance(block.get("sample"), dict):
+    if params.trains_on_sample(model_name) and isinstance(block.get("sample"), dict):
         block, key = block["sample"], f"models.{model_name}.sample.lr"
     value = float(f"{lr:.3g}")
     append_entry(block, "lr", value)
