@@ -2,6 +2,7 @@
 
 from dvc.repo import Repo
 
+from pipeline.config.resolution import RESOLVED_PARAMS_FILE
 from pipeline.core.paths import AUDIT_FINDINGS, Paths
 from tests.helpers.params import REPO, repo_params
 
@@ -34,6 +35,7 @@ def _expected_outputs() -> set[str]:
             paths.model_file(model),
             paths.model_card(model),
             train_dir / "metrics.json",
+            train_dir / RESOLVED_PARAMS_FILE,
             train_dir / "plots" / "metrics",
             train_dir / "plots" / "images",
             paths.test_metrics(model),

@@ -3,7 +3,11 @@ table), the files split, preprocess and train depend on, so that optional blocks
 
 import json
 
+import pytest
+import yaml
+
 from pipeline.config.params import parse_params
+from pipeline.core.errors import PipelineError
 from pipeline.stages.settings import settings
 from tests.helpers.params import changed, repo_params
 
@@ -58,3 +62,24 @@ def test_an_audit_block_makes_the_split_look_for_near_duplicates(paths):
     ))
     assert settings("pets", params, paths)["split"]["near_duplicates_found_by"] == [30, 0.95]
     assert settings("catsdogs", params, paths)["split"]["near_duplicates_found_by"] is None
+
+
+def _lock(paths, raw: dict, dataset: str) -> None:
+    """A dvc.lock whose settings@<dataset> and train@<model> entries (every model of the dataset) recorded `raw`."""
+    stages = {f"settings@{dataset}": {"params": {"params.yaml": {"aug": raw["aug"]}}}}
+    for model, block in raw["models"].items():
+        if block["dataset"] == dataset:
+            stages[f"train@{model}"] = {"params": {"params.yaml": {f"models.{model}": block}}}
+    paths.lock_file().write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+
+
+def test_a_top_level_aug_change_a_models_own_aug_block_shadows_stops_the_stage_before_any_file(paths):
+    _lock(paths, params_with(), "cifar10")
+    with pytest.raises(PipelineError, match=r"aug\.hflip changed to 0.25 .* set models\.cifar_\w+\.aug\.hflip=0.25"):
+        settings("cifar10", parse_params(params_with(aug__hflip=0.25)), paths)
+    assert not paths.settings_file("cifar10", "aug").exists()
+
+
+def test_a_top_level_aug_change_that_takes_effect_goes_through(paths):
+    _lock(paths, params_with(), "cifar10")
+    assert settings("cifar10", parse_params(params_with(aug__rotation=20)), paths)["aug"]["rotation"] == 20

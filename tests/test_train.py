@@ -10,8 +10,8 @@ from pipeline.core.torchfile import read_torch_file
 from pipeline.data.store import SplitArrays, load_split
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
-from pipeline.stages.train import train
 import pipeline.stages.train as stage
+from pipeline.stages.train import train
 from tests.helpers.params import tiny_raw
 from tests.helpers.train_runs import CURVES, curve, outputs, weights
 
@@ -152,3 +152,29 @@ def test_class_weights_auto_weighs_the_training_loss_by_inverse_class_frequency(
     labels = torch.from_numpy(load_split(prepared, "catsdogs", "train").labels)
     counts = torch.bincount(labels, minlength=2).float()
     assert seen and all(torch.allclose(weights, len(labels) / (2 * counts)) for weights in seen)
+
+
+def test_train_records_the_settings_that_ran_with_where_each_came_from(tiny_run):
+    prepared, _ = tiny_run
+    resolved = json.loads((prepared.train_dir("catsdogs_cnn") / "resolved_params.json").read_text())
+    assert resolved["epochs"] == 2 and resolved["from"]["epochs"] == "models.catsdogs_cnn.epochs"
+    assert resolved["batch_size"] == 4 and resolved["from"]["batch_size"] == "train.batch_size"
+    assert resolved["dropout"] == "[0.25, 0.25, 0.5]"  # a list as JSON text: DVC shows no list
+
+
+def test_train_prints_the_settings_table_before_it_trains(prepared, capsys):
+    train("catsdogs_cnn", parse_params(tiny_raw(**{"models.catsdogs_cnn.epochs": 1})), prepared)
+    printed = capsys.readouterr().err
+    assert "catsdogs_cnn: catsdogs_cnn on catsdogs" in printed
+    assert any(line.split()[:3] == ["epochs", "1", "models.catsdogs_cnn.epochs"] for line in printed.splitlines())
+
+
+def test_a_changed_key_the_sample_budget_shadows_stops_the_stage_before_any_work(prepared):
+    raw = tiny_raw(**{"models.catsdogs_cnn.sample": {"epochs": 1}})
+    prepared.lock_file().write_text(json.dumps({"stages": {"train@catsdogs_cnn": {"params": {"params.yaml": {
+        "models.catsdogs_cnn": raw["models"]["catsdogs_cnn"]}}}}}))
+    changed = tiny_raw(**{"models.catsdogs_cnn.sample": {"epochs": 1}, "models.catsdogs_cnn.epochs": 3})
+    with pytest.raises(PipelineError, match=r"set models\.catsdogs_cnn\.sample\.epochs=3 instead"):
+        train("catsdogs_cnn", parse_params(changed), prepared)
+    assert not prepared.model_file("catsdogs_cnn").exists()
+    assert not prepared.train_dir("catsdogs_cnn").exists()

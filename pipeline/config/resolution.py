@@ -109,17 +109,23 @@ def resolved_record(keys: list[ResolvedKey]) -> dict[str, Any]:
     return {**values, "from": {k.key: k.source for k in keys}}
 
 
-def locked_params(lock_path: Path, stage: str, params_file: str = "params.yaml") -> dict[str, Any] | None:
-    """The params values dvc.lock recorded for the stage's last run (`{"train": {...}, "models.x": {...}, ...}`);
-    None when there is no dvc.lock or no entry for the stage."""
+def read_lock(lock_path: Path) -> dict[str, Any] | None:
+    """dvc.lock as a mapping; None when there is none (nothing has run yet)."""
     if not lock_path.is_file():
         return None
     try:
-        lock = YAML(typ="safe").load(lock_path.read_text())  # the C loader where there is one: dvc.lock is large
+        return YAML(typ="safe").load(lock_path.read_text())  # the C loader where there is one: dvc.lock is large
     except YAMLError as exc:
         raise PipelineError(f"{lock_path}: not valid YAML: {exc}") from None
-    entry = ((lock or {}).get("stages") or {}).get(stage) or {}
-    return (entry.get("params") or {}).get(params_file)
+
+
+def locked_params(lock: Mapping[str, Any] | None, *stages: str, params_file: str = "params.yaml") -> dict[str, Any] | None:
+    """The params values dvc.lock (`read_lock`) recorded for the last run of `stages` (`{"train": {...},
+    "models.x": {...}}`, the later stage's entry winning where both have one); None when it has no entry for any."""
+    recorded = (lock or {}).get("stages") or {}
+    entries = [((recorded.get(stage) or {}).get("params") or {}).get(params_file) for stage in stages]
+    found = [entry for entry in entries if entry is not None]
+    return {key: value for entry in found for key, value in entry.items()} if found else None
 
 
 def silent_overrides(params: Params, model: str, locked: Mapping[str, Any] | None) -> list[str]:

@@ -91,6 +91,10 @@ class Paths:
         """Where `pipeline lr-find MODEL` saves its plot (not a pipeline stage's output)."""
         return self.metrics_dir(model) / "lr_find.png"
 
+    def lock_file(self) -> Path:
+        """dvc.lock: the deps, params and outputs of each stage's last run, as DVC recorded them."""
+        return self.root / "dvc.lock"
+
     def train_dir(self, model: str) -> Path:
         """The train stage's DVCLive folder: metrics.json, per-epoch plots, the learning-curve image."""
         return self.metrics_dir(model) / "train"

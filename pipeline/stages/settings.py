@@ -8,9 +8,14 @@ one per dataset, which writes each block with its defaults filled in (`aug`: `{}
 every dataset (a second each), rewrites only the files whose content changed, and so re-runs exactly the stages
 that the change touches. The split file also holds `near_duplicates_found_by`, from the dataset's `audit` block (split looks
 for near-duplicates when the audit does), so that switching the audit on re-runs the split.
+
+A top-level `aug.*` change reaches the train stages through this stage's aug.json, not through their params: so it
+is checked here, before any file is written. A changed key that a model of this dataset sets in its own `aug` block
+(or its `sample` budget) would change nothing for that model, and stops the stage with the key to set instead.
 """
 
 from pipeline.config.params import Params
+from pipeline.config.resolution import check_overrides, locked_params, read_lock
 from pipeline.core.atomic import write_json
 from pipeline.core.paths import Paths
 
@@ -18,6 +23,8 @@ from pipeline.core.paths import Paths
 def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
     """Write the dataset's resolved split, preprocess and aug blocks; returns them."""
     data = params.data[dataset]
+    if data.kind == "images":
+        _check_aug_overrides(dataset, params, paths)
     split = params.split[dataset]
     resolved = {
         "split": {
@@ -31,3 +38,12 @@ def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
     for block, values in resolved.items():
         write_json(paths.settings_file(dataset, block), values)
     return resolved
+
+
+def _check_aug_overrides(dataset: str, params: Params, paths: Paths) -> None:
+    """Stop before any work when a changed top-level `aug.*` key takes effect for no purpose in one of the
+    dataset's models: its own `aug` block, unchanged since that model last trained, sets the key."""
+    lock = read_lock(paths.lock_file())
+    for model, block in params.models.items():
+        if block.dataset == dataset:
+            check_overrides(params, model, locked_params(lock, f"train@{model}", f"settings@{dataset}"))

@@ -16,6 +16,7 @@ share every batch through DistributedDataParallel and only rank 0 writes. With `
 epoch and the saved model are the moving average's.
 """
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ from tqdm import tqdm
 from pipeline.analysis.diagnostics import confidence_figures, mode_gap
 from pipeline.analysis.measure import measure
 from pipeline.config.params import ModelConfig, Params
+from pipeline.config.resolution import (
+    check_overrides,
+    locked_params,
+    read_lock,
+    resolved_keys,
+    resolved_record,
+    settings_text,
+)
 from pipeline.config.training import TrainParams
 from pipeline.core.distributed import (
     Shard,
@@ -76,6 +85,11 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
     config = params.model(model_name)
     train_params = config.train
     shard = current_shard()
+    # What runs is what the table says: a changed key that a more specific one shadows stops the stage here.
+    check_overrides(params, model_name, locked_params(read_lock(paths.lock_file()), f"train@{model_name}"))
+    resolved = resolved_keys(params, model_name)
+    if shard.is_main:
+        print(settings_text(params, model_name), file=sys.stderr, flush=True)
     with process_group(shard, pick_device(train_params.device)) as device:
         # Data, model, optimiser and recipe, seeded so that the same params and seed start from the same weights.
         meta = load_meta(paths, config.dataset)
@@ -95,7 +109,7 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
             total=train_params.epochs * len(feed), initial=done * len(feed), unit="batch",
             desc=_progress_title(config, device, shard), disable=None if shard.is_main else True,
         ) as bar:
-            records.start(train_set, meta.is_table, params.seed)
+            records.start(train_set, meta.is_table, params.seed, resolved_record(resolved))
 
             def epoch_done(row: dict, validation_s: float) -> None:
                 kept.keep_if_chosen(scored, checkpoint.history)
@@ -170,7 +184,7 @@ def fit(
         row, validation_s = {"epoch": epoch, **figures}, 0.0
         if val_set is not None:
             started = time.perf_counter()
-            row |= evaluate(recipe.scored(unwrapped(model)), val_set, recipe, config, shard)
+            row |= evaluate(recipe.scored(unwrapped(model)), val_set, recipe, config.train.batch_size, shard)
             validation_s = time.perf_counter() - started  # evaluate's results are on the host: the device is done
         row["lr"] = lr  # logged after the validation figures
         history.append(row)
@@ -254,12 +268,11 @@ def train_step(
 
 
 def evaluate(
-    model: nn.Module, split: SplitArrays, recipe: TrainingRecipe, config: ModelConfig, shard: Shard = Shard()
+    model: nn.Module, split: SplitArrays, recipe: TrainingRecipe, batch_size: int, shard: Shard = Shard()
 ) -> dict[str, float]:
-    """The model in eval mode on a whole split (shared out between the processes): `val/loss`, `val/acc` and the
-    true-class confidence."""
-    scores = measure(model, split, config.train.batch_size, recipe.device, recipe.normalization, config.train.amp,
-                     shard)
+    """The model in eval mode on a whole split (shared out between the processes), `batch_size` images at a time:
+    `val/loss`, `val/acc` and the true-class confidence."""
+    scores = measure(model, split, batch_size, recipe.device, recipe.normalization, recipe.amp, shard)
     return {"val/loss": scores.loss, "val/acc": scores.accuracy,
             **{f"val/{key}": value for key, value in scores.confidence.items()}}
 

@@ -5,6 +5,7 @@ alongside it and record nothing (`SilentRecords`)."""
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from dvclive import Live
@@ -12,6 +13,8 @@ from matplotlib.figure import Figure
 
 from pipeline.analysis.plots import augmentation_preview, learning_curves
 from pipeline.config.params import ModelConfig
+from pipeline.config.resolution import RESOLVED_PARAMS_FILE
+from pipeline.core.atomic import write_json
 from pipeline.core.distributed import Shard
 from pipeline.core.paths import Paths
 from pipeline.data.store import SplitArrays
@@ -28,9 +31,11 @@ class RunRecords:
     def __init__(self, live: Live, config: ModelConfig, checkpoint: Checkpoint) -> None:
         self.live, self.config, self.checkpoint = live, config, checkpoint
 
-    def start(self, train_set: SplitArrays, is_table: bool, seed: int) -> None:
-        """The augmentation preview (images only: a table's rows are not augmented), then the rows of the epochs a
-        resumed run already has."""
+    def start(self, train_set: SplitArrays, is_table: bool, seed: int, resolved: dict[str, Any]) -> None:
+        """The model's resolved settings (`resolved_params.json`, a metrics file for `dvc exp show`), the
+        augmentation preview (images only: a table's rows are not augmented), then the rows of the epochs a resumed
+        run already has."""
+        write_json(Path(self.live.dir) / RESOLVED_PARAMS_FILE, resolved)
         if not is_table:
             self.live.log_image("augmentation.png", _augmentation_preview(self.config, seed, train_set))
         for row in self.checkpoint.history:
@@ -68,8 +73,8 @@ class RunRecords:
 class SilentRecords:
     """The records of a process that trains beside the writer: none."""
 
-    def start(self, train_set: SplitArrays, is_table: bool, seed: int) -> None:
-        """Nothing to preview or replay."""
+    def start(self, train_set: SplitArrays, is_table: bool, seed: int, resolved: dict[str, Any]) -> None:
+        """Nothing to write, preview or replay."""
 
     def epoch_done(self, row: dict[str, float], *states: Any) -> None:
         """Nothing to log or checkpoint."""
