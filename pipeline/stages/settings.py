@@ -13,6 +13,7 @@ for near-duplicates when the audit does), so that switching the audit on re-runs
 from pipeline.config.params import Params
 from pipeline.core.atomic import write_json
 from pipeline.core.paths import Paths
+from pipeline.stages.command import dataset_named, stage_command
 
 
 def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
@@ -31,3 +32,12 @@ def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
     for block, values in resolved.items():
         write_json(paths.settings_file(dataset, block), values)
     return resolved
+
+
+def settings_named(dataset: str, params: Params) -> dict[str, dict]:
+    """Write the resolved blocks of the dataset named, as its command does; returns them."""
+    return settings(dataset_named(params, dataset), params, Paths())
+
+
+if __name__ == "__main__":
+    stage_command(settings_named)
