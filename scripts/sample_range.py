@@ -3,7 +3,7 @@
     uv run python scripts/sample_range.py                      # every model on a sample, every variant
     uv run python scripts/sample_range.py --models catsdogs_cnn --variants onednn-off,seed=1
 
-Each variant runs the stage commands (`python -m pipeline.cli.stages`, as `dvc repro` does) in a scratch folder of
+Each variant runs the stage modules (`python -m pipeline.stages.<stage>`, as `dvc repro` does) in a scratch folder of
 its own, with this repository's code and params.yaml:
 
 - `default`: as `dvc repro` runs them;
@@ -127,8 +127,8 @@ def link_data(repo: Path, root: Path, dataset: str) -> None:
 
 def stage_command(root: Path, boot: str, stage: str, name: str, overrides: list[str]) -> None:
     """Run one stage command in `root` with this repository's code, after `boot` (the variant's torch settings)."""
-    code = f"{boot}import sys, runpy; sys.argv[0] = 'pipeline'; runpy.run_module('pipeline.cli.stages', run_name='__main__')"
-    command = [sys.executable, "-c", code, stage, name, *overrides]
+    code = f"{boot}import runpy; runpy.run_module('pipeline.stages.{stage}', run_name='__main__', alter_sys=True)"
+    command = [sys.executable, "-c", code, name, *overrides]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("DVC_STAGE", None)
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)

@@ -129,21 +129,40 @@ def test_a_bad_param_from_the_real_command_prints_no_traceback(project):
     ]
 
 
-def _stage_process(*args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m pipeline.cli.stages ARGS`, the command dvc.yaml runs (it ends its process at once when done)."""
-    command = [sys.executable, "-m", "pipeline.cli.stages", *args]
+def _stage_process(stage: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline.stages.STAGE ARGS`, the command dvc.yaml runs (it ends its process at once when done)."""
+    command = [sys.executable, "-m", f"pipeline.stages.{stage}", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_the_stage_command_dvc_runs_exits_with_its_status_and_its_output_flushed(project):
-    done = _stage_process("settings", "catsdogs")
+def test_the_stage_module_dvc_runs_prints_its_report_and_exits_with_its_status_and_its_output_flushed(project):
+    downloaded = _stage_process("download", "catsdogs")
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert downloaded.stdout == "catsdogs: 24 samples of 2 classes (cat, dog), names layout, in data/raw/catsdogs\n"
+    done = _stage_process("split", "catsdogs", "-S", "split.catsdogs.train=5", "--params", "params.yaml")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)  # the whole report, though the process skips the interpreter's teardown
-    assert (project / "data" / "settings" / "catsdogs" / "aug.json").is_file()
+    # the whole report, sorted, though the process skips the interpreter's teardown
+    assert json.loads(done.stdout)["train"] == {"cat": 5, "dog": 5, "total": 10}
+    assert done.stdout == json.dumps(json.loads(done.stdout), indent=2, sort_keys=True) + "\n"
+    assert len(pd.read_csv(project / "data/manifests/catsdogs/train.csv")) == 10
     failed = _stage_process("split", "catsdogs", "-S", "aug.hflip=2")
-    assert failed.returncode == 1
+    assert (failed.returncode, failed.stdout) == (1, "")
     assert failed.stderr.splitlines() == ["error: params.yaml: aug.hflip: Input should be less than or equal to 1 (got 2)"]
-    assert _stage_process("no-such-stage").returncode == 2  # click's usage error
+    unknown = _stage_process("split", "dogs")
+    assert (unknown.returncode, unknown.stderr.splitlines()) == (
+        1, ["error: unknown dataset 'dogs': params.yaml `data` has catsdogs"]
+    )
+    usage = _stage_process("split")
+    assert usage.returncode == 2 and "usage: python -m pipeline.stages.split [-h]" in usage.stderr  # argparse's
+
+
+def test_the_stage_modules_read_no_command_line_library():
+    """A stage module needs neither typer nor the `pipeline` command's code (`pipeline.cli`)."""
+    code = (
+        "import sys, pipeline.stages.settings, pipeline.stages.split; "
+        "print(sorted(name for name in sys.modules if name == 'typer' or name.startswith('pipeline.cli')))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
+from pipeline.core.errors import PipelineError
 from pipeline.tools.deps import code_deps, generated_dvc_yaml, stale_stages, write_deps
 
 DVC_YAML = """\
@@ -14,7 +15,7 @@ stages:
   train:
     foreach: ${models}
     do:
-      cmd: python -m pipeline.cli.run_stage train ${key}
+      cmd: python -m pipeline.stages.train ${key}
       deps:
         - pipeline/old.py
         - data/processed/${item.dataset}
@@ -31,14 +32,17 @@ def _module(root: Path, name: str, text: str = "") -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A package where `train` imports all of `a/` and one module of `b/`, and `b.unused` is imported by no stage."""
+    """A package where `train` imports all of `a/` (one module inside its `__main__` guard) and one module of `b/`,
+    `b.unused` is imported by no stage, and the command line (`cli/`) imports the stage."""
     for package in ("pipeline", "pipeline.cli", "pipeline.stages", "pipeline.a", "pipeline.b"):
         _module(tmp_path, f"{package}.__init__")
-    _module(tmp_path, "pipeline.cli.run_stage", "import os\n\nif __name__:\n    import pipeline.cli.stages\n")
     _module(tmp_path, "pipeline.cli.stages", "import pipeline.a.one\n\ndef train():\n    import pipeline.stages.train\n")
     for stage in ("download", "settings", "split", "preprocess", "evaluate", "export"):
         _module(tmp_path, f"pipeline.stages.{stage}")
-    _module(tmp_path, "pipeline.stages.train", "from pipeline.a import two\nfrom pipeline.b.used import thing\n")
+    _module(
+        tmp_path, "pipeline.stages.train",
+        "from pipeline.b.used import thing\n\nif __name__ == '__main__':\n    from pipeline.a import two\n",
+    )
     _module(tmp_path, "pipeline.a.one")
     _module(tmp_path, "pipeline.a.two", "import pipeline.a.one\n")
     _module(tmp_path, "pipeline.b.used")
@@ -48,19 +52,27 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_a_folder_whose_every_module_is_imported_is_one_dep_and_the_rest_are_files(repo: Path) -> None:
-    assert code_deps("train", repo) == [
+    assert code_deps("pipeline.stages.train", repo) == [
         "pipeline/__init__.py",
         "pipeline/a",
         "pipeline/b/__init__.py",
         "pipeline/b/used.py",
-        "pipeline/cli",
         "pipeline/stages/__init__.py",
         "pipeline/stages/train.py",
     ]
 
 
-def test_the_cli_module_counts_its_top_level_imports_only(repo: Path) -> None:
-    assert "pipeline/stages/train.py" not in code_deps("export", repo)
+def test_the_deps_start_from_the_module_the_stages_cmd_names(repo: Path) -> None:
+    (repo / "dvc.yaml").write_text(DVC_YAML.replace("pipeline.stages.train", "pipeline.stages.export"))
+    assert code_deps("pipeline.stages.export", repo) == ["pipeline/__init__.py", "pipeline/stages/__init__.py",
+                                                         "pipeline/stages/export.py"]
+    assert "        - pipeline/stages/export.py\n" in generated_dvc_yaml(repo)
+
+
+def test_a_stage_whose_cmd_runs_no_module_of_the_package_is_an_error(repo: Path) -> None:
+    (repo / "dvc.yaml").write_text(DVC_YAML.replace("python -m pipeline.stages.train", "python train.py"))
+    with pytest.raises(PipelineError, match="write `python -m pipeline.stages.train ...`"):
+        stale_stages(repo)
 
 
 def test_generating_replaces_the_code_deps_and_keeps_the_rest(repo: Path) -> None:

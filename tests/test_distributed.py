@@ -140,7 +140,7 @@ def test_more_processes_than_gpus_is_refused_before_starting(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(PipelineError, match="--nproc: 3 processes, but this machine has 2 GPUs"):
-        launch(Nodes(nproc=3), ["train", "catsdogs_cnn"])
+        launch(Nodes(nproc=3), ["catsdogs_cnn"])
 
 
 def test_across_machines_torchrun_meets_at_the_master_by_c10d_and_node_0_hosts_the_rendezvous():
@@ -165,7 +165,7 @@ def test_across_machines_torchrun_meets_at_the_master_by_c10d_and_node_0_hosts_t
 )
 def test_a_layout_torchrun_could_not_join_is_refused_naming_the_option(nodes, message):
     with pytest.raises(PipelineError, match=re.escape(message)):
-        launch(nodes, ["train", "catsdogs_cnn"])
+        launch(nodes, ["catsdogs_cnn"])
 
 
 def test_across_machines_the_first_process_of_node_0_writes_whatever_its_global_rank(monkeypatch):

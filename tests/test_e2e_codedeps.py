@@ -27,6 +27,7 @@ EDITS = {
     "pipeline/stages/train.py": {"train", "audit"},  # the audit trains its folds with the train stage's fit
     "pipeline/analysis/provenance.py": {"evaluate"},
     "pipeline/cli/warm_server.py": set(),  # runs stage commands, but no stage imports it
+    "pipeline/cli/stages.py": set(),  # the `pipeline` command: it calls the stages, no stage imports it
     "pipeline/tools/lr_find.py": set(),  # a tool: no stage imports it
 }
 

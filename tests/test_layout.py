@@ -8,7 +8,7 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from pipeline.tools.deps import STAGES, graph, imported_by, module_files, stale_stages
+from pipeline.tools.deps import STAGES, command_modules, graph, imported_by, module_files, stage_module, stale_stages
 from tests.helpers.params import REPO
 
 # Each subpackage may import its own modules and those of the layers before it, never after.
@@ -98,7 +98,14 @@ def test_dvc_yaml_code_deps_are_the_generated_ones() -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_stages_code_deps_are_exactly_the_modules_its_command_imports(stage: str) -> None:
-    assert _covered(_stage_deps()[stage]) == imported_by(stage, MODULES)
+    assert _covered(_stage_deps()[stage]) == imported_by(stage_module(stage), MODULES)
+
+
+def test_every_stage_runs_its_own_module_and_none_depends_on_the_cli() -> None:
+    """dvc.yaml -> code is one step: `python -m pipeline.stages.<stage>`, and no `pipeline` command's code (an edit
+    there re-runs nothing)."""
+    assert command_modules((REPO / "dvc.yaml").read_text()) == {stage: stage_module(stage) for stage in STAGES}
+    assert [dep for deps in _stage_deps().values() for dep in deps if dep.startswith("pipeline/cli")] == []
 
 
 def test_dvc_reads_the_same_deps() -> None:

@@ -1,7 +1,6 @@
-"""What every `pipeline` command shares: the params options, the one-red-line error handling, the JSON report."""
+"""What every `pipeline` command shares: the params options and the one-red-line error handling."""
 
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +9,7 @@ import typer
 
 from pipeline.config.params import Params, load_params
 from pipeline.core.errors import PipelineError
+from pipeline.stages.command import DEFAULT_PARAMS
 
 ParamsFile = Annotated[Path, typer.Option("--params", "-p", help="Params file to read.")]
 Overrides = Annotated[
@@ -18,7 +18,6 @@ Overrides = Annotated[
 ]
 Dataset = Annotated[str, typer.Argument(help="Dataset name, a key under `data` in params.yaml (e.g. catsdogs).")]
 Model = Annotated[str, typer.Argument(help="Model name, a key under `models` in params.yaml (e.g. catsdogs_cnn).")]
-DEFAULT_PARAMS = Path("params.yaml")
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,15 +37,3 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def load(path: Path, overrides: list[str] | None) -> Params:
     """The params file, `-S` overrides applied, validated."""
     return load_params(path, overrides or [])
-
-
-def dataset_named(params: Params, name: str) -> str:
-    """`name`, once it is a dataset under `data`."""
-    if name not in params.data:
-        raise PipelineError(f"unknown dataset {name!r}: params.yaml `data` has {', '.join(params.data)}")
-    return name
-
-
-def report_json(result: Any) -> None:
-    """Print a stage's result as sorted JSON."""
-    typer.echo(json.dumps(result, indent=2, sort_keys=True))

@@ -1,5 +1,6 @@
-"""`pipeline train MODEL --nproc N` (and `--nnodes`, `--node-rank`, `--master`): the train command run again under
-torchrun, one process per GPU on each machine (see `pipeline.core.distributed` for what the processes do)."""
+"""`pipeline train MODEL --nproc N` (and `--nnodes`, `--node-rank`, `--master`): the train stage's command
+(`python -m pipeline.stages.train`) under torchrun, one process per GPU on each machine (see
+`pipeline.core.distributed` for what the processes do)."""
 
 import os
 import subprocess
@@ -11,6 +12,7 @@ import torch
 from pipeline.core.distributed import NODE_RANK_ENV
 from pipeline.core.errors import PipelineError
 
+TRAIN_STAGE = "pipeline.stages.train"  # the module each torchrun process runs
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,9 @@ class Nodes:
 
 
 def launch(nodes: Nodes, arguments: list[str], run_id: str = "pipeline") -> int:
-    """Run `pipeline <arguments>` under torchrun: `nodes.nproc` processes on this machine, joined with those the
-    same command starts on the other machines (`run_id` must match there); returns torchrun's exit status."""
+    """Run `python -m pipeline.stages.train <arguments>` under torchrun: `nodes.nproc` processes on this machine,
+    joined with those the same command starts on the other machines (`run_id` must match there); returns torchrun's
+    exit status."""
     nodes.check()
     if torch.cuda.is_available() and nodes.nproc > torch.cuda.device_count():
         raise PipelineError(f"--nproc: {nodes.nproc} processes, but this machine has {torch.cuda.device_count()} GPUs")
@@ -70,4 +73,4 @@ def launch(nodes: Nodes, arguments: list[str], run_id: str = "pipeline") -> int:
     if nodes.nnodes > 1:
         env[NODE_RANK_ENV] = str(nodes.node_rank)
     command = [sys.executable, "-m", "torch.distributed.run", *nodes.torchrun_options(run_id)]
-    return subprocess.run([*command, "-m", "pipeline.cli.stages", *arguments], env=env, check=False).returncode
+    return subprocess.run([*command, "-m", TRAIN_STAGE, *arguments], env=env, check=False).returncode

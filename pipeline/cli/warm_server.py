@@ -2,18 +2,20 @@
 it, so that each stage process DVC starts skips the seconds of importing torch and the other heavy libraries.
 
 The server (`python -m pipeline.cli.warm_server SOCKET`, in a session of its own) imports `PRELOAD` once, then
-listens on a Unix socket (a stage that starts before, in the first seconds, runs cold). For each stage command
-(`pipeline.cli.run_stage`) it forks a child that takes the command's standard streams, working folder, environment,
-`sys.path` and arguments, drops every `pipeline` module the server had imported (the project's code is read afresh
-from the command's folder, as a cold start would, so editing it between stages is seen), and runs the module as
-`__main__`. The child's exit status goes back to the command.
+listens on a Unix socket (a stage that starts before, in the first seconds, runs cold). COMMAND runs with a folder
+first on its PATH that holds a `python` shim (`pipeline.cli.warm_handoff`): DVC runs each stage's
+`python -m pipeline.stages.<stage> ...` through a shell with the PATH it has itself, so the shim gets it and hands it
+to the server. For each stage the server forks a child that takes the stage process's standard streams, working
+folder, environment, `sys.path` and arguments, drops every `pipeline` module the server had imported (the project's
+code is read afresh from the stage's folder, as a cold start would, so editing it between stages is seen), and runs
+the module as `__main__`. The child's exit status goes back to the stage process.
 
-A command runs cold instead (same code, same results) when no server runs, when the server refuses it (another
-interpreter, other interpreter flags, or an environment that differs beyond the variables DVC and the shell set per
-command: threads, devices and library settings are read at import), and on a machine with a GPU (a process that
-has touched the CUDA driver cannot hand it to forked children, and importing torch's compiler may touch it).
+A stage runs cold instead (same code, same results: the shim execs the real interpreter) when no server runs, when
+the server refuses it (another interpreter, other interpreter flags, or an environment that differs beyond the
+variables DVC and the shell set per stage: threads, devices and library settings are read at import), and on a
+machine with a GPU (a process that has touched the CUDA driver cannot hand it to forked children, and importing
+torch's compiler may touch it): there COMMAND runs with neither server nor shim.
 """
-
 import contextlib
 import ctypes
 import importlib
@@ -32,11 +34,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.run_stage import SOCKET_ENV
-from pipeline.cli.stages import exit_status
+from pipeline.cli.warm_handoff import SOCKET_ENV, write_shim
 from pipeline.core.stage_times import STAGE_PROCESS_ENV
 
-# The third-party modules the stage commands import (measured with `python -X importtime`, and the modules new in
+# The third-party modules the stages import (measured with `python -X importtime`, and the modules new in
 # sys.modules after a stage's work), heaviest first. Only libraries: the project's own modules are never kept across
 # commands. onnxruntime is left out: importing it starts a thread, and a process is forked from this one.
 PRELOAD = (
@@ -77,29 +78,36 @@ PER_COMMAND_PREFIX = "DVC_"
 PER_COMMAND = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "PS1", "COLUMNS", "LINES", SOCKET_ENV})
 GPU_DEVICES = ("/dev/nvidiactl", "/dev/kfd")
 POLL_S = 0.02
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 PR_SET_PDEATHSIG = 1
 
 
 def run_warm(command: list[str], wait: bool = False) -> int:
-    """Run `command` with a warm server for its stage processes; its exit status. The command starts at once, and
-    the stages that start while the server still imports run cold; with `wait`, it starts once the server serves."""
-    with serving(wait=wait) as path:
-        env = {**os.environ, SOCKET_ENV: path} if path else dict(os.environ)
+    """Run `command` with a warm server for its stages; its exit status. The command starts at once, and the stages
+    that start while the server still imports run cold; with `wait`, it starts once the server serves."""
+    with serving(wait=wait) as env:
         return subprocess.run(command, env=env, check=False).returncode
 
 
 @contextlib.contextmanager
-def serving(preload: tuple[str, ...] = PRELOAD, wait: bool = False) -> Iterator[str | None]:
-    """A warm server, importing `preload`, for the duration: the path its socket will have once its imports are
-    done (with `wait`: has; None if it ended first), or None on a machine with a GPU."""
+def serving(preload: tuple[str, ...] = PRELOAD, wait: bool = False) -> Iterator[dict[str, str]]:
+    """A warm server, importing `preload`, for the duration: the environment for the command it serves, with the
+    `python` shim's folder first on PATH and the server's socket (which exists once its imports are done; with
+    `wait`: exists) in `SOCKET_ENV`. This process's environment as it is where no server serves: on a machine with
+    a GPU, or (with `wait`) when the server ended before serving."""
     if any(Path(device).exists() for device in GPU_DEVICES):
-        yield None
+        yield dict(os.environ)
         return
     with tempfile.TemporaryDirectory(prefix="pipeline-warm-") as folder:
-        path = str(Path(folder) / "socket")
-        server = subprocess.Popen([sys.executable, "-m", __name__, path, *preload], stdin=subprocess.DEVNULL)
+        shim_folder, path = Path(folder) / "bin", str(Path(folder) / "socket")
+        shim_folder.mkdir()
+        write_shim(str(shim_folder))
+        env = {**os.environ, "PATH": f"{shim_folder}{os.pathsep}{os.environ.get('PATH', '')}", SOCKET_ENV: path}
+        server = subprocess.Popen(  # from the folder above this package: a `pipeline` in the command's is another
+            [sys.executable, "-m", __name__, path, *preload], stdin=subprocess.DEVNULL, env=env, cwd=PACKAGE_ROOT
+        )
         try:
-            yield path if not wait or _serving(server, Path(path)) else None
+            yield env if not wait or _serving(server, Path(path)) else dict(os.environ)
         finally:
             server.terminate()
             server.wait()
@@ -226,6 +234,13 @@ def refused(asked: dict[str, Any], started: dict[str, str]) -> str:
         if env.get(name) != started.get(name) and not name.startswith(PER_COMMAND_PREFIX) and name not in PER_COMMAND
     )
     return f"environment variables differ: {', '.join(differing)}" if differing else ""
+
+
+def exit_status(exit_: SystemExit) -> int:
+    """The status a process ends with on `exit_`: its code, 0 for None, else 1 with a text code printed to stderr."""
+    if isinstance(exit_.code, str):
+        print(exit_.code, file=sys.stderr)
+    return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
 
 
 def run_command(asked: dict[str, Any], fds: list[int], imports_set: dict[str, str]) -> int:

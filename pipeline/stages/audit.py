@@ -19,13 +19,15 @@ from pipeline.analysis.audit_findings import LABEL_COLUMNS, OUTLIER_COLUMNS, cou
 from pipeline.analysis.audit_plots import pairs_grid, suspects_grid
 from pipeline.analysis.plots import save_png
 from pipeline.config.audit import AuditParams
-from pipeline.config.params import ModelConfig
+from pipeline.config.params import ModelConfig, Params
 from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.errors import PipelineError
 from pipeline.core.paths import AUDIT_FINDINGS, SPLITS, Paths
 from pipeline.data.archive import open_archive
 from pipeline.data.images import decode_image
 from pipeline.data.manifests import PAIR_COLUMNS, read_manifest
 from pipeline.data.store import SplitArrays, load_meta, load_split
+from pipeline.stages.command import dataset_named, stage_command
 
 GRID_SIDE = 96  # pixels of each image in the grids
 
@@ -111,3 +113,16 @@ def _grids(paths: Paths, dataset: str, limit: int, pairs: pd.DataFrame, suspects
              folder / "label_issues.png")
     save_png(pairs_grid(images[len(top) : len(wanted)], closest, f"{dataset}: near-duplicate pairs"),
              folder / "near_duplicates.png")
+
+
+def audit_named(dataset: str, params: Params) -> dict:
+    """Audit the dataset named with its `audit` block (its `sample` keys while on the sample) and the model its
+    folds train, as its command does; returns the summary."""
+    name = dataset_named(params, dataset)
+    if name not in params.audit:
+        raise PipelineError(f"audit.{name}: no such block in params.yaml; add one to audit {name!r}")
+    return audit(name, params.audit_of(name), params.audit_model(name), params.seed, Paths())
+
+
+if __name__ == "__main__":
+    stage_command(audit_named)

@@ -9,12 +9,14 @@ folder appears whole or not at all: a source that fails leaves the previous one 
 """
 
 from pipeline.config.datasets import DataSource
+from pipeline.config.params import Params
 from pipeline.core.atomic import atomic_path
 from pipeline.core.paths import Paths
 from pipeline.data.ingest import ingest
 from pipeline.data.raw import RawIndex
 from pipeline.data.sources.builtin import open_source
 from pipeline.data.tables import iris_frame, write_table
+from pipeline.stages.command import dataset_named, stage_command
 
 
 def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> RawIndex:
@@ -25,3 +27,19 @@ def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> RawInde
             return write_table(folder, iris_frame())
         with open_source(dataset, data, seed, folder.parent) as tree:  # scratch files inside the temporary copy
             return ingest(tree, data, f"data.{dataset}", folder)
+
+
+def download_named(dataset: str, params: Params) -> str:
+    """Download the dataset named, as its command does; the line it prints: samples, classes, layout, what was
+    left out."""
+    name, paths = dataset_named(params, dataset), Paths()
+    index = download(name, params.data[name], params.seed, paths)
+    left_out = ", ".join(f"{count} {reason}" for reason, count in index.ignored.items())
+    return (
+        f"{name}: {index.samples} samples of {len(index.classes)} classes ({', '.join(index.classes)}), "
+        f"{index.layout} layout, in {paths.raw_dir(name)}" + (f"; left out: {left_out}" if left_out else "")
+    )
+
+
+if __name__ == "__main__":
+    stage_command(download_named)

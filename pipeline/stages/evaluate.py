@@ -42,6 +42,8 @@ from pipeline.analysis.plots import (
 )
 from pipeline.config.datasets import DataSource
 from pipeline.config.evaluation import TtaMode
+from pipeline.config.params import Params
+from pipeline.config.resolution import check_overrides, locked_params, read_lock
 from pipeline.core.atomic import write_json, write_text
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
@@ -51,6 +53,7 @@ from pipeline.data.store import DatasetMeta, SplitArrays, load_meta, load_split
 from pipeline.inference.tta import with_tta
 from pipeline.models.file import SavedModel, load_model
 from pipeline.analysis.measure import measure
+from pipeline.stages.command import stage_command
 
 BATCH_SIZE = 256
 TOP_LOSSES = 9  # fastai's plot_top_losses shows 9 by default
@@ -198,3 +201,17 @@ def _write_errors(
 def _write_confusion(paths: Paths, model_name: str, actual: np.ndarray, predicted: np.ndarray, classes) -> None:
     records = [{"actual": classes[a], "predicted": classes[p]} for a, p in zip(actual, predicted, strict=True)]
     write_text(paths.confusion(model_name), json.dumps(records, indent=0) + "\n")
+
+
+def evaluate_named(model: str, params: Params, device: str = "auto") -> dict:
+    """Evaluate the model named on `device`, with its `evaluate` block's test-time augmentation and Grad-CAM, as its
+    command does; returns the figures. A changed `evaluate.*` key that the model's own block shadows stops it first,
+    naming the key to set."""
+    paths = Paths()
+    check_overrides(params, model, locked_params(read_lock(paths.lock_file()), f"evaluate@{model}"))
+    chosen = params.model(model).evaluate
+    return evaluate(model, paths, device, data=params.data, tta=chosen.tta, gradcam=chosen.gradcam)
+
+
+if __name__ == "__main__":
+    stage_command(evaluate_named)

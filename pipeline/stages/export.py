@@ -39,6 +39,7 @@ from pipeline.inference.onnx_backend import OnnxBackend
 from pipeline.inference.onnx_metadata import ExportInfo
 from pipeline.models.file import SavedModel, load_model
 from pipeline.models.outputs import probabilities
+from pipeline.stages.command import stage_command
 
 PARITY_SAMPLES = 64
 BATCH_SIZE = 48  # two batches of other sizes (48 and 16): the batch axis of any size is checked
@@ -126,3 +127,12 @@ def _check_data(model_name: str, saved: SavedModel, meta: DatasetMeta, inputs: n
             f"{shape}, but {paths.processed_dir(saved.dataset)} now has {meta.classes} and {inputs.shape[1:]}; "
             "run the train stage again"
         )
+
+
+def export_named(model: str) -> dict[str, Any]:
+    """Export the model named, as its command does (it reads the model file, not params); returns the figures."""
+    return export(model, Paths())
+
+
+if __name__ == "__main__":
+    stage_command(export_named, reads_params=False)

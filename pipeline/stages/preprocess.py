@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.config.datasets import PreprocessParams, TablePreprocess
+from pipeline.config.params import Params
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.paths import SPLITS, Paths
 from pipeline.data.archive import open_archive
@@ -31,6 +32,7 @@ from pipeline.data.manifests import read_manifest
 from pipeline.data.raw import read_index
 from pipeline.data.store import ArrayWriter, ChannelStats
 from pipeline.data.tables import preprocess_table
+from pipeline.stages.command import dataset_named, stage_command
 
 
 def preprocess(dataset: str, params: PreprocessParams | TablePreprocess, paths: Paths) -> dict:
@@ -129,3 +131,13 @@ def _read(archive: zipfile.ZipFile, member: str, params: PreprocessParams) -> tu
         return None, reason
     image = decoded(data, params.color)
     return image, "" if image is not None else UNDECODABLE
+
+
+def preprocess_named(dataset: str, params: Params) -> dict:
+    """Preprocess the dataset named with its `preprocess` block, as its command does; returns the counts."""
+    name = dataset_named(params, dataset)
+    return preprocess(name, params.preprocess[name], Paths())
+
+
+if __name__ == "__main__":
+    stage_command(preprocess_named)

@@ -18,6 +18,7 @@ from pipeline.config.params import Params
 from pipeline.config.resolution import check_overrides, locked_params, read_lock
 from pipeline.core.atomic import write_json
 from pipeline.core.paths import Paths
+from pipeline.stages.command import dataset_named, stage_command
 
 
 def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
@@ -47,3 +48,12 @@ def _check_aug_overrides(dataset: str, params: Params, paths: Paths) -> None:
     for model, block in params.models.items():
         if block.dataset == dataset:
             check_overrides(params, model, locked_params(lock, f"train@{model}", f"settings@{dataset}"))
+
+
+def settings_named(dataset: str, params: Params) -> dict[str, dict]:
+    """Write the resolved blocks of the dataset named, as its command does; returns them."""
+    return settings(dataset_named(params, dataset), params, Paths())
+
+
+if __name__ == "__main__":
+    stage_command(settings_named)

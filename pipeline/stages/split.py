@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config.datasets import SplitParams
+from pipeline.config.params import Params
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.paths import SPLITS, Paths
 from pipeline.data.manifests import COLUMNS, PAIR_COLUMNS
@@ -23,6 +24,7 @@ from pipeline.data.near_duplicates import archive_signatures, near_pairs
 from pipeline.data.raw import read_index, read_samples
 from pipeline.data.reviews import apply_reviews, read_exclusions, read_relabels
 from pipeline.data.splitting import Leaks, NearDuplicates, draw_splits, drop_leaks, drop_near_duplicates
+from pipeline.stages.command import dataset_named, stage_command
 
 DUPLICATES, NEAR_DUPLICATES = "duplicates.csv", "near_duplicates.csv"
 
@@ -99,3 +101,14 @@ def _write_counts(summary: dict, counts: dict[str, dict[str, int]], paths: Paths
             table = pd.DataFrame({"class": list(per_class), "count": list(per_class.values())})
             table.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
     return summary
+
+
+def split_named(dataset: str, params: Params) -> dict[str, dict[str, int]]:
+    """Split the dataset named, as its command does: its `split` block, and near-duplicates looked for when its
+    audit asks; returns the counts."""
+    name = dataset_named(params, dataset)
+    return split(name, params.split[name], params.seed, Paths(), near=params.near_duplicates(name))
+
+
+if __name__ == "__main__":
+    stage_command(split_named)

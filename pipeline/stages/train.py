@@ -1,7 +1,9 @@
 """Stage `train@<model>`: fit one model on its dataset's preprocessed training split.
 
 dvc.yaml runs this file. Read it top to bottom, as torchvision's `references/classification/train.py`: `train`
-resolves the model's train_params (printed, and saved for `dvc exp show`), builds the model, optimiser and feed,
+resolves the model's settings (a key changed since the last run that a more specific key shadows stops it; the
+table of every key, its value and where it came from is printed, and saved in metrics/<model>/train/
+resolved_params.json for `dvc exp show` and `dvc metrics diff`), builds the model, optimiser and feed,
 resumes a checkpoint left by a killed run, then `fit` runs the epochs: `train_one_epoch` steps every batch through
 `train_step` (forward, loss, `backward()`, the optimiser's step) and `evaluate` scores the validation split. The
 helpers live in pipeline/training/, named for what they do: feed (batches), augment and batch_augment, mixing
@@ -62,6 +64,7 @@ from pipeline.data.store import DatasetMeta, SplitArrays, load_meta, load_split,
 from pipeline.models.file import save_model
 from pipeline.models.outputs import loss, probabilities
 from pipeline.models.registry import build_model, has_batchnorm, parameter_groups
+from pipeline.stages.command import stage_command
 from pipeline.training.checkpoints import Checkpoint, run_fingerprint
 from pipeline.training.feed import TrainFeed
 from pipeline.training.fine_tune import fine_tune_epoch
@@ -325,3 +328,14 @@ def _check_same_start(done: int, paths: Paths, config: ModelConfig, device: torc
 def _progress_title(config: ModelConfig, device: torch.device, shard: Shard) -> str:
     processes = f" x{shard.world}" if shard.world > 1 else ""
     return f"train {config.name} ({device}{processes})"
+
+
+def train_named(model_name: str, params: Params) -> dict | None:
+    """Train the model named, as its command does; what it prints: the last epoch's row from the process that
+    writes the model, None from the other torchrun processes."""
+    result = train(model_name, params, Paths())
+    return result if current_shard().is_main else None
+
+
+if __name__ == "__main__":
+    stage_command(train_named)

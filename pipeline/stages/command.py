@@ -1,0 +1,91 @@
+"""A stage as the command dvc.yaml runs: `python -m pipeline.stages.<stage> NAME [-p FILE] [-S KEY=VALUE]...`.
+
+Each stage module ends by handing its `<stage>_named` function (the stage of one dataset or model, looked up in the
+params) to `stage_command`, which parses those arguments, reads the params file with the `-S` overrides applied as
+`dvc exp run -S` applies them, calls the function and prints what it returns: sorted JSON, a line of text as it is,
+nothing for None. A `PipelineError` prints as one red line on stderr and the status is 1. The `pipeline` command
+(`pipeline.cli`) calls the same `<stage>_named` functions, so nothing a stage does lives in two places.
+"""
+
+import argparse
+import inspect
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pipeline.config.params import Params, load_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.stage_times import record_stage
+
+DEFAULT_PARAMS = Path("params.yaml")
+RED, PLAIN = "\x1b[31m", "\x1b[0m"
+
+
+def dataset_named(params: Params, name: str) -> str:
+    """`name`, once it is a dataset under `data` (else an error that lists them)."""
+    if name not in params.data:
+        raise PipelineError(f"unknown dataset {name!r}: params.yaml `data` has {', '.join(params.data)}")
+    return name
+
+
+def stage_output(result: Any) -> str | None:
+    """What a stage command prints for its `<stage>_named` function's result: text as it is, anything else as
+    sorted JSON, None (a torchrun process that writes nothing) as nothing."""
+    if result is None or isinstance(result, str):
+        return result
+    return json.dumps(result, indent=2, sort_keys=True)
+
+
+def error_line(error: PipelineError) -> str:
+    """A user's error as the one line a stage command prints: red on a terminal, plain text elsewhere."""
+    line = f"error: {error}"
+    return f"{RED}{line}{PLAIN}" if sys.stderr.isatty() else line
+
+
+def stage_command(stage: Callable[..., Any], reads_params: bool = True) -> NoReturn:
+    """Run `stage` (`<stage>_named`: the name, then the params unless not `reads_params`) as this process's command,
+    print its output, record the stage's time, and end the process at once with its status.
+
+    A process that has imported torch takes about a second to tear its modules down at a normal exit, which
+    `dvc repro` would wait for after each stage. By the time the stage returns, every output is written and closed
+    (atomically), so nothing is left for that teardown to do but free memory: stdout and stderr are flushed and the
+    process ends with `os._exit`. An unexpected exception is not caught: it ends the process with its traceback.
+    """
+    imported = time.time()
+    arguments = _parser(stage, reads_params).parse_args()
+    status = 1
+    try:
+        if reads_params:
+            output = stage_output(stage(arguments.name, load_params(arguments.params, arguments.set or [])))
+        else:
+            output = stage_output(stage(arguments.name))
+        if output is not None:
+            print(output)
+        status = 0
+    except PipelineError as error:
+        print(error_line(error), file=sys.stderr)
+    finally:
+        record_stage(imported)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _parser(stage: Callable[..., Any], reads_params: bool) -> argparse.ArgumentParser:
+    """The stage command's arguments: the dataset or model (named as `stage`'s first parameter), -p and -S."""
+    main = sys.modules["__main__"]
+    module = main.__spec__.name if getattr(main, "__spec__", None) else stage.__module__
+    what = next(iter(inspect.signature(stage).parameters))
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=(stage.__doc__ or "").split("\n")[0])
+    parser.add_argument("name", metavar=what.split("_")[0].upper(), help=f"the {what.replace('_', ' ')}: dvc.yaml's ${{key}}")
+    if reads_params:
+        parser.add_argument("-p", "--params", type=Path, default=DEFAULT_PARAMS, help="Params file to read.")
+        parser.add_argument(
+            "-S", "--set", action="append", metavar="KEY=VALUE",
+            help="Override a param (repeatable), e.g. -S aug.rotation=20.",
+        )
+    return parser
