@@ -1,6 +1,7 @@
 """End to end: `dvc repro` in a temporary copy of the repository, with tiny params, as a user runs it."""
 
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import yaml
 from pipeline.analysis.repro_times import last_run
 from pipeline.cli.warm_server import GPU_DEVICES
 from tests.helpers.params import tiny_full
-from tests.helpers.workspace import committed_repro, dvc, run, stages_run
+from tests.helpers.workspace import attempt, committed_repro, dvc, run, stages_run
 
 
 pytestmark = pytest.mark.slow
@@ -154,3 +155,33 @@ def test_switching_a_source_reruns_exactly_that_datasets_stages_and_its_models(
     cifar = {f"{stage}@cifar10" for stage in ("download", "settings", "split", "preprocess")}
     assert stages_run(output) == cifar | {f"{stage}@cifar_mlp" for stage in ("train", "evaluate", "export")}
     assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 2
+
+
+def _resolved(root: Path, model: str) -> dict:
+    return json.loads((root / f"metrics/{model}/train/resolved_params.json").read_text())
+
+
+def test_an_override_the_sample_budget_shadows_is_refused_and_the_key_it_names_takes_effect(workspace: Path) -> None:
+    """`-S models.cifar_cnn_bn.epochs=3` on the sample changes nothing that trains: the run stops, naming the key
+    to set; set as it says, 3 epochs run and resolved_params.json (which `dvc exp show` shows) says so."""
+    refused = attempt(workspace, sys.executable, "-m", "dvc", "exp", "run", "-S", "models.cifar_cnn_bn.epochs=3",
+                      "train@cifar_cnn_bn")
+    assert refused.returncode != 0
+    assert "set models.cifar_cnn_bn.sample.epochs=3 instead" in refused.stdout + refused.stderr
+    run(workspace, "git", "checkout", "params.yaml")  # dvc exp run left its -S in params.yaml
+    try:
+        dvc(workspace, "exp", "run", "-S", "models.cifar_cnn_bn.sample.epochs=3", "train@cifar_cnn_bn")
+        assert json.loads((workspace / "metrics/cifar_cnn_bn/train/metrics.json").read_text())["step"] == 3
+        resolved = _resolved(workspace, "cifar_cnn_bn")
+        assert (resolved["epochs"], resolved["from"]["epochs"]) == (3, "models.cifar_cnn_bn.sample.epochs")
+        shown = json.loads(dvc(workspace, "exp", "show", "--json"))
+        ran = {
+            exp["data"]["metrics"]["metrics/cifar_cnn_bn/train/resolved_params.json"]["data"]["epochs"]
+            for baseline in shown
+            for exp in [baseline, *(rev for group in baseline.get("experiments") or [] for rev in group["revs"])]
+            if (exp.get("data") or {}).get("metrics", {}).get("metrics/cifar_cnn_bn/train/resolved_params.json")
+        }
+        assert {1, 3} <= ran
+    finally:
+        run(workspace, "git", "checkout", "params.yaml", "dvc.lock")
+        dvc(workspace, "checkout", "-q")

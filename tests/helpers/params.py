@@ -44,6 +44,8 @@ TINY_CIFAR: dict[str, Any] = {
             "batchnorm": True,
             "dropout": [0.2, 0.3, 0.4, 0.5],
             "aug": CIFAR_AUG,
+            "epochs": 2,
+            "sample": {"epochs": 1},
         },
         "cifar_vgg16": {"dataset": "cifar10", "arch": "vgg16", "pretrained": False, "freeze": False, "head": 8},
         "cifar_resnet18": {"dataset": "cifar10", "arch": "resnet18", "optimizer": "sgd", "lr_schedule": "cosine"},
