@@ -91,13 +91,13 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
     # What runs is what the table says: a changed key that a more specific one shadows stops the stage here.
     check_overrides(params, model_name, locked_params(read_lock(paths.lock_file()), f"train@{model_name}"))
     resolved = resolved_keys(params, model_name)
-    if shard.is_main:
-        print(settings_text(params, model_name), file=sys.stderr, flush=True)
     with process_group(shard, pick_device(train_params.device)) as device:
         # Data, model, optimiser and recipe, seeded so that the same params and seed start from the same weights.
         meta = load_meta(paths, config.dataset)
         train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
         model, feed, recipe = build_training(config, params.seed, meta, train_set, device, shard)
+        if shard.is_main:  # once the set-up has worked: a failure stays one line
+            print(settings_text(params, model_name), file=sys.stderr, flush=True)
 
         # Resume: the newest checkpoint of this very run (params, seed, data and code), if one is left.
         kept = KeptWeights(train_params.keep, train_params.monitor)
