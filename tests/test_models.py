@@ -11,6 +11,7 @@ from torchvision.models import VGG16_BN_Weights, VGG16_Weights, WeightsEnum
 from pipeline.data.store import DatasetMeta
 from pipeline.config.archs import (
     ARCH_ARGS,
+    BatchNormArgs,
     CatsDogsCnnArgs,
     CifarCnnArgs,
     MlpArgs,
@@ -384,25 +385,62 @@ def test_load_model_rebuilds_a_pretrained_model_without_fetching_weights(monkeyp
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize(
-    ("arch", "args"),
-    [
-        ("cifar_cnn", CifarCnnArgs(batchnorm=True, bn_momentum=0.5)),
-        ("resnet18", ResNet18Args(bn_momentum=0.5)),
-        ("vgg16", Vgg16Args(pretrained=False, batchnorm=True, bn_momentum=0.5)),
-    ],
-    ids=["cifar_cnn", "resnet18", "vgg16_bn"],
-)
-def test_bn_momentum_is_the_share_of_running_statistics_kept(arch, args):
+# Every architecture whose args take bn_momentum, with the keys that give it BatchNorm layers.
+WITH_BATCHNORM = {
+    "cifar_cnn": {"batchnorm": True},
+    "vgg16": {"pretrained": False, "batchnorm": True},
+    "resnet18": {},
+    "airbench": {},
+    "small_resnet": {},
+}
+
+
+def _bn_momenta(arch: str, **keys) -> list[float | None]:
+    """The momentum of every BatchNorm layer of `arch` built for CIFAR-10 with WITH_BATCHNORM's keys and `keys`."""
+    args = ARCH_ARGS[arch].model_validate(WITH_BATCHNORM[arch] | keys)
     model = build_model(arch, args, in_channels=3, size=32, num_classes=10)
-    norms = [module for module in model.modules() if isinstance(module, BATCHNORM)]
-    assert norms and all(module.momentum == pytest.approx(0.5) for module in norms)
+    return [module.momentum for module in model.modules() if isinstance(module, BATCHNORM)]
 
 
-def test_the_default_bn_momentum_is_pytorchs():
-    model = build_model("resnet18", ResNet18Args(), in_channels=3, size=32, num_classes=10)
-    momenta = [module.momentum for module in model.modules() if isinstance(module, BATCHNORM)]
-    assert momenta and all(momentum == pytest.approx(0.1) for momentum in momenta)
+def test_every_architecture_that_takes_bn_momentum_is_checked():
+    assert set(WITH_BATCHNORM) == {arch for arch, block in ARCH_ARGS.items() if issubclass(block, BatchNormArgs)}
+
+
+@pytest.mark.parametrize("arch", WITH_BATCHNORM)
+def test_bn_momentum_is_pytorchs_momentum_of_every_batchnorm_layer(arch):
+    momenta = _bn_momenta(arch, bn_momentum=0.25)
+    assert momenta and all(momentum == 0.25 for momentum in momenta)
+
+
+@pytest.mark.parametrize("arch", WITH_BATCHNORM)
+def test_the_default_bn_momentum_is_pytorchs_default(arch):
+    momenta = _bn_momenta(arch)
+    assert momenta and all(momentum == nn.BatchNorm2d(1).momentum == 0.1 for momentum in momenta)
+
+
+def test_a_saved_model_is_rebuilt_with_its_recorded_bn_momentum(tmp_path):
+    args = CifarCnnArgs(widths=(4, 4, 4), dense=8, batchnorm=True, bn_momentum=0.25)
+    model = build_model("cifar_cnn", args, in_channels=3, size=32, num_classes=10)
+    config = ModelConfig("bn", "cifar10", "cifar_cnn", args, TrainParams(), AugParams())
+    meta = DatasetMeta(classes=[str(n) for n in range(10)], size=32, color="rgb", resize="squash", normalize=False,
+                       mean=[0.5] * 3, std=[0.25] * 3)
+    save_model(tmp_path / "model.pt", model, config, meta, 3, seed=0, epoch=1)
+    loaded, saved = load_model(tmp_path / "model.pt")
+    assert saved.arch_args["bn_momentum"] == 0.25
+    momenta = [module.momentum for module in loaded.modules() if isinstance(module, BATCHNORM)]
+    assert momenta and all(momentum == 0.25 for momentum in momenta)
+
+
+@pytest.mark.parametrize("value", [0, 1.5])
+def test_a_bn_momentum_out_of_range_names_the_key(value):
+    block = {"dataset": "catsdogs", "arch": "cifar_cnn", "batchnorm": True, "bn_momentum": value}
+    with pytest.raises(PipelineError, match=r"models\.bn\.bn_momentum: Input should be"):
+        parse_params(tiny_raw(**{"models.bn": block}))
+
+
+def test_a_bn_momentum_of_1_is_the_last_batchs_statistics():
+    block = {"dataset": "catsdogs", "arch": "cifar_cnn", "batchnorm": True, "bn_momentum": 1}
+    assert parse_params(tiny_raw(**{"models.bn": block})).model("bn").arch_args.bn_momentum == 1
 
 
 def test_bn_momentum_on_a_model_without_batchnorm_is_an_error_naming_the_model():

@@ -71,3 +71,11 @@ def test_the_recipe_models_of_params_yaml_build_and_differ_from_the_classic_data
     rgb, classic = params.data["catsdogs_rgb"], params.data["catsdogs"]
     assert rgb.builtin == "catsdogs" and (rgb.source, rgb.layout, rgb.classes) == (classic.source, classic.layout, classic.classes)
     assert params.preprocess["catsdogs_rgb"].color == "rgb" and params.preprocess["catsdogs"].color == "gray"
+
+
+def test_cifar_best_keeps_airbenchs_share_of_the_running_statistics():
+    # airbench94's BatchNorm(momentum=0.6) passes 1 - 0.6 to PyTorch: 0.6 of the running statistics kept a step.
+    model = load_params().model("cifar_best")
+    net = build_model("airbench", model.arch_args, in_channels=3, size=32, num_classes=10)
+    momenta = [module.momentum for module in net.modules() if isinstance(module, nn.BatchNorm2d)]
+    assert momenta and all(momentum == pytest.approx(1 - 0.6) for momentum in momenta)

@@ -24,14 +24,19 @@ class MlpArgs(Block):
     hidden: Annotated[list[Count], Field(min_length=1)] = [256, 128]
 
 
-BnMomentum = Annotated[float, Field(ge=0, lt=1)]
-BN_MOMENTUM = 0.9
+BN_MOMENTUM = 0.1  # PyTorch's default, torch.nn.BatchNorm2d's own
+BnMomentum = Annotated[float, Field(gt=0, le=1, description=(
+    "PyTorch's BatchNorm momentum, as timm and torchvision take it: the weight of each training batch's mean and "
+    "variance in the running ones (running = (1 - bn_momentum) * running + bn_momentum * batch). 0.1 is PyTorch's "
+    "default (Keras momentum 0.9, the share kept); Keras's default 0.99 is 0.01 here. Higher follows recent batches "
+    "faster. Only for a model with BatchNorm layers."
+))]
 
 
 class BatchNormArgs(Block):
-    """`bn_momentum`: the share of BatchNorm's running mean and variance kept at each training step (Keras's
-    convention; PyTorch's `momentum` is 1 minus it). 0.9 is PyTorch's default; lower follows recent batches
-    faster. Only for a model with BatchNorm layers."""
+    """`bn_momentum`: PyTorch's BatchNorm `momentum`, passed as it is to every BatchNorm layer: the weight of each
+    training batch's statistics in the running mean and variance (Keras's `momentum`, the share kept, is 1 minus
+    it). 0.1 is PyTorch's default; higher follows recent batches faster. Only for a model with BatchNorm layers."""
 
     bn_momentum: BnMomentum = BN_MOMENTUM
 

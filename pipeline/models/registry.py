@@ -64,11 +64,12 @@ def build_model(
     return model
 
 
-def set_bn_momentum(model: nn.Module, kept: float) -> None:
-    """Keep `kept` of every BatchNorm layer's running statistics at each training step (PyTorch: 1 - kept)."""
+def set_bn_momentum(model: nn.Module, momentum: float) -> None:
+    """Give every BatchNorm layer PyTorch's `momentum`: the weight of each training batch's statistics in the
+    running ones (`bn_momentum`, as it is)."""
     for module in model.modules():
         if isinstance(module, BATCHNORM):
-            module.momentum = 1 - kept
+            module.momentum = momentum
 
 
 def has_batchnorm(model: nn.Module) -> bool:
