@@ -10,7 +10,6 @@ audit's defaults) and prints the seconds, the peak memory and the planted copies
 """
 
 import argparse
-import io
 import resource
 import tempfile
 import time

@@ -3,7 +3,6 @@ command-line reference from the Typer app, the results tables from the committed
 hand-written pages they fill."""
 
 import json
-from pathlib import Path
 from typing import Annotated, Literal
 
 import pytest

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from pipeline.config.params import parse_params
-from pipeline.core.paths import Paths
 from pipeline.core.torchfile import read_torch_file
 from pipeline.stages.train import train
 from tests.helpers.params import tiny_raw

@@ -7,7 +7,6 @@ does not grow with the dataset either.
 """
 
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path

@@ -10,8 +10,6 @@ figure is of the class probabilities averaged over the views (`pipeline.inferenc
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from torch import nn

@@ -21,7 +21,6 @@ epoch and the saved model are the moving average's.
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
