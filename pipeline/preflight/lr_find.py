@@ -26,7 +26,7 @@ from pipeline.config.params import Params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import pick_device, to_tensor
-from pipeline.tools.params_editing import append_entry, load_document, save_document
+from pipeline.onboarding.params_editing import append_entry, load_document, save_document
 from pipeline.training.run import build_run
 from pipeline.training.schedule import initial_lr
 from pipeline.training.step import penalty_for, training_step
