@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config.datasets import SplitParams
 from pipeline.core.errors import PipelineError
-from pipeline.tools.audit_review import review
+from pipeline.analysis.audit_review import review
 
 
 @pytest.fixture

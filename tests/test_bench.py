@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-import pipeline.tools.train_bench as bench_module
+import pipeline.upkeep.train_bench as bench_module
 from pipeline.config.params import parse_params
-from pipeline.tools.train_bench import bench, training_bench_table
+from pipeline.upkeep.train_bench import bench, training_bench_table
 from tests.helpers.params import tiny_raw
 
 FIGURES = (

@@ -3,7 +3,7 @@ figures are only checked to be there and positive)."""
 
 import pytest
 
-from pipeline.tools.serve_bench import SERVERS, bench, serving_bench_table
+from pipeline.upkeep.serve_bench import SERVERS, bench, serving_bench_table
 from tests.helpers.model_files import image_meta, untrained_model
 
 

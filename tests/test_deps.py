@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.core.errors import PipelineError
-from pipeline.tools.deps import code_deps, generated_dvc_yaml, stale_stages, write_deps
+from pipeline.upkeep.deps import code_deps, generated_dvc_yaml, stale_stages, write_deps
 
 DVC_YAML = """\
 # a comment that stays

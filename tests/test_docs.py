@@ -10,7 +10,7 @@ import pytest
 import typer
 
 from pipeline.cli.main import app
-from pipeline.tools.docs_pages import stale_docs
+from pipeline.upkeep.docs_pages import stale_docs
 from tests.helpers.params import REPO, repo_params
 from tests.helpers.workspace import committed_copy, run
 

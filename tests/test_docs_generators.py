@@ -15,10 +15,10 @@ from pipeline.config.params import load_params
 from pipeline.config.training import TrainParams
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.tools.docs_cli import cli_reference, commands_of
-from pipeline.tools.docs_pages import with_regions_filled
-from pipeline.tools.docs_params import allowed_text, params_reference, type_text, yaml_comments
-from pipeline.tools.docs_results import repro_summary, repro_table, sample_table, write_sample_figures
+from pipeline.upkeep.docs_cli import cli_reference, commands_of
+from pipeline.upkeep.docs_pages import with_regions_filled
+from pipeline.upkeep.docs_params import allowed_text, params_reference, type_text, yaml_comments
+from pipeline.upkeep.docs_results import repro_summary, repro_table, sample_table, write_sample_figures
 from tests.helpers.params import REPO
 
 CLI = typer.main.get_command(app)

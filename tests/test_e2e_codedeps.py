@@ -28,7 +28,8 @@ EDITS = {
     "pipeline/analysis/provenance.py": {"evaluate"},
     "pipeline/cli/warm_server.py": set(),  # runs stage commands, but no stage imports it
     "pipeline/cli/stages.py": set(),  # the `pipeline` command: it calls the stages, no stage imports it
-    "pipeline/tools/lr_find.py": set(),  # a tool: no stage imports it
+    "pipeline/preflight/lr_find.py": set(),  # a check before training: no stage imports it
+    "pipeline/upkeep/deps.py": set(),  # the deps generator: upkeep, which no stage imports
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tools.shapes import make_images
+from pipeline.onboarding.shapes import make_images
 from tests.helpers.params import repo_params
 from tests.helpers.workspace import committed_repro, dvc, stages_run
 

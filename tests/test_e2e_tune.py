@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-import pipeline.tools.tune as tuning
-import pipeline.tools.tune_dvc as tune_dvc
+import pipeline.tuning.study as study_module
+import pipeline.tuning.trials as trials_module
 from pipeline.analysis.seeds import welch_p
 from pipeline.core.paths import Paths
-from pipeline.tools.tune import RunResult, Study
+from pipeline.tuning.study import RunResult, Study
 from tests.helpers.params import tiny_raw
 from tests.helpers.workspace import GIT_ENV, attempt, committed_copy, dvc
 
@@ -43,9 +43,9 @@ def tune(root: Path, seeds: int, patch: pytest.MonkeyPatch) -> dict[str, Any]:
     from the second trial on (one complete trial is the median), the curve read every 0.1 s."""
     for key, value in GIT_ENV.items():
         patch.setenv(key, value)
-    patch.setattr(tuning, "STARTUP_TRIALS", 1)
-    patch.setattr(tune_dvc, "POLL_S", 0.1)
-    return tune_dvc.tune_in_repo(Paths(root), MODEL, 2, root / "space.yaml", seeds, "median")
+    patch.setattr(study_module, "STARTUP_TRIALS", 1)
+    patch.setattr(trials_module, "POLL_S", 0.1)
+    return trials_module.tune_in_repo(Paths(root), MODEL, 2, root / "space.yaml", seeds, "median")
 
 
 def stored_study(root: Path) -> Any:
@@ -75,7 +75,7 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Tuned:
     with pytest.MonkeyPatch.context() as patch:
         trials = tune(root, 0, patch)
         killed_in_a_third_trial(root)
-        patch.setattr(tuning, "welch_p", lambda a, b: calls.append((a, b)) or welch_p(a, b))
+        patch.setattr(study_module, "welch_p", lambda a, b: calls.append((a, b)) or welch_p(a, b))
         resumed = tune(root, 2, patch)
     shown = {
         exp["name"]: exp["data"]

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.analysis.inspect import inspect
-from pipeline.tools.declare import aspect_range, dataset_name, suggested_side
+from pipeline.onboarding.declare import aspect_range, dataset_name, suggested_side
 from pipeline.cli.main import app
 from pipeline.config.overrides import read_yaml
 from pipeline.config.params import load_params, parse_params

@@ -8,14 +8,17 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from pipeline.tools.deps import STAGES, command_modules, graph, imported_by, module_files, stage_module, stale_stages
+from pipeline.upkeep.deps import STAGES, command_modules, graph, imported_by, module_files, stage_module, stale_stages
 from tests.helpers.params import REPO
 
-# Each subpackage may import its own modules and those of the layers before it, never after.
+# Each subpackage may import its own modules and those of the layers before it, never after: the stages, then the
+# user features (rooms named for what they do for the user: onboarding's params editing serves the checks' `--apply`),
+# then the repository's upkeep (docs and deps generators, benches: it may import any of those), then the command line.
 LAYERS = [
-    ("core",), ("config",), ("data",), ("models",), ("analysis",), ("training", "inference"), ("serving",), ("stages", "tools"),
-    ("cli",), ("__main__",)
+    ("core",), ("config",), ("data",), ("models",), ("analysis",), ("training", "inference"), ("serving",), ("stages",),
+    ("onboarding",), ("preflight", "tuning"), ("upkeep",), ("cli",), ("__main__",)
 ]
+USER_FEATURES = ("onboarding", "preflight", "tuning")
 MODULES = module_files(REPO)
 GUIDE_LINES, MAX_LINES = 400, 600
 
@@ -65,6 +68,16 @@ def test_imports_point_down_the_layers() -> None:
         if _layer(target) > _layer(module) or (_layer(target) == _layer(module) and _package(target) != _package(module))
     ]
     assert upward == []
+
+
+def test_no_stage_imports_a_user_feature_or_the_upkeep() -> None:
+    """What a stage runs is the pipeline's; a user feature or an upkeep tool can change without re-running any."""
+    imported = set().union(*(imported_by(stage_module(stage), MODULES) for stage in STAGES))
+    assert sorted(name for name in imported if _package(name) in (*USER_FEATURES, "upkeep", "cli")) == []
+
+
+def test_every_subpackage_has_its_layer() -> None:
+    assert sorted({_package(name) for name in MODULES if _layer(name) < 0} - {""}) == []
 
 
 def _package(module: str) -> str:

@@ -16,7 +16,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.runtime import Normalization, seed_everything, to_tensor
 from pipeline.data.store import load_meta, load_split
 from pipeline.models.outputs import loss
-from pipeline.tools.lr_find import (
+from pipeline.preflight.lr_find import (
     BETA,
     RangeTest,
     apply,

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.config.params import parse_params
-from pipeline.tools.sanity import OverfitResult, Prediction, overfit, overfit_text
+from pipeline.preflight.sanity import OverfitResult, Prediction, overfit, overfit_text
 from tests.helpers.params import tiny_full, tiny_raw
 
 BN_MODEL = {"dataset": "catsdogs", "arch": "cifar_cnn", "widths": [4, 4, 4], "dense": 8, "batchnorm": True}

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from test_cli import assert_clean_error, invoke
 
-import pipeline.tools.tune as tuning
-import pipeline.tools.tune_dvc as tune_dvc
+import pipeline.tuning.study as study_module
+import pipeline.tuning.trials as trials_module
 from pipeline.analysis.seeds import welch_p
-from pipeline.tools.tune import RunResult, Study, run_trials, seed_check, tune
-from pipeline.tools.tune_report import tune_text
-from pipeline.tools.tune_space import Dimension
+from pipeline.tuning.study import RunResult, Study, run_trials, seed_check, tune
+from pipeline.tuning.text import tune_text
+from pipeline.tuning.space import Dimension
 
 KEY = "models.catsdogs_cnn.dense"
 SPACE = {KEY: Dimension(choices=[8, 16, 64])}
@@ -82,7 +82,7 @@ def test_an_interrupted_study_resumes_where_it_stopped(tmp_path):
 
 def test_the_seed_check_runs_best_and_baseline_per_seed_with_the_reports_welch_test(monkeypatch):
     calls = []
-    monkeypatch.setattr(tuning, "welch_p", lambda a, b: calls.append((a, b)) or welch_p(a, b))
+    monkeypatch.setattr(study_module, "welch_p", lambda a, b: calls.append((a, b)) or welch_p(a, b))
     study, runs = study_in(None, "none"), FakeRuns()
     for value in (8, 16):
         study.enqueue_trial({KEY: value})
@@ -129,6 +129,6 @@ def test_a_run_is_stopped_by_interrupting_its_stage_and_dvc_itself_is_left_to_cl
     marker = tmp_path / "dvc-interrupted"
     run = subprocess.Popen([sys.executable, "-c", DVC_STAND_IN, str(marker)], start_new_session=True)
     started = time.monotonic()
-    tune_dvc._stop(run)
+    trials_module._stop(run)
     assert run.returncode != 0 and not marker.exists()
     assert time.monotonic() - started < 30

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
-from pipeline.tools.tune_space import Dimension, check_space, read_space
+from pipeline.tuning.space import Dimension, check_space, read_space
 from tests.helpers.params import tiny_raw
 
 SPACE = """

@@ -2,7 +2,7 @@
 
 It is read in its layout (`pipeline.data.layouts`), then every image's header is read (with Pillow, never decoded)
 for its size, format and colour, checked as preprocess will check it (`pipeline.data.images.refusal`), and hashed
-to find files with the same content. `inspection_text` writes it all down; `pipeline.tools.declare` turns it into
+to find files with the same content. `inspection_text` writes it all down; `pipeline.onboarding.declare` turns it into
 the params blocks that declare the dataset.
 """
 

@@ -1,1 +1,2 @@
-"""The `pipeline` command line: stage commands (what dvc.yaml runs) and tools."""
+"""The `pipeline` command line: the stage commands (each calls the function its stage module runs under DVC) and
+the commands that are not stages."""

@@ -106,6 +106,6 @@ def bench_predict(
     """Measure prediction speed on the CPU: images/s of predict with the torch and the ONNX backend at batch 1 and
     64 (the model alone, and with decoding), then the server's requests/s and latency under concurrent clients,
     with and without batching."""
-    from pipeline.tools.serve_bench import bench, serving_bench_table
+    from pipeline.upkeep.serve_bench import bench, serving_bench_table
 
     typer.echo(serving_bench_table(bench(model_file(model, params), images=images, clients=clients, requests=requests)))

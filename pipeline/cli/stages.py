@@ -71,7 +71,7 @@ def audit(
     loaded = load(params, set_)
     if target == "review":
         from pipeline.stages.command import dataset_named
-        from pipeline.tools.audit_review import review
+        from pipeline.analysis.audit_review import review
 
         name = dataset_named(loaded, dataset or "")
         review(name, loaded.split[name], Paths(), accept=accept)

@@ -32,8 +32,8 @@ def bench(
 ) -> None:
     """Measure training speed: the data feed alone, a bare training step, the train stage end to end, and the
     share of the bare step's speed the stage keeps; writes metrics/bench/<model>.json."""
-    from pipeline.tools.train_bench import bench as run
-    from pipeline.tools.train_bench import training_bench_table
+    from pipeline.upkeep.train_bench import bench as run
+    from pipeline.upkeep.train_bench import training_bench_table
 
     typer.echo(training_bench_table(run(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
 
@@ -94,9 +94,9 @@ def tune(
     """Search a model's params with Optuna (TPE, pruning on the validation curve), every trial a DVC experiment;
     an interrupted study resumes. Writes reports/tune/<model>/: optimisation history, parameter importances,
     summary.json (the seed check of the best trial against the baseline)."""
-    from pipeline.tools.tune import PRUNERS
-    from pipeline.tools.tune_dvc import tune_in_repo
-    from pipeline.tools.tune_report import tune_text
+    from pipeline.tuning.study import PRUNERS
+    from pipeline.tuning.trials import tune_in_repo
+    from pipeline.tuning.text import tune_text
 
     if pruner not in PRUNERS:
         raise PipelineError(f"--pruner: {pruner!r} is not one of {', '.join(PRUNERS)}")
@@ -113,8 +113,8 @@ def lr_find(
 ) -> None:
     """Run the learning-rate range test on a fresh model: the loss as the rate rises exponentially, plotted to
     metrics/<model>/lr_find.png, and fastai's suggestions (steepest descent, valley); --apply writes the valley."""
-    from pipeline.tools.lr_find import apply as write
-    from pipeline.tools.lr_find import find_and_plot
+    from pipeline.preflight.lr_find import apply as write
+    from pipeline.preflight.lr_find import find_and_plot
 
     loaded = load(params, set_)
     found, text = find_and_plot(model, loaded, Paths(), steps)
@@ -167,7 +167,7 @@ def inspect(
 ) -> None:
     """Look at a dataset before training on it: its layout, classes and counts, image sizes and formats, unreadable
     and duplicate files, what is ignored, and the params blocks that declare it (--write NAME adds them)."""
-    from pipeline.tools.declare import declare
+    from pipeline.onboarding.declare import declare
 
     typer.echo(declare(path, layout, write, params), nl=False)
 
@@ -184,7 +184,7 @@ def make_images(
 ) -> None:
     """Write a generated photo folder that looks like your own (shapes over clutter, any sizes, JPEG and PNG, odd
     names) in one of the layouts, to try `pipeline inspect` and a dataset of your own without any download."""
-    from pipeline.tools.shapes import make_images as run
+    from pipeline.onboarding.shapes import make_images as run
 
     if path.exists():
         raise PipelineError(f"{path} exists; give make-images a new folder")
@@ -233,8 +233,8 @@ def overfit(
 ) -> None:
     """Train a fresh model on N training images until the loss is near zero, then print its train-mode and
     eval-mode predictions side by side (BatchNorm makes them differ)."""
-    from pipeline.tools.sanity import overfit as run
-    from pipeline.tools.sanity import overfit_text
+    from pipeline.preflight.sanity import overfit as run
+    from pipeline.preflight.sanity import overfit_text
 
     loaded = load(params, set_)
     result = run(model, loaded, Paths(), n=n, max_steps=steps, min_steps=min_steps, target_loss=target_loss)
@@ -266,7 +266,7 @@ def deps(
 ) -> None:
     """Check dvc.yaml's code deps against the import graph (each stage's are exactly the modules its command
     imports; whole folders where it imports all of one); with --write, rewrite those that are stale."""
-    from pipeline.tools.deps import stale_stages, write_deps
+    from pipeline.upkeep.deps import stale_stages, write_deps
 
     _check_or_rewrite(write, lambda: write_deps(root), lambda: stale_stages(root), "dvc.yaml: code deps", "deps")
 
@@ -280,7 +280,7 @@ def docs(
 ) -> None:
     """Check the generated parts of README.md and docs/ (the params and command-line references, the tables of
     measured results from reports/*.json, the stage graph); with --write, rewrite those that are stale."""
-    from pipeline.tools.docs_pages import stale_docs, write_docs
+    from pipeline.upkeep.docs_pages import stale_docs, write_docs
 
     cli = context.find_root().command  # the whole `pipeline` command, whose reference page is generated
     _check_or_rewrite(write, lambda: write_docs(root, cli), lambda: list(map(str, stale_docs(root, cli))), "docs", "docs")
@@ -295,6 +295,6 @@ def sample_figures(
     """Write reports/sample_figures.json from metrics/ after `make repro`: each model's sample budget, kept epoch and
     test figures, for the docs' results table (then `pipeline dev docs --write`)."""
     from pipeline.config.params import load_params
-    from pipeline.tools.docs_results import write_sample_figures
+    from pipeline.upkeep.docs_results import write_sample_figures
 
     typer.echo(f"wrote {write_sample_figures(root, load_params(root / 'params.yaml'), machine)}")

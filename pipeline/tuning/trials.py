@@ -29,7 +29,7 @@ import psutil
 from pipeline.config.overrides import read_yaml
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.tools.tune import MONITORED, RunResult, Watch
+from pipeline.tuning.study import MONITORED, RunResult, Watch
 
 POLL_S = 0.5
 LOG_LINES = 30  # of a failed run's output in the error
@@ -103,8 +103,8 @@ def tune_in_repo(
     DVC experiments from the baseline params, the seed check with `seeds` seeds (none below 2), the figures and
     summary.json in reports/tune/<model>/; returns the summary."""
     from pipeline.config.params import parse_params
-    from pipeline.tools.tune import Study, tune
-    from pipeline.tools.tune_space import check_space, read_space
+    from pipeline.tuning.study import Study, tune
+    from pipeline.tuning.space import check_space, read_space
 
     store = paths.root / ".dvc" / "tmp" / "tune"
     params_file = paths.root / "params.yaml"

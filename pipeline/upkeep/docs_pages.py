@@ -13,9 +13,9 @@ from typing import Any
 
 from pipeline.core.atomic import write_text
 from pipeline.core.errors import PipelineError
-from pipeline.tools.docs_cli import cli_reference
-from pipeline.tools.docs_params import params_reference
-from pipeline.tools.docs_results import measured_table, recipe_table, repro_summary, repro_table, sample_table
+from pipeline.upkeep.docs_cli import cli_reference
+from pipeline.upkeep.docs_params import params_reference
+from pipeline.upkeep.docs_results import measured_table, recipe_table, repro_summary, repro_table, sample_table
 
 PARAMS_PAGE = Path("docs/reference/params.md")
 CLI_PAGE = Path("docs/reference/cli.md")

@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 
 from pipeline.core.errors import PipelineError
-from pipeline.tools.shapes import make_images
+from pipeline.onboarding.shapes import make_images
 from pipeline.inference.inputs import Item
 from pipeline.inference.predict import BACKENDS, open_backend, predict_items, prepared
 from pipeline.serving.launch import running_server

@@ -10,7 +10,7 @@ with `--seeds` seeds, and their accuracies compared with the experiments report'
 (`pipeline.analysis.seeds.welch_p`): the winner is called real only when it beats the baseline beyond seed noise.
 Figures: Optuna's optimisation history and parameter importances, in `reports/tune/<model>/`.
 
-How a trial runs (`Runner`) is `pipeline.tools.tune_dvc`'s `dvc exp run`; the study logic here knows only that a run
+How a trial runs (`Runner`) is `pipeline.tuning.trials`'s `dvc exp run`; the study logic here knows only that a run
 reports its curve epoch by epoch and can be stopped.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from pipeline.analysis.seeds import ALPHA, spread, welch_p
 from pipeline.core.atomic import write_json
-from pipeline.tools.tune_space import Space
+from pipeline.tuning.space import Space
 
 PRUNERS = ("median", "asha", "none")
 STARTUP_TRIALS = 2  # trials run in full before the median pruner compares curves

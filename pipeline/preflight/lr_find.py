@@ -27,7 +27,7 @@ from pipeline.core.paths import Paths
 from pipeline.core.runtime import pick_device
 from pipeline.data.store import load_meta, load_split
 from pipeline.stages.train import build_training, fit
-from pipeline.tools.params_editing import append_entry, load_document, save_document
+from pipeline.onboarding.params_editing import append_entry, load_document, save_document
 from pipeline.training.schedule import initial_lr
 
 START_LR, END_LR = 1e-7, 10.0

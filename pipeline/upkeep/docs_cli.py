@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import typer
 
-from pipeline.tools.docs_params import type_text
+from pipeline.upkeep.docs_params import type_text
 
 INTRO = (
     "Every `pipeline` command (also `python -m pipeline`), its arguments and options, as `--help` gives them. "

@@ -14,7 +14,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from pipeline.analysis.inspect import Inspection, inspect, inspection_text
-from pipeline.tools.params_editing import append_entry, load_document, round_trip_yaml, save_document
+from pipeline.onboarding.params_editing import append_entry, load_document, round_trip_yaml, save_document
 from pipeline.core.errors import PipelineError
 
 SIDES = (32, 48, 64, 96, 128)  # the largest not above the images' median side; 128 is plenty for a small CNN
