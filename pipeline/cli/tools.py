@@ -32,10 +32,10 @@ def bench(
 ) -> None:
     """Measure training speed: the data feed alone, a bare training step, the train stage end to end, and the
     share of the bare step's speed the stage keeps; writes metrics/bench/<model>.json."""
-    from pipeline.upkeep.train_bench import bench as run
+    from pipeline.upkeep.train_bench import bench as measure_training
     from pipeline.upkeep.train_bench import training_bench_table
 
-    typer.echo(training_bench_table(run(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
+    typer.echo(training_bench_table(measure_training(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
 
 
 @user_errors
@@ -148,9 +148,9 @@ def report(
 ) -> None:
     """Summarise the DVC experiments of this repository: a table of differing params and test scores per model,
     and the learning curves of the baseline and the best run."""
-    from pipeline.analysis.report import report as run
+    from pipeline.analysis.report import report as write_report
 
-    typer.echo(f"wrote {run(out, model or None, exp or None)}")
+    typer.echo(f"wrote {write_report(out, model or None, exp or None)}")
 
 
 @user_errors
@@ -184,11 +184,11 @@ def make_images(
 ) -> None:
     """Write a generated photo folder that looks like your own (shapes over clutter, any sizes, JPEG and PNG, odd
     names) in one of the layouts, to try `pipeline inspect` and a dataset of your own without any download."""
-    from pipeline.onboarding.shapes import make_images as run
+    from pipeline.onboarding.shapes import make_images as generate_images
 
     if path.exists():
         raise PipelineError(f"{path} exists; give make-images a new folder")
-    counts = run(path, layout, classes, per_class, imbalance, seed, flaws)
+    counts = generate_images(path, layout, classes, per_class, imbalance, seed, flaws)
     typer.echo(f"{path}: {sum(counts.values())} images in {layout} layout ({', '.join(f'{c}: {n}' for c, n in counts.items())})")
 
 
@@ -233,11 +233,11 @@ def overfit(
 ) -> None:
     """Train a fresh model on N training images until the loss is near zero, then print its train-mode and
     eval-mode predictions side by side (BatchNorm makes them differ)."""
-    from pipeline.preflight.sanity import overfit as run
+    from pipeline.preflight.sanity import overfit as overfit_images
     from pipeline.preflight.sanity import overfit_text
 
     loaded = load(params, set_)
-    result = run(model, loaded, Paths(), n=n, max_steps=steps, min_steps=min_steps, target_loss=target_loss)
+    result = overfit_images(model, loaded, Paths(), n=n, max_steps=steps, min_steps=min_steps, target_loss=target_loss)
     typer.echo(overfit_text(result, model))
 
 
