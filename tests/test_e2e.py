@@ -164,6 +164,8 @@ def _resolved(root: Path, model: str) -> dict:
 def test_an_override_the_sample_budget_shadows_is_refused_and_the_key_it_names_takes_effect(workspace: Path) -> None:
     """`-S models.cifar_cnn_bn.epochs=3` on the sample changes nothing that trains: the run stops, naming the key
     to set; set as it says, 3 epochs run and resolved_params.json (which `dvc exp show` shows) says so."""
+    run(workspace, "git", "checkout", "params.yaml", "dvc.lock")  # the sample, as the first run left it
+    dvc(workspace, "checkout", "-q")
     refused = attempt(workspace, sys.executable, "-m", "dvc", "exp", "run", "-S", "models.cifar_cnn_bn.epochs=3",
                       "train@cifar_cnn_bn")
     assert refused.returncode != 0
