@@ -238,6 +238,16 @@ def test_locked_params_reads_the_stages_entry_of_dvc_lock(tmp_path: Path):
     assert locked_params(read_lock(lock), "train@cifar_mlp") is None
 
 
+def test_read_lock_parses_only_the_named_stages_entries_as_the_whole_file_has_them(tmp_path: Path):
+    lock = tmp_path / "dvc.lock"
+    entries = {f"train@{model}": {"cmd": "x", "params": {"params.yaml": _locked(_raw(), model)}} for model in RAW["models"]}
+    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": entries}, sort_keys=False))
+    whole = read_lock(lock)
+    for stage in entries:
+        assert read_lock(lock, stage)["stages"] == {stage: whole["stages"][stage]}
+    assert read_lock(lock, "train@nowhere") == whole  # a stage it cannot find alone: the whole file
+
+
 def test_pipeline_params_prints_the_table():
     result = CliRunner().invoke(
         app, ["params", BN, "--params", str(REPO / "params.yaml"), "-S", f"models.{BN}.sample.epochs=12"]

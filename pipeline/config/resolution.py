@@ -10,6 +10,7 @@ change) would re-run the stage with nothing changed, so it stops the stage and n
 """
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,14 +110,26 @@ def resolved_record(keys: list[ResolvedKey]) -> dict[str, Any]:
     return {**values, "from": {k.key: k.source for k in keys}}
 
 
-def read_lock(lock_path: Path) -> dict[str, Any] | None:
-    """dvc.lock as a mapping; None when there is none (nothing has run yet)."""
+def read_lock(lock_path: Path, *stages: str) -> dict[str, Any] | None:
+    """dvc.lock as a mapping; with `stages`, only their entries, each parsed alone (the file is large, and DVC writes
+    a stage's entry as one block under `stages:`; the whole file is parsed where a block is not found that way).
+    None when there is no dvc.lock (nothing has run yet)."""
     if not lock_path.is_file():
         return None
+    text = lock_path.read_text()
+    blocks = [_entry_block(text, stage) for stage in stages]
+    if stages and all(blocks):
+        text = "stages:\n" + "".join(blocks)
     try:
-        return YAML(typ="safe").load(lock_path.read_text())  # the C loader where there is one: dvc.lock is large
+        return YAML(typ="safe").load(text)  # the C loader where there is one
     except YAMLError as exc:
         raise PipelineError(f"{lock_path}: not valid YAML: {exc}") from None
+
+
+def _entry_block(text: str, stage: str) -> str:
+    """The lines of `stage`'s entry in dvc.lock's text (its name two spaces in, its body deeper); "" if none."""
+    match = re.search(rf"^  {re.escape(stage)}:\n(?:(?:   .*)?\n)*", text, re.MULTILINE)
+    return match.group(0) if match else ""
 
 
 def locked_params(lock: Mapping[str, Any] | None, *stages: str, params_file: str = "params.yaml") -> dict[str, Any] | None:

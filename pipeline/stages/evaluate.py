@@ -206,7 +206,7 @@ def evaluate_named(model: str, params: Params, device: str = "auto") -> dict:
     command does; returns the figures. A changed `evaluate.*` key that the model's own block shadows stops it first,
     naming the key to set."""
     paths = Paths()
-    check_overrides(params, model, locked_params(read_lock(paths.lock_file()), f"evaluate@{model}"))
+    check_overrides(params, model, locked_params(read_lock(paths.lock_file(), f"evaluate@{model}"), f"evaluate@{model}"))
     chosen = params.model(model).evaluate
     return evaluate(model, paths, device, data=params.data, tta=chosen.tta, gradcam=chosen.gradcam)
 

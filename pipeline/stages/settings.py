@@ -44,10 +44,10 @@ def settings(dataset: str, params: Params, paths: Paths) -> dict[str, dict]:
 def _check_aug_overrides(dataset: str, params: Params, paths: Paths) -> None:
     """Stop before any work when a changed top-level `aug.*` key takes effect for no purpose in one of the
     dataset's models: its own `aug` block, unchanged since that model last trained, sets the key."""
-    lock = read_lock(paths.lock_file())
-    for model, block in params.models.items():
-        if block.dataset == dataset:
-            check_overrides(params, model, locked_params(lock, f"train@{model}", f"settings@{dataset}"))
+    models = [model for model, block in params.models.items() if block.dataset == dataset]
+    lock = read_lock(paths.lock_file(), f"settings@{dataset}", *(f"train@{model}" for model in models))
+    for model in models:
+        check_overrides(params, model, locked_params(lock, f"train@{model}", f"settings@{dataset}"))
 
 
 def settings_named(dataset: str, params: Params) -> dict[str, dict]:

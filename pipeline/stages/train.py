@@ -88,7 +88,7 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
     train_params = config.train
     shard = current_shard()
     # What runs is what the table says: a changed key that a more specific one shadows stops the stage here.
-    check_overrides(params, model_name, locked_params(read_lock(paths.lock_file()), f"train@{model_name}"))
+    check_overrides(params, model_name, locked_params(read_lock(paths.lock_file(), f"train@{model_name}"), f"train@{model_name}"))
     resolved = resolved_keys(params, model_name)
     with process_group(shard, pick_device(train_params.device)) as device:
         # Data, model, optimiser and recipe, seeded so that the same params and seed start from the same weights.
