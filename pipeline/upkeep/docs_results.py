@@ -80,6 +80,7 @@ def write_sample_figures(root: Path, params: Params, machine: str) -> Path:
         "machine": machine,
         "notes": notes,
         "models": sample_figures(params, Paths(root)),
+        "order": list(params.models),  # the table's rows, as params.yaml lists the models (the file's keys are sorted)
     }
     write_json(target, record)
     return target
@@ -92,7 +93,8 @@ def sample_table(root: Path) -> str:
         "| model | sample budget | kept epoch | test accuracy | range over the 6 runs | macro F1 | ECE | chance |",
         "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
-    for name, row in figures["models"].items():
+    for name in figures.get("order", figures["models"]):
+        row = figures["models"][name]
         low_high = ranges["range"].get(name)
         spread = f"{low_high[0]:.3f} to {low_high[1]:.3f}" if low_high else "(not on a sample)"
         note = figures["notes"].get(name)
