@@ -231,11 +231,11 @@ def test_an_evaluate_key_the_block_sets_stops_the_evaluate_check():
 
 def test_locked_params_reads_the_stages_entry_of_dvc_lock(tmp_path: Path):
     lock = tmp_path / "dvc.lock"
-    assert locked_params(read_lock(lock), f"train@{BN}") is None
+    assert locked_params(lock, f"train@{BN}") is None
     entry = {"cmd": "x", "params": {"params.yaml": _locked(_raw(), BN)}}
     lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {f"train@{BN}": entry}}))
-    assert locked_params(read_lock(lock), f"train@{BN}") == _locked(_raw(), BN)
-    assert locked_params(read_lock(lock), "train@cifar_mlp") is None
+    assert locked_params(lock, f"train@{BN}") == _locked(_raw(), BN)
+    assert locked_params(lock, "train@cifar_mlp") is None
 
 
 def test_read_lock_parses_only_the_named_stages_entries_as_the_whole_file_has_them(tmp_path: Path):

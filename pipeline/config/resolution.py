@@ -93,9 +93,10 @@ def sample_hint(params: Params, model: str) -> str | None:
     return f"on the sample: keys from models.{model}.sample; set those to change this run"
 
 
-def settings_text(params: Params, model: str) -> str:
-    """What the train stage and `pipeline params MODEL` print: the model, its settings table and the sample hint."""
-    table = settings_table(resolved_keys(params, model))  # first: an unknown model is named as such
+def settings_text(params: Params, model: str, keys: list[ResolvedKey] | None = None) -> str:
+    """What the train stage and `pipeline params MODEL` print: the model, its settings table (of `keys`, the
+    model's `resolved_keys` where the caller has them already) and the sample hint."""
+    table = settings_table(keys or resolved_keys(params, model))  # first: an unknown model is named as such
     block = params.models[model]
     lines = [f"{model}: {block.arch} on {block.dataset}", table]
     hint = sample_hint(params, model)
@@ -132,10 +133,10 @@ def _entry_block(text: str, stage: str) -> str:
     return match.group(0) if match else ""
 
 
-def locked_params(lock: Mapping[str, Any] | None, *stages: str, params_file: str = "params.yaml") -> dict[str, Any] | None:
-    """The params values dvc.lock (`read_lock`) recorded for the last run of `stages` (`{"train": {...},
-    "models.x": {...}}`, the later stage's entry winning where both have one); None when it has no entry for any."""
-    recorded = (lock or {}).get("stages") or {}
+def locked_params(lock_path: Path, *stages: str, params_file: str = "params.yaml") -> dict[str, Any] | None:
+    """The params values dvc.lock recorded for the last run of `stages` (`{"train": {...}, "models.x": {...}}`, the
+    later stage's entry winning where both have one); None when it has no entry for any (or there is no dvc.lock)."""
+    recorded = (read_lock(lock_path, *stages) or {}).get("stages") or {}
     entries = [((recorded.get(stage) or {}).get("params") or {}).get(params_file) for stage in stages]
     found = [entry for entry in entries if entry is not None]
     return {key: value for entry in found for key, value in entry.items()} if found else None

@@ -41,7 +41,7 @@ from pipeline.analysis.plots import (
 from pipeline.config.datasets import DataSource
 from pipeline.config.evaluation import TtaMode
 from pipeline.config.params import Params
-from pipeline.config.resolution import check_overrides, locked_params, read_lock
+from pipeline.config.resolution import check_overrides, locked_params
 from pipeline.core.atomic import write_json, write_text
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
@@ -206,7 +206,7 @@ def evaluate_named(model: str, params: Params, device: str = "auto") -> dict:
     command does; returns the figures. A changed `evaluate.*` key that the model's own block shadows stops it first,
     naming the key to set."""
     paths = Paths()
-    check_overrides(params, model, locked_params(read_lock(paths.lock_file(), f"evaluate@{model}"), f"evaluate@{model}"))
+    check_overrides(params, model, locked_params(paths.lock_file(), f"evaluate@{model}"))
     chosen = params.model(model).evaluate
     return evaluate(model, paths, device, data=params.data, tta=chosen.tta, gradcam=chosen.gradcam)
 

@@ -15,7 +15,7 @@ is checked here, before any file is written. A changed key that a model of this 
 """
 
 from pipeline.config.params import Params
-from pipeline.config.resolution import check_overrides, locked_params, read_lock
+from pipeline.config.resolution import check_overrides, locked_params
 from pipeline.core.atomic import write_json
 from pipeline.core.paths import Paths
 from pipeline.stages.command import dataset_named, stage_command
@@ -45,9 +45,8 @@ def _check_aug_overrides(dataset: str, params: Params, paths: Paths) -> None:
     """Stop before any work when a changed top-level `aug.*` key takes effect for no purpose in one of the
     dataset's models: its own `aug` block, unchanged since that model last trained, sets the key."""
     models = [model for model, block in params.models.items() if block.dataset == dataset]
-    lock = read_lock(paths.lock_file(), f"settings@{dataset}", *(f"train@{model}" for model in models))
     for model in models:
-        check_overrides(params, model, locked_params(lock, f"train@{model}", f"settings@{dataset}"))
+        check_overrides(params, model, locked_params(paths.lock_file(), f"train@{model}", f"settings@{dataset}"))
 
 
 def settings_named(dataset: str, params: Params) -> dict[str, dict]:

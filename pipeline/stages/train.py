@@ -32,7 +32,6 @@ from pipeline.config.params import ModelConfig, Params
 from pipeline.config.resolution import (
     check_overrides,
     locked_params,
-    read_lock,
     resolved_keys,
     resolved_record,
     settings_text,
@@ -88,7 +87,7 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
     train_params = config.train
     shard = current_shard()
     # What runs is what the table says: a changed key that a more specific one shadows stops the stage here.
-    check_overrides(params, model_name, locked_params(read_lock(paths.lock_file(), f"train@{model_name}"), f"train@{model_name}"))
+    check_overrides(params, model_name, locked_params(paths.lock_file(), f"train@{model_name}"))
     resolved = resolved_keys(params, model_name)
     with process_group(shard, pick_device(train_params.device)) as device:
         # Data, model, optimiser and recipe, seeded so that the same params and seed start from the same weights.
@@ -96,7 +95,7 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
         train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
         model, feed, recipe = build_training(config, params.seed, meta, train_set, device, shard)
         if shard.is_main:  # once the set-up has worked: a failure stays one line
-            print(settings_text(params, model_name), file=sys.stderr, flush=True)
+            print(settings_text(params, model_name, resolved), file=sys.stderr, flush=True)
 
         # Resume: the newest checkpoint of this very run (params, seed, data and code), if one is left.
         kept = KeptWeights(train_params.keep, train_params.monitor)
