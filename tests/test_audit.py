@@ -55,7 +55,7 @@ def planted_params(root) -> Params:
     raw = tiny_raw(**{
         "data.planted": {"source": "local", "path": str(root), "layout": "class_folders"},
         "split.planted": {"train": None, "val": 0.2, "test": 0.2},
-        "preprocess.planted": {"size": 24, "color": "rgb"},
+        "preprocess.planted": {"image_size": 24, "color": "rgb"},
         "models.planted_mlp": {"dataset": "planted", "arch": "mlp", "hidden": [32], "batch_size": 16, "lr": 0.003},
         "audit.planted": {"model": "planted_mlp", "folds": 4, "epochs": 12},
     })

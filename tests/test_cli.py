@@ -202,7 +202,7 @@ def test_running_a_stage_before_its_input_exists_names_the_stage_to_run(project)
 
 
 def test_training_on_images_too_small_for_the_architecture_is_a_clean_error(project):
-    small = ("-S", "preprocess.catsdogs.size=16")
+    small = ("-S", "preprocess.catsdogs.image_size=16")
     ok("download", "catsdogs")
     ok("split", "catsdogs")
     ok("preprocess", "catsdogs", *small)

@@ -84,6 +84,6 @@ def test_imbalanced_classes_keep_their_shares_in_every_split(workspace: Path) ->
 
 
 def test_an_optional_block_added_by_an_experiment_reruns_that_dataset_only(workspace: Path) -> None:
-    output = dvc(workspace, "exp", "run", "-S", "+preprocess.own_names.size=48", "evaluate@own_names_cnn")
+    output = dvc(workspace, "exp", "run", "-S", "+preprocess.own_names.image_size=48", "evaluate@own_names_cnn")
     assert {"preprocess@own_names", "train@own_names_cnn", "evaluate@own_names_cnn"} <= stages_run(output)
     assert not {name for name in stages_run(output) if name.startswith(("download@", "split@"))}

@@ -178,7 +178,7 @@ def test_preprocess_keeps_the_good_images_and_skips_each_bad_one_with_its_reason
         write_zip(paths.raw_archive("cifar10"), members.items())
         write_raw_index(paths, "cifar10", CIFAR10_CLASSES)
         _only_train(paths, "cifar10", list(members))
-        summary = preprocess("cifar10", PreprocessParams(size=16, color="rgb"), paths)
+        summary = preprocess("cifar10", PreprocessParams(image_size=16, color="rgb"), paths)
         event(f"{summary['train']['skipped']} skipped")
         skipped = pd.read_csv(paths.processed_dir("cifar10") / "skipped.csv", keep_default_na=False)
         inputs = np.array(load_split(paths, "cifar10", "train").inputs)

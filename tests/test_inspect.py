@@ -70,7 +70,7 @@ def test_the_command_prints_the_findings_and_the_params_blocks(messy_zip):
     assert printed_blocks(out) == {
         "data": {"dataset": {"source": "local", "path": str(messy_zip), "layout": "class_folders", "classes": None}},
         "split": {"dataset": {"train": None, "val": 0.15, "test": 0.15}},
-        "preprocess": {"dataset": {"size": 32, "color": "rgb", "resize": "squash", "normalize": True}},
+        "preprocess": {"dataset": {"image_size": 32, "color": "rgb", "resize": "squash", "normalize": True}},
         "models": {"dataset_cnn": {"dataset": "dataset", "arch": "catsdogs_cnn"}},
     }
     assert "imbalanced (largest class cat: 9 images, smallest dog: 4; 2.2x)" in out

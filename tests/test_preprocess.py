@@ -42,7 +42,7 @@ def _jpeg(image: np.ndarray) -> bytes:
 
 @pytest.mark.parametrize(("color", "channels"), [("gray", 1), ("rgb", 3)])
 def test_arrays_are_uint8_size_by_size_by_channels(prepared, color, channels):
-    preprocess("catsdogs", PreprocessParams(size=24, color=color), prepared)
+    preprocess("catsdogs", PreprocessParams(image_size=24, color=color), prepared)
     for name, count in {"train": 12, "val": 6, "test": 6}.items():
         arrays = load_split(prepared, "catsdogs", name)
         assert arrays.inputs.shape == (count, 24, 24, channels)
@@ -275,7 +275,7 @@ def cases(tmp_path_factory) -> Cases:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cv2, "imdecode", spy)
-        preprocess("cifar10", PreprocessParams(size=32, color="rgb"), paths)
+        preprocess("cifar10", PreprocessParams(image_size=32, color="rgb"), paths)
     growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
     return Cases(paths, members, decoded, growth_mb)
 

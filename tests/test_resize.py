@@ -124,7 +124,7 @@ def _prepared(paths: Paths) -> Paths:
 @pytest.mark.parametrize("resize", ["squash", "crop", "pad"])
 def test_preprocess_resizes_as_asked_and_records_it_in_meta_json(tmp_path, resize):
     paths = _prepared(Paths(tmp_path))
-    preprocess("cifar10", PreprocessParams(size=SIZE, color="rgb", resize=resize), paths)
+    preprocess("cifar10", PreprocessParams(image_size=SIZE, color="rgb", resize=resize), paths)
     assert load_meta(paths, "cifar10").resize == resize
     train = load_split(paths, "cifar10", "train")
     assert train.inputs.shape == (3, SIZE, SIZE, 3)
@@ -133,7 +133,7 @@ def test_preprocess_resizes_as_asked_and_records_it_in_meta_json(tmp_path, resiz
 
 def test_preprocess_json_reports_the_decoded_sizes_and_keeps_the_split_counts(tmp_path):
     paths = _prepared(Paths(tmp_path))
-    summary = preprocess("cifar10", PreprocessParams(size=SIZE, color="rgb"), paths)
+    summary = preprocess("cifar10", PreprocessParams(image_size=SIZE, color="rgb"), paths)
     written = json.loads(paths.preprocess_metrics("cifar10").read_text())
     assert written == summary
     assert {name: written[name] for name in SPLITS} == {

@@ -27,7 +27,7 @@ def test_a_dataset_without_split_or_preprocess_blocks_gets_the_defaults(paths):
         "max_train_per_class": None, "max_val_per_class": None, "max_test_per_class": None,
         "exclude": None, "relabel": None, "near_duplicates": "drop_across", "near_duplicates_found_by": None,
     }
-    assert written["preprocess"] == {"size": 80, "color": "rgb", "resize": "squash", "normalize": True}
+    assert written["preprocess"] == {"image_size": 80, "color": "rgb", "resize": "squash", "normalize": True}
     assert json.loads(paths.settings_file("pets", "split").read_text()) == written["split"]
 
 

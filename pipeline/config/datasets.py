@@ -135,11 +135,12 @@ class SplitParams(Block):
 
 
 class PreprocessParams(Block):
-    """How images are stored: a `size` x `size` square in `color`; `resize` says how a non-square image becomes
+    """How images are stored: an `image_size` x `image_size` square in `color`; `resize` says how a non-square image becomes
     square: `squash` stretches it, `crop` keeps the centre of its short side, `pad` keeps it whole between black
     bars. `normalize` standardises inputs with the training split's per-channel mean and std."""
 
-    size: int = Field(80, ge=8, le=1024)
+    renamed = {"size": "image_size"}
+    image_size: int = Field(80, ge=8, le=1024)
     color: Literal["gray", "rgb"] = "rgb"
     resize: Resize = "squash"
     normalize: bool = True

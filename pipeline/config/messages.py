@@ -6,16 +6,30 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.config.base import BlockT
+from pipeline.config.base import RUN_CACHE_IGNORED, BlockT
 from pipeline.config.training import UNION_TAGS
 from pipeline.core.errors import PipelineError
 
 
 def validated(kind: type[BlockT], values: dict[str, Any], prefix: str, also_known: tuple[str, ...] = ()) -> BlockT:
+    """`values` as a `kind` block, or an error naming the key (`prefix.key`) of each problem."""
+    for old, new in kind.renamed.items():
+        if isinstance(values, dict) and old in values:
+            raise PipelineError(renamed_message(f"{prefix}.{old}", f"{prefix}.{new}"))
     try:
         return kind.model_validate(values)
     except ValidationError as exc:
         raise PipelineError(format_errors(exc, prefix, kind, also_known)) from None
+
+
+def renamed_message(old: str, new: str) -> str:
+    """The refusal of a key that has a new name, saying why when the old one is a name DVC's run cache ignores."""
+    leaf = old.rsplit(".", 1)[-1]
+    why = (
+        f" (DVC's run cache leaves keys named {leaf!r} out of a stage's hash, so a change to it would be ignored)"
+        if leaf in RUN_CACHE_IGNORED else ""
+    )
+    return f"{old}: renamed {new.rsplit('.', 1)[-1]}{why}; set {new} instead"
 
 
 def format_errors(

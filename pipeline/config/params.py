@@ -16,7 +16,7 @@ from ruamel.yaml import YAMLError
 
 from pipeline.config.archs import ARCH_ARGS
 from pipeline.config.audit import AuditParams
-from pipeline.config.base import Block
+from pipeline.config.base import RUN_CACHE_IGNORED, Block
 from pipeline.config.datasets import (
     DataSource,
     PreprocessParams,
@@ -202,7 +202,7 @@ def _dataset_blocks(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _cross_check(params: Params) -> list[str]:
-    problems = []
+    problems = _ignored_names(params)
     datasets = list(params.data)
     for name, model in params.models.items():
         if model.dataset not in datasets:
@@ -212,6 +212,18 @@ def _cross_check(params: Params) -> list[str]:
         if name in params.data:
             problems.append(f"models.{name}: a model may not share its name with a dataset")
     return problems + _audit_problems(params)
+
+
+def _ignored_names(params: Params) -> list[str]:
+    """A dataset or model named as a key DVC's run cache ignores would hide its whole block from the stages that list
+    `split`, `preprocess` or `models`: refused."""
+    return [
+        f"{block}.{name}: DVC's run cache ignores keys named {name!r}, so changes to this block would be ignored; "
+        "give it another name"
+        for block, names in (("data", params.data), ("models", params.models))
+        for name in names
+        if name in RUN_CACHE_IGNORED
+    ]
 
 
 def _audit_problems(params: Params) -> list[str]:

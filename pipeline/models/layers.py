@@ -19,7 +19,7 @@ def require_size(arch: str, size: int, smallest: int) -> None:
     if size < smallest:
         raise PipelineError(
             f"architecture {arch!r} needs images of at least {smallest} pixels a side, got {size}; "
-            "raise preprocess.<dataset>.size"
+            "raise preprocess.<dataset>.image_size"
         )
 
 

@@ -222,9 +222,9 @@ def _preprocess(found: Inspection, name: str) -> ParamsEntry:
         f"squash: the images' widths / heights are alike ({low:.2f} to {high:.2f}); all are stretched the same way"
     )
     return ParamsEntry("preprocess", name, {
-        "size": suggested_side(found.side), "color": found.color, "resize": resize, "normalize": True,
+        "image_size": suggested_side(found.side), "color": found.color, "resize": resize, "normalize": True,
     }, notes={
-        "size": f"the largest of {', '.join(map(str, SIDES))} not above the images' median short side ({found.side} px)"
+        "image_size": f"the largest of {', '.join(map(str, SIDES))} not above the images' median short side ({found.side} px)"
         if found.side >= SIDES[0]
         else f"the smallest of {', '.join(map(str, SIDES))}: the images' median short side is {found.side} px",
         "color": "every image is gray" if found.gray else "colour images",

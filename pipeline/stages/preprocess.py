@@ -8,7 +8,7 @@ decoding, `refusal` reads the image's header and refuses: an empty file, an unkn
 pixels (a decompression bomb is never decoded), content not in its name's format (a PNG or GIF named `.jpg`), a
 truncated or CMYK JPEG, a 16-bit PNG, an alpha channel. What passes is decoded by OpenCV, which turns EXIF-rotated
 JPEGs upright and converts gray to RGB (and colour to gray) as `color` asks, then squashed, cropped or padded to the
-square (`resize`). `preprocess.json` also says how large the decoded images were (`sizes`), to choose `size` by.
+square (`resize`). `preprocess.json` also says how large the decoded images were (`sizes`), to choose `image_size` by.
 Images are written one at a time and the channel statistics summed as they come, so memory stays flat however
 large the dataset. Arrays are plain .npy files, so equal inputs give byte-identical outputs.
 Table datasets (Iris) are stored by `pipeline.data.tables.preprocess_table` in the same files.
@@ -61,7 +61,7 @@ def preprocess(dataset: str, params: PreprocessParams | TablePreprocess, paths: 
         meta = {
             "kind": "images",
             "classes": list(index.classes),
-            "size": params.size,
+            "size": params.image_size,
             "color": params.color,
             "resize": params.resize,
             **stats.result(),
@@ -81,12 +81,12 @@ class _Split:
     training split) the channel statistics."""
 
     def __init__(self, out: Path, name: str, capacity: int, params: PreprocessParams, stats: ChannelStats | None):
-        shape = (params.size, params.size, 1 if params.color == "gray" else 3)
+        shape = (params.image_size, params.image_size, 1 if params.color == "gray" else 3)
         self.inputs = ArrayWriter(out / f"{name}_inputs.npy", shape, np.uint8, capacity)
         self.labels = ArrayWriter(out / f"{name}_labels.npy", (), np.int64, capacity)
         self.sizes = np.zeros((capacity, 2), np.int64)  # width, height
         self.failures: list[dict[str, str]] = []
-        self.size, self.resize, self.stats = params.size, params.resize, stats
+        self.size, self.resize, self.stats = params.image_size, params.resize, stats
 
     def add(self, read: tuple[np.ndarray | None, str], path: str, label: int) -> None:
         """Store a decoded image, made square, with its label; or list why it was skipped."""

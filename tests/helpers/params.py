@@ -14,7 +14,7 @@ TINY: dict[str, Any] = {
     "seed": 7,
     "data": {"catsdogs": {"source": "sample", "path": None, "sample_per_class": 12}},
     "split": {"catsdogs": {"train": 6, "val": 3, "test": 3}},
-    "preprocess": {"catsdogs": {"size": 32, "color": "gray", "normalize": False}},
+    "preprocess": {"catsdogs": {"image_size": 32, "color": "gray", "normalize": False}},
     "aug": {"rotation": 0, "shift": 0, "zoom": 0, "shear": 0, "hflip": 0, "brightness": 0},
     "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 0.001, "device": "cpu"},
     "evaluate": {"tta": "none"},
@@ -29,7 +29,7 @@ CIFAR_AUG = {"crop_padding": 4, "hflip": 0.5}
 TINY_CIFAR: dict[str, Any] = {
     "data": {"cifar10": {"source": "sample", "path": None, "sample_per_class": 4, "sample_test_per_class": 2}},
     "split": {"cifar10": {"val_fraction": 0.25, "seed": 43, "max_train_per_class": None, "max_test_per_class": None}},
-    "preprocess": {"cifar10": {"size": 32, "color": "rgb", "normalize": True}},
+    "preprocess": {"cifar10": {"image_size": 32, "color": "rgb", "normalize": True}},
     "models": {
         # Two epochs on real data, one on the sample (its budget).
         "cifar_mlp": {
