@@ -116,7 +116,7 @@ def test_the_printed_blocks_complete_the_params(tmp_path, messy_zip):
     for block, entries in printed_blocks(result.stdout).items():
         raw[block].update(entries)
     params = parse_params(raw)
-    assert params.data["dataset"].path == str(messy_zip) and params.preprocess["dataset"].size == 32
+    assert params.data["dataset"].path == str(messy_zip) and params.preprocess["dataset"].image_size == 32
     assert params.model("dataset_cnn").arch == "catsdogs_cnn"
 
 
@@ -194,7 +194,7 @@ def test_blocks_a_params_file_lacks_are_added_whole(tmp_path, messy_zip):
     assert "    arch: catsdogs_cnn\npreprocess:\n  pets:\n" in after  # the missing block, at the end
     assert after.endswith("    normalize: true\n# end\n")  # the closing comment stays last
     loaded = load_params(params)
-    assert list(loaded.data) == ["catsdogs", "pets"] and loaded.preprocess["pets"].size == 32
+    assert list(loaded.data) == ["catsdogs", "pets"] and loaded.preprocess["pets"].image_size == 32
     assert list(loaded.models) == ["catsdogs_cnn", "pets_cnn"]
 
 

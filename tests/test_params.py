@@ -17,7 +17,7 @@ def test_repo_params_parse_with_documented_defaults():
     split = params.split["catsdogs"]
     assert (split.train, split.val, split.test) == (1000, 500, 500)
     pre = params.preprocess["catsdogs"]
-    assert (pre.size, pre.color) == (80, "gray")
+    assert (pre.image_size, pre.color) == (80, "gray")
     assert params.train.batch_size == 32
     assert params.data["catsdogs"].source == "sample"
 

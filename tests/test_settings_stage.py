@@ -42,7 +42,7 @@ def test_a_change_rewrites_only_the_files_it_touches(paths):
     settings("cifar10", parse_params(params_with()), paths)
     before = {block: paths.settings_file("cifar10", block).read_bytes() for block in ("split", "preprocess", "aug")}
 
-    settings("cifar10", parse_params(params_with(seed=7, aug__rotation=10, preprocess__catsdogs__size=64)), paths)
+    settings("cifar10", parse_params(params_with(seed=7, aug__rotation=10, preprocess__catsdogs__image_size=64)), paths)
 
     after = {block: paths.settings_file("cifar10", block).read_bytes() for block in ("split", "preprocess", "aug")}
     assert after["split"] == before["split"]  # its own seed, 43, not the global one

@@ -38,6 +38,11 @@ class Paths:
         and train stages depend on (see `pipeline.stages.settings`)."""
         return self.root / "data" / "settings" / dataset / f"{block}.json"
 
+    def model_settings_file(self, model: str) -> Path:
+        """`data/settings/models/<model>.json`: the model's dataset and architecture, which its train stage depends
+        on (see `pipeline.stages.model_settings`)."""
+        return self.root / "data" / "settings" / "models" / f"{model}.json"
+
     def manifest_dir(self, dataset: str) -> Path:
         return self.root / "data" / "manifests" / dataset
 

@@ -3,7 +3,8 @@
 Each stage module ends by handing its `<stage>_named` function (the stage of one dataset or model, looked up in the
 params) to `stage_command`, which parses those arguments, reads the params file with the `-S` overrides applied as
 `dvc exp run -S` applies them, calls the function and prints what it returns: sorted JSON, a line of text as it is,
-nothing for None. A `PipelineError` prints as one red line on stderr and the status is 1. The `pipeline` command
+nothing for None. Under `dvc exp run`, it first checks that the params file is still its experiment's
+(`pipeline.stages.experiment_guard`). A `PipelineError` prints as one red line on stderr and the status is 1. The `pipeline` command
 (`pipeline.cli`) calls the same `<stage>_named` functions, so nothing a stage does lives in two places.
 """
 
@@ -20,6 +21,7 @@ from typing import Any, NoReturn
 from pipeline.config.params import Params, load_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.stage_times import record_stage
+from pipeline.stages.experiment_guard import check_own_experiment
 
 DEFAULT_PARAMS = Path("params.yaml")
 RED, PLAIN = "\x1b[31m", "\x1b[0m"
@@ -59,6 +61,7 @@ def stage_command(stage: Callable[..., Any], reads_params: bool = True) -> NoRet
     arguments = _parser(stage, reads_params).parse_args()
     status = 1
     try:
+        check_own_experiment(arguments.params if reads_params else DEFAULT_PARAMS)
         if reads_params:
             output = stage_output(stage(arguments.name, load_params(arguments.params, arguments.set or [])))
         else:
