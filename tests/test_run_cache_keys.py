@@ -23,18 +23,23 @@ Path_ = tuple[str, ...]
 
 
 @pytest.fixture(scope="module")
-def listed_params() -> dict[str, dict[str, Any]]:
+def stages() -> dict[str, tuple[dict[str, Any], bool]]:
     """Each stage of dvc.yaml (foreach expanded) that lists params: its params section as dvc.lock and the run cache
-    record it."""
+    record it, and whether DVC ever restores it from the run cache (not when an output persists)."""
     with Repo(str(REPO)) as repo:
-        stages = {}
+        found = {}
         for stage in repo.index.stages:
             deps = [dep for dep in stage.deps if isinstance(dep, ParamsDependency)]
             for dep in deps:
                 dep.fill_values(dep.read_params())
             if deps:
-                stages[stage.addressing] = _serialize_params_values(deps)
-        return stages
+                found[stage.addressing] = (_serialize_params_values(deps), not any(out.persist for out in stage.outs))
+        return found
+
+
+@pytest.fixture(scope="module")
+def listed_params(stages: dict[str, tuple[dict[str, Any], bool]]) -> dict[str, dict[str, Any]]:
+    return {name: params for name, (params, _) in stages.items()}
 
 
 def run_cache_hash(params: dict[str, Any]) -> str:
@@ -78,6 +83,27 @@ def test_changing_any_listed_key_of_params_yaml_changes_its_stages_run_cache_has
     assert not ignored
     keys = {".".join(path[1:]) for params in listed_params.values() for path in leaves(params)}
     assert {"preprocess.catsdogs.image_size", "split.catsdogs.train", "models.cifar_best.sample.epochs"} <= keys
+
+
+def test_every_block_a_stage_lists_is_read_by_a_stage_the_run_cache_never_restores(
+    stages: dict[str, tuple[dict[str, Any], bool]],
+) -> None:
+    """A key added to a block under a name the run cache ignores (a typo'd `size`) changes what `dvc status` sees but
+    not the run-cache hash: a stage listing the block would be restored. A stage that always runs (persist outputs)
+    and lists the same block reads the params file and refuses the key."""
+    always_run = {
+        (file, key) for params, cached in stages.values() if not cached for file, keys in params.items() for key in keys
+    }
+    blocks = {
+        (file, key) for params, _ in stages.values() for file, keys in params.items()
+        for key, value in keys.items() if isinstance(value, dict)
+    }
+    assert {("params.yaml", "preprocess"), ("params.yaml", "train"), ("params.yaml", "models.catsdogs_cnn")} <= blocks
+    unread = [
+        key for file, key in blocks
+        if not any(file == read and (key == block or key.startswith(f"{block}.")) for read, block in always_run)
+    ]
+    assert not unread
 
 
 def schema_keys(kind: Any, seen: set[type] | None = None) -> Iterator[str]:
