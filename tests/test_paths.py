@@ -32,6 +32,7 @@ def _expected_outputs() -> set[str]:
     for model in params["models"]:
         train_dir = paths.train_dir(model)
         expected |= {
+            paths.model_settings_file(model),
             paths.model_file(model),
             paths.model_card(model),
             train_dir / "metrics.json",
