@@ -9,12 +9,15 @@ import pytest
 import requests
 from kagglehub.exceptions import KaggleApiHTTPError
 
-from pipeline.config.datasets import CatsDogsData
+from pipeline.config.datasets import CatsDogsData, DataSource
+from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
-from pipeline.data.raw import read_samples
+from pipeline.data.raw import read_index, read_samples
 from pipeline.data.sources.sample import catsdogs_sample
-from pipeline.stages.download import download
+from pipeline.stages.download import download, download_named
+from tests.helpers.image_trees import class_images, named_images, write_tree
+from tests.helpers.params import tiny_raw
 from tests.helpers.refusals import refusal_writing_nothing_outside
 
 PATH_KEY = r"data\.catsdogs[.:]"
@@ -273,6 +276,74 @@ def test_bad_local_source_keeps_a_previous_archive(tmp_path, paths):
         download("catsdogs", local(source), 0, paths)
 
     assert paths.raw_archive("catsdogs").read_bytes() == before
+
+
+# A class's every image unusable, by layout: the files, how the tree is written, where the error says the class is
+# (given the source's path) and what it says to remove.
+GARBAGE = {"0.jpg": b"", "1.jpg": b"not an image", "2.png": b"\x89PNG\r\n\x1a\n cut short"}
+
+
+def garbage(prefix: str) -> dict[str, bytes]:
+    return {f"{prefix}{name}": data for name, data in GARBAGE.items()}
+
+
+LABELS = b"path,label\nimg/a/0.jpg,tabby\nimg/a/1.jpg,tabby\n" + b"".join(
+    f"img/b/{name},siamese\n".encode() for name in GARBAGE
+)
+UNUSABLE_CLASSES = {
+    "class-folders": (
+        class_images({"cat": 3, "dog": 2}) | garbage("cow/"), "folder",
+        lambda source: f"{source}/cow: no usable image of class 'cow'", "remove the folder",
+    ),
+    "class-folders-zip": (
+        class_images({"cat": 3, "dog": 2}, "PetImages/") | garbage("PetImages/cow/"), "zip",
+        lambda source: f"PetImages/cow inside {source}: no usable image of class 'cow'", "remove the folder",
+    ),
+    "split-folders": (
+        class_images({"cat": 3, "dog": 2}, "train/") | class_images({"cat": 1}, "test/", 50) | garbage("test/dog/"),
+        "tar.gz", lambda source: f"test/dog inside {source}: no usable image of class 'dog'", "remove the folder",
+    ),
+    "names": (
+        named_images({"cat": 3}, "train/") | garbage("train/dog."), "folder",
+        lambda source: f"{source}/train: no usable image of class 'dog'", "remove the class's files",
+    ),
+    "csv": (
+        class_images({"a": 2}, "img/") | garbage("img/b/") | {"labels.csv": LABELS}, "zip",
+        lambda source: f"labels.csv inside {source}: no usable image of class 'siamese'", "remove the class's rows",
+    ),
+}
+
+
+@pytest.mark.parametrize(("files", "kind", "where", "removal"), UNUSABLE_CLASSES.values(), ids=UNUSABLE_CLASSES.keys())
+def test_a_class_of_only_unusable_images_is_refused_naming_the_class_and_its_folder(
+    tmp_path, paths, files, kind, where, removal
+):
+    source = write_tree(tmp_path / "user", files, kind)
+
+    message = refusal_writing_nothing_outside(
+        tmp_path, paths.root / "data", lambda: download("pets", DataSource(path=str(source)), 0, paths)
+    )
+
+    reasons = "3 files, all skipped: 2 not a decodable image, 1 empty file"
+    assert message == f"data.pets: {where(source)} ({reasons}); replace them or {removal}"
+    assert not paths.raw_dir("pets").exists()
+
+
+def test_unusable_images_are_kept_with_their_reason_counted_and_named_in_the_downloads_line(
+    tmp_path, paths, monkeypatch
+):
+    files = class_images({"cat": 3, "dog": 2}) | {"cat/empty.jpg": b"", "dog/text.jpg": b"hello"}
+    source = write_tree(tmp_path / "user", files, "folder")
+    params = parse_params(tiny_raw(**{"data.pets": {"source": "local", "path": str(source)}}))
+    monkeypatch.chdir(paths.root)
+
+    line = download_named("pets", params)
+
+    skips = read_samples(paths, "pets").set_index("path")["skip"]
+    assert skips["cat/empty.jpg"] == "empty file" and skips["dog/text.jpg"] == "not a decodable image"
+    assert (skips.drop(["cat/empty.jpg", "dog/text.jpg"]) == "").all()
+    assert read_index(paths, "pets").unusable == {"empty file": 1, "not a decodable image": 1}
+    assert line.endswith("; unusable, which the split leaves out: 1 empty file, 1 not a decodable image")
 
 
 @pytest.fixture

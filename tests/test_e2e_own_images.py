@@ -61,11 +61,14 @@ def test_a_declared_dataset_runs_through_evaluate(workspace: Path, layout: str) 
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_the_zero_byte_and_truncated_jpegs_are_skipped_and_counted(workspace: Path, layout: str) -> None:
+def test_the_zero_byte_and_truncated_jpegs_are_found_unusable_and_never_drawn(workspace: Path, layout: str) -> None:
+    assert _json(workspace, f"data/raw/own_{layout}/index.json")["unusable"] == {
+        "empty file": 1, "not a decodable image": 1
+    }
+    assert _json(workspace, f"metrics/own_{layout}/split.json")["unusable"]["total"] == 2
     summary = _json(workspace, f"metrics/own_{layout}/preprocess.json")
-    assert sum(summary[name]["skipped"] for name in ("train", "val", "test")) == 2
-    skipped = (workspace / f"data/processed/own_{layout}/skipped.csv").read_text().splitlines()
-    assert len(skipped) == 3 and any(line.endswith("empty file") for line in skipped)
+    assert sum(summary[name]["skipped"] for name in ("train", "val", "test")) == 0
+    assert (workspace / f"data/processed/own_{layout}/skipped.csv").read_text() == "split,path,reason\n"
     assert summary["sizes"]["width"]["min"] < summary["sizes"]["width"]["max"]
 
 

@@ -85,6 +85,14 @@ def test_split_folders_are_counted_per_part(tmp_path):
     assert table in result.stdout
 
 
+def test_a_class_with_no_usable_image_is_named_as_download_would_refuse_it(tmp_path):
+    files = class_images(PETS) | {"cow/0.jpg": b"", "cow/1.jpg": b"not an image"}
+    result = runner.invoke(app, ["inspect", str(write_tree(tmp_path, files, "folder"))])
+    assert result.exit_code == 0, result.output
+    refused = "classes download refuses (no usable image):\n  cow: 2 files, all skipped: 1 empty file, 1 not a"
+    assert refused in result.stdout
+
+
 def test_a_missing_path_is_one_error_line(tmp_path):
     missing = runner.invoke(app, ["inspect", str(tmp_path / "nowhere.zip")])
     assert missing.exit_code == 1 and "nowhere.zip does not exist" in missing.stderr

@@ -1,8 +1,10 @@
 """A user's dataset read in its layout (`pipeline.data.layouts`) from a folder, a zip or a tar.gz
-(`pipeline.data.tree`): each layout detected and named, clutter counted, `classes` order and subset, and every
-error naming the key and the tree."""
+(`pipeline.data.tree`): each layout detected and named, clutter counted, `classes` order and subset, empty class
+folders named, odd entries (symbolic link loops, broken links, unreadable files) counted, and every error naming the
+key and the tree."""
 
 import io
+import os
 import re
 import tarfile
 import zipfile
@@ -29,7 +31,11 @@ CLUTTER_COUNTS = {".DS_Store": 2, "Thumbs.db": 2, "__MACOSX/": 1, "hidden files"
 
 
 def listing(tmp_path: Path, files: dict[str, bytes], kind: str, **options):
-    with open_tree(write_tree(tmp_path, files, kind), KEY) as tree:
+    return listing_at(write_tree(tmp_path, files, kind), **options)
+
+
+def listing_at(path: Path, **options):
+    with open_tree(path, KEY) as tree:
         return read_listing(tree, key=KEY, **options)
 
 
@@ -166,6 +172,81 @@ def test_a_class_without_images_is_named(tmp_path):
     assert re.search(r"no images in the class folder cow\b", error(tmp_path, files, "tar.gz"))
     split = class_images(PETS, "train/") | class_images({"cat": 1}, "test/") | {"test/dog/.DS_Store": b"x"}
     assert "no images in the class folder test/dog" in error(tmp_path / "b", split, "folder")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_tree_lists_its_folders_empty_ones_too(tmp_path, kind):
+    files = {"a/1.jpg": b"1", "b/c/": b"", "d/e/f.txt": b"2"}
+    with open_tree(write_tree(tmp_path, files, kind), KEY) as tree:
+        assert tree.folders() == ["a", "b", "b/c", "d", "d/e"]
+        assert tree.names() == ["a/1.jpg", "d/e/f.txt"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_empty_class_folder_is_named_like_one_holding_only_other_files(tmp_path, kind):
+    empty = error(tmp_path / "a", class_images(PETS) | {"cow/": b""}, kind)
+    other = error(tmp_path / "b", class_images(PETS) | {"cow/notes.txt": b"x"}, kind)
+    assert re.search(r"no images in the class folder cow\b", empty)
+    assert empty.replace(str(tmp_path / "a"), "") == other.replace(str(tmp_path / "b"), "")
+    split = class_images(PETS, "train/") | class_images({"cat": 1}, "test/") | {"test/dog/": b""}
+    assert "no images in the class folder test/dog" in error(tmp_path / "c", split, kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_empty_hidden_and_macos_folders_are_not_classes(tmp_path, kind):
+    found = listing(tmp_path, class_images(PETS) | {".git/": b"", "__MACOSX/": b"", "cat/.cache/": b""}, kind)
+    assert found.classes == ("cat", "dog") and found.ignored == {}
+
+
+def test_link_loops_broken_links_and_pipes_are_counted_and_good_links_read_as_what_they_point_at(tmp_path):
+    root = write_tree(tmp_path, class_images(PETS), "folder")
+    write_tree(tmp_path / "elsewhere", class_images({"fox": 2}), "folder")
+    (root / "fox").symlink_to(tmp_path / "elsewhere" / "dataset" / "fox")  # a class folder kept on another disk
+    (root / "dog" / "link.jpg").symlink_to(root / "cat" / "0.jpg")
+    (root / "cat" / "loop.jpg").symlink_to("loop.jpg")
+    (root / "cat" / "ping.jpg").symlink_to("pong.jpg")
+    (root / "cat" / "pong.jpg").symlink_to("ping.jpg")
+    (root / "dog" / "up").symlink_to("..")  # followed, it would never end
+    (root / "dog" / "gone.jpg").symlink_to("nowhere.jpg")
+    os.mkfifo(root / "dog" / "pipe.jpg")  # reading it would wait forever
+
+    found = listing_at(root)
+
+    assert found.ignored == {"broken symbolic links": 1, "pipes, sockets and devices": 1, "symbolic link loops": 4}
+    assert found.classes == ("cat", "dog", "fox")
+    paths = [sample.path for sample in found.samples]
+    assert "dog/link.jpg" in paths and [path for path in paths if "fox" in path] == ["fox/0.jpg", "fox/1.jpg"]
+    with open_tree(root, KEY) as tree:
+        assert tree.read("dog/link.jpg") == (root / "cat" / "0.jpg").read_bytes()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file and lists any folder, whatever their permissions")
+def test_unreadable_files_and_folders_that_cannot_be_listed_are_counted_not_a_crash(tmp_path):
+    root = write_tree(tmp_path, class_images(PETS) | {"dog/locked/0.jpg": image(1, 8, 8)}, "folder")
+    (root / "cat" / "0.jpg").chmod(0)
+    (root / "dog" / "locked").chmod(0)
+    try:
+        found = listing_at(root)
+    finally:
+        (root / "cat" / "0.jpg").chmod(0o644)
+        (root / "dog" / "locked").chmod(0o755)
+    assert found.ignored == {"folders that cannot be listed": 1, "unreadable files": 1}
+    assert "cat/0.jpg" not in [sample.path for sample in found.samples] and found.classes == ("cat", "dog")
+
+
+def test_a_symbolic_link_inside_a_tar_is_counted_not_followed(tmp_path):
+    target = write_tree(tmp_path, class_images(PETS), "tar.gz")
+    with tarfile.open(target, "r:gz") as archive:
+        members = [(info, archive.extractfile(info).read()) for info in archive.getmembers()]
+    link = tarfile.TarInfo("dog/link.jpg")
+    link.type, link.linkname = tarfile.SYMTYPE, "../cat/0.jpg"
+    with tarfile.open(target, "w:gz") as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data))
+        archive.addfile(link)
+    found = listing_at(target)
+    assert found.ignored == {"symbolic links inside a tar": 1}
+    assert "dog/link.jpg" not in [sample.path for sample in found.samples]
 
 
 def test_test_or_val_classes_that_differ_from_train_are_named(tmp_path):

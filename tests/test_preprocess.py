@@ -113,6 +113,26 @@ def test_unreadable_images_are_skipped_counted_and_listed(prepared, tiny_params)
     assert train.labels.tolist() == read_manifest(prepared, "catsdogs", "train")["label"][3:].tolist()
 
 
+def test_a_train_split_left_without_any_image_of_a_class_is_refused_and_nothing_written(prepared, tiny_params):
+    archive = prepared.raw_archive("catsdogs")
+    train = read_manifest(prepared, "catsdogs", "train")
+    cats = train.loc[train["class"] == "cat", "path"].tolist()
+    with zipfile.ZipFile(archive) as source:
+        members = [(name, b"" if name in cats else source.read(name)) for name in source.namelist()]
+    write_zip(archive, members)
+    before = _files(prepared)
+
+    with pytest.raises(PipelineError) as error:
+        preprocess("catsdogs", tiny_params.preprocess["catsdogs"], prepared)
+
+    message = str(error.value)
+    assert message.startswith(
+        "preprocess.catsdogs: the train split has no image of class 'cat' left: 6 files, all skipped: 6 empty file ("
+    )
+    assert all(path in message for path in cats) and "the rows skipped.csv would hold" in message
+    assert _files(prepared) == before  # the previous arrays, skipped.csv and metrics stay
+
+
 @pytest.mark.parametrize("dataset", ["catsdogs", "cifar10"])
 def test_two_runs_with_the_same_seed_give_byte_identical_outputs(tmp_path, dataset):
     """Raw archive, manifests, arrays, meta, skipped list and metrics; a different seed's split differs (test_split)."""
@@ -220,6 +240,7 @@ MISNAMED = "data named .jpg; convert it to the format its name says"
 KEPT: dict[str, Callable[[], bytes]] = {
     "train/dog/gray.png": lambda: _saved(_photo().convert("L"), "PNG"),
     "train/dog/rotated.jpg": _exif_rotated_jpeg,
+    "train/cat/photo.jpg": lambda: _saved(_photo(), "JPEG"),  # a class must keep an image (see the refusal's test)
 }
 SKIPPED: dict[str, tuple[Callable[[], bytes], str]] = {
     "train/cat/zero-byte.jpg": (lambda: b"", "empty file"),
@@ -293,7 +314,7 @@ def test_skipped_images_are_counted_and_the_others_kept(cases):
     summary = json.loads(cases.paths.preprocess_metrics("cifar10").read_text())
     assert summary["train"] == {"kept": len(KEPT), "skipped": len(SKIPPED)}
     assert list(cases.skipped()) == list(SKIPPED)
-    assert load_split(cases.paths, "cifar10", "train").labels.tolist() == [5, 5]
+    assert load_split(cases.paths, "cifar10", "train").labels.tolist() == [5, 5, 3]
 
 
 def test_grayscale_image_is_converted_to_rgb_not_skipped(cases):

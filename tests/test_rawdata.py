@@ -13,6 +13,7 @@ from pipeline.data.archive import ZIP_EPOCH, open_archive, refuse_unsafe, write_
 from pipeline.data.ingest import ingest
 from pipeline.data.raw import read_samples
 from pipeline.data.tree import open_tree
+from tests.helpers.image_trees import image
 
 MEMBERS = [("train/cat.1.jpg", b"cat one"), ("train/dog.1.jpg", b"dog one"), ("notes.txt", b"hello")]
 
@@ -62,7 +63,7 @@ def test_write_zip_keeps_previous_target_when_members_fail(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["train.zip"]
 
 
-def test_ingest_sorts_naturally_hashes_and_leaves_out_what_is_not_the_datasets(tmp_path):
+def test_ingest_sorts_naturally_hashes_judges_and_leaves_out_what_is_not_the_datasets(tmp_path):
     target = tmp_path / "train.zip"
     names = [
         "train/",
@@ -81,7 +82,9 @@ def test_ingest_sorts_naturally_hashes_and_leaves_out_what_is_not_the_datasets(t
         "train/cat.5.png",
         "sampleSubmission.csv",
     ]
-    write_zip(target, ((name, name.encode()) for name in names))
+    real = {"train/cat.2.jpg": image(1, 8, 8), "train/dog.10.jpg": image(2, 8, 8)}  # the others' bytes are their names
+    members = {name: real.get(name, name.encode()) for name in names}
+    write_zip(target, members.items())
     folder = tmp_path / "raw"
     folder.mkdir()
 
@@ -89,18 +92,21 @@ def test_ingest_sorts_naturally_hashes_and_leaves_out_what_is_not_the_datasets(t
         index = ingest(tree, CatsDogsData(), "data.catsdogs", folder)
 
     frame = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
-    assert list(frame.columns) == ["path", "class", "part", "sha256"]
+    assert list(frame.columns) == ["path", "class", "part", "sha256", "skip"]
     kept = ["cat.1.jpg", "cat.2.jpg", "cat.5.png", "cat.10.jpg", "cat.x.jpg", "dog.2.jpg", "dog.10.jpg"]
     assert frame["path"].tolist() == [f"train/{name}" for name in kept]
     assert frame["class"].tolist() == ["cat"] * 5 + ["dog"] * 2
     assert set(frame["part"]) == {""}
-    assert frame["sha256"].tolist() == [hashlib.sha256(path.encode()).hexdigest() for path in frame["path"]]
+    assert frame["sha256"].tolist() == [hashlib.sha256(members[path]).hexdigest() for path in frame["path"]]
+    assert frame.loc[frame["path"].isin(real), "skip"].tolist() == ["", ""]
+    assert set(frame.loc[~frame["path"].isin(real), "skip"]) == {"not a decodable image"}
     with zipfile.ZipFile(folder / "images.zip") as archive:
         assert archive.namelist() == frame["path"].tolist()
     assert (index.classes, index.samples, index.layout) == (("cat", "dog"), 7, "names")
     assert index.ignored == {
         ".DS_Store": 2, "Thumbs.db": 1, "__MACOSX/": 2, "images of classes not in `classes`": 1, "not images": 1
     }
+    assert index.unusable == {"not a decodable image": 5}
 
 
 def test_ingest_of_an_archive_without_images_is_an_error(tmp_path):

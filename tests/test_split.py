@@ -94,6 +94,7 @@ def test_split_metrics_json_counts_every_split(raw, tiny_params):
         "val": {"cat": 3, "dog": 3, "total": 6},
         "test": {"cat": 3, "dog": 3, "total": 6},
         "duplicates": {"dropped_from_val": 0, "dropped_from_test": 0, "within_a_split": 0},
+        "unusable": {"cat": 0, "dog": 0, "total": 0},
     }
 
 
@@ -110,9 +111,13 @@ def test_read_manifest_of_a_missing_split_says_to_run_split(paths):
         read_manifest(paths, "catsdogs", "train")
 
 
-def _raw(paths: Paths, rows: list[tuple[str, str, str, str]], dataset: str = "own") -> Paths:
-    """A raw dataset as download writes it, `(path, class, part, sha256)` rows (split never reads the images)."""
+def _raw(
+    paths: Paths, rows: list[tuple[str, str, str, str]], dataset: str = "own", skips: dict[str, str] | None = None
+) -> Paths:
+    """A raw dataset as download writes it, `(path, class, part, sha256)` rows, usable but for the paths `skips`
+    gives a reason (split never reads the images)."""
     frame = pd.DataFrame(rows, columns=["path", "class", "part", "sha256"])
+    frame["skip"] = [(skips or {}).get(path, "") for path in frame["path"]]
     classes = tuple(sorted(set(frame["class"])))
     paths.raw_dir(dataset).mkdir(parents=True)
     write_index(paths.raw_dir(dataset), "images", Listing("class_folders", [], classes, {}), frame)
@@ -154,6 +159,20 @@ def test_integers_balance_the_splits_and_train_null_takes_the_rest(paths):
     _raw(paths, _images({"common": 200, "rare": 20}))
     split("own", SplitParams(val=5, test=5), 0, paths)
     assert _counts(paths) == {"train": {"common": 190, "rare": 10}, "val": {"common": 5, "rare": 5}, "test": {"common": 5, "rare": 5}}
+
+
+def test_only_usable_images_are_drawn_and_the_unusable_ones_are_counted(paths):
+    rows = _images({"a": 10, "b": 8}) + _images({"a": 2, "b": 3}, "test")
+    unusable = {"all/a/0.jpg": "empty file", "all/a/5.jpg": "not a decodable image", "test/b/1.jpg": "empty file"}
+    _raw(paths, rows, skips=unusable)
+
+    summary = split("own", SplitParams(train=5, val=2), 0, paths)  # the test part is given
+
+    assert _counts(paths) == {"train": {"a": 5, "b": 5}, "val": {"a": 2, "b": 2}, "test": {"a": 2, "b": 2}}
+    drawn = {path for name in SPLITS for path in read_manifest(paths, "own", name)["path"]}
+    assert not drawn & set(unusable) and len(drawn) == 18
+    assert summary["unusable"] == {"a": 2, "b": 1, "total": 3}
+    assert json.loads(paths.split_metrics("own").read_text())["unusable"] == summary["unusable"]
 
 
 def test_a_class_too_small_for_the_fractions_is_named(paths):

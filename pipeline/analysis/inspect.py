@@ -2,8 +2,9 @@
 
 It is read in its layout (`pipeline.data.layouts`), then every image's header is read (with Pillow, never decoded)
 for its size, format and colour, checked as preprocess will check it (`pipeline.data.images.refusal`), and hashed
-to find files with the same content. `inspection_text` writes it all down; `pipeline.onboarding.declare` turns it into
-the params blocks that declare the dataset.
+to find files with the same content. A class whose every image is unreadable is named: download would refuse it.
+`inspection_text` writes it all down; `pipeline.onboarding.declare` turns it into the params blocks that declare the
+dataset.
 """
 
 import hashlib
@@ -16,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.data.classes import Listing
+from pipeline.data.classes import Listing, skip_counts, unusable_classes
 from pipeline.data.images import refusal
 from pipeline.data.layouts import read_listing
 from pipeline.data.tree import open_tree
@@ -90,9 +91,18 @@ def inspection_text(found: Inspection) -> str:
         formats = ", ".join(f"{fmt} {count}" for fmt, count in sorted(found.formats.items()))
         lines.append(f"formats {formats} ({colour})")
     lines += _section("unreadable", [f"{path}: {reason}" for path, reason in found.unreadable])
+    lines += _unusable_classes(found)
     lines += _section("duplicates (same content)", [" = ".join(group) for group in found.duplicates])
     lines += _section("ignored files", [f"{reason}: {count}" for reason, count in listing.ignored.items()], count=False)
     return "\n".join(lines) + "\n"
+
+
+def _unusable_classes(found: Inspection) -> list[str]:
+    """The classes (of each part) with no usable image, which download refuses; no line when there are none."""
+    unusable = unusable_classes(found.listing, dict(found.unreadable))
+    items = [f"{part}/{cls}" if part else cls for part, cls in unusable]
+    counted = [f"{item}: {skip_counts(reasons)}" for item, reasons in zip(items, unusable.values(), strict=True)]
+    return _section("classes download refuses (no usable image)", counted, count=False) if counted else []
 
 
 def _class_table(listing: Listing) -> list[str]:

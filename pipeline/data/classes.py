@@ -1,15 +1,21 @@
 """What `pipeline.data.layouts` reads a dataset into (`Listing`, one `Sample` per image), and the rules its classes
 must follow: two at least, each with images, the same in every part; `classes` from params fixes their order or
-takes a subset."""
+takes a subset. Once the images are read (`pipeline.data.ingest`), a class (of a part) whose every image is to be
+skipped is refused too (`refuse_unusable`), naming where the layout keeps it: a model cannot learn a class it never
+sees."""
 
 import re
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pipeline.core.errors import PipelineError
 
 PART_ORDER = {None: 0, "train": 0, "val": 1, "test": 2}
 OTHER_CLASSES = "images of classes not in `classes`"
+SHOWN = 8  # paths named in an error before "and N more"
+# What to do with a class whose images are all unusable, besides replacing them, by layout.
+REMOVAL = {"names": "remove the class's files", "csv": "remove the class's rows"}
 
 
 @dataclass(frozen=True)
@@ -24,13 +30,23 @@ class Sample:
 @dataclass(frozen=True)
 class Listing:
     """A dataset read in its layout: the samples in a stable order (part, class, path in natural order: `cat.2.jpg`
-    before `cat.10.jpg`), the classes in label order,
-    and the files left out, counted by reason."""
+    before `cat.10.jpg`), the classes in label order, the files left out, counted by reason, and the layout's root
+    in the tree (`PetImages/`; for csv, the manifest)."""
 
     layout: str
     samples: list[Sample]
     classes: tuple[str, ...]
     ignored: dict[str, int]
+    root: str = ""
+
+    def home(self, sample: Sample) -> str:
+        """Where the layout keeps `sample`'s class, relative to the tree: its class folder (class and split folders),
+        the folder of the `<class>.<n>` files (names), the manifest (csv)."""
+        if self.layout == "class_folders":
+            return f"{self.root}{sample.cls}"
+        if self.layout == "split_folders":
+            return f"{self.root}{sample.path[len(self.root):].split('/', 1)[0]}/{sample.cls}"
+        return self.root.rstrip("/")
 
 
 def settle_classes(
@@ -110,3 +126,50 @@ def _same_classes(part: str, found: set[str], chosen: tuple[str, ...], every: bo
             f"{key}: {where}: the {part} classes differ from the train classes ({'; '.join(differences)}); give "
             "every part the same class folders"
         )
+
+
+def refuse_unusable(listing: Listing, skips: Mapping[str, str], key: str, entry: Callable[[str], str]) -> None:
+    """Stop on every class (of each part) whose images are all to be skipped, `skips` giving why by path ("" or
+    none: usable). The error names each one where `entry` (the tree's) says its home is, and the reasons counted."""
+    unusable = unusable_classes(listing, skips)
+    if not unusable:
+        return
+    homes = {(sample.part, sample.cls): listing.home(sample) for sample in listing.samples}
+    found = [
+        f"{entry(homes[part, cls])}: no usable image of class {cls!r} ({skip_counts(reasons)})"
+        for (part, cls), reasons in unusable.items()
+    ]
+    removal = REMOVAL.get(listing.layout, "remove the folder")
+    raise PipelineError(f"{key}: {'; '.join(found)}; replace them or {removal}")
+
+
+def unusable_classes(listing: Listing, skips: Mapping[str, str]) -> dict[tuple[str | None, str], Counter]:
+    """The (part, class) pairs whose every image has a reason in `skips`, with the gist of each reason counted, in
+    the listing's order."""
+    reasons: dict[tuple[str | None, str], Counter] = {}
+    usable = set()
+    for sample in listing.samples:
+        why = skips.get(sample.path, "")
+        if why:
+            reasons.setdefault((sample.part, sample.cls), Counter())[gist(why)] += 1
+        else:
+            usable.add((sample.part, sample.cls))
+    return {group: counted for group, counted in reasons.items() if group not in usable}
+
+
+def skip_counts(reasons: Counter) -> str:
+    """`3 files, all skipped: 2 not a decodable image, 1 empty file`, most frequent reason first."""
+    total = sum(reasons.values())
+    counted = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+    return f"{total} file{'s' if total > 1 else ''}, {'all ' if total > 1 else ''}skipped: {counted}"
+
+
+def gist(reason: str) -> str:
+    """A skip reason without its advice (`pipeline.data.images.refusal` puts it after a semicolon)."""
+    return reason.split(";", 1)[0]
+
+
+def few(names: list[str]) -> str:
+    """The first `SHOWN` of `names`, and how many more."""
+    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+    return ", ".join(names[:SHOWN]) + more

@@ -7,11 +7,10 @@ import posixpath
 from pathlib import PureWindowsPath
 
 from pipeline.core.errors import PipelineError
-from pipeline.data.classes import Sample
+from pipeline.data.classes import Sample, few
 from pipeline.data.tree import Tree
 
 COLUMNS = ("path", "label")
-SHOWN = 8  # missing files named in an error before "and N more"
 
 
 def has_columns(data: bytes) -> bool:
@@ -46,9 +45,8 @@ def manifest_samples(
             missing.append(path)
         listed.add(name)
     if missing:
-        more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
         raise PipelineError(
-            f"{where}: {manifest} lists {len(missing)} files that are not there: {', '.join(missing[:SHOWN])}{more}; "
+            f"{where}: {manifest} lists {len(missing)} files that are not there: {few(missing)}; "
             "paths are relative to the CSV's folder"
         )
     return samples, {manifest, *listed}

@@ -13,19 +13,22 @@ split folders, of which part).
 
 A single folder wrapping everything (`PetImages/` inside a zip) is looked through. Images are `.jpg`, `.jpeg`,
 `.png`, `.bmp` and `.webp` files; hidden files, `Thumbs.db`, `.DS_Store`, `__MACOSX/`, names with control
-characters, other files, images of classes left out by `classes` and images where the layout takes none are counted
-in `Listing.ignored`, by reason. The rules the classes must follow (two at least, the same in every part, none
-empty) are checked in `pipeline.data.classes`.
+characters, other files, images of classes left out by `classes`, images where the layout takes none, and the
+entries the tree leaves out (symbolic link loops, broken symbolic links, unreadable files, folders that cannot be
+listed, pipes and devices: `Tree.left_out`) are counted in `Listing.ignored`, by reason: never dropped unsaid. A
+class folder is any visible folder where the layout puts classes, empty or not (an empty one is named like one
+holding only other files). The rules the classes must follow (two at least, the same in every part, none empty) are
+checked in `pipeline.data.classes`.
 """
 
 import posixpath
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.core.errors import PipelineError
-from pipeline.data.classes import Listing, Sample, settle_classes
+from pipeline.data.classes import Listing, Sample, few, settle_classes
 from pipeline.data.labels_csv import has_columns, manifest_samples
 from pipeline.data.tree import Tree
 
@@ -36,7 +39,6 @@ ACCEPTED = (
     "class_folders (<class>/<image>), split_folders (train/<class>/<image>, with val/ and test/ if any), names "
     "(<class>.<n>.jpg in one folder), csv (a manifest of path,label rows)"
 )
-SHOWN = 8  # entries named in an error before "and N more"
 OUTSIDE = "images outside the layout"
 NOT_IMAGES = "not images"
 NOT_LISTED = "images not in the CSV"
@@ -45,10 +47,11 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass
 class _Files:
-    """The tree's files less macOS and Windows clutter, and the clutter's count by reason."""
+    """The tree's files less macOS and Windows clutter, its folders, and what was left out, counted by reason."""
 
     source: str
-    every: list[str]  # all files, clutter too (a class folder holding only Thumbs.db is still a class folder)
+    every: list[str]  # all files, clutter too
+    folders: list[str]  # every folder, empty or not (a class folder holding only Thumbs.db is still a class folder)
     images: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
@@ -70,7 +73,7 @@ def read_listing(
     """
     if layout != "auto" and layout not in LAYOUTS and not layout.startswith("csv:"):
         raise PipelineError(f"{key}.layout: unknown layout {layout!r}; choose auto or one of: {ACCEPTED}")
-    files = _sorted_out(tree.names(), tree.shown)
+    files = _sorted_out(tree)
     if not files.images and not layout.startswith("csv"):
         raise PipelineError(
             f"{key}: {tree.shown} holds no images ({', '.join(IMAGE_SUFFIXES)}); found {_found(files, '')}; "
@@ -81,11 +84,16 @@ def read_listing(
     samples, seen, used = READERS[kind](tree, files, root, f"{key}: {where}")
     files.ignored[NOT_IMAGES] += len([name for name in files.others if name not in used])
     files.ignored[NOT_LISTED if kind == "csv" else OUTSIDE] += len([name for name in files.images if name not in used])
-    return settle_classes(kind, samples, seen, classes, +files.ignored, key, where)
+    return replace(settle_classes(kind, samples, seen, classes, +files.ignored, key, where), root=root)
 
 
-def _sorted_out(names: list[str], source: str) -> _Files:
-    files = _Files(source, names)
+def _sorted_out(tree: Tree) -> _Files:
+    """The tree's files sorted into images, others and clutter; what the tree left out counted by its reason (or
+    as clutter, which it is first)."""
+    names = tree.names()
+    files = _Files(tree.shown, names, tree.folders())
+    for name, reason in tree.left_out().items():
+        files.ignored[clutter(name) or reason] += 1
     for name in names:
         reason = clutter(name)
         if reason:
@@ -171,7 +179,7 @@ def _named(layout: str, files: _Files, key: str) -> tuple[str, str]:
         if name not in files.others:
             raise PipelineError(
                 f"{key}.layout: {files.source} holds no {name!r}; its CSV files: "
-                f"{_few([n for n in files.others if n.lower().endswith('.csv')]) or 'none'}"
+                f"{few([n for n in files.others if n.lower().endswith('.csv')]) or 'none'}"
             )
         return "csv", name
     stop: Callable[[str, list[str], list[str]], bool] = {
@@ -192,7 +200,7 @@ def _named(layout: str, files: _Files, key: str) -> tuple[str, str]:
     if len(manifests) != 1:
         raise PipelineError(
             f"{key}.layout: {files.source} holds {len(manifests) or 'no'} CSV files at its root "
-            f"({_few(manifests) or 'found ' + _found(files, root)}); name the manifest with csv:<file>"
+            f"({few(manifests) or 'found ' + _found(files, root)}); name the manifest with csv:<file>"
         )
     return "csv", manifests[0]
 
@@ -200,12 +208,7 @@ def _named(layout: str, files: _Files, key: str) -> tuple[str, str]:
 def _found(files: _Files, root: str) -> str:
     """A few of the entries right under `root` (clutter only when there is nothing else)."""
     dirs, names = _level(files.kept or files.every, root)
-    return f"in {root or 'its root'}: " + (_few([f"{name}/" for name in dirs] + names) or "nothing")
-
-
-def _few(names: list[str]) -> str:
-    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
-    return ", ".join(names[:SHOWN]) + more
+    return f"in {root or 'its root'}: " + (few([f"{name}/" for name in dirs] + names) or "nothing")
 
 
 Found = tuple[list[Sample], dict[str | None, set[str]], set[str]]
@@ -214,9 +217,13 @@ Found = tuple[list[Sample], dict[str | None, set[str]], set[str]]
 def _class_folders(tree: Tree, files: _Files, root: str, where: str) -> Found:
     """`<root>/<class>/...<image>`; a class is any visible folder under the root, with images or not."""
     samples = [Sample(name, _top(name, root), None) for name in _nested(files.images, root, 2)]
-    seen = {_top(name, root) for name in _nested(files.every, root, 2)}
-    visible = {name for name in seen if not name.startswith(".") and name != "__MACOSX"}
+    visible = {name for name in _subfolders(files, root) if not name.startswith(".") and name != "__MACOSX"}
     return samples, {None: visible}, {sample.path for sample in samples}
+
+
+def _subfolders(files: _Files, root: str) -> list[str]:
+    """The names of the folders right under `root`, empty ones too."""
+    return [name[len(root):] for name in files.folders if name.startswith(root) and "/" not in name[len(root):]]
 
 
 def _top(name: str, root: str) -> str:
@@ -226,13 +233,13 @@ def _top(name: str, root: str) -> str:
 
 def _split_folders(tree: Tree, files: _Files, root: str, where: str) -> Found:
     """`<root>/<part>/<class>/...<image>`, part train, val (valid, validation) or test."""
-    dirs = [name for name in _level(files.every, root)[0] if name.lower() in SPLIT_PARTS]
+    dirs = [name for name in _subfolders(files, root) if name.lower() in SPLIT_PARTS]
     parts = {SPLIT_PARTS[name.lower()]: name for name in dirs}
     if len(parts) < len(dirs):
         raise PipelineError(f"{where} has several folders for one part ({', '.join(dirs)}); keep one per part")
     if "train" not in parts:
         raise PipelineError(
-            f"{where} has {_few([f'{name}/' for name in dirs]) or 'no part folders'} but no train/; split folders "
+            f"{where} has {few([f'{name}/' for name in dirs]) or 'no part folders'} but no train/; split folders "
             "need train/<class>/ (val/ and test/ are optional)"
         )
     samples, seen = [], {}

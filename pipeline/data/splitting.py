@@ -1,5 +1,9 @@
 """How a dataset's samples become train / val / test: seeded draws per class, then the leakage check.
 
+`set_apart_unusable` leaves out first the samples download judged unusable (a `skip` reason in `samples.csv`:
+an empty file, not a decodable image, ...) and counts them per class, so that every draw is of usable images: a
+balanced 1000 a class gives 1000 images preprocess can decode.
+
 `draw_splits` takes each class in turn. Its pool (the samples of no part, or of the `train` part) is shuffled and
 capped at `max_train_per_class`; the parts with a size are cut from it in the order train, val, test (an int is that
 many images, a float that fraction of the class, at least one), and a `train: null` takes what is left. A part the
@@ -32,6 +36,14 @@ class Leaks:
     dropped: dict[str, int] = field(default_factory=lambda: {"val": 0, "test": 0})
     within: int = 0
     rows: list[dict[str, str]] = field(default_factory=list)
+
+
+def set_apart_unusable(samples: pd.DataFrame, classes: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The samples without a `skip` reason, and how many of each class (and in total) have one."""
+    unusable = samples["skip"] != ""
+    counts = samples.loc[unusable, "class"].value_counts()
+    per_class = {cls: int(counts.get(cls, 0)) for cls in classes}
+    return samples[~unusable], {**per_class, "total": int(unusable.sum())}
 
 
 def draw_splits(

@@ -39,7 +39,7 @@ def write_table(folder: Path, frame: pd.DataFrame) -> RawIndex:
     table.to_csv(folder / RAW_TABLE, index=False, lineterminator="\n")
     classes = tuple(sorted(set(table[CLASS_COLUMN])))
     rows = pd.DataFrame({"path": [str(row) for row in range(len(table))], "class": table[CLASS_COLUMN]})
-    return write_index(folder, "table", Listing("table", [], classes, {}), rows.assign(part="", sha256=""))
+    return write_index(folder, "table", Listing("table", [], classes, {}), rows.assign(part="", sha256="", skip=""))
 
 
 def check_table(frame: pd.DataFrame, where: str) -> pd.DataFrame:

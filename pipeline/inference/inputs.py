@@ -3,9 +3,10 @@ number): image files, folders (searched at any depth) and zip or tar archives of
 `pipeline.data.tree.open_tree`.
 
 Inside a folder or archive only image files (`.jpg`, `.jpeg`, `.png`, `.bmp`, `.webp`) are taken; other files, hidden
-files and `__MACOSX/` are counted as ignored. A file named on its own is always taken, whatever its name: whether it
-is a usable image is for `pipeline.data.images.refusal` to say. Each item has a key, its absolute path (an archive's
-member: the archive's, then the member's path inside it), by which `--labels` finds its class.
+files, `__MACOSX/` and what the tree leaves out (a broken or looping symbolic link, an unreadable file) are counted
+as ignored. A file named on its own is always taken, whatever its name: whether it is a usable image is for
+`pipeline.data.images.refusal` to say. Each item has a key, its absolute path (an archive's member: the archive's,
+then the member's path inside it), by which `--labels` finds its class.
 """
 
 import os
@@ -41,13 +42,14 @@ def image_key(root: Path, member: str = "") -> str:
 
 
 def image_names(tree: Tree) -> tuple[list[str], int]:
-    """The image files of a tree, sorted, and how many other files it holds (hidden files and `__MACOSX/` too)."""
+    """The image files of a tree, sorted, and how many other entries it holds (hidden files and `__MACOSX/` too, and
+    those the tree leaves out: broken links, unreadable files, ...)."""
     names = tree.names()
     images = [
         name for name in names
         if name.lower().endswith(IMAGE_SUFFIXES) and not clutter(name)
     ]
-    return images, len(names) - len(images)
+    return images, len(names) - len(images) + len(tree.left_out())
 
 
 class Inputs:

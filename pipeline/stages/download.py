@@ -4,8 +4,10 @@
 Every image source is read as a tree of files in one of the layouts (`pipeline.data.layouts`) and written by the
 same code: the user's folder, zip or tar (`source: local`), the built-in datasets' generated samples (`sample`), the
 Kaggle dogs-vs-cats competition (`kaggle`) and the official CIFAR-10 archive (`torchvision`); see
-`pipeline.data.sources.builtin`. Iris (`sklearn`, the copy scikit-learn ships) is written as a raw table. The
-folder appears whole or not at all: a source that fails leaves the previous one in place.
+`pipeline.data.sources.builtin`. Iris (`sklearn`, the copy scikit-learn ships) is written as a raw table. Every
+image is judged from its header as it is read: an unusable one is kept with its reason (`samples.csv`'s `skip`
+column), for the split to leave out, and a class with no usable image is refused, naming its folder. The folder
+appears whole or not at all: a source that fails, or is refused, leaves the previous one in place.
 """
 
 from pipeline.config.datasets import DataSource
@@ -31,14 +33,21 @@ def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> RawInde
 
 def download_named(dataset: str, params: Params) -> str:
     """Download the dataset named, as its command does; the line it prints: samples, classes, layout, what was
-    left out."""
+    left out, the unusable images the split will leave out."""
     name, paths = dataset_named(params, dataset), Paths()
     index = download(name, params.data[name], params.seed, paths)
-    left_out = ", ".join(f"{count} {reason}" for reason, count in index.ignored.items())
+    left_out, unusable = _counted(index.ignored), _counted(index.unusable)
     return (
         f"{name}: {index.samples} samples of {len(index.classes)} classes ({', '.join(index.classes)}), "
-        f"{index.layout} layout, in {paths.raw_dir(name)}" + (f"; left out: {left_out}" if left_out else "")
+        f"{index.layout} layout, in {paths.raw_dir(name)}"
+        + (f"; left out: {left_out}" if left_out else "")
+        + (f"; unusable, which the split leaves out: {unusable}" if unusable else "")
     )
+
+
+def _counted(reasons: dict[str, int]) -> str:
+    """`2 Thumbs.db, 1 not images`."""
+    return ", ".join(f"{count} {reason}" for reason, count in reasons.items())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ counted in `metrics/<dataset>/split.json` with the per-split class counts (one b
 dataset's audit looking for near-duplicates (`near`), perceptual hashes find the same shot saved again,
 resized, recompressed or cropped: every pair is listed in `near_duplicates.csv`, and with `near_duplicates:
 drop_across` the copy in the later split is left out. The reviewed `exclude` and `relabel` files apply after the draw.
+
+Only usable images are drawn: those download judged unusable (a `skip` reason in `samples.csv`) are left out first,
+and counted per class in `split.json` (`unusable`: each class's count and the `total`; their reasons are in
+`samples.csv` and the download stage's line).
 """
 
 import numpy as np
@@ -23,7 +27,14 @@ from pipeline.data.archive import open_archive
 from pipeline.data.near_duplicates import archive_signatures, near_pairs
 from pipeline.data.raw import read_index, read_samples
 from pipeline.data.reviews import apply_reviews, read_exclusions, read_relabels
-from pipeline.data.splitting import Leaks, NearDuplicates, draw_splits, drop_leaks, drop_near_duplicates
+from pipeline.data.splitting import (
+    Leaks,
+    NearDuplicates,
+    draw_splits,
+    drop_leaks,
+    drop_near_duplicates,
+    set_apart_unusable,
+)
 from pipeline.stages.command import dataset_named, stage_command
 
 DUPLICATES, NEAR_DUPLICATES = "duplicates.csv", "near_duplicates.csv"
@@ -37,7 +48,7 @@ def split(
     near-duplicates are not looked for)."""
     index, key = read_index(paths, dataset), f"split.{dataset}"
     classes = index.classes
-    samples = read_samples(paths, dataset)
+    samples, unusable = set_apart_unusable(read_samples(paths, dataset), classes)
     rng = np.random.default_rng(sizes.draw_seed(seed))
     drawn = draw_splits(samples, classes, sizes, rng, key, str(paths.raw_dir(dataset)))
     kept, leaks = drop_leaks(drawn)
@@ -63,7 +74,7 @@ def split(
         name: {cls: int(count) for cls, count in frame["class"].value_counts().reindex(classes, fill_value=0).items()}
         for name, frame in manifests.items()
     }
-    summary = _counts(counts, leaks)
+    summary = {**_counts(counts, leaks), "unusable": unusable}
     if sizes.exclude or sizes.relabel:
         summary["reviewed"] = {"excluded": len(excluded), "relabelled": len(relabelled)}
     if near is not None:

@@ -1,6 +1,6 @@
 """Small image datasets in users' layouts, generated with OpenCV: tiny images of varied sizes, JPEG and PNG, gray and
-colour, odd names, a zero-byte and a truncated JPEG, a duplicate, macOS and Windows clutter; each written as a
-folder, a zip or a tar.gz."""
+colour, odd names, a zero-byte and a truncated JPEG, a duplicate, macOS and Windows clutter, empty folders; each
+written as a folder, a zip or a tar.gz."""
 
 import io
 import tarfile
@@ -67,23 +67,29 @@ def messy(prefix: str, cls: str, other: str) -> dict[str, bytes]:
 
 
 def write_tree(root: Path, files: dict[str, bytes], kind: str) -> Path:
-    """`files` (by posix path) as a folder, a zip or a tar.gz under `root`; returns its path."""
+    """`files` (by posix path) as a folder, a zip or a tar.gz under `root`; returns its path. A name ending in `/` is
+    a folder (its bytes unused): made, or a zip's folder entry, or a tar's directory member."""
     root.mkdir(parents=True, exist_ok=True)
     if kind == "folder":
         target = root / "dataset"
         for name, data in files.items():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
-            (target / name).write_bytes(data)
+            if name.endswith("/"):
+                (target / name).mkdir(exist_ok=True)
+            else:
+                (target / name).write_bytes(data)
     elif kind == "zip":
         target = root / "dataset.zip"
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, data in files.items():
-                archive.writestr(name, data)
+                archive.writestr(name, b"" if name.endswith("/") else data)
     else:
         target = root / "dataset.tar.gz"
         with tarfile.open(target, "w:gz") as archive:
             for name, data in files.items():
                 info = tarfile.TarInfo(name)
+                if name.endswith("/"):
+                    info.type, data = tarfile.DIRTYPE, b""
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
     return target
