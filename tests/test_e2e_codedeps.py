@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 EDITS = {
     "pipeline/data/images.py": {"preprocess", "audit"},  # the audit decodes the images of its grids
     "pipeline/training/feed.py": {"train", "audit"},  # the audit trains its folds with the training code
-    "pipeline/data/raw.py": {"download", "split", "preprocess"},  # the raw layout: written by download, read after
+    "pipeline/data/raw.py": {"download", "settings", "split", "preprocess"},  # written by download, read after
     "pipeline/data/layouts.py": {"download"},  # reading a user's folder: split and preprocess read the raw layout
     "pipeline/stages/settings.py": {"settings"},
     "pipeline/data/sources/cifar_batches.py": {"download"},  # a module inside a folder dep

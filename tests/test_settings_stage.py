@@ -83,3 +83,54 @@ def test_a_top_level_aug_change_a_models_own_aug_block_shadows_stops_the_stage_b
 def test_a_top_level_aug_change_that_takes_effect_goes_through(paths):
     _lock(paths, params_with(), "cifar10")
     assert settings("cifar10", parse_params(params_with(aug__rotation=20)), paths)["aug"]["rotation"] == 20
+
+
+def _lock_blocks(paths, raw: dict, dataset: str) -> None:
+    """A dvc.lock whose settings@<dataset> entry recorded the dataset's `data` block and the whole `split` block."""
+    entry = {f"data.{dataset}": raw["data"][dataset], "split": raw["split"]}
+    stages = {f"settings@{dataset}": {"params": {"params.yaml": entry}}}
+    paths.lock_file().write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+
+
+def _brings(paths, dataset: str, *parts: str) -> None:
+    """A raw samples file whose samples come in `parts` ("" for the pool)."""
+    folder = paths.raw_samples(dataset).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{part}/a.png,a,{part},x,\n" for part in parts)
+    paths.raw_samples(dataset).write_text("path,class,part,sha256,skip\n" + rows)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"data__catsdogs__sample_per_class": 500}, r"data\.catsdogs\.sample_per_class: changed since the last run, but "
+         r"only source sample reads it \(data\.catsdogs\.source is kaggle\); set data\.catsdogs\.source=sample"),
+        ({"data__catsdogs__path": "/data/cats"}, r"data\.catsdogs\.path: .* only source local reads it"),
+    ],
+)
+def test_a_changed_data_key_the_source_never_reads_stops_the_stage(paths, change, message):
+    _lock_blocks(paths, params_with(data__catsdogs__source="kaggle"), "catsdogs")
+    with pytest.raises(PipelineError, match=message):
+        settings("catsdogs", parse_params(params_with(data__catsdogs__source="kaggle", **change)), paths)
+
+
+def test_switching_the_source_lets_its_own_keys_change_with_it(paths):
+    _lock_blocks(paths, params_with(), "catsdogs")
+    new = params_with(data__catsdogs__source="local", data__catsdogs__path="/data/cats", data__catsdogs__sample_per_class=5)
+    settings("catsdogs", parse_params(new), paths)
+
+
+def test_the_size_of_a_part_the_dataset_brings_stops_the_stage_and_its_cap_goes_through(paths):
+    _lock_blocks(paths, params_with(), "cifar10")
+    _brings(paths, "cifar10", "train", "test")
+    with pytest.raises(PipelineError, match=r"split\.cifar10\.test: .* cifar10 brings its own test part, used as given; "
+                       r"cap it with split\.cifar10\.max_test_per_class instead"):
+        settings("cifar10", parse_params(params_with(split__cifar10__test=0.2)), paths)
+    settings("cifar10", parse_params(params_with(split__cifar10__max_test_per_class=50)), paths)
+
+
+def test_the_cap_of_a_part_drawn_from_the_pool_stops_the_stage(paths):
+    _lock_blocks(paths, params_with(), "catsdogs")
+    _brings(paths, "catsdogs", "")
+    with pytest.raises(PipelineError, match=r"split\.catsdogs\.max_val_per_class: .* catsdogs brings no val part to cap"):
+        settings("catsdogs", parse_params(params_with(split__catsdogs__max_val_per_class=100)), paths)

@@ -152,11 +152,11 @@ def silent_overrides(params: Params, model: str, locked: Mapping[str, Any] | Non
     problems = []
     for setting in _settings(params, model):
         source = setting.source(raw)
-        if source == TABLE_OFF or _changed(source, locked, raw):
+        if source == TABLE_OFF or changed_since(source, locked, raw):
             continue
         for candidate in setting.candidates:
             shadowed = not candidate.active or setting.rank(candidate.key) > setting.rank(source)
-            if shadowed and _changed(candidate.key, locked, raw):
+            if shadowed and changed_since(candidate.key, locked, raw):
                 problems.append(_refusal(params, model, setting, candidate.key, source, _at(raw, candidate.key)))
     return problems
 
@@ -200,9 +200,10 @@ def _values(config: ModelConfig) -> dict[str, Any]:
     }
 
 
-def _changed(key: str, locked: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
-    """Whether a params key's value differs from the one dvc.lock recorded; false where dvc.lock has no entry for it
-    (the stage does not list it, or it is `default`)."""
+def changed_since(key: str, locked: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
+    """Whether a params key's value in `raw` (`Params.raw()`) differs from the one dvc.lock recorded (`locked`, as
+    `locked_params` reads it); false where dvc.lock has no entry for it (the stage does not list it, or it is
+    `default`)."""
     entry = next((e for e in locked if key == e or key.startswith(f"{e}.")), None)
     if entry is None:
         return False
