@@ -4,10 +4,10 @@ A stage killed mid-write leaves a temporary copy of its output (`pipeline.core.a
 its checkpoint (`models/checkpoints/<model>.ckpt`, and `<model>.prev.ckpt`), which the run's next start resumes
 from. But DVC may restore a stage from its run cache instead of running it, and then the stage's own code, which
 would clean up, never runs. So every stage command starts by removing, under the workspace's data/, models/ and
-metrics/, the temporary copies no running process writes, and the checkpoints older than their model's file: a
-model file changed after the last checkpoint was written (saved by the run, restored by DVC from its cache, checked
-out) means that run is over, and nothing would resume the checkpoint but a run of the same params and code, which the
-run cache restores instead.
+metrics/, the temporary copies no running process writes (the rule is in `pipeline.core.atomic`), and the
+checkpoints older than their model's file: a model file changed after the last checkpoint was written (saved by the
+run, restored by DVC from its run cache, checked out) means that checkpoint's run is over or was replaced, and at
+most a head start is lost. A checkpoint without a model file is of a run cut short, and stays for it to resume.
 """
 
 import os
