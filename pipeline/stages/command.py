@@ -69,8 +69,9 @@ def rerun_command(module: str, arguments: list[str]) -> str:
 
 def stage_command(stage: Callable[..., Any], reads_params: bool = True) -> NoReturn:
     """Run `stage` (`<stage>_named`: the name, then the params unless not `reads_params`) as this process's command,
-    once the workspace is clean of what killed stages left (the params read first: a run from the wrong folder
-    touches nothing), print its output, record the stage's time, and end the process at once with its status.
+    once the workspace is clean of what killed stages left (after the params are read, where it reads them: a run
+    from a folder without them touches nothing), print its output, record the stage's time, and end the process at
+    once with its status.
 
     A process that has imported torch takes about a second to tear its modules down at a normal exit, which
     `dvc repro` would wait for after each stage. By the time the stage returns, every output is written and closed
