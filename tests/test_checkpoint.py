@@ -18,7 +18,7 @@ def test_a_crafted_model_file_is_refused_without_running_its_code(tmp_path, zip_
         load_model(model_file)
 
     assert str(error.value).startswith(f"{model_file}: refused to load this model file: it asks to run io.open")
-    assert str(error.value).endswith("run the train stage again")
+    assert str(error.value).endswith("run the train stage again: `dvc repro train@catsdogs_cnn`")
     assert not marker.exists()
     assert runs_code_when_trusted(model_file, marker)
 

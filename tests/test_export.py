@@ -250,7 +250,9 @@ def test_the_command_without_a_trained_model_is_one_error_line(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["export", "catsdogs_cnn"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: models/catsdogs_cnn.pt: model not found; run the train stage first"
+    assert result.stderr.strip() == (
+        "error: models/catsdogs_cnn.pt: model not found; run the train stage first: `dvc repro train@catsdogs_cnn`"
+    )
 
 
 def test_every_registered_architecture_is_exported_by_a_case_here():

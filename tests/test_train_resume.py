@@ -24,7 +24,9 @@ RECIPES = {  # every training recipe on: the moving average, the per-batch sched
 
 
 @pytest.mark.parametrize("changes", [AUGMENTED, RECIPES], ids=["augmented", "recipes"])
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(prepared, monkeypatch, changes):
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(
+    prepared, monkeypatch, capsys, changes
+):
     params = parse_params(tiny_raw(**changes))
     train("catsdogs_cnn", params, prepared)
     uninterrupted, figures = weights(prepared), outputs(prepared)
@@ -33,9 +35,12 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
     train_killed_in_epoch(monkeypatch, 3, params, prepared)
     assert prepared.checkpoint("catsdogs_cnn").is_file()
     assert not prepared.model_file("catsdogs_cnn").exists()
+    capsys.readouterr()
 
     last = train("catsdogs_cnn", params, prepared)
     assert last["resumed_from_epoch"] == 2
+    resuming = f"resuming catsdogs_cnn after epoch 2 of 3, from {prepared.checkpoint('catsdogs_cnn')} (a run cut short)"
+    assert resuming in capsys.readouterr().err.splitlines()
     resumed = weights(prepared)
     assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
     assert outputs(prepared) == figures
@@ -43,10 +48,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
     assert not prepared.checkpoint("catsdogs_cnn").exists()
 
 
-def test_a_checkpoint_of_other_params_is_not_resumed(prepared, monkeypatch):
+def test_a_checkpoint_of_other_params_is_not_resumed(prepared, monkeypatch, capsys):
     train_killed_in_epoch(monkeypatch, 2, parse_params(tiny_raw(**AUGMENTED)), prepared)
     other = parse_params(tiny_raw(**{**AUGMENTED, "train.lr": 0.05}))
     assert train("catsdogs_cnn", other, prepared)["resumed_from_epoch"] == 0
+    assert "resuming" not in capsys.readouterr().err
 
 
 def test_a_checkpoint_of_other_code_is_not_resumed_and_a_warning_names_it(prepared, tiny_params, monkeypatch, caplog):

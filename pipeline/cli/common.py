@@ -1,6 +1,8 @@
 """What every `pipeline` command shares: the params options and the one-red-line error handling."""
 
 import functools
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,17 +23,23 @@ Model = Annotated[str, typer.Argument(help="Model name, a key under `models` in 
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """A command whose `PipelineError`s print as one red line and exit with status 1."""
+    """A command whose `PipelineError`s print as one red line (naming the command, as typed, where the fix is to run
+    it again) and exit with status 1."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except PipelineError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {exc.naming_command(typed_command())}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
 
     return run
+
+
+def typed_command() -> str:
+    """This `pipeline` command as the user typed it."""
+    return shlex.join(["pipeline", *sys.argv[1:]])
 
 
 def load(path: Path, overrides: list[str] | None) -> Params:

@@ -2,16 +2,21 @@
 `python -m pipeline.stages.<stage>` (what dvc.yaml runs) calls, so a stage run by hand does what DVC's does.
 
 Every command reads params.yaml (or --params) once, applies `-S key=value` overrides as `dvc exp run -S` does,
-and validates everything before any work. Problems print as one red line and exit with status 1. Only stage
-commands live here; `train --nproc` starts the train stage's module under torchrun (`pipeline.cli.torchrun`).
+and validates everything before any work; then it removes what killed stages left in the workspace, as the stage's
+own command does (`pipeline.stages.command.start_clean`). Problems print as one red line and exit with status 1.
+Only stage commands live here; `train --nproc` starts the train stage's module under torchrun
+(`pipeline.cli.torchrun`).
 """
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from pipeline.cli.common import DEFAULT_PARAMS, Dataset, Model, Overrides, ParamsFile, load, user_errors
+from pipeline.config.params import Params
 from pipeline.core.paths import Paths
+from pipeline.stages.command import start_clean
 
 app = typer.Typer(
     help="Reproducible image-classification pipeline. Each stage command is one DVC stage; `dvc repro` runs them all.",
@@ -27,7 +32,7 @@ def download(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overri
     """Bring the dataset's raw images into data/raw/<dataset>/ from its source (local, sample, kaggle, ...)."""
     from pipeline.stages.download import download_named
 
-    _echo(download_named(dataset, load(params, set_)))
+    _echo(download_named(dataset, _started(params, set_)))
 
 
 @app.command()
@@ -36,7 +41,7 @@ def settings(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overri
     """Write the dataset's split, preprocess and aug blocks, defaults filled in, to data/settings/<dataset>/."""
     from pipeline.stages.settings import settings_named
 
-    _echo(settings_named(dataset, load(params, set_)))
+    _echo(settings_named(dataset, _started(params, set_)))
 
 
 @app.command()
@@ -45,7 +50,7 @@ def split(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Overrides
     """Write shuffled train/val/test manifests (balanced or stratified) to data/manifests/<dataset>/."""
     from pipeline.stages.split import split_named
 
-    _echo(split_named(dataset, load(params, set_)))
+    _echo(split_named(dataset, _started(params, set_)))
 
 
 @app.command()
@@ -54,7 +59,7 @@ def preprocess(dataset: Dataset, params: ParamsFile = DEFAULT_PARAMS, set_: Over
     """Decode, convert and resize every split's images into uint8 arrays in data/processed/<dataset>/."""
     from pipeline.stages.preprocess import preprocess_named
 
-    _echo(preprocess_named(dataset, load(params, set_)))
+    _echo(preprocess_named(dataset, _started(params, set_)))
 
 
 @app.command()
@@ -68,7 +73,7 @@ def audit(
 ) -> None:
     """Audit a dataset (`audit@<dataset>`): near-duplicates, likely label errors and outliers into
     metrics/<dataset>/audit/; `audit review DATASET` walks through them and writes reviews/<dataset>/."""
-    loaded = load(params, set_)
+    loaded = _started(params, set_)
     if target == "review":
         from pipeline.stages.command import dataset_named
         from pipeline.analysis.audit_review import review
@@ -101,7 +106,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a model on its dataset; logs learning curves and writes models/<model>.pt."""
-    loaded = load(params, set_)
+    loaded = _started(params, set_)
     if nproc > 1 or nnodes > 1 or node_rank or master is not None:
         from pipeline.cli.torchrun import Nodes, launch
 
@@ -125,7 +130,7 @@ def evaluate(
     confusion matrix, the top losses, the most confused pairs and the model card models/<model>.card.md."""
     from pipeline.stages.evaluate import evaluate_named
 
-    _echo(evaluate_named(model, load(params, set_), device))
+    _echo(evaluate_named(model, _started(params, set_), device))
 
 
 @app.command()
@@ -135,7 +140,15 @@ def export(model: Model) -> None:
     checked against PyTorch on the test split; writes metrics/<model>/export.json."""
     from pipeline.stages.export import export_named
 
+    start_clean()
     _echo(export_named(model))
+
+
+def _started(params: Path, overrides: list[str] | None) -> Params:
+    """The params file, `-S` overrides applied, validated; then the workspace rid of what killed stages left."""
+    loaded = load(params, overrides)
+    start_clean()
+    return loaded
 
 
 def _echo(result: Any) -> None:

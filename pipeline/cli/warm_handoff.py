@@ -15,6 +15,7 @@ standard library, and the shim loads this file by its path: the point is to be c
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -94,7 +95,7 @@ def hand_over(asked: dict[str, Any]) -> None:
         return  # refused (another environment or interpreter): run cold
     _forward_signals(answer["pid"])
     ended = replies.readline()
-    status = json.loads(ended)["exit"] if ended else _server_gone()
+    status = json.loads(ended)["exit"] if ended else _server_gone(asked)
     if status < 0:  # the child died of a signal: so does this process
         signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
@@ -123,6 +124,10 @@ def _forward_signals(pid: int) -> None:
         signal.signal(number, forward)
 
 
-def _server_gone() -> int:
-    print("pipeline warm: the warm server ended while it ran this command; run it again", file=sys.stderr)
+def _server_gone(asked: dict[str, Any]) -> int:
+    """Say that the server ended mid-stage, naming the command to run again (as `pipeline.stages.command` names
+    it: the stage's `dvc repro` under DVC, else the command as typed); the status to exit with."""
+    stage = asked["env"].get("DVC_STAGE")
+    command = f"dvc repro {stage}" if stage else shlex.join(["python", "-m", asked["module"], *asked["argv"]])
+    print(f"pipeline warm: the warm server ended while it ran `{command}`; run it again", file=sys.stderr)
     return 1

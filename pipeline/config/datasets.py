@@ -85,8 +85,10 @@ BUILTIN_DATA: dict[str, type[DataSource]] = {"catsdogs": CatsDogsData, "cifar10"
 
 def data_block(name: str, values: dict[str, Any]) -> type[DataSource]:
     """The params class of `data.<name>`: a built-in dataset's own (by its name, or the block's `builtin` key), else
-    the user's images (`source: local`); an unknown `builtin` is left for the block's validation to name."""
-    return BUILTIN_DATA.get(values.get("builtin") or name, DataSource)
+    the user's images (`source: local`); an unknown `builtin`, or one that is not a name, is left for the block's
+    validation to name."""
+    builtin = values.get("builtin")
+    return BUILTIN_DATA.get(builtin if isinstance(builtin, str) and builtin else name, DataSource)
 
 
 class SplitParams(Block):

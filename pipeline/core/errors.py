@@ -6,3 +6,8 @@ class PipelineError(Exception):
 
     The CLI prints its message as one line and exits non-zero, without a traceback.
     """
+
+    def naming_command(self, command: str) -> "PipelineError":
+        """This error as the command `command` (which raised it) reports it: the same, unless its fix is to run that
+        command again (`pipeline.core.atomic.DiskFullError`), which then names it."""
+        return self

@@ -28,11 +28,16 @@ def write_zip(target: Path, members: Iterable[tuple[str, bytes]]) -> int:
 def open_archive(path: Path) -> zipfile.ZipFile:
     """Open a raw archive, turning a missing or corrupt file into an error that names it."""
     if not path.is_file():
-        raise PipelineError(f"{path}: raw archive not found; run the download stage first")
+        raise PipelineError(
+            f"{path}: raw archive not found; run the download stage first: `dvc repro download@{path.parent.name}`"
+        )
     try:
         return zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
-        raise PipelineError(f"{path}: not a readable zip ({exc}); delete it and download again") from None
+        raise PipelineError(
+            f"{path}: not a readable zip ({exc}); delete it and run the download stage again: "
+            f"`dvc repro download@{path.parent.name}`"
+        ) from None
 
 
 def refuse_unsafe(names: Iterable[str], source: str, key: str) -> None:

@@ -15,5 +15,5 @@ def read_manifest(paths: Paths, dataset: str, split_name: str) -> pd.DataFrame:
     """Read one split's manifest, with an error that says which stage to run when it is missing."""
     path = paths.manifest(dataset, split_name)
     if not path.is_file():
-        raise PipelineError(f"{path}: manifest not found; run the split stage first")
+        raise PipelineError(f"{path}: manifest not found; run the split stage first: `dvc repro split@{dataset}`")
     return pd.read_csv(path, dtype={"path": str, "label": np.int64, "class": str})

@@ -44,7 +44,10 @@ def load_split(paths: Paths, dataset: str, split_name: str) -> SplitArrays:
     when it is missing."""
     _, images, labels = split_files(paths, dataset, (split_name,))
     if not (images.is_file() and labels.is_file()):
-        raise PipelineError(f"{images.parent}: no preprocessed {split_name!r} split; run the preprocess stage first")
+        raise PipelineError(
+            f"{images.parent}: no preprocessed {split_name!r} split; run the preprocess stage first: "
+            f"`dvc repro preprocess@{dataset}`"
+        )
     return SplitArrays(np.load(images, mmap_mode="r"), np.load(labels))
 
 
@@ -137,8 +140,11 @@ def load_meta(paths: Paths, dataset: str) -> DatasetMeta:
     """The classes, size and colour the dataset was preprocessed with, validated: an error names the file."""
     path = paths.processed_dir(dataset) / "meta.json"
     if not path.is_file():
-        raise PipelineError(f"{path}: not found; run the preprocess stage first")
+        raise PipelineError(f"{path}: not found; run the preprocess stage first: `dvc repro preprocess@{dataset}`")
     try:
         return DatasetMeta.model_validate_json(path.read_text())
     except ValidationError as exc:
-        raise PipelineError(f"{path}: not a valid meta.json ({problems(exc, '')}); run the preprocess stage again") from None
+        raise PipelineError(
+            f"{path}: not a valid meta.json ({problems(exc, '')}); run the preprocess stage again: "
+            f"`dvc repro preprocess@{dataset}`"
+        ) from None

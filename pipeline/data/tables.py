@@ -56,7 +56,7 @@ def read_table(paths: Paths, dataset: str) -> pd.DataFrame:
     """A dataset's raw table, checked."""
     path = paths.raw_table(dataset)
     if not path.is_file():
-        raise PipelineError(f"{path}: not found; run the download stage first")
+        raise PipelineError(f"{path}: not found; run the download stage first: `dvc repro download@{dataset}`")
     return check_table(pd.read_csv(path), str(path))
 
 

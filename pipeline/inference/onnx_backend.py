@@ -33,7 +33,9 @@ class OnnxBackend:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except (InvalidProtobuf, InvalidArgument, Fail) as exc:
-            raise PipelineError(f"{path}: not a readable ONNX file ({exc}); export the model again") from None
+            raise PipelineError(
+                f"{path}: not a readable ONNX file ({exc}); export the model again: `dvc repro export@{path.stem}`"
+            ) from None
         self.path, self.batch_size = path, batch_size
         self.info = ExportInfo.from_props(self.session.get_modelmeta().custom_metadata_map, path)
         self.preprocessing: Preprocessing = self.info.preprocessing

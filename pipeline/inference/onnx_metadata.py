@@ -67,7 +67,9 @@ class ExportInfo:
         try:
             values = {key: json.loads(props[key]) for key in required}
         except json.JSONDecodeError as exc:
-            raise PipelineError(f"{source}: unreadable metadata ({exc}); export the model again") from None
+            raise PipelineError(
+                f"{source}: unreadable metadata ({exc}); export the model again: `dvc repro export@{source.stem}`"
+            ) from None
         if values[FORMAT_KEY] > FORMAT_VERSION:
             raise PipelineError(
                 f"{source}: metadata format {values[FORMAT_KEY]}, newer than this pipeline reads ({FORMAT_VERSION}); "

@@ -73,11 +73,11 @@ def load_model(path: Path) -> tuple[nn.Module, "SavedModel"]:
     """Rebuild a saved model (on the CPU, in eval mode) and return it with its provenance; a file of another format,
     with missing or ill-typed keys or weights that do not fit its architecture is a PipelineError naming it."""
     if not path.is_file():
-        raise PipelineError(f"{path}: model not found; run the train stage first")
+        raise PipelineError(f"{path}: model not found; run the train stage first: `dvc repro train@{path.stem}`")
     try:
         saved = read_torch_file(path, "model file")
     except PipelineError as exc:
-        raise PipelineError(f"{exc}; run the train stage again") from None
+        raise PipelineError(f"{exc}; run the train stage again: `dvc repro train@{path.stem}`") from None
     try:
         return _rebuilt(saved)
     except _Refused as exc:

@@ -125,7 +125,7 @@ def _check_data(model_name: str, saved: SavedModel, meta: DatasetMeta, inputs: n
         raise PipelineError(
             f"{model_name}: the model was trained on {saved.dataset} with classes {saved.classes} and inputs "
             f"{shape}, but {paths.processed_dir(saved.dataset)} now has {meta.classes} and {inputs.shape[1:]}; "
-            "run the train stage again"
+            f"run the train stage again: `dvc repro train@{model_name}`"
         )
 
 

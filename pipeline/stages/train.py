@@ -103,6 +103,8 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
         checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept, train_params.stop_after)
         done = checkpoint.restore(model, recipe.optimizer, recipe.scheduler, recipe.ema)
         _check_same_start(done, paths, config, device)
+        if done and shard.is_main:
+            print(_resuming_line(config, done, checkpoint), file=sys.stderr, flush=True)
 
         # The epochs: every process trains; the writer (rank 0) logs, checkpoints and saves, the others do not.
         scored = recipe.scored(model)
@@ -321,6 +323,14 @@ def _check_same_start(done: int, paths: Paths, config: ModelConfig, device: torc
             f"{paths.checkpoint(config.name).parent}/ differ: put it on a filesystem they share, or delete "
             f"{paths.checkpoint(config.name).name}* there on every machine to start over"
         )
+
+
+def _resuming_line(config: ModelConfig, done: int, checkpoint: Checkpoint) -> str:
+    """The line a resumed run prints: the model, the epochs already done and the checkpoint they come from."""
+    return (
+        f"resuming {config.name} after epoch {done} of {config.train.epochs}, from {checkpoint.resumed_from} "
+        "(a run cut short)"
+    )
 
 
 def _progress_title(config: ModelConfig, device: torch.device, shard: Shard) -> str:

@@ -78,6 +78,7 @@ class Checkpoint:
     kept: KeptWeights = field(default_factory=lambda: KeptWeights("last", "val_loss"))
     stop_after: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: Path | None = None  # the checkpoint `restore` loaded, if any
 
     @property
     def previous(self) -> Path:
@@ -105,6 +106,7 @@ class Checkpoint:
                 path.unlink(missing_ok=True)  # under torchrun, another process may have removed it
                 continue
             _warn_removed(unfit, f"resuming from {path}")
+            self.resumed_from = path
             return done
         _warn_removed(unfit, "training starts over")
         return 0
