@@ -145,7 +145,7 @@ data:
 split:
   catsdogs: {train: 6, val: 3, test: 3}
 preprocess:
-  catsdogs: {size: 32, color: gray, normalize: false}
+  catsdogs: {image_size: 32, color: gray, normalize: false}
 aug: {rotation: 0, shift: 0, zoom: 0, shear: 0, hflip: 0, brightness: 0}
 train: {epochs: 1, batch_size: 4, optimizer: adam, lr: 0.001, device: cpu}
 models:

@@ -99,7 +99,7 @@ def test_predictions_are_evaluates_on_the_same_images(project, test_images):
 def test_the_preprocessing_comes_from_the_model_file_not_params(in_project, test_images, tmp_path):
     before = ok("predict", MODEL, str(test_images)).stdout
     raw = yaml.safe_load(Path("params.yaml").read_text())
-    raw["preprocess"]["catsdogs"].update(size=48, color="rgb", resize="pad", normalize=False)
+    raw["preprocess"]["catsdogs"].update(image_size=48, color="rgb", resize="pad", normalize=False)
     (tmp_path / "changed.yaml").write_text(yaml.safe_dump(raw))
     assert ok("predict", MODEL, str(test_images), "--params", str(tmp_path / "changed.yaml")).stdout == before
     assert TorchBackend(in_project.model_file(MODEL), "cpu").preprocessing.size == 32
