@@ -127,7 +127,7 @@ def test_unknown_architecture_is_a_key_error():
 
 
 def test_too_small_images_are_an_error_naming_the_minimum_and_the_size_key():
-    with pytest.raises(PipelineError, match=r"at least 22 pixels.*got 16.*preprocess\.<dataset>\.size"):
+    with pytest.raises(PipelineError, match=r"at least 22 pixels.*got 16.*preprocess\.<dataset>\.image_size"):
         build_model("catsdogs_cnn", CatsDogsCnnArgs(), in_channels=1, size=16, num_classes=2)
     build_model("catsdogs_cnn", CatsDogsCnnArgs(), in_channels=1, size=22, num_classes=2)
 
