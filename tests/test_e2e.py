@@ -101,7 +101,7 @@ def _output_bytes(root: Path, *models: str) -> dict[str, bytes]:
 
 def test_one_model_runs_alone_as_an_experiment(workspace: Path) -> None:
     output = dvc(workspace, "exp", "run", "evaluate@cifar_cnn_bn", "-S", "+models.cifar_cnn_bn.lr=0.01")
-    assert stages_run(output) == {"train@cifar_cnn_bn", "evaluate@cifar_cnn_bn"}
+    assert stages_run(output) == {"model_settings@cifar_cnn_bn", "train@cifar_cnn_bn", "evaluate@cifar_cnn_bn"}
 
 
 def test_one_model_reruns_alone_with_a_glob_target(workspace: Path) -> None:
@@ -114,7 +114,7 @@ def test_one_model_reruns_alone_with_a_glob_target(workspace: Path) -> None:
     finally:
         run(workspace, "git", "checkout", "params.yaml", "dvc.lock")
         dvc(workspace, "checkout", "-q")
-    assert stages_run(output) == {"train@cifar_mlp", "evaluate@cifar_mlp"}
+    assert stages_run(output) == {"model_settings@cifar_mlp", "train@cifar_mlp", "evaluate@cifar_mlp"}
 
 
 # One model per dataset stands for the others (every model's stages come from the same foreach templates): the
