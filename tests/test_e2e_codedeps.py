@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 # An edited module, and the stage groups (each stage of the group, one per dataset or model) that must rerun.
 EDITS = {
-    "pipeline/data/images.py": {"preprocess", "audit"},  # the audit decodes the images of its grids
+    "pipeline/data/images.py": {"download", "preprocess", "audit"},  # download judges headers; the audit decodes
     "pipeline/training/feed.py": {"train", "audit"},  # the audit trains its folds with the training code
     "pipeline/data/raw.py": {"download", "settings", "split", "preprocess"},  # written by download, read after
     "pipeline/data/layouts.py": {"download"},  # reading a user's folder: split and preprocess read the raw layout
