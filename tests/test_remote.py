@@ -151,7 +151,7 @@ def test_an_experiment_travels_by_exp_push_and_exp_pull_and_applies_without_trai
     dvc(root, "queue", "start", "-j", "1", env=env)
     assert "Success" in wait_for_queue(root, env)
     assert stages_run(dvc(root, "queue", "logs", "longer", env=env)) == {
-        "train@iris_mlp", "evaluate@iris_mlp", "export@iris_mlp"
+        "model_settings@iris_mlp", "train@iris_mlp", "evaluate@iris_mlp", "export@iris_mlp"
     }
     mine = _experiments(root, env)["longer"]
     dvc(root, "exp", "push", "origin", "longer", env=env)  # the git ref to origin, the outputs to the S3 remote
