@@ -24,7 +24,7 @@ from tests.helpers.params import tiny_raw
 
 def _indices(sampler: EpochBatches, epoch: int) -> list[list[int]]:
     sampler.set_epoch(epoch)
-    return [index for _, index in sampler]
+    return [index for _, index, _ in sampler]
 
 
 def test_every_sample_is_in_exactly_one_batch_of_an_epoch():
@@ -50,13 +50,13 @@ def test_two_processes_share_out_exactly_the_global_batches_of_one():
 def test_each_batch_has_its_own_augmentation_seed_fixed_by_seed_epoch_rank_and_number():
     sampler = EpochBatches(12, 4, seed=1, shard=Shard())
     sampler.set_epoch(1)
-    seeds = [seed for seed, _ in sampler]
+    seeds = [seed for seed, _, _ in sampler]
     assert len(set(seeds)) == 3
     sampler.set_epoch(1)
-    assert seeds == [seed for seed, _ in sampler]
+    assert seeds == [seed for seed, _, _ in sampler]
     other_rank = EpochBatches(12, 2, seed=1, shard=Shard(1, 2))
     other_rank.set_epoch(1)
-    assert not set(seeds) & {seed for seed, _ in other_rank}
+    assert not set(seeds) & {seed for seed, _, _ in other_rank}
 
 
 def test_a_step_limit_keeps_the_first_batches_of_each_epoch_s_own_order():

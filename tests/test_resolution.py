@@ -225,8 +225,8 @@ def test_a_top_level_key_a_table_ignores_does_not_stop_it():
 def test_an_evaluate_key_the_block_sets_stops_the_evaluate_check():
     raw = _raw()
     locked = {"evaluate": raw["evaluate"], "models.cifar_best": raw["models"]["cifar_best"]}
-    (problem,) = silent_overrides(_params("evaluate.tta=flip_shift"), "cifar_best", locked)
-    assert "models.cifar_best.evaluate.tta (flip) sets this model's evaluate.tta" in problem
+    (problem,) = silent_overrides(_params("evaluate.tta=flip"), "cifar_best", locked)
+    assert "models.cifar_best.evaluate.tta (flip_shift) sets this model's evaluate.tta" in problem
 
 
 def test_locked_params_reads_the_stages_entry_of_dvc_lock(tmp_path: Path):

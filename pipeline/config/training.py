@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from pipeline.config.base import Block, Count, Probability
 
@@ -13,7 +13,9 @@ class AugParams(Block):
     zoom: float = Field(0, ge=0, lt=1)
     shear: float = Field(0, ge=0, lt=90)
     p: Probability = 1.0
-    hflip: Probability = 0
+    # a probability, or `alternate`: airbench's derandomised flips (half the images, drawn once from the seed, are
+    # mirrored in odd epochs and the other half in even ones)
+    hflip: Probability | Literal["alternate"] = 0
     vflip: Probability = 0
     brightness: float = Field(0, ge=0, le=1)
     contrast: float = Field(0, ge=0, le=1)
@@ -34,10 +36,13 @@ class LrStep(Block):
 
 
 LrSchedule = Annotated[
-    Annotated[Literal["constant", "cosine", "onecycle"], Tag("named")] | Annotated[list[LrStep], Field(min_length=1), Tag("steps")],
+    Annotated[Literal["constant", "cosine", "onecycle", "triangle"], Tag("named")] | Annotated[list[LrStep], Field(min_length=1), Tag("steps")],
     Discriminator(lambda value: "steps" if isinstance(value, list | tuple) else "named"),
 ]
 UNION_TAGS = {"named", "steps"}
+
+
+LOOKAHEAD_DECAY = 0.7738  # airbench's: 0.95 ** 5, a decay of 0.95 a step applied every 5 steps
 
 
 class TrainParams(Block):
@@ -48,7 +53,9 @@ class TrainParams(Block):
     lr: float = Field(1e-3, gt=0)
     lr_schedule: LrSchedule = "constant"
     momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
     weight_decay: float = Field(0, ge=0)
+    bn_lr_scale: float = Field(1, gt=0)
     l1: float = Field(0, ge=0)
     l2: float = Field(0, ge=0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -64,9 +71,27 @@ class TrainParams(Block):
     cutmix: float = Field(0, ge=0)
     mix_prob: Probability = 1.0
     ema: float = Field(0, ge=0, lt=1)
+    lookahead_every: Annotated[int, Field(ge=0)] = 0
+    lookahead_decay: float = Field(LOOKAHEAD_DECAY, gt=0, lt=1)
+    whiten: bool = False
+    whiten_bias_epochs: Annotated[int, Field(ge=0)] | None = None
+    compile: bool = False
     patience: Count | None = None
     min_delta: float = Field(0, ge=0)
     stop_after: Count | None = None
+
+    @model_validator(mode="after")
+    def _keys_that_need_another(self) -> "TrainParams":
+        """A key that only means something beside another one is refused without it, naming the one to set."""
+        if self.nesterov and (self.optimizer != "sgd" or not self.momentum):
+            raise ValueError("nesterov: Nesterov momentum needs optimizer sgd with momentum above 0")
+        if self.whiten_bias_epochs is not None and not self.whiten:
+            raise ValueError("whiten_bias_epochs: the whitening layer's bias needs whiten: true (or set it to null)")
+        if self.warmup_epochs and self.lr_schedule == "triangle":
+            raise ValueError("warmup_epochs: the triangle schedule rises on its own; set warmup_epochs to 0")
+        if self.lookahead_decay != LOOKAHEAD_DECAY and not self.lookahead_every:
+            raise ValueError("lookahead_decay: set lookahead_every (steps between lookahead updates) to turn it on")
+        return self
 
     def recorded(self) -> dict:
         """The settings as the model file records them: early stopping's keys only when it is on, and `stop_after`

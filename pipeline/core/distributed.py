@@ -87,7 +87,8 @@ def wrap(model: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
-    """The plain model inside a DistributedDataParallel wrapper, to evaluate and save."""
+    """The plain model inside a `torch.compile` module and a DistributedDataParallel wrapper, to evaluate and save."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule keeps the module it compiled
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 

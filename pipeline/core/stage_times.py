@@ -1,8 +1,8 @@
 """Where a stage's time goes, recorded by the stage itself.
 
 A stage process that DVC runs (it sets `DVC_STAGE` and `DVC_ROOT`) appends one line to `LOG` under the
-repository: when the process was created, when its imports were done, when its work ended, and which `dvc`
-process ran it. `pipeline bench-repro` (`pipeline.analysis.repro_times`) reads the lines of the last `dvc repro`
+repository: when the process was created, when its imports were done, when its work ended, which `dvc` process ran
+it, and how much of the work was `torch.compile`'s (`train.compile`). `pipeline bench-repro` (`pipeline.analysis.repro_times`) reads the lines of the last `dvc repro`
 and splits each stage into DVC's own time before it, start-up and imports, and the work. The log is not a DVC
 output (no stage depends on it) and a failure to write it never fails a stage.
 """
@@ -34,6 +34,15 @@ class StageTime:
     runner: str
     runner_started: float
     warm: bool = False
+    compile_s: float = 0.0
+
+
+_compile_seconds = [0.0]  # this process's `torch.compile` time, noted by the training loop
+
+
+def note_compile(seconds: float) -> None:
+    """Add `seconds` of compiling (`train.compile`) to what this process's line records."""
+    _compile_seconds[0] += seconds
 
 
 def record_stage(imported: float) -> None:
@@ -52,6 +61,7 @@ def record_stage(imported: float) -> None:
             runner=f"{runner.pid}:{runner.create_time():.3f}",
             runner_started=runner.create_time(),
             warm=STAGE_PROCESS_ENV in os.environ,
+            compile_s=_compile_seconds[0],
         )
         log = Path(root) / LOG
         log.parent.mkdir(parents=True, exist_ok=True)

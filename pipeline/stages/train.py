@@ -58,19 +58,32 @@ from pipeline.core.runtime import (
     place,
     seed_everything,
 )
-from pipeline.data.store import DatasetMeta, SplitArrays, load_meta, load_split, split_files
+from pipeline.data.store import (
+    DatasetMeta,
+    SplitArrays,
+    load_meta,
+    load_split,
+    split_files,
+)
 from pipeline.models.file import save_model
 from pipeline.models.outputs import loss, probabilities
 from pipeline.models.registry import build_model, has_batchnorm, parameter_groups
 from pipeline.stages.command import stage_command
 from pipeline.training.checkpoints import Checkpoint, run_fingerprint
+from pipeline.training.compiled import compiled
 from pipeline.training.feed import TrainFeed
 from pipeline.training.fine_tune import fine_tune_epoch
 from pipeline.training.keep import KeptWeights, chosen_row
-from pipeline.training.recipe import TrainingRecipe, make_optimizer, recipe_for
+from pipeline.training.recipe import (
+    TrainingRecipe,
+    batchnorm_rate,
+    make_optimizer,
+    recipe_for,
+)
 from pipeline.training.records import recorder
 from pipeline.training.schedule import initial_lr
 from pipeline.training.stopping import should_stop
+from pipeline.training.whitening import whiten_first_conv, whitening_bias_epoch
 
 # BatchNorm's mode check scores this many training images in eval mode: the split is shuffled, so its first images
 # are a sample of every class, and the check costs a bounded pass (the whole split: a third of an epoch).
@@ -101,7 +114,7 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
         kept = KeptWeights(train_params.keep, train_params.monitor)
         fingerprint = run_fingerprint(config, params.seed, split_files(paths, config.dataset, ("train", "val")))
         checkpoint = Checkpoint(paths.checkpoint(config.name), fingerprint, kept, train_params.stop_after)
-        done = checkpoint.restore(model, recipe.optimizer, recipe.scheduler, recipe.ema)
+        done = checkpoint.restore({"model": model, **recipe.states()})
         _check_same_start(done, paths, config, device)
         if done and shard.is_main:
             print(_resuming_line(config, done, checkpoint), file=sys.stderr, flush=True)
@@ -116,7 +129,7 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
 
             def epoch_done(row: dict, validation_s: float) -> None:
                 kept.keep_if_chosen(scored, checkpoint.history)
-                records.epoch_done(row, model, recipe.optimizer, recipe.scheduler, recipe.ema)
+                records.epoch_done(row, {"model": model, **recipe.states()})
                 if on_epoch is not None:
                     on_epoch(row, validation_s)
 
@@ -148,7 +161,10 @@ def build_training(
     (optimiser, schedule, penalty, mixing, weight average): what every command that trains starts from."""
     seed_everything(seed, device)
     model = place(fresh_model(config, meta, input_channels(train_set)), device)
-    optimizer = make_optimizer(parameter_groups(model, initial_lr(config.train)), config.train)
+    if config.train.whiten:
+        whiten_first_conv(model, train_set, Normalization.from_stats(meta))
+    groups = batchnorm_rate(model, parameter_groups(model, initial_lr(config.train)), config.train)
+    optimizer = make_optimizer(groups, config.train)
     feed = TrainFeed(train_set, config, seed, device, shard)
     recipe = recipe_for(
         config, model, optimizer, train_set, len(feed), Normalization.from_stats(meta),
@@ -173,14 +189,17 @@ def fit(
 ) -> list[dict]:
     """Train `model` (wrapped for torchrun) for `epochs`, appending each epoch's row to `history`: its training
     figures and, with a `val_set`, the validation figures of the weights the recipe scores. The run ends early when
-    `train.stop_after` or early stopping (`train.patience`) says so, or when `on_epoch` returns True.
+    `train.stop_after` or early stopping (`train.patience`) says so, or when `on_epoch` returns True. With
+    `train.compile`, the steps go through the compiled model, compiled before the first epoch.
 
     Dropout draws from (seed, epoch, rank) alone, as the feed's order and augmentation do, so a resumed run repeats
     the epoch exactly."""
+    epochs = list(epochs)
+    model = compiled(model, config.train, recipe, feed, lambda epoch: prepare_epoch(model, config, epoch), epochs)
     for epoch in epochs:
         if should_stop(history, config.train):
             break
-        fine_tune_epoch(unwrapped(model), config.arch_args, epoch)
+        prepare_epoch(model, config, epoch)
         torch.manual_seed(derived_seed(seed, epoch, shard.rank))
         figures = train_one_epoch(model, recipe, feed.epoch(epoch), feed.real_counts(), epoch, bar)
         lr = figures.pop("lr")
@@ -198,6 +217,13 @@ def fit(
         if stop:
             break
     return history
+
+
+def prepare_epoch(model: nn.Module, config: ModelConfig, epoch: int) -> None:
+    """What trains in epoch `epoch` (from 1): fine-tuned features frozen or not (`fine_tune`), the whitening layer's
+    bias trained or frozen (`train.whiten_bias_epochs`)."""
+    fine_tune_epoch(unwrapped(model), config.arch_args, epoch)
+    whitening_bias_epoch(unwrapped(model), config.train, epoch)
 
 
 def train_one_epoch(
@@ -231,6 +257,8 @@ def train_one_epoch(
             recipe.scheduler.step()
         if recipe.ema is not None:
             recipe.ema.update_parameters(unwrapped(model))
+        if recipe.lookahead is not None:
+            recipe.lookahead.step(unwrapped(model))
         if real < len(labels):
             logits, labels, targets = logits[:real], labels[:real], targets[:real]
             batch_loss = loss(logits.float(), targets, recipe.class_weights, recipe.smoothing)

@@ -4,7 +4,8 @@ kept there (`train.data_on_device`).
 The fastest published CIFAR-10 trainers keep the data on the GPU and flip, crop and translate whole batches with a
 few tensor ops instead of image by image. This does the same for the `aug.*` keys that are pixel moves:
 `crop_padding` (zero padding, then a random window), `shift` (translate by whole pixels within +-shift of the side
-with the edge pixels repeated, with probability `p`) and the flips. Every output pixel is one gather from the batch,
+with the edge pixels repeated, with probability `p`) and the flips (`hflip: alternate`: airbench's derandomised flips,
+each image's flip given by the feed). Every output pixel is one gather from the batch,
 so a batch costs one indexing call whatever the transforms. Every run does its moves here, with the same draws,
 whatever other `aug.*` key is on (those follow image by image: `pipeline.training.augment`).
 """
@@ -22,8 +23,10 @@ class BatchedPixelMoves:
 
     aug: AugParams
 
-    def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
-        """The batch with each image moved by its own random draw; the same seed gives the same batch."""
+    def __call__(self, images: torch.Tensor, seed: int, flips: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch with each image moved by its own random draw; the same seed gives the same batch. `flips`
+        (bool per image) says which images to mirror left-right, for `hflip: alternate`; without it they are drawn
+        with probability `hflip` (one half for `alternate`)."""
         count, height, width = images.shape[:3]
         generator = torch.Generator(images.device).manual_seed(seed)
 
@@ -36,7 +39,10 @@ class BatchedPixelMoves:
         aug, moved = self.aug, chance(self.aug.p)
         pad = aug.crop_padding
         rows = _source(height, chance(aug.vflip), draw(*_reach(aug.shift, height)) * moved, draw(0, 2 * pad) - pad)
-        cols = _source(width, chance(aug.hflip), draw(*_reach(aug.shift, width)) * moved, draw(0, 2 * pad) - pad)
+        mirrored = chance(0.5 if aug.hflip == "alternate" else aug.hflip)
+        if flips is not None:
+            mirrored = flips.to(images.device).view(count, 1)
+        cols = _source(width, mirrored, draw(*_reach(aug.shift, width)) * moved, draw(0, 2 * pad) - pad)
         inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
         picked = images[
             torch.arange(count, device=images.device)[:, None, None],

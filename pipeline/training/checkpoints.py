@@ -1,6 +1,6 @@
 """End-of-epoch checkpoints, so a killed training run resumes where it stopped.
 
-A checkpoint holds the model, optimizer and scheduler state (and the moving average of the weights, `train.ema`) and
+A checkpoint holds the model, optimizer and scheduler state (and the moving average of the weights, `train.ema`, or the lookahead's, `train.lookahead_every`) and
 the history so far, tagged with a fingerprint of everything the run depends on: the model's params (all of them
 but `train.device` and `train.workers`, which do not change the results, and `train.stop_after`, which only says
 where the run ends: the same run with it set, as `pipeline tune` re-runs a trial it pruned, resumes the checkpoint of
@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
-from torch import nn
 
 from pipeline.config.params import ModelConfig
 from pipeline.core.atomic import save_torch
@@ -85,11 +84,10 @@ class Checkpoint:
         """Where the checkpoint before the latest is kept: `<model>.prev.ckpt` beside `<model>.ckpt`."""
         return self.path.with_suffix(".prev" + self.path.suffix)
 
-    def restore(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ema: nn.Module | None = None
-    ) -> int:
-        """Load the run's newest fitting checkpoint into the objects (`ema`: the weights' moving average, if on),
-        if any; returns the epochs already done.
+    def restore(self, states: dict[str, Any]) -> int:
+        """Load the run's newest fitting checkpoint into the objects by name (the model, and the recipe's
+        `TrainingRecipe.states`: optimiser, scheduler, the weights' moving average or lookahead when on), if any;
+        returns the epochs already done.
 
         A checkpoint that does not fit (unreadable, of another run, or with state the objects cannot take) is only a
         lost head start: a warning names it and why, it is removed (so that no later save keeps it as the one to fall
@@ -100,7 +98,7 @@ class Checkpoint:
             if not path.is_file():
                 continue
             try:
-                done = self._load(path, self._read(path), _states(model, optimizer, scheduler, ema))
+                done = self._load(path, self._read(path), states)
             except PipelineError as exc:
                 unfit.append(str(exc))
                 path.unlink(missing_ok=True)  # under torchrun, another process may have removed it
@@ -142,16 +140,15 @@ class Checkpoint:
             raise PipelineError(f"{path}: its state does not load into this run ({_one_line(exc)})") from None
         return len(self.history)
 
-    def save(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ema: nn.Module | None = None
-    ) -> None:
-        """Write the state after the epochs in `history`, atomically; the checkpoint it replaces becomes `previous`.
+    def save(self, states: dict[str, Any]) -> None:
+        """Write the objects' states (as `restore` takes them) after the epochs in `history`, atomically; the
+        checkpoint it replaces becomes `previous`.
 
         Killed between the two steps, the run resumes from `previous`, one epoch back.
         """
         payload = {
             "fingerprint": self.fingerprint,
-            **{name: target.state_dict() for name, target in _states(model, optimizer, scheduler, ema).items()},
+            **{name: target.state_dict() for name, target in states.items()},
             "history": self.history,
             "kept": self.kept.state_dict(),
         }
@@ -166,8 +163,8 @@ class Checkpoint:
 
 
 class CheckpointFile(BaseModel):
-    """What a checkpoint file holds: the run's fingerprint, the state of each object by name (`ema` only when the
-    moving average is on), the history of the epochs done and the kept weights."""
+    """What a checkpoint file holds: the run's fingerprint, the state of each object by name (`ema` and `lookahead`
+    only when on), the history of the epochs done and the kept weights."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
@@ -176,6 +173,7 @@ class CheckpointFile(BaseModel):
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     ema: dict[str, Any] | None = None
+    lookahead: dict[str, Any] | None = None
     history: list[dict[str, Any]]
     kept: dict[str, Any]
 
@@ -185,11 +183,6 @@ class CheckpointFile(BaseModel):
         if state is None:
             raise KeyError(name)
         return state
-
-
-def _states(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ema: nn.Module | None) -> dict:
-    """The objects whose state a checkpoint holds, by name (the moving average only when on)."""
-    return {"model": model, "optimizer": optimizer, "scheduler": scheduler, **({"ema": ema} if ema is not None else {})}
 
 
 def _warn_removed(unfit: list[str], outcome: str) -> None:

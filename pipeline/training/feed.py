@@ -38,16 +38,25 @@ from pipeline.training.augment import PerImageTransforms, per_image_augment
 from pipeline.training.batch_augment import BatchedPixelMoves
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-BatchTransform = Callable[[torch.Tensor, int], torch.Tensor]  # (uint8 NHWC batch, seed) -> the batch augmented
+# (uint8 NHWC batch, seed, which images to mirror or None) -> the batch augmented
+BatchTransform = Callable[[torch.Tensor, int, torch.Tensor | None], torch.Tensor]
 MAX_AUTO_WORKERS = 4
+FLIP_DRAW = 2  # the part of `derived_seed` that draws alternating flips, apart from any epoch's
 
 
 class EpochBatches(Sampler):
-    """One process's batches of sample indices for the current epoch, each with the seed of its augmentation;
-    only the first `limit` of them when a limit is set (`train.steps_per_epoch`: each epoch then trains on that
-    many batches of its own shuffled order, as Keras' `steps_per_epoch` and Lightning's `limit_train_batches` do)."""
+    """One process's batches of sample indices for the current epoch, each with the seed of its augmentation and,
+    with `alternate_flips`, which of its images to mirror; only the first `limit` of them when a limit is set
+    (`train.steps_per_epoch`: each epoch then trains on that many batches of its own shuffled order, as Keras'
+    `steps_per_epoch` and Lightning's `limit_train_batches` do).
 
-    def __init__(self, samples: int, batch_size: int, seed: int, shard: Shard, limit: int | None = None) -> None:
+    Alternating flips (`aug.hflip: alternate`, airbench's): half the images, drawn once from the seed, are mirrored
+    in odd epochs and the others in even epochs, so every image is seen both ways every two epochs."""
+
+    def __init__(
+        self, samples: int, batch_size: int, seed: int, shard: Shard, limit: int | None = None,
+        alternate_flips: bool = False,
+    ) -> None:
         if batch_size % shard.world:
             raise PipelineError(
                 f"train.batch_size: {batch_size} images per step do not split evenly between {shard.world} "
@@ -56,20 +65,33 @@ class EpochBatches(Sampler):
         self.order = DistributedSampler(range(samples), num_replicas=shard.world, rank=shard.rank, seed=seed)
         self.per_process, self.seed, self.rank, self.epoch = batch_size // shard.world, seed, shard.rank, 0
         self.samples, self.world, self.limit = samples, shard.world, limit
+        self.first_flips = _half_of(samples, derived_seed(seed, FLIP_DRAW)) if alternate_flips else None
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's order and augmentation (from the seed and the epoch alone)."""
         self.order.set_epoch(epoch)
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+    def __iter__(self) -> Iterator[tuple[int, list[int], torch.Tensor | None]]:
         order = list(self.order)
         for number, start in enumerate(self._starts()):
-            yield derived_seed(self.seed, self.epoch, self.rank, number), order[start : start + self.per_process]
+            index = order[start : start + self.per_process]
+            yield derived_seed(self.seed, self.epoch, self.rank, number), index, self._flips(index)
+
+    def _flips(self, index: list[int]) -> torch.Tensor | None:
+        """Which of these images this epoch mirrors, with alternating flips: the first draw in odd epochs, the
+        others in even ones; None without."""
+        if self.first_flips is None:
+            return None
+        return self.first_flips[index] ^ (self.epoch % 2 == 0)
 
     def __len__(self) -> int:
         whole = batch_count(len(self.order), self.per_process)
         return whole if self.limit is None else min(whole, self.limit)
+
+    def batch_sizes(self) -> list[int]:
+        """The size of each of this process's batches of an epoch (padding included)."""
+        return [min(self.per_process, len(self.order) - start) for start in self._starts()]
 
     def real_counts(self) -> list[int]:
         """How many images of each of this process's batches are real, not padding: the sampler pads the epoch's
@@ -83,6 +105,11 @@ class EpochBatches(Sampler):
         return range(0, len(self.order), self.per_process)[: len(self)]
 
 
+def _half_of(samples: int, seed: int) -> torch.Tensor:
+    """A bool per sample, true for about half of them, drawn from `seed`."""
+    return torch.rand(samples, generator=torch.Generator().manual_seed(seed)) < 0.5
+
+
 @dataclass(frozen=True)
 class ChainedAugment:
     """The batched pixel moves, then the per-image transforms on top: the moves are drawn from the batch seed alike
@@ -91,10 +118,10 @@ class ChainedAugment:
     moves: BatchedPixelMoves | None
     per_image: PerImageTransforms | None
 
-    def __call__(self, images: torch.Tensor, seed: int) -> torch.Tensor:
-        """The batch augmented; the same seed gives the same batch."""
+    def __call__(self, images: torch.Tensor, seed: int, flips: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch augmented; the same seed (and flips) give the same batch."""
         if self.moves is not None:
-            images = self.moves(images, seed)
+            images = self.moves(images, seed, flips)
         return self.per_image(images, seed) if self.per_image is not None else images
 
 
@@ -124,14 +151,16 @@ class _HostBatches(Dataset):
     def __init__(self, split: SplitArrays, augment: BatchTransform | None) -> None:
         self.split, self.augment = split, augment
 
-    def __getitem__(self, item: tuple[int, list[int]]) -> Batch:
-        seed, index = item
+    def __getitem__(self, item: tuple[int, list[int], torch.Tensor | None]) -> Batch:
+        seed, index, flips = item
         inputs, labels = torch.from_numpy(self.split.inputs[index]), torch.from_numpy(self.split.labels[index])
-        return _augmented(self.augment, inputs, seed), labels
+        return _augmented(self.augment, inputs, seed, flips), labels
 
 
-def _augmented(augment: BatchTransform | None, inputs: torch.Tensor, seed: int) -> torch.Tensor:
-    return inputs if augment is None else augment(inputs, seed)
+def _augmented(
+    augment: BatchTransform | None, inputs: torch.Tensor, seed: int, flips: torch.Tensor | None
+) -> torch.Tensor:
+    return inputs if augment is None else augment(inputs, seed, flips)
 
 
 class TrainFeed:
@@ -144,7 +173,11 @@ class TrainFeed:
         images = split.inputs.ndim == 4  # a table's rows are not augmented
         self.augment = batch_augmenter(config.aug) if images else None
         self.device = device
-        self.sampler = EpochBatches(len(split.labels), train_params.batch_size, seed, shard, train_params.steps_per_epoch)
+        self.examples = split.inputs[: train_params.batch_size]
+        self.sampler = EpochBatches(
+            len(split.labels), train_params.batch_size, seed, shard, train_params.steps_per_epoch,
+            alternate_flips=images and config.aug.hflip == "alternate",
+        )
         self.on_device = train_params.data_on_device  # params allow it only with batched transforms
         if self.on_device:
             self.inputs = torch.tensor(split.inputs, device=device)  # a copy: the split is memory-mapped, read-only
@@ -164,6 +197,12 @@ class TrainFeed:
         """The real (not padding) images in each of this process's batches of an epoch."""
         return self.sampler.real_counts()
 
+    def shaped_examples(self) -> list[torch.Tensor]:
+        """One batch of the split's first images, on the device, for each size an epoch's batches have (the full
+        batch, and a shorter last one): what `train.compile` compiles for."""
+        sizes = sorted(set(self.sampler.batch_sizes()), reverse=True)
+        return [torch.as_tensor(self.examples[:size]).to(self.device) for size in sizes]
+
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """The epoch's batches, as (uint8 NHWC images or float rows, int64 labels) on the device."""
         self.sampler.set_epoch(epoch)
@@ -174,9 +213,9 @@ class TrainFeed:
             yield inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def _device_batches(self) -> Iterator[Batch]:
-        for seed, index in self.sampler:
+        for seed, index, flips in self.sampler:
             picked = torch.as_tensor(index, device=self.device)
-            yield _augmented(self.augment, self.inputs[picked], seed), self.labels[picked]
+            yield _augmented(self.augment, self.inputs[picked], seed, flips), self.labels[picked]
 
 
 def worker_count(setting: int | str, device: torch.device) -> int:

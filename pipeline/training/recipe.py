@@ -2,7 +2,8 @@
 
 The optimiser (Adam or SGD) and its per-batch schedule, bf16 autocast on a GPU (`train.amp`), the loss's class
 weights (`train.class_weights`) and label smoothing (`train.label_smoothing`), the `l1`/`l2` weight penalty, MixUp
-and CutMix (`train.mixup`, `train.cutmix`) and the weights' moving average (`train.ema`). Every command that trains
+and CutMix (`train.mixup`, `train.cutmix`), the weights' moving average (`train.ema`) and airbench's lookahead
+(`train.lookahead_every`, pipeline/training/lookahead.py). Every command that trains
 (the train stage, the audit's folds, `pipeline sanity overfit`, `pipeline lr-find`, `pipeline bench`) builds its
 recipe here and steps through `pipeline.stages.train.train_step`, so each key means the same thing wherever a
 model is trained.
@@ -14,6 +15,7 @@ model is trained.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,9 +23,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pipeline.config.params import ModelConfig
 from pipeline.config.training import TrainParams
+from pipeline.core.errors import PipelineError
 from pipeline.core.runtime import Normalization
 from pipeline.data.store import SplitArrays
 from pipeline.models.outputs import inverse_frequency
+from pipeline.models.registry import BATCHNORM, has_batchnorm
+from pipeline.training.lookahead import Lookahead
 from pipeline.training.mixing import Mixer, mixer_for
 from pipeline.training.schedule import initial_lr, make_scheduler
 
@@ -60,10 +65,18 @@ class TrainingRecipe:
     smoothing: float = 0.0
     mixer: Mixer | None = None
     ema: AveragedModel | None = None
+    lookahead: Lookahead | None = None
 
     def scored(self, model: nn.Module) -> nn.Module:
         """The weights a run validates, keeps and saves: the moving average's when `train.ema` is on, else `model`."""
         return model if self.ema is None else self.ema.module
+
+    def states(self) -> dict[str, Any]:
+        """The objects whose state a checkpoint keeps besides the model, by name: the optimiser, the scheduler, and
+        the moving average and lookahead when on."""
+        extras = {"ema": self.ema, "lookahead": self.lookahead}
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler,
+                **{name: value for name, value in extras.items() if value is not None}}
 
 
 def recipe_for(
@@ -93,16 +106,48 @@ def recipe_for(
         mixer=mixer_for(mixup=train_params.mixup, cutmix=train_params.cutmix, mix_prob=train_params.mix_prob,
                         num_classes=num_classes, seed=seed, rank=rank),
         ema=weight_average(model, train_params.ema),
+        lookahead=_lookahead(model, train_params, batches_per_epoch),
     )
 
 
+def _lookahead(model: nn.Module, train_params: TrainParams, batches_per_epoch: int) -> Lookahead | None:
+    """airbench's lookahead over the run's steps (`train.lookahead_every`); None when it is 0 (off)."""
+    if not train_params.lookahead_every:
+        return None
+    return Lookahead(model, train_params.lookahead_every, train_params.lookahead_decay,
+                     train_params.epochs * batches_per_epoch)
+
+
 def make_optimizer(groups: Iterable, train_params: TrainParams) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) from `train.*`, over parameter groups that may carry their own rates."""
+    """Adam or SGD (with momentum, Nesterov's with `train.nesterov`) from `train.*`, over parameter groups that may
+    carry their own rates."""
     if train_params.optimizer == "sgd":
         return torch.optim.SGD(
-            groups, lr=initial_lr(train_params), momentum=train_params.momentum, weight_decay=train_params.weight_decay
+            groups, lr=initial_lr(train_params), momentum=train_params.momentum, nesterov=train_params.nesterov,
+            weight_decay=train_params.weight_decay,
         )
     return torch.optim.Adam(groups, lr=initial_lr(train_params), weight_decay=train_params.weight_decay)
+
+
+def batchnorm_rate(model: nn.Module, groups: list[dict], train_params: TrainParams) -> list[dict]:
+    """`train.bn_lr_scale`: the BatchNorm layers' trainable parameters (with fixed scales, as airbench's: their
+    shifts) moved from each group into one of their own, first, at `bn_lr_scale` times the group's rate and its
+    weight decay divided by as much, so that the decay each step applies (rate x decay) stays the group's
+    (airbench's `bias_scaler`). The groups as they are when it is 1."""
+    scale = train_params.bn_lr_scale
+    if scale == 1:
+        return groups
+    if not has_batchnorm(model):
+        raise PipelineError("train.bn_lr_scale: the model has no BatchNorm layers; set bn_lr_scale to 1")
+    normed = {id(p) for module in model.modules() if isinstance(module, BATCHNORM) for p in module.parameters()}
+    scaled, rest = [], []
+    for group in groups:
+        inside = [p for p in group["params"] if id(p) in normed]
+        decay = group.get("weight_decay", train_params.weight_decay)
+        if inside:
+            scaled.append({**group, "params": inside, "lr": group["lr"] * scale, "weight_decay": decay / scale})
+        rest.append({**group, "params": [p for p in group["params"] if id(p) not in normed]})
+    return scaled + [group for group in rest if group["params"]]
 
 
 def weight_average(model: nn.Module, decay: float) -> AveragedModel | None:

@@ -41,10 +41,10 @@ class RunRecords:
         for row in self.checkpoint.history:
             self._log(row)
 
-    def epoch_done(self, row: dict[str, float], *states: Any) -> None:
-        """Log the epoch's row, then checkpoint the objects' states (model, optimizer, scheduler, moving average)."""
+    def epoch_done(self, row: dict[str, float], states: dict[str, Any]) -> None:
+        """Log the epoch's row, then checkpoint the objects' states by name (model, optimiser, scheduler, ...)."""
         self._log(row)
-        self.checkpoint.save(*states)
+        self.checkpoint.save(states)
 
     def summarise(self, chosen: dict[str, float], title: str, stopped_at: int | None) -> dict[str, Any]:
         """The kept epoch's validation figures as the run's summary (`best` in metrics.json), the epoch early
@@ -76,7 +76,7 @@ class SilentRecords:
     def start(self, train_set: SplitArrays, is_table: bool, seed: int, resolved: dict[str, Any]) -> None:
         """Nothing to write, preview or replay."""
 
-    def epoch_done(self, row: dict[str, float], *states: Any) -> None:
+    def epoch_done(self, row: dict[str, float], states: dict[str, Any]) -> None:
         """Nothing to log or checkpoint."""
 
 
