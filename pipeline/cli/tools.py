@@ -1,7 +1,8 @@
-"""The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench and bench-repro
-(results), params (a model's resolved settings), lr-find, tune, sanity checks, push and pull, and warm (`make
-repro`'s warm stage processes). `pipeline.cli.main` adds them to the stage commands."""
+"""The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench, bench-repro
+and bench-airbench (results), params (a model's resolved settings), lr-find, tune, sanity checks, push and pull, and
+warm (`make repro`'s warm stage processes). `pipeline.cli.main` adds them to the stage commands."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,24 @@ def bench(
     from pipeline.upkeep.train_bench import training_bench_table
 
     typer.echo(training_bench_table(measure_training(model, load(params, set_), Paths(), epochs=epochs, steps=steps)))
+
+
+@user_errors
+def bench_airbench(
+    dataset: Annotated[str, typer.Argument(help="A CIFAR-10-shaped dataset: 32x32 RGB, 10 classes.")] = "cifar10",
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the figures here, as JSON.")] = None,
+) -> None:
+    """Train airbench94 (the airbench package's own code, a dev dependency) on the dataset's preprocessed train
+    split on the GPU and score it on the test split: the wall time and test accuracy to set beside `pipeline bench
+    cifar_best`. Needs a CUDA GPU."""
+    from pipeline.core.atomic import write_json
+    from pipeline.upkeep.airbench_side import run_airbench94
+
+    figures = run_airbench94(Paths(), dataset)
+    typer.echo(json.dumps(figures, indent=2))
+    if out:
+        write_json(out, figures)
+        typer.echo(f"wrote {out}")
 
 
 @user_errors
@@ -284,6 +303,21 @@ def docs(
 
     cli = context.find_root().command  # the whole `pipeline` command, whose reference page is generated
     _check_or_rewrite(write, lambda: write_docs(root, cli), lambda: list(map(str, stale_docs(root, cli))), "docs", "docs")
+
+
+@dev.command("gpu-table")
+@user_errors
+def gpu_table(
+    root: Annotated[Path, typer.Argument(help="The scratch folder scripts/gpu_check.sh ran in.")],
+    seconds: Annotated[int, typer.Option("--seconds", help="The whole check's seconds so far.")] = 0,
+    model: Annotated[str, typer.Option("--model", help="The model the check timed.")] = "cifar_best",
+    dataset: Annotated[str, typer.Option("--dataset", help="The dataset it trained on.")] = "cifar10",
+) -> None:
+    """Print the one table of `bash scripts/gpu_check.sh` (the device, tests/test_cuda.py, `pipeline bench`'s
+    ratio against its goal, cifar_best and airbench94 side by side) from what its parts left in ROOT."""
+    from pipeline.upkeep.gpu_check import gpu_check_table
+
+    typer.echo(gpu_check_table(root, seconds, model, dataset))
 
 
 @dev.command("sample-figures")
