@@ -150,7 +150,10 @@ def _run_stage(
 ) -> None:
     """The train stage for `epochs` epochs on the real preprocessed data, writing into a scratch folder."""
     raw = params.model_dump(mode="json")
-    raw["models"][model_name]["epochs"] = epochs
+    block = raw["models"][model_name]
+    block["epochs"] = epochs
+    if "epochs" in block.get("sample", {}):  # on the sample, its budget's epochs are what trains
+        block["sample"]["epochs"] = epochs
     dataset = params.models[model_name].dataset
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
         scratch_paths = Paths(Path(scratch))
