@@ -1,6 +1,7 @@
-"""The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench, bench-repro
-and bench-airbench (results), params (a model's resolved settings), lr-find, tune, sanity checks, push and pull, and
-warm (`make repro`'s warm stage processes). `pipeline.cli.main` adds them to the stage commands."""
+"""The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench,
+bench-accuracy, bench-repro and bench-airbench (results), params (a model's resolved settings), lr-find, tune, sanity
+checks, push and pull, and warm (`make repro`'s warm stage processes). `pipeline.cli.main` adds them to the stage
+commands."""
 
 import json
 from collections.abc import Callable
@@ -55,6 +56,31 @@ def bench_airbench(
     if out:
         write_json(out, figures)
         typer.echo(f"wrote {out}")
+
+
+def bench_accuracy(
+    model: Model,
+    targets: Annotated[
+        str, typer.Option(help="Test accuracies to time, comma-separated, each between 0 and 1.")
+    ] = "0.85,0.9,0.93,0.94",
+    epochs: Annotated[
+        int | None, typer.Option(min=2, help="Epochs to train (default: the model's own).")
+    ] = None,
+    params: ParamsFile = DEFAULT_PARAMS,
+    set_: Overrides = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the figures (default metrics/bench/<model>.accuracy.json).")
+    ] = None,
+) -> None:
+    """Measure time to accuracy: train the model with the train stage, score it on the test split after every epoch
+    (with its evaluate stage's test-time augmentation, timed apart), and print the wall time to each target, the
+    training images per second and the share of the machine's arithmetic they use (training FLOP/s over a large
+    matrix product's, measured in the same run); writes metrics/bench/<model>.accuracy.json."""
+    from pipeline.upkeep.accuracy_bench import accuracy_bench_table, parse_targets
+    from pipeline.upkeep.accuracy_bench import bench_accuracy as measure_accuracy
+
+    figures = measure_accuracy(model, load(params, set_), Paths(), parse_targets(targets), epochs=epochs, out=out)
+    typer.echo(accuracy_bench_table(figures))
 
 
 @user_errors

@@ -18,6 +18,7 @@ machine whose speed drifts (a shared or virtual one) moves both figures alike; r
 their median, which a moment of load from elsewhere moves least.
 """
 
+import contextlib
 import resource
 import statistics
 import tempfile
@@ -48,10 +49,11 @@ def bench(model_name: str, params: Params, paths: Paths, epochs: int = 3, steps:
     model, feed, recipe = build_training(config, params.seed, meta, load_split(paths, config.dataset, "train"), device)
     images = sum(feed.real_counts())  # an epoch's images: fewer than the split's under `train.steps_per_epoch`
     ready: list[tuple[torch.Tensor, torch.Tensor]] = []
-    data = images / _seconds(device, lambda: ready.extend(_model_ready(feed, recipe.normalization)))
+    data = images / seconds(device, lambda: ready.extend(model_ready(feed, recipe.normalization)))
     bare = _BareSteps(model, recipe.optimizer, config.train.amp, ready, device, steps)
     clock = _Clock(device, bare)
-    whole = _seconds(device, lambda: _run_stage(model_name, params, paths, 1 + epochs, clock.tick)) - clock.bare_s
+    with scratch_folder(paths, config.dataset) as scratch:
+        whole = seconds(device, lambda: run_stage(model_name, params, scratch, 1 + epochs, clock.tick)) - clock.bare_s
     per_epoch, validation = statistics.median(clock.epochs), statistics.median(clock.validations)
     stage, step = images / (per_epoch - validation), statistics.median(clock.step_rates)
     figures = {
@@ -76,22 +78,25 @@ def bench(model_name: str, params: Params, paths: Paths, epochs: int = 3, steps:
     return figures
 
 
-def _seconds(device: torch.device, work: Callable[[], object]) -> float:
-    """Wall time of `work`, until the device has finished it."""
-    _synchronize(device)
+def seconds(device: torch.device, work: Callable[[], object]) -> float:
+    """Wall time of `work`, until the device has finished it (a GPU runs asynchronously: a bare clock would stop
+    when the work is queued)."""
+    synchronize(device)
     start = time.perf_counter()
     work()
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait until a CUDA device has done all the work queued on it, so that a clock read next sees it done."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _model_ready(feed: TrainFeed, normalization: Normalization | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The feed's first epoch as model inputs on the device: what the data figure times and the bare steps reuse."""
+def model_ready(feed: TrainFeed, normalization: Normalization | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The feed's first epoch as model inputs on the device: what the data figure times, the bare steps reuse and
+    `pipeline bench-accuracy` counts a step's arithmetic on."""
     for raw, labels in feed.epoch(1):
         yield model_input(raw, normalization), labels
 
@@ -116,7 +121,7 @@ class _BareSteps:
 
     def images_per_s(self) -> float:
         """Images per second of one timing (an epoch's worth of steps, or `steps`)."""
-        return self.steps * len(self.ready[0][1]) / _seconds(self.device, lambda: self._run(self.steps))
+        return self.steps * len(self.ready[0][1]) / seconds(self.device, lambda: self._run(self.steps))
 
     def _run(self, count: int) -> None:
         self.model.train()
@@ -135,7 +140,7 @@ class _Clock:
 
     def tick(self, _row: dict, validation_s: float) -> None:
         """At the end of an epoch (row logged, checkpoint written): note its time, then time the bare steps."""
-        _synchronize(self.device)
+        synchronize(self.device)
         now = time.perf_counter()
         if self.resumed is not None:
             self.epochs.append(now - self.resumed)
@@ -145,21 +150,27 @@ class _Clock:
         self.bare_s += self.resumed - now
 
 
-def _run_stage(
-    model_name: str, params: Params, paths: Paths, epochs: int, on_epoch: EpochCallback
-) -> None:
-    """The train stage for `epochs` epochs on the real preprocessed data, writing into a scratch folder."""
-    raw = params.model_dump(mode="json")
-    block = raw["models"][model_name]
-    block["epochs"] = epochs
-    if "epochs" in block.get("sample", {}):  # on the sample, its budget's epochs are what trains
-        block["sample"]["epochs"] = epochs
-    dataset = params.models[model_name].dataset
+@contextlib.contextmanager
+def scratch_folder(paths: Paths, dataset: str) -> Iterator[Paths]:
+    """A temporary repository whose preprocessed `dataset` is a link to the real one: where a bench runs the train
+    stage, so that the real models, metrics and checkpoints stay as they are. Removed on exit."""
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
         scratch_paths = Paths(Path(scratch))
         scratch_paths.processed_dir(dataset).parent.mkdir(parents=True)
         scratch_paths.processed_dir(dataset).symlink_to(paths.processed_dir(dataset).resolve())
-        train(model_name, parse_params(raw), scratch_paths, on_epoch)
+        yield scratch_paths
+
+
+def run_stage(model_name: str, params: Params, scratch: Paths, epochs: int, on_epoch: EpochCallback) -> None:
+    """The train stage (`train()`, the one training loop) for `epochs` epochs, writing into `scratch` (a
+    `scratch_folder`); `on_epoch` is called after each epoch, once it is logged and checkpointed. The epochs are
+    the model's own and, where it has one, its sample budget's, which would otherwise win on the embedded sample."""
+    raw = params.model_dump(mode="json")
+    block = raw["models"][model_name]
+    block["epochs"] = epochs
+    if "epochs" in block["sample"]:
+        block["sample"]["epochs"] = epochs
+    train(model_name, parse_params(raw), scratch, on_epoch)
 
 
 def _peak_memory(device: torch.device) -> dict[str, float]:
