@@ -125,7 +125,7 @@ def test_a_bad_param_from_the_real_command_prints_no_traceback(project):
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "error: params.yaml: aug.hflip: Input should be less than or equal to 1 (got 2)"
+        "error: params.yaml: aug.hflip: should be a probability from 0 to 1, or alternate (got 2)"
     ]
 
 
@@ -147,7 +147,7 @@ def test_the_stage_module_dvc_runs_prints_its_report_and_exits_with_its_status_a
     assert len(pd.read_csv(project / "data/manifests/catsdogs/train.csv")) == 10
     failed = _stage_process("split", "catsdogs", "-S", "aug.hflip=2")
     assert (failed.returncode, failed.stdout) == (1, "")
-    assert failed.stderr.splitlines() == ["error: params.yaml: aug.hflip: Input should be less than or equal to 1 (got 2)"]
+    assert failed.stderr.splitlines() == ["error: params.yaml: aug.hflip: should be a probability from 0 to 1, or alternate (got 2)"]
     unknown = _stage_process("split", "dogs")
     assert (unknown.returncode, unknown.stderr.splitlines()) == (
         1, ["error: unknown dataset 'dogs': params.yaml `data` has catsdogs"]

@@ -2,7 +2,16 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from pipeline.config.base import Block, Count, Probability
 
@@ -22,6 +31,15 @@ class AugParams(Block):
     crop_padding: int = Field(0, ge=0, le=64)
     policy: Literal["none", "trivialaugment", "randaugment"] = "none"
     erasing: Probability = 0
+
+    @field_validator("hflip", mode="wrap")
+    @classmethod
+    def _one_message_for_hflip(cls, value: object, handler: ValidatorFunctionWrapHandler) -> float | str:
+        """One error for a bad `hflip`, not one per kind of value it may be."""
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("hflip", "should be a probability from 0 to 1, or alternate") from None
 
     def on(self) -> dict[str, float | int | str]:
         """The keys that turn a transform on (or, as `p`, tune one), with their values: all but zeros and `none`."""
