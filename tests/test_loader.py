@@ -131,6 +131,20 @@ def test_the_device_feed_keeps_the_order_and_draws_its_own_moves():
     assert all(inputs.dtype == torch.uint8 and inputs.shape == (len(labels), 8, 8, 3) for inputs, labels in device)
 
 
+def test_the_device_feed_augments_the_whole_epoch_at_once_reproducibly():
+    split = _split(12)
+    plain = _epoch(TrainFeed(split, _config({"crop_padding": 0, "hflip": 0}, data_on_device=True), seed=1,
+                             device=torch.device("cpu")))
+    assert [len(labels) for _, labels in plain] == [4, 4, 4]
+    assert all(torch.equal(inputs, torch.from_numpy(split.inputs[labels.numpy()])) for inputs, labels in plain)
+    moved = _epoch(TrainFeed(split, _config({"hflip": "alternate"}, data_on_device=True), seed=1,
+                             device=torch.device("cpu")))
+    again = _epoch(TrainFeed(split, _config({"hflip": "alternate"}, data_on_device=True), seed=1,
+                             device=torch.device("cpu")))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(moved, again, strict=True))
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(plain, moved, strict=True))
+
+
 def test_table_rows_are_fed_as_they_are():
     rows = SplitArrays(np.arange(12, dtype=np.float32).reshape(6, 2), np.arange(6, dtype=np.int64))
     batches = _epoch(TrainFeed(rows, _config(), seed=1, device=torch.device("cpu")))

@@ -12,8 +12,8 @@ Two feeds yield the same kind of batch, uint8 images (or float table rows) with 
 - host (default): the split stays in host memory, memory-mapped (only the pages that batches touch are read); a
   `DataLoader` gathers and augments each batch, in worker processes where they pay (`train.workers`), into pinned
   memory for an asynchronous copy to the GPU;
-- device (`train.data_on_device`): the whole split is copied to the training device once; batches are gathered and
-  augmented there.
+- device (`train.data_on_device`): the whole split is copied to the training device once; each epoch's images are
+  gathered and augmented there at once, then cut into batches.
 Crops, shifts and flips are always batched tensor ops (`pipeline.training.batch_augment`), with no per-image Python
 work; the other transforms (rotation, zoom, shear, brightness, contrast, policy, erasing) follow image by image on the
 host (`pipeline.training.augment`), from a seed of their own, so they never change the moves' draws.
@@ -213,9 +213,16 @@ class TrainFeed:
             yield inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def _device_batches(self) -> Iterator[Batch]:
-        for seed, index, flips in self.sampler:
-            picked = torch.as_tensor(index, device=self.device)
-            yield _augmented(self.augment, self.inputs[picked], seed, flips), self.labels[picked]
+        """The epoch's images gathered and augmented at once on the device, from the first batch's seed (a few
+        kernels an epoch, not a few a batch, which a GPU would wait on), then cut into the batches."""
+        plan = list(self.sampler)
+        if not plan:
+            return
+        picked = torch.as_tensor([i for _, index, _ in plan for i in index], device=self.device)
+        flips = None if plan[0][2] is None else torch.cat([flipped for _, _, flipped in plan])
+        images, labels = _augmented(self.augment, self.inputs[picked], plan[0][0], flips), self.labels[picked]
+        sizes = [len(index) for _, index, _ in plan]
+        yield from zip(images.split(sizes), labels.split(sizes), strict=True)
 
 
 def worker_count(setting: int | str, device: torch.device) -> int:
