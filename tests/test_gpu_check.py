@@ -191,7 +191,7 @@ def test_the_script_s_cpu_flow_runs_to_the_table_leaving_the_workspace_alone(tmp
     rows = _rows(table)
     assert rows["data (generated, source `sample`)"].startswith("90 train / 10 val / 30 test, 32x32x3; made in ")
     assert rows["**ratio stage / step**"].startswith("**")
-    assert rows["`cifar_best` test accuracy (evaluate)"].endswith("(tta flip, 30 images)")
+    assert rows["`cifar_best` test accuracy (evaluate)"].endswith("(tta flip_shift, 30 images)")
     assert rows["`tests/test_cuda.py`"] == rows["airbench94 test accuracy"] == "skipped: needs a GPU (a --cpu run)"
     assert "torch" in rows["device"]
     assert hashlib.sha256((REPO / "params.yaml").read_bytes()).hexdigest() == params

@@ -29,13 +29,17 @@ class Run:
         self.optimizer.step()
         self.scheduler.step()
         checkpoint.history.append({"epoch": len(checkpoint.history) + 1})
-        checkpoint.save(self.model, self.optimizer, self.scheduler)
+        checkpoint.save(self.states())
+
+    def states(self) -> dict:
+        """The objects a checkpoint keeps, by name."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
 
     def weights(self) -> dict[str, torch.Tensor]:
         return {key: value.clone() for key, value in self.model.state_dict().items()}
 
     def restore(self, checkpoint: Checkpoint) -> int:
-        return checkpoint.restore(self.model, self.optimizer, self.scheduler)
+        return checkpoint.restore(self.states())
 
 
 def trained(path: Path, epochs: int) -> list[dict[str, torch.Tensor]]:
