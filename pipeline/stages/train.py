@@ -8,7 +8,8 @@ resumes a checkpoint left by a killed run, then `fit` runs the epochs: `train_on
 `train_step` (forward, loss, `backward()`, the optimiser's step) and `evaluate` scores the validation split. The
 helpers live in pipeline/training/, named for what they do: feed (batches), augment and batch_augment, mixing
 (MixUp and CutMix), recipe (the optimiser, schedule, penalty and weight average of `train.*`), schedule,
-checkpoints, records (DVCLive), keep (best or last epoch), stopping (early stopping), fine_tune.
+lookahead and whitening (airbench's), compiled (`train.compile`), checkpoints, records (DVCLive), keep (best or
+last epoch), stopping (early stopping), fine_tune.
 
 Every command that trains calls `fit`: the audit's folds, `pipeline sanity overfit`, `pipeline lr-find` and
 `pipeline bench`, so every `train.*` key applies wherever a model is trained.
