@@ -162,13 +162,14 @@ def build_training(
     (optimiser, schedule, penalty, mixing, weight average): what every command that trains starts from."""
     seed_everything(seed, device)
     model = place(fresh_model(config, meta, input_channels(train_set)), device)
+    normalization = Normalization.from_stats(meta)
     if config.train.whiten:
-        whiten_first_conv(model, train_set, Normalization.from_stats(meta))
+        whiten_first_conv(model, train_set, normalization)
     groups = batchnorm_rate(model, parameter_groups(model, initial_lr(config.train)), config.train)
     optimizer = make_optimizer(groups, config.train)
     feed = TrainFeed(train_set, config, seed, device, shard)
     recipe = recipe_for(
-        config, model, optimizer, train_set, len(feed), Normalization.from_stats(meta),
+        config, model, optimizer, train_set, len(feed), normalization,
         num_classes=len(meta.classes), seed=seed, rank=shard.rank, device=device,
     )
     return model, feed, recipe

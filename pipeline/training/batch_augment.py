@@ -39,7 +39,7 @@ class BatchedPixelMoves:
         aug, moved = self.aug, chance(self.aug.p)
         pad = aug.crop_padding
         rows = _source(height, chance(aug.vflip), draw(*_reach(aug.shift, height)) * moved, draw(0, 2 * pad) - pad)
-        mirrored = chance(0.5 if aug.hflip == "alternate" else aug.hflip)
+        mirrored = chance(0.5 if aug.hflip == "alternate" else aug.hflip)  # drawn either way: the later draws stay
         if flips is not None:
             mirrored = flips.to(images.device).view(count, 1)
         cols = _source(width, mirrored, draw(*_reach(aug.shift, width)) * moved, draw(0, 2 * pad) - pad)
