@@ -88,7 +88,8 @@ def test_sample_figures_are_written_from_metrics_keeping_the_notes(tmp_path):
     paths = Paths(tmp_path)
     for name in params.models:
         paths.test_metrics(name).parent.mkdir(parents=True, exist_ok=True)
-        test = {"accuracy": 0.81234, "ece": 0.05, "macro": {"f1": 0.8}, "epoch": 3}
+        calibration = {"temperature": 0.6123, "before": {"ece": 0.2}, "after": {"ece": 0.05}}
+        test = {"accuracy": 0.81234, "ece": 0.05, "macro": {"f1": 0.8}, "epoch": 3, "calibration": calibration}
         paths.test_metrics(name).write_text(json.dumps(test))
         paths.per_class(name).parent.mkdir(parents=True, exist_ok=True)
         paths.per_class(name).write_text(json.dumps([{"class": "a"}, {"class": "b"}]))
@@ -98,7 +99,10 @@ def test_sample_figures_are_written_from_metrics_keeping_the_notes(tmp_path):
     written = json.loads(write_sample_figures(tmp_path, params, "a test machine").read_text())
 
     vgg = written["models"]["cifar_vgg16"]
-    assert vgg == {"budget": "20 steps", "epoch": 3, "accuracy": 0.812, "macro_f1": 0.8, "ece": 0.05, "chance": 0.5}
+    assert vgg == {
+        "budget": "20 steps", "epoch": 3, "accuracy": 0.812, "macro_f1": 0.8, "ece": 0.05, "ece_as_trained": 0.2,
+        "temperature": 0.612, "chance": 0.5,
+    }
     assert written["machine"] == "a test machine" and written["notes"] == {"cifar_vgg16": "from scratch"}
 
 

@@ -35,6 +35,8 @@ def test_repro_writes_test_metrics_and_plots_for_every_model(workspace: Path, mo
     assert metrics["loss"] > 0
     assert metrics["samples"] == TEST_SAMPLES[tiny_full()["models"][model]["dataset"]]
     assert set(metrics["macro"]) == {"precision", "recall", "f1"}
+    calibration = json.loads((workspace / f"models/{model}.calibration.json").read_text())
+    assert metrics["calibration"]["temperature"] == calibration["temperature"]
     for plot in ("misclassified.png", "reliability.png"):
         assert (workspace / f"metrics/{model}/eval/{plot}").read_bytes().startswith(b"\x89PNG")
     assert (workspace / f"models/{model}.pt").is_file()
@@ -136,6 +138,13 @@ def test_aug_change_reruns_only_train_evaluate_and_export(workspace: Path) -> No
         if run.get("data")
     }
     assert {0, 20} <= rotations
+
+
+def test_turning_calibration_off_reruns_evaluate_and_export_never_train(workspace: Path) -> None:
+    model = "catsdogs_cnn"
+    output = dvc(workspace, "exp", "run", "-S", "evaluate.calibrate=false", f"export@{model}")
+    assert stages_run(output) == {f"model_settings@{model}", f"evaluate@{model}", f"export@{model}"}
+    assert json.loads((workspace / f"metrics/{model}/test.json").read_text())["calibration"]["temperature"] == 1.0
 
 
 def test_switching_a_source_reruns_exactly_that_datasets_stages_and_its_models(

@@ -19,6 +19,7 @@ from pipeline.core.paths import Paths
 from pipeline.core.runtime import Normalization
 from pipeline.models.forward import predict_logits
 from pipeline.data.store import load_meta, load_split
+from pipeline.models.calibration import load_calibration, temperature_of
 from pipeline.models.file import load_model
 from pipeline.models.outputs import loss, probabilities
 from pipeline.stages.evaluate import evaluate
@@ -44,10 +45,12 @@ def evaluated(tiny_run, tmp_path_factory) -> tuple[Paths, dict]:
 
 
 def _recomputed(paths: Paths) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """The test labels, predictions and logits of the saved model, divided by the temperature evaluate fitted."""
     model, _ = load_model(paths.model_file("catsdogs_cnn"))
     test = load_split(paths, "catsdogs", "test")
     with torch.no_grad():
         logits = model(torch.from_numpy(np.array(test.inputs)).permute(0, 3, 1, 2).float() / 255)
+    logits = logits / temperature_of(paths.model_file("catsdogs_cnn"))
     return test.labels, probabilities(logits).argmax(1).numpy(), logits
 
 
@@ -55,7 +58,7 @@ def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(evaluated):
     trained, returned = evaluated
     written = json.loads(trained.test_metrics("catsdogs_cnn").read_text())
     assert {**written, "per_class": returned["per_class"]} == returned
-    assert set(written) == {"accuracy", "loss", "ece", "samples", "macro", "epoch", "kept", "tta"}
+    assert set(written) == {"accuracy", "loss", "ece", "samples", "macro", "epoch", "kept", "tta", "calibration"}
     assert written["tta"] == "none"
     assert 0 <= written["ece"] <= 1
     assert trained.reliability("catsdogs_cnn").read_bytes().startswith(b"\x89PNG")
@@ -65,6 +68,31 @@ def test_evaluate_writes_summary_metrics_and_per_class_plot_rows(evaluated):
     assert [row["class"] for row in rows] == ["cat", "dog"]
     assert sum(row["support"] for row in rows) == 6
     assert rows[0] == {"class": "cat", **returned["per_class"]["cat"]}
+
+
+def test_evaluate_fits_the_temperature_on_validation_and_reports_the_test_figures_before_and_after(evaluated):
+    trained, metrics = evaluated
+    model_file = trained.model_file("catsdogs_cnn")
+    calibration = load_calibration(model_file)
+    val = load_split(trained, "catsdogs", "val")
+    model, _ = load_model(model_file)
+    logits = predict_logits(model, val.inputs, 8, torch.device("cpu"), None)
+    labels = torch.from_numpy(val.labels)
+    assert calibration.samples == len(labels) and calibration.fitted == (calibration.temperature != 1.0)
+    assert calibration.val_nll_before == pytest.approx(loss(logits, labels).item(), rel=1e-5)
+    assert calibration.val_nll_after <= calibration.val_nll_before
+    figures = metrics["calibration"]
+    assert figures["temperature"] == calibration.temperature
+    assert figures["after"] == {"accuracy": metrics["accuracy"], "nll": metrics["loss"], "ece": metrics["ece"]}
+    assert figures["before"]["accuracy"] == figures["after"]["accuracy"]  # one temperature never reorders classes
+
+
+def test_evaluate_without_calibrate_writes_a_temperature_of_one(tiny_run, tmp_path):
+    paths = Paths(shutil.copytree(tiny_run[0].root, tmp_path / "run"))
+    metrics = evaluate("catsdogs_cnn", paths, "cpu", calibrate=False)
+    calibration = load_calibration(paths.model_file("catsdogs_cnn"))
+    assert calibration.temperature == 1.0 and not calibration.fitted
+    assert metrics["calibration"]["before"] == metrics["calibration"]["after"]
 
 
 def test_evaluate_accuracy_and_loss_match_the_saved_model(evaluated):
@@ -124,16 +152,19 @@ def test_a_model_trained_on_normalised_data_is_evaluated_on_normalised_data(prep
     assert normalization is not None and Normalization.from_stats(saved.normalization) == normalization
     test = load_split(prepared, "catsdogs", "test")
     logits = predict_logits(model, test.inputs, 4, torch.device("cpu"), normalization)
+    logits = logits / temperature_of(prepared.model_file("catsdogs_cnn"))
     assert metrics["loss"] == pytest.approx(loss(logits, torch.from_numpy(test.labels)).item(), rel=1e-5)
 
 
-def test_evaluate_with_flip_tta_scores_the_mean_of_the_plain_and_mirrored_probabilities(trained):
+def test_evaluate_with_flip_tta_scores_the_mean_of_the_plain_and_mirrored_calibrated_probabilities(trained):
     metrics = evaluate("catsdogs_cnn", trained, "cpu", tta="flip")
     assert json.loads(trained.test_metrics("catsdogs_cnn").read_text())["tta"] == "flip"
     model, _ = load_model(trained.model_file("catsdogs_cnn"))
+    temperature = temperature_of(trained.model_file("catsdogs_cnn"))
     test = load_split(trained, "catsdogs", "test")
     mirrored = np.ascontiguousarray(test.inputs[:, :, ::-1])  # NHWC: the width axis
-    mean = sum(probabilities(predict_logits(model, inputs, 4, torch.device("cpu"))) for inputs in (test.inputs, mirrored)) / 2
+    views = [predict_logits(model, inputs, 4, torch.device("cpu")) / temperature for inputs in (test.inputs, mirrored)]
+    mean = sum(probabilities(logits) for logits in views) / 2
     labels = torch.from_numpy(test.labels)
     assert metrics["accuracy"] == pytest.approx(float((mean.argmax(1) == labels).float().mean()))
     nll = -torch.log(mean[torch.arange(len(labels)), labels]).mean().item()

@@ -26,11 +26,12 @@ def test_compared_curves_draw_train_and_val_of_every_run():
     assert [line.get_label() for line in figure.axes[0].get_lines()] == ["a train", "a val", "b train", "b val"]
 
 
-def test_reliability_diagram_has_a_bar_per_bin_and_the_ece_in_the_title():
+def test_reliability_diagram_has_a_panel_per_set_of_probabilities_a_bar_per_bin_and_the_ece_in_its_title():
     bins = [{"low": 0.5, "high": 0.6, "confidence": 0.55, "accuracy": 0.4, "count": 3}]
-    figure = reliability_diagram(bins, 0.15, "model")
-    assert len(figure.axes[0].patches) == 1
-    assert "expected calibration error 0.150" in figure.axes[0].get_title()
+    figure = reliability_diagram([("before", bins, 0.15), ("after", bins * 2, 0.02)], "model")
+    assert [len(axis.patches) for axis in figure.axes] == [1, 2]
+    assert "before\nexpected calibration error 0.150" in figure.axes[0].get_title()
+    assert "expected calibration error 0.020" in figure.axes[1].get_title()
 
 
 def test_misclassified_scatter_uses_the_two_most_separating_features():

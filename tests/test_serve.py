@@ -23,6 +23,7 @@ from pipeline.data.store import load_meta
 from pipeline.inference.inputs import Inputs
 from pipeline.inference.predict import predict_items
 from pipeline.inference.torch_backend import TorchBackend
+from pipeline.models.calibration import Calibration, file_sha256, save_calibration
 from pipeline.serving.launch import running_server
 from pipeline.serving.uploads import FIELD
 from tests.helpers.datasets import prepare
@@ -36,11 +37,17 @@ TEST_FIGURES = {"accuracy": 0.5, "loss": 0.69, "ece": 0.1, "epoch": 1, "kept": "
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Paths:
-    """The tiny catsdogs sample preprocessed (gray, 32 px, cropped, normalised), a model for it, its test figures and
+    """The tiny catsdogs sample preprocessed (gray, 32 px, cropped, normalised), a model for it with a calibration
+    (temperature 0.5, so that every answer checked against predict's is a calibrated one), its test figures and
     params.yaml: a repository's root, as `pipeline serve MODEL` expects to be run from."""
     raw = tiny_raw(**{"preprocess.catsdogs.resize": "crop", "preprocess.catsdogs.normalize": True})
     paths = prepare(Paths(tmp_path_factory.mktemp("project")), parse_params(raw), "catsdogs")
-    untrained_model(paths.model_file(MODEL), load_meta(paths, "catsdogs"), seed=3)
+    model_file = paths.model_file(MODEL)
+    untrained_model(model_file, load_meta(paths, "catsdogs"), seed=3)
+    save_calibration(model_file, Calibration(
+        temperature=0.5, fitted=True, samples=6, val_nll_before=0.7, val_nll_after=0.6,
+        model_sha256=file_sha256(model_file),
+    ))
     (paths.root / "params.yaml").write_text(yaml.safe_dump(raw))
     paths.test_metrics(MODEL).parent.mkdir(parents=True)
     paths.test_metrics(MODEL).write_text(json.dumps(TEST_FIGURES))
@@ -184,7 +191,7 @@ def test_health_and_the_models_facts(server, project):
     }
     preprocessing = TorchBackend(project.model_file(MODEL), "cpu").preprocessing.to_dict()
     assert facts["preprocessing"] == {key: value for key, value in preprocessing.items() if key != "classes"}
-    assert facts["test"] == TEST_FIGURES
+    assert facts["test"] == TEST_FIGURES and facts["temperature"] == 0.5
     assert facts["params"]["arch.dense"] == {"value": 8, "default": CatsDogsCnnArgs().dense}
 
 

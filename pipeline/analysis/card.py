@@ -141,6 +141,7 @@ def _how_well(facts: CardFacts) -> list[str]:
         "",
         *table(["accuracy", "macro F1", "calibration error (ECE)", "loss"], [[_fixed(value) for value in figures]]),
         "",
+        *_calibration(metrics.get("calibration")),
         *table(["class", "precision", "recall", "F1", "support"], per_class),
         "",
     ]
@@ -153,6 +154,29 @@ def _how_well(facts: CardFacts) -> list[str]:
         f"The most frequent confusions (at most {TOP_CONFUSIONS}; share: of the true class's test {noun}):",
         "",
         *table(["true class", "predicted as", "count", "share"], rows),
+    ]
+
+
+def _calibration(calibration: dict[str, Any] | None) -> list[str]:
+    """The temperature and the test figures before and after it (evaluate's `calibration`), as a table."""
+    if calibration is None:
+        return []
+    temperature = calibration["temperature"]
+    if temperature == 1.0:
+        return ["The probabilities are as trained (temperature 1: `evaluate.calibrate` off, or none did better).", ""]
+    rows = [
+        [name, *(_fixed(calibration[when][key]) for key in ("accuracy", "nll", "ece"))]
+        for when, name in (("before", "as trained"), ("after", f"calibrated (temperature {temperature:.3f})"))
+    ]
+    return [
+        (
+            "Its probabilities are calibrated: the logits are divided by a temperature fitted on the validation split "
+            "(`evaluate.calibrate`), which `pipeline predict`, `pipeline serve` and the ONNX file apply. On the test "
+            "split:"
+        ),
+        "",
+        *table(["probabilities", "accuracy", "NLL", "ECE"], rows),
+        "",
     ]
 
 

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from pipeline.core.atomic import atomic_path  # noqa: E402
@@ -215,10 +216,19 @@ def top_losses_table(features: np.ndarray, names: list[str], top: TopLosses, tit
     return figure
 
 
-def reliability_diagram(bins: list[dict], ece: float, title: str) -> Figure:
-    """Accuracy against confidence per confidence bin, beside the diagonal of perfect calibration; bar width
-    spans the bin, and the count of test samples in each bin is printed on it."""
-    figure, axis = plt.subplots(figsize=(5, 5), constrained_layout=True)
+def reliability_diagram(panels: list[tuple[str, list[dict], float]], title: str) -> Figure:
+    """Accuracy against confidence per confidence bin, beside the diagonal of perfect calibration, one panel per
+    (label, bins, ECE) side by side (the probabilities before and after calibration); bar width spans the bin, and
+    the count of test samples in each bin is printed on it."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False, constrained_layout=True)
+    for axis, (label, bins, ece) in zip(axes[0], panels, strict=True):
+        _reliability_panel(axis, bins)
+        axis.set_title(f"{label}\nexpected calibration error {ece:.3f}", fontsize=10)
+    figure.suptitle(title, fontsize=11)
+    return figure
+
+
+def _reliability_panel(axis: Axes, bins: list[dict]) -> None:
     axis.plot([0, 1], [0, 1], "--", color="gray", label="perfectly calibrated")
     for row in bins:
         width = row["high"] - row["low"]
@@ -228,10 +238,8 @@ def reliability_diagram(bins: list[dict], ece: float, title: str) -> Figure:
         axis.annotate(str(row["count"]), centre, ha="center", va="bottom", fontsize=7)
     axis.plot([], [], "o", color="C3", label="mean confidence of the bin")
     axis.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence (top probability)", ylabel="accuracy")
-    axis.set_title(f"{title}\nexpected calibration error {ece:.3f}", fontsize=10)
     axis.legend(loc="upper left", fontsize=8)
     axis.grid(alpha=0.3)
-    return figure
 
 
 def misclassified_scatter(

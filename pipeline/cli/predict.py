@@ -44,7 +44,7 @@ def predict(
     (size, colour, resize, normalisation), never today's params.yaml. Unusable files are listed and skipped."""
     from pipeline.inference.inputs import Inputs
     from pipeline.inference.labels import read_labels
-    from pipeline.inference.output import predictions_text, render_score, table, write_csv
+    from pipeline.inference.output import calibration_text, predictions_text, render_score, table, write_csv
     from pipeline.inference.predict import check_top, open_backend, predict_items, score
 
     scorer = open_backend(backend, model_file(model, params), device, batch_size)
@@ -56,6 +56,7 @@ def predict(
         ignored = inputs.ignored
     rows = table(predictions, top, truth)
     typer.echo(predictions_text(predictions, rows, ignored), nl=False)
+    typer.echo(calibration_text(scorer.temperature), nl=False)
     if truth is not None:
         typer.echo(render_score(score(predictions, truth), predictions.classes), nl=False)
     if out is not None:

@@ -18,3 +18,4 @@ class EvaluateParams(Block):
 
     tta: TtaMode = "none"
     gradcam: bool = False
+    calibrate: bool = True

@@ -24,7 +24,7 @@ class AugParams(Block):
     p: Probability = 1.0
     # a probability, or `alternate`: airbench's derandomised flips (half the images, drawn once from the seed, are
     # mirrored in odd epochs and the other half in even ones)
-    hflip: Probability | Literal["alternate"] = 0
+    hflip: Probability | Literal["alternate"] = 0.0
     vflip: Probability = 0
     brightness: float = Field(0, ge=0, le=1)
     contrast: float = Field(0, ge=0, le=1)

@@ -20,6 +20,9 @@ class Backend(Protocol):
     """A trained model, ready to score images."""
 
     preprocessing: Preprocessing
+    # The temperature the model's logits are divided by before the softmax or sigmoid (evaluate's calibration, fitted
+    # on the validation split; 1: as trained), already applied by `probabilities`.
+    temperature: float
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """uint8 images (N, size, size, channels), made as preprocess makes them (`pipeline.inference.predict.

@@ -1,7 +1,8 @@
 """A trained model as one self-contained graph, for deployment without this project's code: preprocessed inputs in
 (uint8 images (N, size, size, channels) exactly as the preprocess stage stores them, or a table's float32 feature
-rows), class probabilities (N, classes) out. Scaling to [0, 1], the per-channel standardisation and the sigmoid or
-softmax are inside the graph, through the functions evaluation uses (`model_input`, `probabilities`).
+rows), class probabilities (N, classes) out. Scaling to [0, 1], the per-channel standardisation, the division by the
+calibration's temperature and the sigmoid or softmax are inside the graph, through the functions evaluation uses
+(`model_input`, `probabilities`).
 
 The graph is captured once with `torch.export` (a batch axis of any size); the ONNX file is translated from that same
 program by torch.onnx's exporter (`dynamo=True`, opset `OPSET`) and carries the preprocessing in its metadata.
@@ -26,9 +27,10 @@ BATCH = "batch"
 class InferenceGraph(nn.Module):
     """The model as deployed: preprocessed inputs in, class probabilities out (see the module's docstring)."""
 
-    def __init__(self, model: nn.Module, normalization: Normalization | None) -> None:
+    def __init__(self, model: nn.Module, normalization: Normalization | None, temperature: float = 1.0) -> None:
         super().__init__()
         self.model, self.normalize = model.eval(), normalization is not None
+        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float32))
         if normalization is not None:
             self.register_buffer("mean", torch.tensor(normalization.mean))
             self.register_buffer("std", torch.tensor(normalization.std))
@@ -40,7 +42,7 @@ class InferenceGraph(nn.Module):
         if self.normalize:
             shape = (1, -1) + (1,) * (tensor.ndim - 2)
             tensor = (tensor - self.mean.view(shape)) / self.std.view(shape)
-        return probabilities(self.model(tensor))
+        return probabilities(self.model(tensor) / self.temperature)
 
 
 def export_program(graph: InferenceGraph, example: np.ndarray) -> ExportedProgram:
@@ -69,7 +71,8 @@ def onnx_model(program: ExportedProgram, info: ExportInfo) -> onnx.ModelProto:
     model.doc_string = (
         f"{info.model} ({info.arch}, trained on {info.dataset}): {name} in, as the pipeline's preprocess stage stores "
         f"them ({_input_text(info)}); class probabilities ({', '.join(info.preprocessing.classes)}) out. Scaling, "
-        "normalisation and softmax/sigmoid are inside the graph; metadata_props (JSON values) state the preprocessing."
+        f"normalisation, the calibration's temperature ({info.temperature:g}) and softmax/sigmoid are inside the graph; "
+        "metadata_props (JSON values) state the preprocessing."
     )
     return model
 

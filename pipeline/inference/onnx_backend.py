@@ -39,6 +39,7 @@ class OnnxBackend:
         self.path, self.batch_size = path, batch_size
         self.info = ExportInfo.from_props(self.session.get_modelmeta().custom_metadata_map, path)
         self.preprocessing: Preprocessing = self.info.preprocessing
+        self.temperature = self.info.temperature
         self._input = self.session.get_inputs()[0].name
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

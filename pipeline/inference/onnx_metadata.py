@@ -26,8 +26,9 @@ ABOUT = ("model", "arch", "dataset", "kind", "features", "opset")
 class ExportInfo:
     """An exported model's metadata: its preprocessing, the model it was exported from (name, architecture,
     dataset), its inputs' `kind` (`images`: uint8 (N, size, size, channels); `table`: float32 (N, features), named
-    by `features`), the ONNX opset the graph uses, and for a timm backbone its own input size, mean and std
-    (`backbone`, an entry only then)."""
+    by `features`), the ONNX opset the graph uses, for a timm backbone its own input size, mean and std
+    (`backbone`, an entry only then), and the calibration's `temperature` the graph divides the logits by (already
+    applied: stated so that a reader knows the probabilities are calibrated; a file without the entry had none)."""
 
     preprocessing: Preprocessing
     model: str
@@ -37,6 +38,7 @@ class ExportInfo:
     features: tuple[str, ...]
     opset: int
     backbone: dict[str, list[float]] | None = None
+    temperature: float = 1.0
 
     def props(self) -> dict[str, str]:
         """The metadata_props entries, each value JSON."""
@@ -49,6 +51,7 @@ class ExportInfo:
             "kind": self.kind,
             "features": list(self.features),
             "opset": self.opset,
+            "temperature": self.temperature,
             **({} if self.backbone is None else {"backbone": self.backbone}),
         }
         return {key: json.dumps(value) for key, value in values.items()}
@@ -84,4 +87,5 @@ class ExportInfo:
             features=tuple(values["features"]),
             opset=int(values["opset"]),
             backbone=json.loads(props["backbone"]) if "backbone" in props else None,
+            temperature=float(json.loads(props.get("temperature", "1"))),
         )

@@ -48,6 +48,13 @@ def predictions_text(predictions: Predictions, rows: pd.DataFrame, ignored: int 
     return "\n".join(lines) + "\n"
 
 
+def calibration_text(temperature: float) -> str:
+    """The line that says which probabilities were printed: calibrated by evaluate's temperature, or as trained."""
+    if temperature == 1.0:
+        return "probabilities as trained (temperature 1: no calibration fitted; see evaluate.calibrate)\n"
+    return f"probabilities calibrated: logits divided by {temperature:.3f}, fitted on the validation split by evaluate\n"
+
+
 def _aligned(rows: pd.DataFrame) -> str:
     """The rows as text columns two spaces apart, text left-aligned and numbers right-aligned."""
     numbers = [rows[column].dtype.kind == "f" for column in rows.columns]

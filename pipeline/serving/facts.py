@@ -48,8 +48,9 @@ def model_facts(model_file: Path, backend: Backend, kind: str) -> dict[str, Any]
 
 
 def _input(backend: Backend) -> dict[str, Any]:
+    """The classes, the preprocessing and the temperature the served probabilities are calibrated with."""
     preprocessing = backend.preprocessing.to_dict()
-    return {"classes": preprocessing.pop("classes"), "preprocessing": preprocessing}
+    return {"classes": preprocessing.pop("classes"), "preprocessing": preprocessing, "temperature": backend.temperature}
 
 
 def _provenance(model_file: Path, backend: Backend) -> "SavedModel | None":

@@ -1,7 +1,12 @@
 """Stage `evaluate`: score a trained model on its dataset's test split.
 
+With `calibrate` (`evaluate.calibrate`) it first fits the model's temperature on the validation split
+(`pipeline.analysis.calibration`) and writes it beside the model file, `models/<model>.calibration.json`
+(`pipeline.models.calibration`), which predict, serve and the export apply; off, the file holds a temperature of 1.
+
 Writes `metrics/<model>/test.json` (accuracy, loss, expected calibration error, macro-averaged precision, recall
-and F1, and the test-time augmentation they were measured with) and, for `dvc plots show`, the per-class precision,
+and F1 of the calibrated probabilities, the test-time augmentation they were measured with, and `calibration`: the
+temperature and the accuracy, NLL and ECE before and after) and, for `dvc plots show`, the per-class precision,
 recall, F1 and support, the test predictions as a confusion matrix, a reliability diagram, a grid of misclassified
 test images, the test samples of highest loss (`top_losses.png`) and the most confused class pairs
 (`confused.json`); and the model card, `models/<model>.card.md` (`pipeline.analysis.card`). With `tta` every
@@ -10,8 +15,10 @@ figure is of the class probabilities averaged over the views (`pipeline.inferenc
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from pipeline.analysis.card import (
@@ -26,6 +33,7 @@ from pipeline.analysis.diagnostics import (
     reliability_bins,
     sample_losses,
 )
+from pipeline.analysis.calibration import fit_temperature, nll
 from pipeline.analysis.metrics import classification_metrics
 from pipeline.analysis.gradcam import heatmaps
 from pipeline.analysis.plots import (
@@ -49,8 +57,10 @@ from pipeline.analysis.provenance import git_commit
 from pipeline.core.runtime import Normalization, pick_device, place
 from pipeline.data.store import DatasetMeta, SplitArrays, load_meta, load_split
 from pipeline.inference.tta import with_tta
+from pipeline.models.calibration import Calibration, Tempered, file_sha256, save_calibration
 from pipeline.models.file import SavedModel, load_model
-from pipeline.analysis.measure import measure
+from pipeline.models.forward import predict_logits
+from pipeline.analysis.measure import SplitScores, measure
 from pipeline.stages.command import stage_command
 
 BATCH_SIZE = 256
@@ -65,30 +75,42 @@ def evaluate(
     data: Mapping[str, DataSource] | None = None,
     tta: TtaMode = "none",
     gradcam: bool = False,
+    calibrate: bool = True,
 ) -> dict:
-    """Score the saved model on the test split and write its card; returns test.json's metrics and the per-class
-    figures. `data` (params' `data` blocks) gives the card the dataset's source; without it the card says it is
-    not known. `tta` (`models.<model>.evaluate.tta`): the test-time augmentation every figure is measured with.
-    `gradcam` (`evaluate.gradcam`): the image grids show each image under its Grad-CAM map of the predicted class."""
-    model, saved = load_model(paths.model_file(model_name))
+    """Calibrate the saved model on the validation split, score it on the test split and write its card; returns
+    test.json's metrics and the per-class figures. `data` (params' `data` blocks) gives the card the dataset's
+    source; without it the card says it is not known. `tta` (`models.<model>.evaluate.tta`): the test-time
+    augmentation every figure is measured with. `gradcam` (`evaluate.gradcam`): the image grids show each image under
+    its Grad-CAM map of the predicted class. `calibrate` (`evaluate.calibrate`): fit the temperature (else 1)."""
+    model_file = paths.model_file(model_name)
+    model, saved = load_model(model_file)
     device = pick_device(device_name, key="--device")
     test = load_split(paths, saved.dataset, "test")
     if tta != "none" and saved.is_table:
         raise PipelineError(f"models.{model_name}.evaluate.tta: {tta!r} flips and shifts images; a table gets none")
     normalization = Normalization.from_stats(saved.normalization)
-    scored = measure(place(with_tta(model, tta), device), test, BATCH_SIZE, device, normalization)
-    class_probabilities = scored.probabilities
+    val = load_split(paths, saved.dataset, "val")
+    calibration = _calibration(place(model, device), model_file, val, device, normalization, calibrate)
+    save_calibration(model_file, calibration)
+    before = measure(place(with_tta(model, tta), device), test, BATCH_SIZE, device, normalization)
+    tempered = Tempered(model, calibration.temperature)
+    after = before if not calibration.fitted else measure(
+        place(with_tta(tempered, tta), device), test, BATCH_SIZE, device, normalization
+    )
+    class_probabilities = after.probabilities
     predicted = class_probabilities.argmax(1)
     per_class, macro = classification_metrics(test.labels, predicted, saved.classes)
+    figures = {"before": _calibration_figures(before), "after": _calibration_figures(after)}
     metrics = {
-        "accuracy": scored.accuracy,
-        "loss": scored.loss,
-        "ece": expected_calibration_error(class_probabilities, test.labels),
+        "accuracy": after.accuracy,
+        "loss": after.loss,
+        "ece": figures["after"]["ece"],
         "samples": len(test.labels),
         "macro": macro,
         "epoch": saved.epoch,
         "kept": saved.kept,
         "tta": tta,
+        "calibration": {"temperature": calibration.temperature, **figures},
         **({} if saved.stopped_at is None else {"stopped_at": saved.stopped_at}),
     }
     write_json(paths.test_metrics(model_name), metrics)
@@ -97,11 +119,43 @@ def evaluate(
     features = meta.features  # a table's column names (images have none)
     confusion = confusion_counts(test.labels, predicted, len(classes))
     explain = _explainer(model, test, predicted, normalization) if gradcam else None
-    _write_plots(paths, model_name, features, test, class_probabilities, predicted, classes, metrics["ece"], explain)
+    _write_plots(paths, model_name, features, test, (before, after), predicted, classes, explain)
     _write_errors(paths, model_name, features, test, class_probabilities, classes, confusion, explain)
     source = data[saved.dataset].source if data and saved.dataset in data else None
     _write_card(paths, model_name, saved, meta, metrics, per_class, test.labels, confusion, source)
     return {**metrics, "per_class": per_class}
+
+
+def _calibration(
+    model: nn.Module,
+    model_file: Path,
+    val: SplitArrays,
+    device: torch.device,
+    normalization: Normalization | None,
+    calibrate: bool,
+) -> Calibration:
+    """The temperature fitted to the validation split's logits of the model alone (what predict, serve and the ONNX
+    file run), or 1 when `calibrate` is off."""
+    logits = predict_logits(model, val.inputs, BATCH_SIZE, device, normalization).cpu()
+    labels = torch.from_numpy(val.labels)
+    temperature = fit_temperature(logits, labels) if calibrate else 1.0
+    return Calibration(
+        temperature=temperature,
+        fitted=temperature != 1.0,
+        samples=len(labels),
+        val_nll_before=nll(logits, labels),
+        val_nll_after=nll(logits, labels, temperature),
+        model_sha256=file_sha256(model_file),
+    )
+
+
+def _calibration_figures(scored: SplitScores) -> dict[str, float]:
+    """Accuracy, NLL and ECE of a split's probabilities: what calibration changes (the NLL, the ECE) and keeps."""
+    return {
+        "accuracy": scored.accuracy,
+        "nll": scored.loss,
+        "ece": expected_calibration_error(scored.probabilities, scored.labels),
+    }
 
 
 def _explainer(
@@ -151,18 +205,23 @@ def _write_plots(
     model_name: str,
     features: list[str],
     test: SplitArrays,
-    class_probabilities: np.ndarray,
+    scored: tuple[SplitScores, SplitScores],
     predicted: np.ndarray,
     classes: list[str],
-    ece: float,
     explain: Explainer | None,
 ) -> None:
-    """The confusion matrix, the reliability diagram and the misclassified test images (under heat maps with
-    `explain`)."""
+    """The confusion matrix, the reliability diagram (before and after calibration, or one panel when the
+    temperature is 1) and the misclassified test images (under heat maps with `explain`)."""
     _write_confusion(paths, model_name, test.labels, predicted, classes)
-    bins = reliability_bins(class_probabilities, test.labels)
-    title = f"{model_name}: calibration on the test split"
-    save_png(reliability_diagram(bins, ece, title), paths.reliability(model_name))
+    before, after = scored
+    shown = [("before calibration", before), ("after calibration", after)] if after is not before else [
+        ("not calibrated (temperature 1)", after)
+    ]
+    panels = [
+        (label, reliability_bins(s.probabilities, s.labels), expected_calibration_error(s.probabilities, s.labels))
+        for label, s in shown
+    ]
+    save_png(reliability_diagram(panels, f"{model_name}: calibration on the test split"), paths.reliability(model_name))
     title = f"{model_name}: misclassified"
     if test.inputs.ndim == 2:
         figure = misclassified_scatter(test.inputs, test.labels, predicted, classes, features, title)
@@ -208,7 +267,9 @@ def evaluate_named(model: str, params: Params, device: str = "auto") -> dict:
     paths = Paths()
     check_overrides(params, model, locked_params(paths.lock_file(), f"evaluate@{model}"))
     chosen = params.model(model).evaluate
-    return evaluate(model, paths, device, data=params.data, tta=chosen.tta, gradcam=chosen.gradcam)
+    return evaluate(
+        model, paths, device, data=params.data, tta=chosen.tta, gradcam=chosen.gradcam, calibrate=chosen.calibrate
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Writes `models/<model>.onnx` (ONNX, opset `OPSET`, batch axis of any size, the preprocessing in its metadata) and
 `models/<model>.pt2` (the `torch.export` program it was translated from). Both take preprocessed inputs as the
 preprocess stage stores them (uint8 images, or a table's float rows) and return class probabilities: scaling,
-normalisation and sigmoid or softmax are inside (`pipeline.inference.exporting`).
+normalisation, the temperature evaluate fitted (`models/<model>.calibration.json`) and sigmoid or softmax are inside
+(`pipeline.inference.exporting`).
 
 Parity: on the dataset's test split (its first `PARITY_SAMPLES` inputs, in batches of `BATCH_SIZE`, the last one
 smaller), ONNX Runtime (through `OnnxBackend`, as a deployment runs it) and the saved program, each read back from its
@@ -37,6 +38,7 @@ from pipeline.inference.exporting import (
 )
 from pipeline.inference.onnx_backend import OnnxBackend
 from pipeline.inference.onnx_metadata import ExportInfo
+from pipeline.models.calibration import temperature_of
 from pipeline.models.file import SavedModel, load_model
 from pipeline.models.outputs import probabilities
 from pipeline.stages.command import stage_command
@@ -49,14 +51,18 @@ TOLERANCE = 1e-4
 def export(model_name: str, paths: Paths) -> dict[str, Any]:
     """Export the saved model to ONNX and a torch.export program; returns export.json's figures."""
     model, saved = load_model(paths.model_file(model_name))
+    temperature = temperature_of(paths.model_file(model_name))
     meta = load_meta(paths, saved.dataset)
     inputs = load_split(paths, saved.dataset, "test").inputs[:PARITY_SAMPLES]
     _check_data(model_name, saved, meta, inputs, paths)
     normalization = Normalization.from_stats(saved.normalization)
-    expected = probabilities(predict_logits(model, inputs, BATCH_SIZE, torch.device("cpu"), normalization)).numpy()
-    program = export_program(InferenceGraph(model, normalization), np.zeros((2, *inputs.shape[1:]), inputs.dtype))
+    logits = predict_logits(model, inputs, BATCH_SIZE, torch.device("cpu"), normalization)
+    expected = probabilities(logits / temperature).numpy()
+    graph = InferenceGraph(model, normalization, temperature)
+    program = export_program(graph, np.zeros((2, *inputs.shape[1:]), inputs.dtype))
+    info = export_info(model_name, saved, meta, temperature)
     with atomic_path(paths.onnx_file(model_name)) as onnx_file, atomic_path(paths.program_file(model_name)) as pt2:
-        onnx.save(onnx_model(program, export_info(model_name, saved, meta)), onnx_file)
+        onnx.save(onnx_model(program, info), onnx_file)
         torch.export.save(program, pt2)
         report = {
             "onnx": agreement(expected, OnnxBackend(onnx_file, batch_size=BATCH_SIZE).probabilities(inputs)),
@@ -68,9 +74,10 @@ def export(model_name: str, paths: Paths) -> dict[str, Any]:
     return report
 
 
-def export_info(model_name: str, saved: SavedModel, meta: DatasetMeta) -> ExportInfo:
+def export_info(model_name: str, saved: SavedModel, meta: DatasetMeta, temperature: float = 1.0) -> ExportInfo:
     """The ONNX metadata of a saved model: the preprocessing its file records (a table's: its size, normalisation and
-    classes, and its features from the preprocessed data's meta.json), and a timm backbone's own preprocessing."""
+    classes, and its features from the preprocessed data's meta.json), a timm backbone's own preprocessing, and the
+    calibration's temperature the graph applies."""
     normalization = saved.normalization
     preprocessing = saved.image_preprocessing() if not saved.is_table else Preprocessing(
         size=saved.size,
@@ -90,6 +97,7 @@ def export_info(model_name: str, saved: SavedModel, meta: DatasetMeta) -> Export
         features=tuple(meta.features) if meta.is_table else (),
         opset=OPSET,
         backbone=saved.backbone,
+        temperature=temperature,
     )
 
 

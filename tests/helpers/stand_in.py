@@ -31,6 +31,7 @@ class StandInModel:
     `gate` (when given) to open, then takes `delay` seconds, and counts the images it scored."""
 
     preprocessing = Preprocessing(16, "rgb", "squash", False, [0.5] * 3, [0.25] * 3, CLASSES)
+    temperature = 1.0
 
     def __init__(self, delay: float = 0.0, gate: threading.Event | None = None) -> None:
         self.delay, self.gate = delay, gate
