@@ -5,7 +5,7 @@ from pathlib import Path
 
 SPLITS = ("train", "val", "test")
 RAW_ARCHIVE, RAW_TABLE, RAW_SAMPLES, RAW_INDEX = "images.zip", "table.csv", "samples.csv", "index.json"
-AUDIT_FINDINGS = ("near_duplicates", "label_issues", "outliers")  # each a CSV in Paths.audit_dir
+AUDIT_FINDINGS = ("near_duplicates", "label_issues", "outliers", "image_quality")  # each a CSV in Paths.audit_dir
 
 
 @dataclass(frozen=True)

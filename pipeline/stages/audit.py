@@ -7,16 +7,31 @@
   `folds` models of the audit's model trained by cross-validation on train + val for the audit's `epochs`
   (`pipeline.stages.audit_folds`), read by cleanlab (`pipeline.analysis.audit_findings`). The test split is scored by
   models that never saw it. A table is audited for label issues only.
-- `summary.json` (counts per kind and split) and `plots/` (the top suspects, the pairs side by side).
+- `image_quality.csv` (`path,issue,score,split`): dark, light (overexposed), blurry, low_information
+  (near-constant), odd_size and odd_aspect_ratio images, by cleanvision over the raw images
+  (`pipeline.analysis.audit_quality`); `score` is cleanvision's, 0 to 1, lower worse, the most severe first.
+- `summary.json` (counts per kind and split, image-quality counts per issue, and the class balance: each class's
+  images per split, the largest class over the smallest, the rarest's share over an even share; a warning line on
+  stderr names a class below `imbalance_warning` times an even share) and `plots/` (the top suspects, the pairs side
+  by side, the worst images of each quality issue).
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis.audit_findings import LABEL_COLUMNS, OUTLIER_COLUMNS, counts_by_split, label_issues, outliers
-from pipeline.analysis.audit_plots import pairs_grid, suspects_grid
+from pipeline.analysis.audit_findings import (
+    LABEL_COLUMNS,
+    OUTLIER_COLUMNS,
+    QUALITY_COLUMNS,
+    class_balance,
+    counts_by_split,
+    label_issues,
+    outliers,
+)
+from pipeline.analysis.audit_plots import pairs_grid, quality_grid, suspects_grid
 from pipeline.analysis.plots import save_png
 from pipeline.config.audit import AuditParams
 from pipeline.config.params import ModelConfig, Params
@@ -41,14 +56,45 @@ def audit(dataset: str, settings: AuditParams, config: ModelConfig | None, seed:
     suspects, far = pd.DataFrame(columns=LABEL_COLUMNS), pd.DataFrame(columns=OUTLIER_COLUMNS)
     if settings.label_issues and config is not None:
         suspects, far = _label_findings(dataset, settings, config, seed, paths)
-    for name, table in zip(AUDIT_FINDINGS, (pairs, suspects, far), strict=True):
+    quality = _image_quality(paths, dataset, settings) if settings.image_quality else pd.DataFrame(columns=QUALITY_COLUMNS)
+    tables = (pairs, suspects, far, quality)
+    for name, table in zip(AUDIT_FINDINGS, tables, strict=True):
         with atomic_path(folder / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False, lineterminator="\n")
-    counts = (counts_by_split(pairs, "splits"), counts_by_split(suspects), counts_by_split(far))
-    summary = dict(zip(AUDIT_FINDINGS, counts, strict=True))
+    summary = _summary(paths, dataset, settings, tables)
     write_json(folder / "summary.json", summary)
     _grids(paths, dataset, settings.grid, pairs, suspects, folder / "plots")
+    _quality_grid(paths, dataset, settings.grid, quality, folder / "plots")
     return summary
+
+
+def _summary(paths: Paths, dataset: str, settings: AuditParams, tables: tuple[pd.DataFrame, ...]) -> dict:
+    """Each finding's counts by split, the image-quality counts by issue and the class balance; a warning line for
+    each class far below the others."""
+    pairs, suspects, far, quality = tables
+    counts = (counts_by_split(pairs, "splits"), counts_by_split(suspects), counts_by_split(far), counts_by_split(quality))
+    summary = dict(zip(AUDIT_FINDINGS, counts, strict=True))
+    summary["image_quality_by_issue"] = {str(issue): counts_by_split(rows) for issue, rows in quality.groupby("issue")}
+    classes = {split: read_manifest(paths, dataset, split)["class"] for split in SPLITS}
+    summary["class_balance"] = balance = class_balance(classes, settings.imbalance_warning)
+    for cls in balance["far_below"]:
+        print(f"warning: {dataset}: class {cls!r} has {balance['counts']['all'][cls]} images, under "
+              f"{settings.imbalance_warning:g} of an even share (audit.{dataset}.imbalance_warning); collect more "
+              "or weigh it (train.class_weights: auto)", file=sys.stderr, flush=True)
+    return summary
+
+
+def _image_quality(paths: Paths, dataset: str, settings: AuditParams) -> pd.DataFrame:
+    """cleanvision's image-quality findings over the raw images of every split (none for a table)."""
+    if not paths.raw_archive(dataset).is_file():
+        return pd.DataFrame(columns=QUALITY_COLUMNS)
+    from pipeline.analysis.audit_quality import image_quality, opened  # cleanvision: imported only when it runs
+    manifests = {split: read_manifest(paths, dataset, split) for split in SPLITS}
+    every_path = [path for split in SPLITS for path in manifests[split]["path"]]
+    every_split = [split for split in SPLITS for _ in range(len(manifests[split]))]
+    with open_archive(paths.raw_archive(dataset)) as archive:
+        return image_quality(lambda row: opened(archive.read(every_path[row])), every_path, every_split,
+                             settings.quality_thresholds())
 
 
 def _near_duplicates(paths: Paths, dataset: str) -> pd.DataFrame:
@@ -113,6 +159,23 @@ def _grids(paths: Paths, dataset: str, limit: int, pairs: pd.DataFrame, suspects
              folder / "label_issues.png")
     save_png(pairs_grid(images[len(top) : len(wanted)], closest, f"{dataset}: near-duplicate pairs"),
              folder / "near_duplicates.png")
+
+
+def _quality_grid(paths: Paths, dataset: str, limit: int, quality: pd.DataFrame, folder: Path) -> None:
+    """The worst images of each quality issue found (a row of at most `limit // 4` each), titled with the issue and
+    score; no file when none was found."""
+    per_issue = max(1, limit // 4)
+    worst = quality.groupby("issue", sort=False).head(per_issue).reset_index(drop=True)
+    target = folder / "image_quality.png"
+    target.unlink(missing_ok=True)
+    if worst.empty:
+        return
+    with open_archive(paths.raw_archive(dataset)) as archive:
+        images = [decode_image(archive.read(path), GRID_SIDE, "rgb", "pad") for path in worst["path"]]
+    blank = np.zeros((GRID_SIDE, GRID_SIDE, 3), np.uint8)
+    images = np.stack([blank if image is None else image for image in images])
+    save_png(quality_grid(images, worst, f"{dataset}: image-quality issues (issue, cleanvision score)", per_issue),
+             target)
 
 
 def audit_named(dataset: str, params: Params) -> dict:
