@@ -5,7 +5,7 @@
 # `pipeline audit review cifar10 --web`, two decisions posted, and the page drawn by headless Chromium (Debian's
 # `chromium` package).
 #
-#   uv run bash scripts/review_screenshot.sh      # about two minutes on 2 CPU cores
+#   uv run bash scripts/review_screenshot.sh      # about four minutes on 2 shared CPU cores (the folds most of it)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$(mktemp -d)
