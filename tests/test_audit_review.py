@@ -22,7 +22,7 @@ def findings(paths):
 
 def test_accept_relabels_the_suspects_and_excludes_the_outliers(findings, monkeypatch):
     monkeypatch.chdir(findings.root)
-    assert review("pets", SplitParams(), findings, accept=True) == {"excluded": 1, "relabelled": 2}
+    assert review("pets", SplitParams(), findings, accept=True) == {"excluded": 1, "relabelled": 2, "kept": 0}
     assert pd.read_csv("reviews/pets/relabel.csv").to_dict("list") == {"path": ["cat/1.jpg", "dog/2.jpg"],
                                                                        "label": ["dog", "cat"]}
     assert list(pd.read_csv("reviews/pets/exclude.csv")["path"]) == ["cat/blank.jpg"]
@@ -35,8 +35,20 @@ def test_answers_are_kept_and_not_asked_again(findings, monkeypatch):
     asked = []
     review("pets", SplitParams(), findings, ask=lambda question, choices: asked.append(question) or "k")
     assert list(pd.read_csv("reviews/pets/exclude.csv")["path"]) == ["cat/1.jpg"]
-    assert len(asked) == 2  # dog/2.jpg and the outlier, kept last time but not written: asked again
+    assert list(pd.read_csv("reviews/pets/kept.csv")["path"]) == ["dog/2.jpg", "cat/blank.jpg"]
+    assert asked == []  # kept is an answer too
     assert pd.read_csv("reviews/pets/relabel.csv").empty
+
+
+def test_an_interrupted_walk_keeps_the_answers_given(findings, monkeypatch):
+    monkeypatch.chdir(findings.root)
+
+    def stop_at_the_second(question, choices, answers=iter(["e"])):
+        return next(answers)  # StopIteration stands for Ctrl+C
+
+    with pytest.raises(StopIteration):
+        review("pets", SplitParams(), findings, ask=stop_at_the_second)
+    assert list(pd.read_csv("reviews/pets/exclude.csv")["path"]) == ["cat/1.jpg"]
 
 
 def test_review_before_the_audit_says_what_to_run(paths):
@@ -47,5 +59,5 @@ def test_review_before_the_audit_says_what_to_run(paths):
 def test_the_terminal_walk_asks_again_until_an_answer_is_one_of_the_choices(findings, monkeypatch):
     monkeypatch.chdir(findings.root)
     monkeypatch.setattr("sys.stdin", io.StringIO("x\nr\n\ne\n"))
-    assert review("pets", SplitParams(), findings) == {"excluded": 1, "relabelled": 1}
+    assert review("pets", SplitParams(), findings) == {"excluded": 1, "relabelled": 1, "kept": 1}
     assert list(pd.read_csv("reviews/pets/relabel.csv")["path"]) == ["cat/1.jpg"]

@@ -1,5 +1,6 @@
 """`pipeline serve`: a trained model behind an HTTP server (`pipeline.serving`), and `pipeline bench-predict`: how fast
-predict and the server are. `pipeline.cli.main` adds both to the `pipeline` command."""
+predict and the server are. `pipeline.cli.main` adds both to the `pipeline` command. `pipeline audit review NAME
+--web` (a stage command's) serves its page through `serve_review`, with the same host and token rules."""
 
 from typing import Annotated
 
@@ -7,6 +8,7 @@ import typer
 
 from pipeline.cli.common import DEFAULT_PARAMS, ParamsFile, user_errors
 from pipeline.cli.predict import model_file
+from pipeline.config.datasets import SplitParams
 from pipeline.serving import (
     MAX_BATCH,
     MAX_BYTES,
@@ -24,6 +26,16 @@ ModelArgument = Annotated[
                    "--backend onnx)."),
 ]
 Backend = Annotated[str, typer.Option(help="torch (the .pt file) or onnx (the exported .onnx beside it).")]
+REVIEW_PORT = 8001  # beside `pipeline serve`'s 8000
+ReviewHost = Annotated[
+    str, typer.Option(help="With `review --web`: the address to listen on (anything but loopback needs --token).")
+]
+ReviewPort = Annotated[int, typer.Option(min=1, max=65535, help="With `review --web`: the port to listen on.")]
+ReviewToken = Annotated[
+    str | None,
+    typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="With `review --web`: require this token (16+ characters), "
+                 "entered once in the page's login form."),
+]
 
 
 @user_errors
@@ -93,6 +105,24 @@ def serve(
     typer.echo(f"serving {facts['name']} ({backend}) on http://{host}:{port}: POST /predict, GET / in a browser"
                f"{guarded}; Ctrl+C stops it")
     run_server(app, host, port, limits)
+
+
+def serve_review(dataset: str, split: SplitParams, host: str, port: int, token: str | None) -> None:
+    """Serve the dataset's audit review page (`pipeline.serving.review`) on `host:port` until Ctrl+C; a non-loopback
+    `host` needs `token`."""
+    from pipeline.core.paths import Paths
+    from pipeline.serving.auth import exposure
+    from pipeline.serving.review import create_review_app, open_review
+    from pipeline.serving.server import serve as run_server
+
+    exposure(host, token, insecure=False)
+    review = open_review(dataset, split, Paths())
+    guarded = f"; the page asks for the token ({TOKEN_ENV}) once" if token else ""
+    typer.echo(
+        f"{len(review.suspects)} findings of {dataset}'s audit on http://{host}:{port}{guarded}; each decision is "
+        f"written at once to {review.files.exclude}, {review.files.relabel} and {review.files.kept}; Ctrl+C stops it"
+    )
+    run_server(create_review_app(review, token), host, port, Limits())
 
 
 @user_errors

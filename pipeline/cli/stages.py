@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from pipeline.cli.common import DEFAULT_PARAMS, Dataset, Model, Overrides, ParamsFile, load, user_errors
+from pipeline.cli.serve import REVIEW_PORT, ReviewHost, ReviewPort, ReviewToken, serve_review
 from pipeline.config.params import Params
 from pipeline.core.paths import Paths
 from pipeline.stages.command import start_clean
@@ -68,17 +69,28 @@ def audit(
     target: Annotated[str, typer.Argument(help="The dataset to audit, or `review` to review a dataset's findings.")],
     dataset: Annotated[str | None, typer.Argument(help="With `review`: the dataset.")] = None,
     accept: Annotated[bool, typer.Option(help="With `review`: take every suggestion without asking.")] = False,
+    web: Annotated[
+        bool, typer.Option(help="With `review`: review in a browser, each finding's images shown, on --host:--port.")
+    ] = False,
+    host: ReviewHost = "127.0.0.1",
+    port: ReviewPort = REVIEW_PORT,
+    token: ReviewToken = None,
     params: ParamsFile = DEFAULT_PARAMS,
     set_: Overrides = None,
 ) -> None:
     """Audit a dataset (`audit@<dataset>`): near-duplicates, likely label errors and outliers into
-    metrics/<dataset>/audit/; `audit review DATASET` walks through them and writes reviews/<dataset>/."""
+    metrics/<dataset>/audit/; `audit review DATASET` walks through them (`--web`: in a browser) and writes
+    reviews/<dataset>/."""
     loaded = _started(params, set_)
     if target == "review":
         from pipeline.stages.command import dataset_named
-        from pipeline.analysis.audit_review import review
 
         name = dataset_named(loaded, dataset or "")
+        if web:
+            serve_review(name, loaded.split[name], host, port, token)
+            return
+        from pipeline.analysis.audit_review import review
+
         review(name, loaded.split[name], Paths(), accept=accept)
         return
     from pipeline.stages.audit import audit_named

@@ -1,7 +1,8 @@
 """Serving a trained model over HTTP: `pipeline serve` (app, the routes; uploads, reading them under the limits;
 batching, several requests' images in one model call; auth, the token; server, uvicorn with the limits and a
-graceful stop; facts, what `GET /model` says; page, the HTML form), the server started as a process (launch) and
-`pipeline bench-predict` (bench)."""
+graceful stop; facts, what `GET /model` says; page, the HTML form), the server started as a process (launch),
+`pipeline bench-predict` (bench), and `pipeline audit review NAME --web` (review: the audit's findings reviewed in a
+browser, behind the same auth)."""
 
 from dataclasses import dataclass
 

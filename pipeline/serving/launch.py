@@ -1,5 +1,6 @@
-"""`pipeline serve` started as a process of its own on a free port of 127.0.0.1, ready once `GET /health` answers,
-and stopped when done: for the bench, and for tests that talk HTTP to the real server."""
+"""`pipeline serve` (or another `pipeline` command that serves, such as `pipeline audit review NAME --web`) started
+as a process of its own on a free port of 127.0.0.1, ready once `GET /health` answers, and stopped when done: for the
+bench, and for tests that talk HTTP to the real server."""
 
 import os
 import socket
@@ -46,12 +47,20 @@ class Served:
 @contextmanager
 def server_process(model: str | Path, *options: str, cwd: Path | None = None, env: dict[str, str] | None = None,
                    timeout: float = READY_TIMEOUT) -> Iterator[Served]:
-    """`python -m pipeline serve MODEL OPTIONS` on a free port, run with this process's `pipeline` package and `env`
-    added to its environment; yields it once it answers `/health`, and stops it on leaving (SIGTERM, then SIGKILL
-    after `STOP_TIMEOUT` s) if it still runs. A server that exits or does not answer within `timeout` seconds is a
-    PipelineError with its output."""
+    """`python -m pipeline serve MODEL OPTIONS` as `pipeline_server` runs it."""
+    with pipeline_server("serve", str(model), *options, cwd=cwd, env=env, timeout=timeout) as served:
+        yield served
+
+
+@contextmanager
+def pipeline_server(*arguments: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                    timeout: float = READY_TIMEOUT) -> Iterator[Served]:
+    """`python -m pipeline ARGUMENTS --host 127.0.0.1 --port PORT` on a free port, run with this process's
+    `pipeline` package and `env` added to its environment; yields it once it answers `/health`, and stops it on
+    leaving (SIGTERM, then SIGKILL after `STOP_TIMEOUT` s) if it still runs. A server that exits or does not answer
+    within `timeout` seconds is a PipelineError with its output."""
     port = free_port()
-    command = [sys.executable, "-m", "pipeline", "serve", str(model), "--host", HOST, "--port", str(port), *options]
+    command = [sys.executable, "-m", "pipeline", *arguments, "--host", HOST, "--port", str(port)]
     package_root = str(Path(pipeline.__file__).resolve().parents[1])
     python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryFile() as output:
