@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_cli import invoke
 
-from pipeline.analysis.calibration import fit_temperature, nll
+from pipeline.analysis.calibration import fit_temperature, held_out_check, nll
 from pipeline.analysis.diagnostics import expected_calibration_error
 from pipeline.config.params import parse_params
 from pipeline.core.errors import PipelineError
@@ -18,9 +18,7 @@ from pipeline.data.store import load_meta, load_split
 from pipeline.inference.onnx_backend import OnnxBackend
 from pipeline.inference.torch_backend import TorchBackend
 from pipeline.models.calibration import (
-    Calibration,
     calibration_file,
-    file_sha256,
     load_calibration,
     save_calibration,
     temperature_of,
@@ -28,7 +26,7 @@ from pipeline.models.calibration import (
 from pipeline.models.outputs import probabilities
 from pipeline.stages import export as export_stage
 from tests.helpers.datasets import prepare
-from tests.helpers.model_files import untrained_model
+from tests.helpers.model_files import calibration_of, untrained_model
 from tests.helpers.params import tiny_raw
 
 MODEL = "catsdogs_cnn"
@@ -62,21 +60,22 @@ def test_a_calibrated_model_keeps_a_temperature_of_one_and_no_samples_give_one()
     assert fit_temperature(torch.zeros(0, 10), torch.zeros(0, dtype=torch.long)) == 1.0
 
 
+def test_a_temperature_carries_over_to_held_out_images_only_where_the_model_is_miscalibrated():
+    miscalibrated = held_out_check(*_drawn(10, 2.5, samples=300))
+    assert miscalibrated.carries_over and miscalibrated.nll_calibrated < miscalibrated.nll_as_trained
+    assert miscalibrated.ece_calibrated < miscalibrated.ece_as_trained
+    assert not held_out_check(*_drawn(10, 1.0, samples=300)).carries_over  # a fit to noise does not beat as trained
+    assert not held_out_check(torch.zeros(1, 10), torch.zeros(1, dtype=torch.long)).carries_over
+
+
 @pytest.fixture
 def project(tmp_path) -> Paths:
     """The tiny catsdogs set preprocessed, an untrained model for it and a calibration of temperature 0.4."""
     paths = prepare(Paths(tmp_path), parse_params(tiny_raw()), "catsdogs")
     model_file = paths.model_file(MODEL)
     untrained_model(model_file, load_meta(paths, "catsdogs"), seed=3)
-    save_calibration(model_file, _calibration(0.4, model_file))
+    save_calibration(model_file, calibration_of(0.4, model_file))
     return paths
-
-
-def _calibration(temperature: float, model_file) -> Calibration:
-    return Calibration(
-        temperature=temperature, fitted=True, samples=6, val_nll_before=0.7, val_nll_after=0.6,
-        model_sha256=file_sha256(model_file),
-    )
 
 
 def test_no_calibration_file_is_a_temperature_of_one(project):

@@ -78,11 +78,11 @@ def test_evaluate_fits_the_temperature_on_validation_and_reports_the_test_figure
     model, _ = load_model(model_file)
     logits = predict_logits(model, val.inputs, 8, torch.device("cpu"), None)
     labels = torch.from_numpy(val.labels)
-    assert calibration.samples == len(labels) and calibration.fitted == (calibration.temperature != 1.0)
-    assert calibration.val_nll_before == pytest.approx(loss(logits, labels).item(), rel=1e-5)
-    assert calibration.val_nll_after <= calibration.val_nll_before
+    assert calibration.samples == len(labels)
+    assert calibration.temperature == (calibration.fitted_temperature if calibration.applied else 1.0)
+    assert calibration.held_out["nll_as_trained"] == pytest.approx(loss(logits, labels).item(), rel=1e-5)
     figures = metrics["calibration"]
-    assert figures["temperature"] == calibration.temperature
+    assert figures["temperature"] == calibration.temperature and figures["applied"] == calibration.applied
     assert figures["after"] == {"accuracy": metrics["accuracy"], "nll": metrics["loss"], "ece": metrics["ece"]}
     assert figures["before"]["accuracy"] == figures["after"]["accuracy"]  # one temperature never reorders classes
 
@@ -91,7 +91,7 @@ def test_evaluate_without_calibrate_writes_a_temperature_of_one(tiny_run, tmp_pa
     paths = Paths(shutil.copytree(tiny_run[0].root, tmp_path / "run"))
     metrics = evaluate("catsdogs_cnn", paths, "cpu", calibrate=False)
     calibration = load_calibration(paths.model_file("catsdogs_cnn"))
-    assert calibration.temperature == 1.0 and not calibration.fitted
+    assert calibration.temperature == 1.0 and not calibration.applied
     assert metrics["calibration"]["before"] == metrics["calibration"]["after"]
 
 

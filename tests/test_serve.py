@@ -23,11 +23,11 @@ from pipeline.data.store import load_meta
 from pipeline.inference.inputs import Inputs
 from pipeline.inference.predict import predict_items
 from pipeline.inference.torch_backend import TorchBackend
-from pipeline.models.calibration import Calibration, file_sha256, save_calibration
+from pipeline.models.calibration import save_calibration
 from pipeline.serving.launch import running_server
 from pipeline.serving.uploads import FIELD
 from tests.helpers.datasets import prepare
-from tests.helpers.model_files import untrained_model
+from tests.helpers.model_files import calibration_of, untrained_model
 from tests.helpers.params import tiny_raw
 
 MODEL = "catsdogs_cnn"
@@ -44,10 +44,7 @@ def project(tmp_path_factory) -> Paths:
     paths = prepare(Paths(tmp_path_factory.mktemp("project")), parse_params(raw), "catsdogs")
     model_file = paths.model_file(MODEL)
     untrained_model(model_file, load_meta(paths, "catsdogs"), seed=3)
-    save_calibration(model_file, Calibration(
-        temperature=0.5, fitted=True, samples=6, val_nll_before=0.7, val_nll_after=0.6,
-        model_sha256=file_sha256(model_file),
-    ))
+    save_calibration(model_file, calibration_of(0.5, model_file))
     (paths.root / "params.yaml").write_text(yaml.safe_dump(raw))
     paths.test_metrics(MODEL).parent.mkdir(parents=True)
     paths.test_metrics(MODEL).write_text(json.dumps(TEST_FIGURES))

@@ -162,8 +162,15 @@ def _calibration(calibration: dict[str, Any] | None) -> list[str]:
     if calibration is None:
         return []
     temperature = calibration["temperature"]
-    if temperature == 1.0:
-        return ["The probabilities are as trained (temperature 1: `evaluate.calibrate` off, or none did better).", ""]
+    if not calibration["applied"]:
+        return [
+            (
+                f"The probabilities are as trained: the temperature fitted on the validation split "
+                f"({calibration['fitted_temperature']:.3f}) did not carry over to validation images held out from its "
+                "fit, or `evaluate.calibrate` is off."
+            ),
+            "",
+        ]
     rows = [
         [name, *(_fixed(calibration[when][key]) for key in ("accuracy", "nll", "ece"))]
         for when, name in (("before", "as trained"), ("after", f"calibrated (temperature {temperature:.3f})"))

@@ -18,7 +18,7 @@ BATCH_SIZE = 64
 class TorchBackend:
     """The model of a model file, in eval mode on `device` (`auto`: CUDA when present), with the preprocessing
     recorded in the file and the rest of its provenance (`saved`: architecture, dataset, epoch, ...), and the
-    temperature its logits are divided by (`calibrated`: whether evaluate fitted one)."""
+    temperature its logits are divided by (evaluate's calibration; 1 without one)."""
 
     def __init__(self, path: Path, device: str = "auto", batch_size: int = BATCH_SIZE) -> None:
         model, self.saved = load_model(path)
@@ -33,7 +33,6 @@ class TorchBackend:
         self.model = place(model, self.device)
         self.batch_size = batch_size
         calibration = load_calibration(path)
-        self.calibrated = calibration is not None and calibration.fitted
         self.temperature = 1.0 if calibration is None else calibration.temperature
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

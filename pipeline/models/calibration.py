@@ -5,7 +5,7 @@ The evaluate stage writes it beside the model file, `models/<model>.calibration.
 stage's output, which no later stage rewrites); every reader of a model file (`pipeline predict`, `pipeline serve`,
 the export stage) applies it. The file names the SHA-256 of the model file it was fitted to: a model trained again
 since is refused until evaluate fits it again. A temperature of 1 (`evaluate.calibrate` off, or no calibration file)
-leaves the probabilities as trained.
+leaves the probabilities as trained; so does a temperature the validation split does not show to carry over.
 """
 
 import hashlib
@@ -20,16 +20,18 @@ from pipeline.core.errors import PipelineError
 
 
 class Calibration(BaseModel):
-    """What evaluate fitted: the `temperature` (1 when `fitted` is false), the validation `samples` it was fitted on,
-    the validation NLL before and after, and the SHA-256 of the model file it belongs to."""
+    """What evaluate fitted: the `temperature` the logits are divided by (1 unless `applied`), the one fitted on the
+    validation split's `samples` (`fitted_temperature`), the validation images' NLL and ECE as trained and with a
+    temperature fitted without them (`held_out`: `pipeline.analysis.calibration`), which decide `applied`, and the
+    SHA-256 of the model file it belongs to."""
 
     model_config = ConfigDict(strict=True, frozen=True)
 
     temperature: float = Field(gt=0)
-    fitted: bool
+    applied: bool
+    fitted_temperature: float = Field(gt=0)
     samples: int
-    val_nll_before: float
-    val_nll_after: float
+    held_out: dict[str, float]
     model_sha256: str
 
 

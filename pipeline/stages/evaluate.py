@@ -1,8 +1,9 @@
 """Stage `evaluate`: score a trained model on its dataset's test split.
 
 With `calibrate` (`evaluate.calibrate`) it first fits the model's temperature on the validation split
-(`pipeline.analysis.calibration`) and writes it beside the model file, `models/<model>.calibration.json`
-(`pipeline.models.calibration`), which predict, serve and the export apply; off, the file holds a temperature of 1.
+(`pipeline.analysis.calibration`: applied only where it carries over to validation images it was not fitted
+on) and writes it beside the model file, `models/<model>.calibration.json` (`pipeline.models.calibration`), which predict,
+serve and the export apply; off, or not carried over, the file holds a temperature of 1.
 
 Writes `metrics/<model>/test.json` (accuracy, loss, expected calibration error, macro-averaged precision, recall
 and F1 of the calibrated probabilities, the test-time augmentation they were measured with, and `calibration`: the
@@ -15,6 +16,7 @@ figure is of the class probabilities averaged over the views (`pipeline.inferenc
 
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ from pipeline.analysis.diagnostics import (
     reliability_bins,
     sample_losses,
 )
-from pipeline.analysis.calibration import fit_temperature, nll
+from pipeline.analysis.calibration import HeldOut, fit_temperature, held_out_check
 from pipeline.analysis.metrics import classification_metrics
 from pipeline.analysis.gradcam import heatmaps
 from pipeline.analysis.plots import (
@@ -94,7 +96,7 @@ def evaluate(
     save_calibration(model_file, calibration)
     before = measure(place(with_tta(model, tta), device), test, BATCH_SIZE, device, normalization)
     tempered = Tempered(model, calibration.temperature)
-    after = before if not calibration.fitted else measure(
+    after = before if not calibration.applied else measure(
         place(with_tta(tempered, tta), device), test, BATCH_SIZE, device, normalization
     )
     class_probabilities = after.probabilities
@@ -110,7 +112,12 @@ def evaluate(
         "epoch": saved.epoch,
         "kept": saved.kept,
         "tta": tta,
-        "calibration": {"temperature": calibration.temperature, **figures},
+        "calibration": {
+            "temperature": calibration.temperature,
+            "fitted_temperature": calibration.fitted_temperature,
+            "applied": calibration.applied,
+            **figures,
+        },
         **({} if saved.stopped_at is None else {"stopped_at": saved.stopped_at}),
     }
     write_json(paths.test_metrics(model_name), metrics)
@@ -135,18 +142,34 @@ def _calibration(
     calibrate: bool,
 ) -> Calibration:
     """The temperature fitted to the validation split's logits of the model alone (what predict, serve and the ONNX
-    file run), or 1 when `calibrate` is off."""
+    file run), applied where it carries over to validation images it was not fitted on; 1 when `calibrate` is off.
+    Prints what was decided and why."""
     logits = predict_logits(model, val.inputs, BATCH_SIZE, device, normalization).cpu()
     labels = torch.from_numpy(val.labels)
-    temperature = fit_temperature(logits, labels) if calibrate else 1.0
+    fitted = fit_temperature(logits, labels) if calibrate else 1.0
+    check = held_out_check(logits, labels)
+    applied = calibrate and fitted != 1.0 and check.carries_over
+    print(_calibration_line(fitted, len(labels), check, applied, calibrate))
     return Calibration(
-        temperature=temperature,
-        fitted=temperature != 1.0,
+        temperature=fitted if applied else 1.0,
+        applied=applied,
+        fitted_temperature=fitted,
         samples=len(labels),
-        val_nll_before=nll(logits, labels),
-        val_nll_after=nll(logits, labels, temperature),
+        held_out=asdict(check),
         model_sha256=file_sha256(model_file),
     )
+
+
+def _calibration_line(fitted: float, samples: int, check: HeldOut, applied: bool, calibrate: bool) -> str:
+    """What calibration decided, with the held-out figures that decided it."""
+    if not calibrate:
+        return "calibration: off (evaluate.calibrate: false), temperature 1"
+    figures = (
+        f"held out, validation NLL {check.nll_as_trained:.4f} -> {check.nll_calibrated:.4f} (standard error "
+        f"{check.standard_error:.4f}), ECE {check.ece_as_trained:.3f} -> {check.ece_calibrated:.3f}"
+    )
+    verdict = "applied" if applied else "not applied (it does not carry over to held-out images): temperature 1"
+    return f"calibration: temperature {fitted:.3f} fitted on {samples} validation images; {figures}; {verdict}"
 
 
 def _calibration_figures(scored: SplitScores) -> dict[str, float]:
