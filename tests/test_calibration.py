@@ -58,6 +58,8 @@ def test_a_calibrated_model_keeps_a_temperature_of_one_and_no_samples_give_one()
     logits, labels = _drawn(10, 1.0)
     assert fit_temperature(logits, labels) == pytest.approx(1.0, abs=0.05)
     assert fit_temperature(torch.zeros(0, 10), torch.zeros(0, dtype=torch.long)) == 1.0
+    separated = torch.tensor([[3.0, -3.0], [-2.0, 2.0], [4.0, 0.0]])  # every image right: the NLL falls as T does
+    assert fit_temperature(separated, torch.tensor([0, 1, 0])) == 1.0
 
 
 def test_a_temperature_carries_over_to_held_out_images_only_where_the_model_is_miscalibrated():

@@ -21,7 +21,8 @@ import torch
 from pipeline.analysis.diagnostics import expected_calibration_error, sample_losses
 from pipeline.models.outputs import loss, probabilities
 
-# Temperatures outside this range mean the validation split gave no usable signal (a handful of samples, all right).
+# A best temperature outside this range means the validation split gives no usable signal: its images are separated
+# perfectly (the NLL falls towards 0 as T does), or the model's logits say nothing about them.
 LOWEST, HIGHEST = 0.05, 20.0
 FOLDS = 5
 STANDARD_ERRORS = 1.0  # how far the held-out NLL must fall, in standard errors of the per-image differences
@@ -47,8 +48,9 @@ class HeldOut:
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """The temperature minimising the NLL of `logits / T` for `labels` (L-BFGS on log T, in float64); 1 when there
-    are no samples or no temperature does better than 1."""
-    if not len(labels):
+    are no samples, every one is classified right (the NLL then falls towards 0 with T: no best temperature), no
+    temperature does better than 1, or the best lies outside [LOWEST, HIGHEST]."""
+    if not len(labels) or bool((probabilities(logits).argmax(1) == labels).all()):
         return 1.0
     logits = logits.detach().double()
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
@@ -63,8 +65,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return value
 
     optimizer.step(closure)
-    temperature = min(max(math.exp(log_t.item()), LOWEST), HIGHEST)
-    return temperature if nll(logits, labels, temperature) < nll(logits, labels) else 1.0
+    temperature = math.exp(log_t.item())
+    usable = LOWEST <= temperature <= HIGHEST and nll(logits, labels, temperature) < nll(logits, labels)
+    return temperature if usable else 1.0
 
 
 def held_out_check(logits: torch.Tensor, labels: torch.Tensor, folds: int = FOLDS) -> HeldOut:

@@ -35,7 +35,7 @@ from pipeline.analysis.diagnostics import (
     reliability_bins,
     sample_losses,
 )
-from pipeline.analysis.calibration import HeldOut, fit_temperature, held_out_check
+from pipeline.analysis.calibration import HIGHEST, LOWEST, HeldOut, fit_temperature, held_out_check
 from pipeline.analysis.metrics import classification_metrics
 from pipeline.analysis.gradcam import heatmaps
 from pipeline.analysis.plots import (
@@ -164,6 +164,11 @@ def _calibration_line(fitted: float, samples: int, check: HeldOut, applied: bool
     """What calibration decided, with the held-out figures that decided it."""
     if not calibrate:
         return "calibration: off (evaluate.calibrate: false), temperature 1"
+    if fitted == 1.0:
+        return (
+            f"calibration: no temperature between {LOWEST:g} and {HIGHEST:g} does better than 1 on the {samples} "
+            "validation images (or every one is classified right: no best temperature); temperature 1"
+        )
     figures = (
         f"held out, validation NLL {check.nll_as_trained:.4f} -> {check.nll_calibrated:.4f} (standard error "
         f"{check.standard_error:.4f}), ECE {check.ece_as_trained:.3f} -> {check.ece_calibrated:.3f}"
