@@ -82,6 +82,7 @@ def project(tmp_path) -> Paths:
 
 def test_no_calibration_file_is_a_temperature_of_one(project):
     model_file = project.model_file(MODEL)
+    assert calibration_file(model_file) == project.calibration_file(MODEL)
     calibration_file(model_file).unlink()
     assert load_calibration(model_file) is None and temperature_of(model_file) == 1.0
 

@@ -35,6 +35,7 @@ def _expected_outputs() -> set[str]:
             paths.model_settings_file(model),
             paths.model_file(model),
             paths.model_card(model),
+            paths.calibration_file(model),
             train_dir / "metrics.json",
             train_dir / RESOLVED_PARAMS_FILE,
             train_dir / "plots" / "metrics",

@@ -45,7 +45,7 @@ def test_the_page_lists_every_kind_of_finding_with_its_images(client, tree):
 
 
 def test_each_decision_is_written_at_once_and_undo_takes_it_back(client, review, tree):
-    relabelled, excluded = sorted(tree.moved)[0], tree.blanks[0]
+    relabelled, excluded = min(tree.moved), tree.blanks[0]
     answer = client.post("/decisions", json={"path": relabelled, "action": "relabel", "label": tree.moved[relabelled]})
     assert answer.json() == {"path": relabelled, "decision": {"action": "relabel", "label": tree.moved[relabelled]}}
     assert pd.read_csv(review.files.relabel).to_dict("list") == {"path": [relabelled], "label": [tree.moved[relabelled]]}

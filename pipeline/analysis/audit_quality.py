@@ -17,7 +17,9 @@ from io import BytesIO
 import numpy as np
 import pandas as pd
 from cleanvision.issue_managers.image_property import BlurrinessProperty
-from cleanvision.issue_managers.image_property_issue_manager import ImagePropertyIssueManager
+from cleanvision.issue_managers.image_property_issue_manager import (
+    ImagePropertyIssueManager,
+)
 from PIL import Image, ImageFilter, ImageOps, ImageStat, UnidentifiedImageError
 
 from pipeline.analysis.audit_findings import QUALITY_COLUMNS

@@ -76,6 +76,10 @@ class Paths:
         """The model's card (Markdown): what it is, how well it does, its input and its limits; written by evaluate."""
         return self.root / "models" / f"{model}.card.md"
 
+    def calibration_file(self, model: str) -> Path:
+        """The temperature evaluate fitted for the model, beside its model file (`pipeline.models.calibration`)."""
+        return self.root / "models" / f"{model}.calibration.json"
+
     def onnx_file(self, model: str) -> Path:
         """The export stage's ONNX model: preprocessing and class probabilities inside, stated in its metadata."""
         return self.root / "models" / f"{model}.onnx"

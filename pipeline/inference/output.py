@@ -51,7 +51,7 @@ def predictions_text(predictions: Predictions, rows: pd.DataFrame, ignored: int 
 def calibration_text(temperature: float) -> str:
     """The line that says which probabilities were printed: calibrated by evaluate's temperature, or as trained."""
     if temperature == 1.0:
-        return "probabilities as trained (temperature 1: no calibration fitted; see evaluate.calibrate)\n"
+        return "probabilities as trained (no calibration applied: the model card says why)\n"
     return f"probabilities calibrated: logits divided by {temperature:.3f}, fitted on the validation split by evaluate\n"
 
 

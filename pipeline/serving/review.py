@@ -27,7 +27,13 @@ from pipeline.core.paths import Paths
 from pipeline.data.archive import open_archive
 from pipeline.data.images import decoded
 from pipeline.data.raw import read_index
-from pipeline.data.reviews import Decision, ReviewFiles, read_decisions, record, review_files
+from pipeline.data.reviews import (
+    Decision,
+    ReviewFiles,
+    read_decisions,
+    record,
+    review_files,
+)
 from pipeline.serving.auth import TokenGuard
 
 PAGE = "review_page.html"

@@ -15,6 +15,7 @@ figure is of the class probabilities averaged over the views (`pipeline.inferenc
 """
 
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -149,7 +150,7 @@ def _calibration(
     fitted = fit_temperature(logits, labels) if calibrate else 1.0
     check = held_out_check(logits, labels)
     applied = calibrate and fitted != 1.0 and check.carries_over
-    print(_calibration_line(fitted, len(labels), check, applied, calibrate))
+    print(_calibration_line(fitted, len(labels), check, applied, calibrate), file=sys.stderr, flush=True)
     return Calibration(
         temperature=fitted if applied else 1.0,
         applied=applied,

@@ -106,6 +106,8 @@ def sample_table(root: Path) -> str:
         budget = f"{row['budget']} ({note})" if note else row["budget"]
         cells = [f"`{name}`", budget, str(row["epoch"]), f"{row['accuracy']:.3f}", spread]
         ece = f"{row['ece_as_trained']:.3f} → {row['ece']:.3f} ({row['temperature']:.2f})"
+        if row["temperature"] == 1.0:
+            ece = f"{row['ece']:.3f} (as trained)"
         cells += [f"{row['macro_f1']:.3f}", ece, f"{row['chance']:.2f}"]
         rows.append("| " + " | ".join(cells) + " |")
     source = (
