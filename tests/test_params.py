@@ -135,7 +135,7 @@ def test_an_out_of_range_value_names_the_key_the_bound_and_the_value():
 
 
 def test_an_unknown_source_lists_the_valid_ones():
-    with pytest.raises(PipelineError, match=r"data\.catsdogs\.source: Input should be 'sample', 'kaggle' or 'local'"):
+    with pytest.raises(PipelineError, match=r"data\.catsdogs\.source: Input should be 'sample', 'kaggle', 'local' or 'hf'"):
         parse_params(tiny_raw(**{"data.catsdogs.source": "kagle"}))
 
 

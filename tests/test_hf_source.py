@@ -1,0 +1,173 @@
+"""`source: hf`: Hugging Face Hub datasets, as a local folder of parquet shards or by id with the Hub client faked at
+its boundary (`huggingface_hub.snapshot_download`): never the network."""
+
+import json
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+from pydantic import ValidationError
+
+from pipeline.config.datasets import DataSource, PreprocessParams, SplitParams
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import Paths
+from pipeline.data.raw import read_index, read_samples
+from pipeline.stages.download import download
+from pipeline.stages.preprocess import preprocess
+from pipeline.stages.split import split
+from tests.helpers.hub_datasets import string_labels, write_hub_folder
+from tests.helpers.image_trees import class_images, truncated_jpeg, write_tree
+
+CLASSES = ["bird", "cat", "dog"]
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, bytes]:
+    """Split folders' files: 5 train and 2 test images of each class."""
+    counts = dict.fromkeys(CLASSES, 5)
+    return {**class_images(counts, "train/"), **class_images(dict.fromkeys(CLASSES, 2), "test/", start=50)}
+
+
+@pytest.fixture
+def hub_folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    return write_hub_folder(tmp_path / "hub", files, CLASSES)
+
+
+def hub(path: Path | str, **keys: str) -> DataSource:
+    return DataSource(source="hf", path=str(path), **keys)
+
+
+def test_a_parquet_folder_is_read_into_the_raw_layout(hub_folder, files, paths):
+    index = download("mine", hub(hub_folder), 7, paths)
+    samples = read_samples(paths, "mine")
+    assert index.classes == tuple(CLASSES) and index.layout == "split_folders"
+    assert sorted(samples["path"]) == sorted(files)
+    assert set(samples["part"]) == {"train", "test"}  # the Hub's test split is our test part, as CIFAR-10's is
+    assert (samples["skip"] == "").all()
+
+
+def test_classes_come_in_the_class_labels_order(tmp_path, files, paths):
+    order = ["dog", "bird", "cat"]
+    index = download("mine", hub(write_hub_folder(tmp_path / "hub", files, order)), 7, paths)
+    assert index.classes == tuple(order)
+
+
+def test_the_shard_hash_is_recorded_and_follows_the_files(hub_folder, files, paths, tmp_path):
+    first = download("mine", hub(hub_folder), 7, paths).revision
+    assert first.startswith("sha256:") and json.loads(paths.raw_index("mine").read_text())["revision"] == first
+    assert read_index(paths, "mine").revision == first
+    other = write_hub_folder(tmp_path / "other", {**files, "train/cat/extra.png": files["train/cat/2.png"]}, CLASSES)
+    assert download("mine", hub(other), 7, paths).revision != first
+
+
+def test_other_sources_write_no_revision(paths, tmp_path, files):
+    download("mine", DataSource(path=str(write_tree(tmp_path / "tree", files, "folder"))), 7, paths)
+    assert "revision" not in json.loads(paths.raw_index("mine").read_text())
+
+
+def test_corrupt_images_are_kept_unusable_and_counted(tmp_path, files, paths):
+    broken = {**files, "train/cat/broken.jpg": truncated_jpeg(), "train/dog/empty.png": b""}
+    index = download("mine", hub(write_hub_folder(tmp_path / "hub", broken, CLASSES)), 7, paths)
+    samples = read_samples(paths, "mine").set_index("path")
+    assert samples.loc["train/cat/broken.jpg", "skip"].startswith("truncated JPEG")
+    assert samples.loc["train/dog/empty.png", "skip"] == "empty file"
+    assert sum(index.unusable.values()) == 2
+
+
+def test_images_without_a_stored_name_are_named_by_row_and_format(tmp_path, files, paths):
+    download("mine", hub(write_hub_folder(tmp_path / "hub", files, CLASSES, keep_names=False, shards=2)), 7, paths)
+    names = list(read_samples(paths, "mine")["path"])
+    assert len(set(names)) == len(files)
+    assert {name.rsplit(".", 1)[1] for name in names} == {"jpg", "png"}
+    assert (read_samples(paths, "mine")["skip"] == "").all()  # each suffix matches the bytes' format
+
+
+def test_a_label_column_of_strings_gives_its_values_as_classes(tmp_path, files, paths):
+    rows = [(blob, name.split("/")[1]) for name, blob in files.items() if name.startswith("train/")]
+    index = download("mine", hub(string_labels(tmp_path / "hub", rows)), 7, paths)
+    assert index.classes == tuple(CLASSES)
+
+
+def test_an_unknown_column_names_the_key_and_lists_the_columns(hub_folder, paths):
+    with pytest.raises(PipelineError, match=r"data\.mine\.image_column: no column 'image'.*img, label"):
+        download("mine", hub(hub_folder, image_column="image"), 7, paths)
+
+
+def test_a_folder_without_parquet_shards_is_refused(tmp_path, paths):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PipelineError, match=r"data\.mine\.path: .*no train split in parquet shards"):
+        download("mine", hub(tmp_path / "empty"), 7, paths)
+
+
+def test_a_revision_for_a_local_folder_is_refused(hub_folder, paths):
+    with pytest.raises(PipelineError, match=r"data\.mine\.revision: .*local folder"):
+        download("mine", hub(hub_folder, revision="main"), 7, paths)
+
+
+def test_hub_keys_need_source_hf():
+    with pytest.raises(ValidationError, match="image_column applies to source 'hf' only"):
+        DataSource(path="x", image_column="img")
+
+
+def _fake_snapshot(monkeypatch, result: Path | Exception) -> list[dict]:
+    """Replace the Hub client's snapshot download; returns the calls it gets."""
+    calls: list[dict] = []
+
+    def snapshot_download(repo_id: str, **kwargs) -> str:
+        calls.append({"repo_id": repo_id, **kwargs})
+        if isinstance(result, Exception):
+            raise result
+        return str(result)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return calls
+
+
+def _hub_error(kind: type[Exception]) -> Exception:
+    """The Hub client's exception of `kind`, made without the HTTP response its constructor reads."""
+    error = kind.__new__(kind)
+    Exception.__init__(error, "refused")
+    return error
+
+
+def test_a_hub_id_is_read_from_its_snapshot_and_its_commit_recorded(tmp_path, files, paths, monkeypatch):
+    snapshot = write_hub_folder(tmp_path / "snapshots" / COMMIT, files, CLASSES)
+    calls = _fake_snapshot(monkeypatch, snapshot)
+    index = download("mine", hub("hf:owner/name", revision="v1"), 7, paths)
+    assert calls[0]["repo_id"] == "owner/name" and calls[0]["repo_type"] == "dataset" and calls[0]["revision"] == "v1"
+    assert index.revision == COMMIT and len(read_samples(paths, "mine")) == len(files)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (LocalEntryNotFoundError, r"owner/name .*not in the Hub's cache \(.*\).*network on"),
+        (GatedRepoError, r"owner/name is gated.*HF_TOKEN"),
+        (RepositoryNotFoundError, r"owner/name is not a dataset.*private.*HF_TOKEN"),
+    ],
+)
+def test_hub_refusals_say_what_to_do(monkeypatch, paths, error, message):
+    _fake_snapshot(monkeypatch, _hub_error(error))
+    with pytest.raises(PipelineError, match=rf"data\.mine\.path: {message}"):
+        download("mine", hub("owner/name"), 7, paths)
+    assert not paths.raw_dir("mine").exists()
+
+
+def test_the_same_images_give_the_same_split_and_store_as_a_folder_or_as_parquet(tmp_path, files, hub_folder):
+    folder = write_tree(tmp_path / "folder", files, "folder")
+    results = []
+    for name, data in (("as_folder", DataSource(path=str(folder))), ("as_hub", hub(hub_folder))):
+        paths = Paths(tmp_path / name)
+        download("mine", data, 7, paths)
+        split("mine", SplitParams(val=1, test=1), 7, paths)
+        preprocess("mine", PreprocessParams(image_size=16), paths)
+        results.append({
+            path.relative_to(paths.root).as_posix(): path.read_bytes()
+            for folder in (paths.manifest_dir("mine"), paths.processed_dir("mine"))
+            for path in sorted(folder.rglob("*")) if path.is_file()
+        })
+    as_folder, as_hub = results
+    assert as_folder.keys() == as_hub.keys() and as_folder
+    assert as_folder == as_hub
