@@ -2,14 +2,18 @@
 its boundary (`huggingface_hub.snapshot_download`): never the network."""
 
 import json
+import shutil
 from pathlib import Path
 
 import huggingface_hub
 import pytest
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from pipeline.cli.main import app
 from pipeline.config.datasets import DataSource, PreprocessParams, SplitParams
+from pipeline.config.params import load_params
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.data.raw import read_index, read_samples
@@ -18,6 +22,7 @@ from pipeline.stages.preprocess import preprocess
 from pipeline.stages.split import split
 from tests.helpers.hub_datasets import string_labels, write_hub_folder
 from tests.helpers.image_trees import class_images, truncated_jpeg, write_tree
+from tests.helpers.params import REPO
 
 CLASSES = ["bird", "cat", "dog"]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -171,3 +176,21 @@ def test_the_same_images_give_the_same_split_and_store_as_a_folder_or_as_parquet
     as_folder, as_hub = results
     assert as_folder.keys() == as_hub.keys() and as_folder
     assert as_folder == as_hub
+
+
+def test_inspect_writes_a_hub_id_pinned_at_the_commit_read(tmp_path, files, monkeypatch):
+    _fake_snapshot(monkeypatch, write_hub_folder(tmp_path / "snapshots" / COMMIT, files, CLASSES))
+    params = Path(shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml"))
+    result = CliRunner().invoke(app, ["inspect", "hf:owner/pets", "--write", "pets", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    assert "split_folders layout, 3 classes, 21 images" in result.stdout and f"revision {COMMIT}" in result.stdout
+    data = load_params(params).data["pets"]
+    assert (data.source, data.path, data.revision, data.classes) == ("hf", "owner/pets", COMMIT, None)
+
+
+def test_inspect_detects_a_folder_of_parquet_shards(hub_folder, tmp_path):
+    params = Path(shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml"))
+    result = CliRunner().invoke(app, ["inspect", str(hub_folder), "--write", "pets", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    data = load_params(params).data["pets"]
+    assert (data.source, data.path, data.revision) == ("hf", str(hub_folder), None)
