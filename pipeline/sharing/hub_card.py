@@ -11,6 +11,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from pipeline.inference.onnx_metadata import ExportInfo
 
+RESIZES = {
+    "squash": "resized, its aspect ratio not kept",
+    "crop": "the centred square of the short side, resized",
+    "pad": "padded to a square with black bars, resized",
+}
 LIBRARY = "onnx"  # the file a user runs without this pipeline; the .pt file needs the pipeline's code
 TASKS = {"images": "image-classification", "table": "tabular-classification"}
 # (key in test.json, the Hub's metric type, its display name, metric_args): each a result on the test split.
@@ -65,17 +70,11 @@ def _files_section(files: dict[str, str]) -> str:
 
 def _usage_section(repo: str, info: ExportInfo) -> str:
     """How to run the model: the ONNX file with ONNX Runtime alone, or the whole folder with `pipeline predict`."""
-    p = info.preprocessing
-    if info.kind == "table":
-        shape = f"float32 of shape (N, {len(info.features)}): the features {', '.join(info.features)}"
-    else:
-        shape = f"uint8 of shape (N, {p.size}, {p.size}, {p.channels}): {p.color} images made square ({p.resize})"
     return "\n".join([
         "## How to use",
         "",
-        f"The ONNX file alone, with ONNX Runtime: its input `{'features' if info.kind == 'table' else 'images'}` is "
-        f"{shape}; the normalisation is inside the graph; its output `probabilities` has one column per class, in "
-        "the order of `labels.json`.",
+        f"The ONNX file alone, with ONNX Runtime: {_input_text(info)}; the normalisation is inside the graph; its "
+        "output `probabilities` has one column per class, in the order of `labels.json`.",
         "",
         "```python",
         "import json, numpy as np, onnxruntime",
@@ -83,15 +82,40 @@ def _usage_section(repo: str, info: ExportInfo) -> str:
         "",
         f'session = onnxruntime.InferenceSession(hf_hub_download("{repo}", "{info.model}.onnx"))',
         f'classes = json.load(open(hf_hub_download("{repo}", "labels.json")))["classes"]',
+        *_inputs_code(info),
         "probabilities = session.run(None, {session.get_inputs()[0].name: inputs})[0]",
         "print([classes[i] for i in probabilities.argmax(1)])",
         "```",
         "",
         "Or the whole folder with this pipeline's `pipeline predict` (the same preprocessing as training, any image "
-        "size, calibrated probabilities):",
+        "size, calibrated probabilities; `--backend onnx` on the .onnx file):",
         "",
         "```bash",
         f'folder=$(python -c \'from huggingface_hub import snapshot_download; print(snapshot_download("{repo}"))\')',
         f'pipeline predict "$folder/{info.model}.pt" photos/',
         "```",
     ])
+
+
+def _input_text(info: ExportInfo) -> str:
+    p = info.preprocessing
+    if info.kind == "table":
+        return f"its input `features` is float32 of shape (N, {len(info.features)}): {', '.join(info.features)}"
+    return (
+        f"its input `images` is uint8 of shape (N, {p.size}, {p.size}, {p.channels}), {p.color} images made square "
+        f"as training's were (`{p.resize}`: {RESIZES[p.resize]})"
+    )
+
+
+def _inputs_code(info: ExportInfo) -> list[str]:
+    """The lines that make `inputs`: one image (a plain resize, exact for `squash`), or one row of features."""
+    p = info.preprocessing
+    if info.kind == "table":
+        return [f"inputs = np.array([[{', '.join('0.0' for _ in info.features)}]], dtype=np.float32)  # your features"]
+    mode = "L" if p.color == "gray" else "RGB"
+    return [
+        "from PIL import Image",
+        "",
+        f'image = Image.open("photo.jpg").convert("{mode}").resize(({p.size}, {p.size}))',
+        f"inputs = np.asarray(image, dtype=np.uint8).reshape(1, {p.size}, {p.size}, {p.channels})",
+    ]
