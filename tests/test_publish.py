@@ -2,11 +2,13 @@
 card the Hub's own parser reads), the upload of exactly that folder through a faked Hub client, and the refusals
 (no token, a missing file, a stale export). Nothing here touches the network."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from huggingface_hub import HfApi, ModelCard
 from test_cli import assert_clean_error, invoke
 
@@ -24,6 +26,7 @@ from tests.helpers.params import tiny_raw
 MODEL, REPO = "catsdogs_cnn", "alice/catsdogs-cnn"
 TEST_FIGURES = {"accuracy": 0.8333, "loss": 0.5, "ece": 0.0712, "macro": {"precision": 0.8, "recall": 0.8, "f1": 0.81}}
 CARD_TEXT = "# Model card: catsdogs_cnn\n\n## What it is\n\nA tiny test model.\n"
+PT, ONNX = f"models/{MODEL}.pt", f"models/{MODEL}.onnx"
 FILES = sorted([f"{MODEL}.pt", f"{MODEL}.onnx", f"{MODEL}.calibration.json", LABELS, "README.md"])
 
 
@@ -142,6 +145,18 @@ def test_an_export_of_another_model_is_refused(project, tmp_path):
     untrained_model(project.model_file(MODEL), other)
     save_calibration(project.model_file(MODEL), calibration_of(0.5, project.model_file(MODEL)))
     with pytest.raises(PipelineError, match=f"exported from another model.*dvc repro export@{MODEL}"):
+        write_folder(MODEL, REPO, tmp_path / "out", project)
+
+
+def test_a_model_file_changed_since_dvc_lock_s_export_is_refused(project, tmp_path):
+    md5 = {path: hashlib.md5((project.root / path).read_bytes()).hexdigest() for path in (PT, ONNX)}
+    run = {"deps": [{"path": PT, "md5": md5[PT]}], "outs": [{"path": ONNX, "md5": md5[ONNX]}]}
+    lock = {"schema": "2.0", "stages": {f"export@{MODEL}": run}}
+    project.lock_file().write_text(yaml.safe_dump(lock))
+    write_folder(MODEL, REPO, tmp_path / "agrees", project)
+    lock["stages"][f"export@{MODEL}"]["deps"][0]["md5"] = "0" * 32
+    project.lock_file().write_text(yaml.safe_dump(lock))
+    with pytest.raises(PipelineError, match=f"{MODEL}.pt: not the file export@{MODEL} last exported.*dvc repro"):
         write_folder(MODEL, REPO, tmp_path / "out", project)
 
 

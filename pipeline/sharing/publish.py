@@ -7,6 +7,7 @@ classes in output order with the preprocessing, from the ONNX file's metadata) a
 must be of this model file, so that what is published is one model.
 """
 
+import hashlib
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ import onnx
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
+from pipeline.config.resolution import read_lock
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
@@ -132,6 +134,7 @@ def _checked_model(model: str, paths: Paths) -> tuple[SavedModel, ExportInfo]:
     the calibration, where there is one, fitted to this model file)."""
     _, saved = load_model(paths.model_file(model))
     load_calibration(paths.model_file(model))
+    _check_locked_export(model, paths)
     info = onnx_export_info(paths.onnx_file(model))
     if (info.model, info.arch, info.preprocessing.classes) != (saved.model, saved.arch, saved.classes):
         raise PipelineError(
@@ -139,6 +142,23 @@ def _checked_model(model: str, paths: Paths) -> tuple[SavedModel, ExportInfo]:
             f"architecture or classes differ); export it again: `dvc repro export@{model}`"
         )
     return saved, info
+
+
+def _check_locked_export(model: str, paths: Paths) -> None:
+    """Where dvc.lock records the export stage's last run, the model file must be the one it exported and the ONNX
+    file the one it wrote (a model trained again since, its export not re-run, is refused)."""
+    stage = f"export@{model}"
+    entry = ((read_lock(paths.lock_file(), stage) or {}).get("stages") or {}).get(stage)
+    if not entry:
+        return
+    recorded = {item["path"]: item.get("md5") for item in [*entry.get("deps", []), *entry.get("outs", [])]}
+    for path in (paths.model_file(model), paths.onnx_file(model)):
+        key = path.relative_to(paths.root).as_posix()
+        if key in recorded and recorded[key] != hashlib.md5(path.read_bytes()).hexdigest():
+            raise PipelineError(
+                f"{path}: not the file {stage} last exported or wrote (dvc.lock); run `dvc repro {stage}` so that "
+                "the ONNX file is of this model file, then publish"
+            )
 
 
 def onnx_export_info(onnx_file: Path) -> ExportInfo:
