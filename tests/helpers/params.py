@@ -17,7 +17,7 @@ TINY: dict[str, Any] = {
     "preprocess": {"catsdogs": {"image_size": 32, "color": "gray", "normalize": False}},
     "aug": {"rotation": 0, "shift": 0, "zoom": 0, "shear": 0, "hflip": 0, "brightness": 0},
     "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 0.001, "device": "cpu"},
-    "evaluate": {"tta": "none"},
+    "evaluate": {"tta": "none", "calibrate": True},
     "models": {
         "catsdogs_cnn": {"dataset": "catsdogs", "arch": "catsdogs_cnn", "epochs": 2, "dropout": [0.25, 0.25, 0.5]}
     },
