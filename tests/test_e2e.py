@@ -140,13 +140,6 @@ def test_aug_change_reruns_only_train_evaluate_and_export(workspace: Path) -> No
     assert {0, 20} <= rotations
 
 
-def test_turning_calibration_off_reruns_evaluate_and_export_never_train(workspace: Path) -> None:
-    model = "catsdogs_cnn"
-    output = dvc(workspace, "exp", "run", "-S", "evaluate.calibrate=false", f"export@{model}")
-    assert stages_run(output) == {f"model_settings@{model}", f"evaluate@{model}", f"export@{model}"}
-    assert json.loads((workspace / f"metrics/{model}/test.json").read_text())["calibration"]["temperature"] == 1.0
-
-
 def test_switching_a_source_reruns_exactly_that_datasets_stages_and_its_models(
     workspace: Path, tmp_path: Path
 ) -> None:
@@ -196,3 +189,12 @@ def test_an_override_the_sample_budget_shadows_is_refused_and_the_key_it_names_t
     finally:
         run(workspace, "git", "checkout", "params.yaml", "dvc.lock")
         dvc(workspace, "checkout", "-q")
+
+
+def test_turning_calibration_off_reruns_evaluate_and_export_never_train(workspace: Path) -> None:
+    """Last in the module: it leaves `evaluate.calibrate` off in the workspace, which every other model's
+    model_settings and evaluate stages depend on."""
+    model = "catsdogs_cnn"
+    output = dvc(workspace, "exp", "run", "-S", "evaluate.calibrate=false", f"export@{model}")
+    assert stages_run(output) == {f"model_settings@{model}", f"evaluate@{model}", f"export@{model}"}
+    assert json.loads((workspace / f"metrics/{model}/test.json").read_text())["calibration"]["temperature"] == 1.0

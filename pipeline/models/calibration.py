@@ -36,7 +36,8 @@ class Calibration(BaseModel):
 
 
 class Tempered(nn.Module):
-    """The model with its logits divided by the temperature: what every consumer of a calibrated model runs."""
+    """The model with its logits divided by the temperature, as a module: what evaluate scores, view by view under
+    TTA (the torch backend and the export divide the logits themselves, the export by a buffer of its graph)."""
 
     def __init__(self, model: nn.Module, temperature: float) -> None:
         super().__init__()

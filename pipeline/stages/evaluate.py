@@ -127,7 +127,8 @@ def evaluate(
     features = meta.features  # a table's column names (images have none)
     confusion = confusion_counts(test.labels, predicted, len(classes))
     explain = _explainer(model, test, predicted, normalization) if gradcam else None
-    _write_plots(paths, model_name, features, test, (before, after), predicted, classes, explain)
+    eces = (figures["before"]["ece"], figures["after"]["ece"])
+    _write_plots(paths, model_name, features, test, (before, after), eces, predicted, classes, explain)
     _write_errors(paths, model_name, features, test, class_probabilities, classes, confusion, explain)
     source = data[saved.dataset].source if data and saved.dataset in data else None
     _write_card(paths, model_name, saved, meta, metrics, per_class, test.labels, confusion, source)
@@ -235,21 +236,19 @@ def _write_plots(
     features: list[str],
     test: SplitArrays,
     scored: tuple[SplitScores, SplitScores],
+    eces: tuple[float, float],
     predicted: np.ndarray,
     classes: list[str],
     explain: Explainer | None,
 ) -> None:
-    """The confusion matrix, the reliability diagram (before and after calibration, or one panel when the
-    temperature is 1) and the misclassified test images (under heat maps with `explain`)."""
+    """The confusion matrix, the reliability diagram (before and after calibration, with their ECEs `eces`, or one
+    panel when the temperature is 1) and the misclassified test images (under heat maps with `explain`)."""
     _write_confusion(paths, model_name, test.labels, predicted, classes)
-    before, after = scored
-    shown = [("before calibration", before), ("after calibration", after)] if after is not before else [
-        ("not calibrated (temperature 1)", after)
-    ]
-    panels = [
-        (label, reliability_bins(s.probabilities, s.labels), expected_calibration_error(s.probabilities, s.labels))
-        for label, s in shown
-    ]
+    (before, after), (ece_before, ece_after) = scored, eces
+    shown = [("before calibration", before, ece_before), ("after calibration", after, ece_after)]
+    if after is before:
+        shown = [("not calibrated (temperature 1)", after, ece_after)]
+    panels = [(label, reliability_bins(s.probabilities, s.labels), ece) for label, s, ece in shown]
     save_png(reliability_diagram(panels, f"{model_name}: calibration on the test split"), paths.reliability(model_name))
     title = f"{model_name}: misclassified"
     if test.inputs.ndim == 2:
