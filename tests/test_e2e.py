@@ -1,6 +1,7 @@
 """End to end: `dvc repro` in a temporary copy of the repository, with tiny params, as a user runs it."""
 
 import json
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -10,6 +11,7 @@ import yaml
 
 from pipeline.analysis.repro_times import last_run
 from pipeline.cli.warm_server import GPU_DEVICES
+from tests.helpers.hub_datasets import write_hub_cache
 from tests.helpers.params import tiny_full
 from tests.helpers.workspace import attempt, committed_repro, dvc, run, stages_run
 
@@ -157,6 +159,37 @@ def test_switching_a_source_reruns_exactly_that_datasets_stages_and_its_models(
     cifar = {f"{stage}@cifar10" for stage in ("download", "settings", "split", "preprocess")}
     assert stages_run(output) == cifar | {f"{stage}@cifar_mlp" for stage in ("train", "evaluate", "export")}
     assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 2
+
+
+HUB_ID = "owner/cifar10"
+FIRST, SECOND = "a1" * 20, "b2" * 20  # two commits of it (hex with letters: digits alone are read as a number by -S)
+
+
+def test_a_hub_dataset_trains_offline_from_the_cache_and_a_new_commit_reruns_only_its_stages(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """The sample's CIFAR-10 images as a Hub dataset (parquet shards) in the Hub's cache, as a first download leaves
+    it, read with HF_HUB_OFFLINE: `source: hf` by its id trains; pinning a commit with one image fewer re-runs
+    download and what follows for that dataset, nothing else."""
+    with zipfile.ZipFile(workspace / "data/raw/cifar10/images.zip") as archive:
+        files = {name: archive.read(name) for name in sorted(archive.namelist()) if name.endswith(".png")}
+    classes = sorted({name.split("/")[1] for name in files})
+    fewer = dict(files)
+    fewer.pop(next(name for name in files if name.startswith("train/")))
+    cache = write_hub_cache(tmp_path / "hub", HUB_ID, {FIRST: files, SECOND: fewer}, classes)
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    targets = [f"{stage}@{model}" for stage in ("evaluate", "export") for model in AUG_MODELS]
+    cifar = {f"{stage}@cifar10" for stage in ("download", "settings", "split", "preprocess")}
+    expected = cifar | {f"{stage}@cifar_mlp" for stage in ("train", "evaluate", "export")}
+    pinned = ["-S", "data.cifar10.source=hf", "-S", f"data.cifar10.path={HUB_ID}", "-S", f"+data.cifar10.revision={FIRST}"]
+    output = dvc(workspace, "exp", "run", *pinned, *targets, env=env)
+    assert stages_run(output) == expected
+    index = json.loads((workspace / "data/raw/cifar10/index.json").read_text())
+    assert (index["revision"], index["classes"]) == (FIRST, classes)
+    assert json.loads((workspace / "metrics/cifar_mlp/test.json").read_text())["samples"] == TEST_SAMPLES["cifar10"]
+    output = dvc(workspace, "exp", "run", "-S", f"data.cifar10.revision={SECOND}", *targets, env=env)
+    assert stages_run(output) == expected
+    assert json.loads((workspace / "data/raw/cifar10/index.json").read_text())["revision"] == SECOND
 
 
 def _resolved(root: Path, model: str) -> dict:

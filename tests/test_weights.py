@@ -42,7 +42,8 @@ def imagenet_resnet18() -> dict[str, torch.Tensor]:
 
 
 def _params(**model):
-    return parse_params(tiny_raw(**{"models.catsdogs_net": model}))
+    """Tiny params with the model block `catsdogs_net`, its images in RGB as published weights take them."""
+    return parse_params(tiny_raw(**{"preprocess.catsdogs.color": "rgb", "models.catsdogs_net": model}))
 
 
 def test_a_model_without_pretrained_weights_gets_a_record_of_none(paths, tiny_params):

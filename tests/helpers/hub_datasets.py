@@ -40,6 +40,17 @@ def write_hub_folder(
     return root
 
 
+def write_hub_cache(root: Path, repo_id: str, commits: dict[str, dict[str, bytes]], classes: list[str]) -> Path:
+    """The Hub's cache (HF_HUB_CACHE) as `snapshot_download` leaves it after fetching each of the dataset's `commits`
+    (commit hash -> its files, as `write_hub_folder` takes them), the first of them its main branch. Returns `root`."""
+    repo = root / f"datasets--{repo_id.replace('/', '--')}"
+    for commit, files in commits.items():
+        write_hub_folder(repo / "snapshots" / commit, files, classes)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(next(iter(commits)))
+    return root
+
+
 def write_shards(folder: Path, split: str, dataset: Dataset, shards: int = 1) -> None:
     """`dataset` as `<split>-0000k-of-0000n.parquet` files in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
