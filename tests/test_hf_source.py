@@ -1,12 +1,14 @@
 """`source: hf`: Hugging Face Hub datasets, as a local folder of parquet shards or by id with the Hub client faked at
 its boundary (`huggingface_hub.snapshot_download`): never the network."""
 
+import io
 import json
 import shutil
 from pathlib import Path
 
 import huggingface_hub
 import pytest
+from PIL import Image as PILImage
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -20,7 +22,9 @@ from pipeline.data.raw import read_index, read_samples
 from pipeline.stages.download import download
 from pipeline.stages.preprocess import preprocess
 from pipeline.stages.split import split
-from tests.helpers.hub_datasets import string_labels, write_hub_folder
+from pipeline.data.sources.cifar_batches import CIFAR10_CLASSES
+from tests.helpers.cifar_files import BATCH_SIZES, expected_images, local, official_tar, random_batches
+from tests.helpers.hub_datasets import string_labels, write_hub_folder, write_hub_rows
 from tests.helpers.image_trees import class_images, truncated_jpeg, write_tree
 from tests.helpers.params import REPO
 
@@ -168,14 +172,44 @@ def test_the_same_images_give_the_same_split_and_store_as_a_folder_or_as_parquet
         download("mine", data, 7, paths)
         split("mine", SplitParams(val=1, test=1), 7, paths)
         preprocess("mine", PreprocessParams(image_size=16), paths)
-        results.append({
-            path.relative_to(paths.root).as_posix(): path.read_bytes()
-            for folder in (paths.manifest_dir("mine"), paths.processed_dir("mine"))
-            for path in sorted(folder.rglob("*")) if path.is_file()
-        })
+        results.append(_split_and_store(paths, "mine"))
     as_folder, as_hub = results
     assert as_folder.keys() == as_hub.keys() and as_folder
     assert as_folder == as_hub
+
+
+@pytest.mark.usefixtures("offline_cifar_cache")
+def test_the_hubs_cifar10_gives_the_archives_split_and_store(tmp_path):
+    """uoft-cs/cifar10 holds the archive's images as PNGs encoded from its arrays, in the archive's order, without
+    file names: read with `source: hf`, they split and preprocess to the bytes the official archive gives."""
+    batches = random_batches(dict.fromkeys(BATCH_SIZES, 12))  # two training images a class at least
+    rows: dict[str, list[tuple[bytes, int]]] = {"train": [], "test": []}
+    for name, pixels in expected_images(batches).items():
+        part, cls, _ = name.split("/")
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels).save(buffer, format="PNG")
+        rows[part].append((buffer.getvalue(), CIFAR10_CLASSES.index(cls)))
+    hub_copy = write_hub_rows(tmp_path / "hub", rows, list(CIFAR10_CLASSES))
+    archive = official_tar(tmp_path / "user", batches)
+    results = []
+    for name, data in (("archive", local(archive)), ("hub", hub(hub_copy))):
+        paths = Paths(tmp_path / name)
+        download("cifar10", data, 7, paths)
+        split("cifar10", SplitParams(val=0.25), 7, paths)
+        preprocess("cifar10", PreprocessParams(image_size=32, color="rgb"), paths)
+        results.append(_split_and_store(paths, "cifar10"))
+    from_archive, from_hub = results
+    assert from_archive.keys() == from_hub.keys() and from_archive
+    assert from_archive == from_hub
+
+
+def _split_and_store(paths: Paths, dataset: str) -> dict[str, bytes]:
+    """The bytes of the dataset's manifests and preprocessed arrays, by path under the project."""
+    return {
+        path.relative_to(paths.root).as_posix(): path.read_bytes()
+        for folder in (paths.manifest_dir(dataset), paths.processed_dir(dataset))
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }
 
 
 def test_inspect_writes_a_hub_id_pinned_at_the_commit_read(tmp_path, files, monkeypatch):

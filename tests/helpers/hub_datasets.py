@@ -51,6 +51,19 @@ def write_hub_cache(root: Path, repo_id: str, commits: dict[str, dict[str, bytes
     return root
 
 
+def write_hub_rows(root: Path, rows: dict[str, list[tuple[bytes, int]]], classes: list[str]) -> Path:
+    """Each split's (image bytes, label) rows, in their order and with no stored file name, as the Hub's parquet
+    shards under `root/plain_text/` (as `uoft-cs/cifar10`'s images, encoded from arrays, are). Returns `root`."""
+    features = Features({"img": Image(), "label": ClassLabel(names=classes)})
+    for split, cells in rows.items():
+        dataset = Dataset.from_dict(
+            {"img": [{"bytes": blob, "path": None} for blob, _ in cells], "label": [label for _, label in cells]},
+            features=features,
+        )
+        write_shards(root / CONFIG, split, dataset)
+    return root
+
+
 def write_shards(folder: Path, split: str, dataset: Dataset, shards: int = 1) -> None:
     """`dataset` as `<split>-0000k-of-0000n.parquet` files in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)

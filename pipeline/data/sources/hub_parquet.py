@@ -6,7 +6,7 @@ The Hub's splits are found by `datasets`' own file-name rules (`train-00000-of-0
 `train` is our train part, `validation` (or `valid`, `val`, `dev`) our val, `test` our test, as CIFAR-10's official
 test set is. The image and label columns come from the features `datasets` writes into each shard (the one `Image`
 column, the one `ClassLabel` column: its names are the classes, in label order), or from the keys that name them.
-An image is named by the file name the dataset stored with it, else by its row (`12.png`, the suffix its header
+An image is named by the file name the dataset stored with it, else by its row (`00012.png`, the suffix its header
 says). Shards are read a batch of rows at a time, with pyarrow: memory stays bounded whatever the dataset's size.
 Rows without a label (null or -1) and the shards of other splits are left out, counted by reason.
 """
@@ -203,11 +203,13 @@ def _image_cell(image: Any) -> tuple[bytes, str]:
 
 
 def _image_name(blob: bytes, stored: str, row: int) -> str:
-    """The stored file name's last part, else the row with the suffix the bytes' header says (`.png` for none)."""
+    """The stored file name's last part, else the row (five digits at least, as the CIFAR-10 archive's images are
+    named, so that the Hub's copy of it splits as the archive does) with the suffix the bytes' header says (`.png`
+    for none)."""
     base = posixpath.basename(stored.replace("\\", "/"))
     if base:
         return base
-    return f"{row}{next((suffix for magic, suffix in MAGIC_SUFFIXES if blob.startswith(magic)), '.png')}"
+    return f"{row:05d}{next((suffix for magic, suffix in MAGIC_SUFFIXES if blob.startswith(magic)), '.png')}"
 
 
 def _unique(name: str, row: int, taken: set[str]) -> str:
