@@ -142,41 +142,25 @@ def test_aug_change_reruns_only_train_evaluate_and_export(workspace: Path) -> No
     assert {0, 20} <= rotations
 
 
-def test_switching_a_source_reruns_exactly_that_datasets_stages_and_its_models(
-    workspace: Path, tmp_path: Path
-) -> None:
-    """Real data: the sample's images as the user's own split folders (one image fewer), read with `source: local`.
-    cifar_mlp's sample budget (one epoch) no longer applies: it trains its block's two epochs."""
-    assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 1
-    local = tmp_path / "cifar"
-    with zipfile.ZipFile(workspace / "data/raw/cifar10/images.zip") as archive:
-        archive.extractall(local)
-    next(iter(sorted((local / "train").glob("*/*.png")))).unlink()
-    targets = [f"{stage}@{model}" for stage in ("evaluate", "export") for model in AUG_MODELS]
-    output = dvc(
-        workspace, "exp", "run", "-S", "data.cifar10.source=local", "-S", f"data.cifar10.path={local}", *targets
-    )
-    cifar = {f"{stage}@cifar10" for stage in ("download", "settings", "split", "preprocess")}
-    assert stages_run(output) == cifar | {f"{stage}@cifar_mlp" for stage in ("train", "evaluate", "export")}
-    assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 2
-
-
 HUB_ID = "owner/cifar10"
 FIRST, SECOND = "a1" * 20, "b2" * 20  # two commits of it (hex with letters: digits alone are read as a number by -S)
 
 
-def test_a_hub_dataset_trains_offline_from_the_cache_and_a_new_commit_reruns_only_its_stages(
+def test_switching_to_a_hub_dataset_reruns_exactly_its_stages_and_its_models_and_so_does_a_new_commit(
     workspace: Path, tmp_path: Path
 ) -> None:
-    """The sample's CIFAR-10 images as a Hub dataset (parquet shards) in the Hub's cache, as a first download leaves
-    it, read with HF_HUB_OFFLINE: `source: hf` by its id trains; pinning a commit with one image fewer re-runs
-    download and what follows for that dataset, nothing else."""
+    """Real data from the Hub: the sample's CIFAR-10 images (one fewer) as a Hub dataset in the Hub's cache, as a
+    first download leaves it, read with HF_HUB_OFFLINE. `source: hf` by its id re-runs that dataset's stages and its
+    model's, nothing else; cifar_mlp's sample budget (one epoch) no longer applies: it trains its block's two.
+    Pinning another commit (one image fewer still) re-runs the same stages."""
+    assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 1
     with zipfile.ZipFile(workspace / "data/raw/cifar10/images.zip") as archive:
         files = {name: archive.read(name) for name in sorted(archive.namelist()) if name.endswith(".png")}
     classes = sorted({name.split("/")[1] for name in files})
-    fewer = dict(files)
-    fewer.pop(next(name for name in files if name.startswith("train/")))
-    cache = write_hub_cache(tmp_path / "hub", HUB_ID, {FIRST: files, SECOND: fewer}, classes)
+    training = [name for name in files if name.startswith("train/")]
+    first = {name: blob for name, blob in files.items() if name != training[0]}
+    second = {name: blob for name, blob in first.items() if name != training[-1]}
+    cache = write_hub_cache(tmp_path / "hub", HUB_ID, {FIRST: first, SECOND: second}, classes)
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     targets = [f"{stage}@{model}" for stage in ("evaluate", "export") for model in AUG_MODELS]
     cifar = {f"{stage}@cifar10" for stage in ("download", "settings", "split", "preprocess")}
@@ -184,6 +168,7 @@ def test_a_hub_dataset_trains_offline_from_the_cache_and_a_new_commit_reruns_onl
     pinned = ["-S", "data.cifar10.source=hf", "-S", f"data.cifar10.path={HUB_ID}", "-S", f"+data.cifar10.revision={FIRST}"]
     output = dvc(workspace, "exp", "run", *pinned, *targets, env=env)
     assert stages_run(output) == expected
+    assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 2
     index = json.loads((workspace / "data/raw/cifar10/index.json").read_text())
     assert (index["revision"], index["classes"]) == (FIRST, classes)
     assert json.loads((workspace / "metrics/cifar_mlp/test.json").read_text())["samples"] == TEST_SAMPLES["cifar10"]
