@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.analysis.audit_findings import label_issues, outliers
 from pipeline.config.params import Params, parse_params
+from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.stages.audit import audit
 from pipeline.stages.download import download
@@ -107,3 +108,16 @@ def test_a_table_is_audited_for_label_issues_only(paths):
     summary = audit("iris", params.audit_of("iris"), params.audit_model("iris"), params.seed, paths)
     assert summary["near_duplicates"] == {"total": 0}
     assert summary["label_issues"]["total"] < 15  # Iris is clean but for a few borderline flowers
+
+
+def test_the_folds_of_a_pretrained_model_start_from_its_weights_stage(paths):
+    tree = write_planted(paths.root / "tree", planted(per_class=8, copies=0, moved=0, blanks=0))
+    raw = planted_params(tree).raw()
+    raw["models"]["planted_resnet"] = {"dataset": "planted", "arch": "resnet18", "pretrained": True, "epochs": 1}
+    raw["audit"]["planted"]["model"] = "planted_resnet"
+    params = parse_params(raw)
+    download("planted", params.data["planted"], params.seed, paths)
+    split("planted", params.split["planted"], params.seed, paths, near=params.near_duplicates("planted"))
+    preprocess("planted", params.preprocess["planted"], paths)
+    with pytest.raises(PipelineError, match=r"models\.planted_resnet: its pretrained weights .* `dvc repro weights@planted_resnet`"):
+        audit("planted", params.audit_of("planted"), params.audit_model("planted"), params.seed, paths)

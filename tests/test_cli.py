@@ -14,7 +14,7 @@ from tests.helpers.params import tiny_raw
 
 STAGES = ("download", "settings", "split", "preprocess", "audit", "train", "evaluate", "export")
 COMMANDS = (*STAGES, "report", "bench", "sanity", "inspect", "make-images", "lr-find", "params", "tune", "push", "pull", "predict", "serve",
-            "bench-predict", "bench-accuracy", "bench-repro", "bench-airbench", "dev", "warm")
+            "bench-predict", "bench-accuracy", "bench-repro", "bench-airbench", "dev", "warm", "publish")
 runner = CliRunner()
 
 

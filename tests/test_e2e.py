@@ -1,6 +1,7 @@
 """End to end: `dvc repro` in a temporary copy of the repository, with tiny params, as a user runs it."""
 
 import json
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -10,6 +11,7 @@ import yaml
 
 from pipeline.analysis.repro_times import last_run
 from pipeline.cli.warm_server import GPU_DEVICES
+from tests.helpers.hub_datasets import write_hub_cache
 from tests.helpers.params import tiny_full
 from tests.helpers.workspace import attempt, committed_repro, dvc, run, stages_run
 
@@ -140,23 +142,39 @@ def test_aug_change_reruns_only_train_evaluate_and_export(workspace: Path) -> No
     assert {0, 20} <= rotations
 
 
-def test_switching_a_source_reruns_exactly_that_datasets_stages_and_its_models(
+HUB_ID = "owner/cifar10"
+FIRST, SECOND = "a1" * 20, "b2" * 20  # two commits of it (hex with letters: digits alone are read as a number by -S)
+
+
+def test_switching_to_a_hub_dataset_reruns_exactly_its_stages_and_its_models_and_so_does_a_new_commit(
     workspace: Path, tmp_path: Path
 ) -> None:
-    """Real data: the sample's images as the user's own split folders (one image fewer), read with `source: local`.
-    cifar_mlp's sample budget (one epoch) no longer applies: it trains its block's two epochs."""
+    """Real data from the Hub: the sample's CIFAR-10 images (one fewer) as a Hub dataset in the Hub's cache, as a
+    first download leaves it, read with HF_HUB_OFFLINE. `source: hf` by its id re-runs that dataset's stages and its
+    model's, nothing else; cifar_mlp's sample budget (one epoch) no longer applies: it trains its block's two.
+    Pinning another commit (one image fewer still) re-runs the same stages."""
     assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 1
-    local = tmp_path / "cifar"
     with zipfile.ZipFile(workspace / "data/raw/cifar10/images.zip") as archive:
-        archive.extractall(local)
-    next(iter(sorted((local / "train").glob("*/*.png")))).unlink()
+        files = {name: archive.read(name) for name in sorted(archive.namelist()) if name.endswith(".png")}
+    classes = sorted({name.split("/")[1] for name in files})
+    training = [name for name in files if name.startswith("train/")]
+    first = {name: blob for name, blob in files.items() if name != training[0]}
+    second = {name: blob for name, blob in first.items() if name != training[-1]}
+    cache = write_hub_cache(tmp_path / "hub", HUB_ID, {FIRST: first, SECOND: second}, classes)
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     targets = [f"{stage}@{model}" for stage in ("evaluate", "export") for model in AUG_MODELS]
-    output = dvc(
-        workspace, "exp", "run", "-S", "data.cifar10.source=local", "-S", f"data.cifar10.path={local}", *targets
-    )
     cifar = {f"{stage}@cifar10" for stage in ("download", "settings", "split", "preprocess")}
-    assert stages_run(output) == cifar | {f"{stage}@cifar_mlp" for stage in ("train", "evaluate", "export")}
+    expected = cifar | {f"{stage}@cifar_mlp" for stage in ("train", "evaluate", "export")}
+    pinned = ["-S", "data.cifar10.source=hf", "-S", f"data.cifar10.path={HUB_ID}", "-S", f"+data.cifar10.revision={FIRST}"]
+    output = dvc(workspace, "exp", "run", *pinned, *targets, env=env)
+    assert stages_run(output) == expected
     assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 2
+    index = json.loads((workspace / "data/raw/cifar10/index.json").read_text())
+    assert (index["revision"], index["classes"]) == (FIRST, classes)
+    assert json.loads((workspace / "metrics/cifar_mlp/test.json").read_text())["samples"] == TEST_SAMPLES["cifar10"]
+    output = dvc(workspace, "exp", "run", "-S", f"data.cifar10.revision={SECOND}", *targets, env=env)
+    assert stages_run(output) == expected
+    assert json.loads((workspace / "data/raw/cifar10/index.json").read_text())["revision"] == SECOND
 
 
 def _resolved(root: Path, model: str) -> dict:

@@ -12,6 +12,7 @@ from pipeline.config.params import parse_params
 from pipeline.config.training import TrainParams
 from pipeline.core.errors import PipelineError
 from pipeline.models.registry import (
+    PRETRAINED,
     BATCHNORM,
     build_model,
     features_of,
@@ -116,18 +117,12 @@ def test_a_run_killed_mid_freeze_resumes_to_the_uninterrupted_weights(prepared, 
 
 
 @pytest.mark.parametrize(("small_input", "fresh"), [(False, {"fc."}), (True, {"fc.", "conv1."})])
-def test_pretrained_resnet18_loads_imagenet_weights_into_all_but_the_new_parts(monkeypatch, small_input, fresh):
+def test_pretrained_resnet18_loads_imagenet_weights_into_all_but_the_new_parts(small_input, fresh):
     torch.manual_seed(1)
     imagenet = torchvision.models.resnet18().state_dict()
-    fetched = []
-
-    def fetch(self, *args, **kwargs):
-        fetched.append(self)
-        return imagenet
-
-    monkeypatch.setattr(WeightsEnum, "get_state_dict", fetch)
-    model = _resnet(pretrained=True, small_input=small_input)
-    assert fetched == [ResNet18_Weights.IMAGENET1K_V1]
+    args = ResNet18Args(pretrained=True, small_input=small_input)
+    assert PRETRAINED["resnet18"].upstream(args).source["name"] == str(ResNet18_Weights.IMAGENET1K_V1)
+    model = build_model("resnet18", args, in_channels=3, size=32, num_classes=4, weights=imagenet)
     for key, value in model.state_dict().items():
         new = key.startswith(tuple(fresh))
         assert new != (value.shape == imagenet[key].shape and torch.equal(value, imagenet[key])), key

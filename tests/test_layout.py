@@ -16,9 +16,9 @@ from tests.helpers.params import REPO
 # then the repository's upkeep (docs and deps generators, benches: it may import any of those), then the command line.
 LAYERS = [
     ("core",), ("config",), ("data",), ("models",), ("analysis",), ("training", "inference"), ("serving",), ("stages",),
-    ("onboarding",), ("preflight", "tuning"), ("upkeep",), ("cli",), ("__main__",)
+    ("onboarding",), ("preflight", "tuning", "sharing"), ("upkeep",), ("cli",), ("__main__",)
 ]
-USER_FEATURES = ("onboarding", "preflight", "tuning")
+USER_FEATURES = ("onboarding", "preflight", "tuning", "sharing")
 MODULES = module_files(REPO)
 GUIDE_LINES, MAX_LINES = 400, 600
 

@@ -25,6 +25,7 @@ from pipeline.models.file import load_model, save_model
 from pipeline.models.layers import Dropout
 from pipeline.models.outputs import inverse_frequency, loss, output_count, probabilities
 from pipeline.models.registry import (
+    PRETRAINED,
     ARCHS,
     BATCHNORM,
     build_model,
@@ -301,16 +302,9 @@ def test_vgg16_fine_tuned_without_features_lr_trains_everything_at_the_lr():
     assert len(groups[0]["params"]) == len(list(model.parameters()))
 
 
-def test_vgg16_pretrained_copies_the_imagenet_conv_weights(monkeypatch, imagenet_like_state):
-    fetched = []
-
-    def serve(self, *args, **kwargs):
-        fetched.append(self)
-        return imagenet_like_state
-
-    _serve_weights(monkeypatch, serve)
-    model = _cifar_vgg16(Vgg16Args(pretrained=True))
-    assert fetched == [VGG16_Weights.IMAGENET1K_V1]
+def test_vgg16_pretrained_copies_the_imagenet_conv_weights(imagenet_like_state):
+    assert PRETRAINED["vgg16"].upstream(Vgg16Args()).source["name"] == str(VGG16_Weights.IMAGENET1K_V1)
+    model = _cifar_vgg16(Vgg16Args(pretrained=True), weights=imagenet_like_state)
     for key, value in model.features.state_dict().items():
         assert torch.equal(value, imagenet_like_state[f"features.{key}"]), key
     assert model.classifier[0].in_features == 512
@@ -327,33 +321,13 @@ def test_vgg16_batchnorm_is_torchvision_vgg16_bn_initialised_as_torchvision_does
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_vgg16_batchnorm_pretrained_copies_the_vgg16_bn_imagenet_weights(monkeypatch):
+def test_vgg16_batchnorm_pretrained_copies_the_vgg16_bn_imagenet_weights():
     state = _imagenet_like(torchvision.models.vgg16_bn, seed=2)
-    fetched = []
-
-    def serve(self, *args, **kwargs):
-        fetched.append(self)
-        return state
-
-    _serve_weights(monkeypatch, serve)
-    model = _cifar_vgg16(Vgg16Args(pretrained=True, batchnorm=True))
-    assert fetched == [VGG16_BN_Weights.IMAGENET1K_V1]
+    args = Vgg16Args(pretrained=True, batchnorm=True)
+    assert PRETRAINED["vgg16"].upstream(args).source["name"] == str(VGG16_BN_Weights.IMAGENET1K_V1)
+    model = _cifar_vgg16(args, weights=state)
     for key, value in model.features.state_dict().items():
         assert torch.equal(value, state[f"features.{key}"]), key
-
-
-def test_vgg16_weights_that_cannot_be_fetched_say_where_to_put_them(monkeypatch, tmp_path):
-    def offline(self, *args, **kwargs):
-        raise URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    _serve_weights(monkeypatch, offline)
-    with pytest.raises(PipelineError) as error:
-        _cifar_vgg16(Vgg16Args(pretrained=True))
-    message = str(error.value)
-    assert str(tmp_path / "hub" / "checkpoints" / VGG16_FILE) in message
-    assert f"https://download.pytorch.org/models/{VGG16_FILE}" in message
-    assert "pretrained: false" in message
 
 
 def test_vgg16_pretrained_on_gray_images_is_an_error_naming_the_color_key():
@@ -367,9 +341,8 @@ def test_vgg16_needs_images_of_at_least_32_pixels():
 
 
 def test_load_model_rebuilds_a_pretrained_model_without_fetching_weights(monkeypatch, tmp_path, imagenet_like_state):
-    _serve_weights(monkeypatch, lambda self, *args, **kwargs: imagenet_like_state)
     args = Vgg16Args(pretrained=True, head=8)
-    model = _cifar_vgg16(args)
+    model = _cifar_vgg16(args, weights=imagenet_like_state)
     config = ModelConfig("cifar_vgg16", "cifar10", "vgg16", args, TrainParams(), AugParams())
     meta = DatasetMeta(classes=[str(n) for n in range(10)], size=32, color="rgb", resize="squash", normalize=False,
                        mean=[0.5] * 3, std=[0.25] * 3)

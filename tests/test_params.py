@@ -7,7 +7,7 @@ import yaml
 from pipeline.config.datasets import PreprocessParams, SplitParams
 from pipeline.config.params import load_params, parse_params
 from pipeline.core.errors import PipelineError
-from tests.helpers.params import TINY, repo_params, tiny_raw
+from tests.helpers.params import TINY, changed, repo_params, tiny_full, tiny_raw
 
 
 def test_repo_params_parse_with_documented_defaults():
@@ -135,7 +135,7 @@ def test_an_out_of_range_value_names_the_key_the_bound_and_the_value():
 
 
 def test_an_unknown_source_lists_the_valid_ones():
-    with pytest.raises(PipelineError, match=r"data\.catsdogs\.source: Input should be 'sample', 'kaggle' or 'local'"):
+    with pytest.raises(PipelineError, match=r"data\.catsdogs\.source: Input should be 'sample', 'kaggle', 'local' or 'hf'"):
         parse_params(tiny_raw(**{"data.catsdogs.source": "kagle"}))
 
 
@@ -312,3 +312,15 @@ def test_exponent_numbers_read_as_numbers_as_dvc_writes_them(tmp_path):
     assert "lr: 1e-05" in exponent.read_text()
 
     assert load_params(exponent) == load_params(plain)
+
+
+def test_a_pretrained_model_of_gray_images_is_refused_naming_the_keys_before_any_weights_are_fetched():
+    raw = tiny_raw(**{"models.gray_vgg": {"dataset": "catsdogs", "arch": "vgg16", "pretrained": True}})
+    with pytest.raises(PipelineError, match=r"models\.gray_vgg\.pretrained: .* preprocess\.catsdogs\.color is gray; set"):
+        parse_params(raw)
+
+
+def test_a_pretrained_model_of_a_table_is_refused_naming_the_key():
+    raw = changed(tiny_full(), {"models.iris_vgg": {"dataset": "iris", "arch": "vgg16", "pretrained": True}})
+    with pytest.raises(PipelineError, match=r"models\.iris_vgg\.pretrained: .* 'iris' is a table"):
+        parse_params(raw)

@@ -33,6 +33,7 @@ def _expected_outputs() -> set[str]:
         train_dir = paths.train_dir(model)
         expected |= {
             paths.model_settings_file(model),
+            paths.weights_dir(model),
             paths.model_file(model),
             paths.model_card(model),
             paths.calibration_file(model),

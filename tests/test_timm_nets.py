@@ -1,12 +1,11 @@
-"""`arch: timm`: a timm backbone trains, exports with parity and predicts, records its own preprocessing, and
-offline its pretrained weights come from the file the error names. Slow tier: importing timm takes seconds."""
+"""`arch: timm`: a timm backbone trains, exports with parity and predicts, records its own preprocessing, and an
+unknown name is an error naming the key (its pretrained weights: tests/test_weights.py). Slow tier: importing timm
+takes seconds."""
 
 import json
 
 import onnx
 import pytest
-import torch
-from safetensors.torch import save_file
 
 from pipeline.config.archs import TimmArgs
 from pipeline.config.params import parse_params
@@ -16,7 +15,6 @@ from pipeline.inference.onnx_backend import OnnxBackend
 from pipeline.inference.torch_backend import TorchBackend
 from pipeline.models.file import load_model
 from pipeline.models.registry import build_model
-from pipeline.models.timm_nets import timm_weights_file
 from pipeline.stages.export import export
 from pipeline.stages.train import train
 from tests.helpers.params import tiny_raw
@@ -43,28 +41,6 @@ def test_a_timm_model_trains_exports_with_parity_and_predicts(prepared):
     by_onnx = OnnxBackend(prepared.onnx_file("catsdogs_timm")).probabilities(images)
     assert by_torch.shape == (len(images), 2)
     assert abs(by_torch - by_onnx).max() < 1e-4
-
-
-def test_offline_the_error_names_the_weights_file_and_a_file_put_there_is_loaded(monkeypatch, tmp_path):
-    import timm.models._builder as builder
-
-    def no_network(*args, **kwargs):
-        raise OSError("no network")  # as the hub's client says offline, without waiting for its timeouts
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(builder, "load_state_dict_from_hf", no_network)
-    args = TimmArgs(model_name=TINY_TIMM, pretrained=True)
-    wanted = timm_weights_file(TINY_TIMM)
-    with pytest.raises(PipelineError, match=f"by hand to {wanted}, or set its pretrained: false"):
-        build_model("timm", args, in_channels=3, size=32, num_classes=4)
-
-    torch.manual_seed(1)
-    imagenet = build_model("timm", TimmArgs(model_name=TINY_TIMM), in_channels=3, size=32, num_classes=1000)
-    wanted.parent.mkdir(parents=True)
-    save_file(imagenet.state_dict(), wanted)
-    model = build_model("timm", args, in_channels=3, size=32, num_classes=4)
-    assert torch.equal(model.conv1[0].weight, imagenet.conv1[0].weight)
-    assert model.get_classifier().out_features == 4
 
 
 def test_an_unknown_model_name_is_an_error_naming_the_key():

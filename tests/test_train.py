@@ -80,12 +80,6 @@ def test_a_different_seed_gives_different_weights(tiny_run, trained):
     assert not torch.equal(weights(tiny_run[0])["0.0.weight"], weights(trained)["0.0.weight"])
 
 
-def test_a_model_that_cannot_be_built_is_an_error_naming_its_params_block(prepared):
-    params = parse_params(tiny_raw(**{"models.gray_vgg": {"dataset": "catsdogs", "arch": "vgg16", "pretrained": True}}))
-    with pytest.raises(PipelineError, match=r"^models\.gray_vgg: vgg16 with pretrained ImageNet weights needs RGB"):
-        train("gray_vgg", params, prepared)
-
-
 def test_train_logs_true_class_confidence_per_epoch(tiny_run):
     prepared, last = tiny_run
     for split_name in ("train", "val"):

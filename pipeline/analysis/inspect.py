@@ -4,7 +4,8 @@ It is read in its layout (`pipeline.data.layouts`), then every image's header is
 for its size, format and colour, checked as preprocess will check it (`pipeline.data.images.refusal`), and hashed
 to find files with the same content. A class whose every image is unreadable is named: download would refuse it.
 `inspection_text` writes it all down; `pipeline.onboarding.declare` turns it into the params blocks that declare the
-dataset.
+dataset. A Hugging Face Hub dataset is looked at the same way: `hf:OWNER/NAME` (fetched into the Hub's cache, at its
+main branch) or a folder holding parquet shards (`pipeline.data.sources.hf`).
 """
 
 import hashlib
@@ -20,7 +21,9 @@ from tqdm import tqdm
 from pipeline.data.classes import Listing, skip_counts, unusable_classes
 from pipeline.data.images import refusal
 from pipeline.data.layouts import read_listing
-from pipeline.data.tree import open_tree
+from pipeline.data.sources.hf import HUB_PREFIX, open_hub
+from pipeline.data.sources.hub_parquet import is_parquet_folder
+from pipeline.data.tree import Tree, open_tree
 
 KEY = "inspect"
 GRAY_MODES = ("1", "L")
@@ -30,7 +33,7 @@ GRAY_MODES = ("1", "L")
 class Inspection:
     """What `inspect` found: the listing, and of its images the sizes (width, height) and formats of those that may
     be decoded, the unreadable ones with the reason, the groups of files with the same content, and whether every
-    readable image is gray."""
+    readable image is gray; for a Hub dataset (`hub`), the revision read."""
 
     path: Path
     listing: Listing
@@ -39,6 +42,8 @@ class Inspection:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
     gray: bool = True
+    hub: bool = False
+    revision: str = ""
 
     @property
     def side(self) -> int:
@@ -51,12 +56,18 @@ class Inspection:
         return "gray" if self.gray else "rgb"
 
 
+def is_hub(path: Path | str) -> bool:
+    """True for a Hugging Face Hub dataset: `hf:OWNER/NAME`, or a folder holding parquet shards."""
+    return str(path).startswith(HUB_PREFIX) or is_parquet_folder(Path(path).expanduser())
+
+
 def inspect(path: Path, layout: str = "auto") -> Inspection:
-    """Read the dataset at `path` (a folder, zip or tar) in `layout` and look at every image's header."""
-    path = Path(path).resolve()
-    with open_tree(path, KEY) as tree:
-        listing = read_listing(tree, layout, key=KEY)
-        found = Inspection(path, listing)
+    """Read the dataset at `path` (a folder, zip or tar, or a Hub dataset: see `is_hub`) in `layout` and look at
+    every image's header."""
+    path = Path(path) if str(path).startswith(HUB_PREFIX) else Path(path).resolve()
+    with _opened(path) as tree:
+        listing = read_listing(tree, tree.layout or layout, tree.classes, key=KEY)
+        found = Inspection(path, listing, hub=is_hub(path), revision=tree.revision)
         by_content: dict[str, list[str]] = defaultdict(list)
         names = [sample.path for sample in listing.samples]
         files = tree.read_many(names)
@@ -76,11 +87,17 @@ def inspect(path: Path, layout: str = "auto") -> Inspection:
     return found
 
 
+def _opened(path: Path) -> Tree:
+    """The tree of the dataset at `path`: a Hub dataset's shards, or a folder, zip or tar."""
+    return open_hub(str(path), KEY) if is_hub(path) else open_tree(path, KEY)
+
+
 def inspection_text(found: Inspection) -> str:
     """The inspection as text: layout, classes with counts, sizes, formats, unreadable files, duplicates, ignored
     files."""
     listing = found.listing
     lines = [f"{found.path}: {listing.layout} layout, {len(listing.classes)} classes, {len(listing.samples)} images"]
+    lines += [f"revision {found.revision}"] if found.revision else []
     lines += ["", *_class_table(listing), ""]
     if found.sizes:
         for axis, values in (("width", [w for w, _ in found.sizes]), ("height", [h for _, h in found.sizes])):

@@ -1,10 +1,13 @@
 """The `pipeline` command: every stage command (`pipeline.cli.stages`), the tools (`pipeline.cli.tools`),
-`pipeline predict` (`pipeline.cli.predict`) and `pipeline serve` with `pipeline bench-predict` (`pipeline.cli.serve`)."""
+`pipeline predict` (`pipeline.cli.predict`), `pipeline serve` with `pipeline bench-predict` (`pipeline.cli.serve`) and
+`pipeline publish` (`pipeline.cli.publish`)."""
 
-from pipeline.cli import predict, serve, tools
+from pipeline.cli import predict, publish, serve, tools
 from pipeline.cli.stages import app
 
-for command in (tools.bench, tools.report, tools.inspect, tools.push, tools.pull, predict.predict, serve.serve):
+for command in (
+    tools.bench, tools.report, tools.inspect, tools.push, tools.pull, predict.predict, serve.serve, publish.publish
+):
     app.command()(command)
 app.command("make-images")(tools.make_images)
 app.command("lr-find")(tools.lr_find)

@@ -200,7 +200,13 @@ def report(
 
 @user_errors
 def inspect(
-    path: Annotated[Path, typer.Argument(help="A folder, .zip or .tar(.gz) of images, in any accepted layout.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder, .zip or .tar(.gz) of images, in any accepted layout; or a Hugging Face Hub dataset: "
+            "hf:OWNER/NAME, or a folder of its parquet shards."
+        ),
+    ],
     layout: Annotated[
         str, typer.Option(help="auto, class_folders, split_folders, names, csv or csv:<file in the tree>.")
     ] = "auto",

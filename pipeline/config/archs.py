@@ -63,6 +63,35 @@ class FineTuneArgs(Block):
     freeze_epochs: Count
 
 
+class Pretrainable(Block):
+    """`pretrained`: start from published weights, which the `weights@<model>` stage fetches into
+    data/weights/<model>/ (DVC tracks them); `weights`: a local file (a state dict, .safetensors or torch.save'd) to
+    take instead of the upstream download, checked against the architecture."""
+
+    pretrained: bool = False
+    weights: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _weights_need_pretrained(self) -> "Pretrainable":
+        if self.weights is not None and not self.pretrained:
+            raise ValueError(
+                f"weights is set ({self.weights}), but pretrained is false; set pretrained: true to start from that "
+                "file, or weights: null"
+            )
+        return self
+
+    def weights_request(self) -> dict[str, object] | None:
+        """What decides the weights the model starts from (none without `pretrained`): the `weights@<model>` stage
+        re-runs when it changes, and only then."""
+        if not self.pretrained:
+            return None
+        return {"weights": self.weights, **self._upstream_choice()}
+
+    def _upstream_choice(self) -> dict[str, object]:
+        """The args that choose which upstream weights fit the architecture."""
+        return {}
+
+
 class FineTunable(BatchNormArgs):
     """A torchvision network with a new head, whose features may train at their own rate (`features_lr`, null: the
     model's lr) and be fine-tuned (`fine_tune`, null: off)."""
@@ -75,7 +104,7 @@ class FineTunable(BatchNormArgs):
         return value
 
 
-class Vgg16Args(FineTunable):
+class Vgg16Args(FineTunable, Pretrainable):
     """torchvision VGG16 (`batchnorm`: its VGG16-BN variant), ImageNet weights optional; `freeze` keeps the conv
     features fixed, else they train at `features_lr` (null: the model's own lr)."""
 
@@ -87,13 +116,15 @@ class Vgg16Args(FineTunable):
     dropout: Probability = 0.5
     fine_tune: FineTuneArgs | None = None
 
+    def _upstream_choice(self) -> dict[str, object]:
+        return {"batchnorm": self.batchnorm}
 
-class ResNet18Args(FineTunable):
+
+class ResNet18Args(FineTunable, Pretrainable):
     """torchvision ResNet-18, from scratch or from ImageNet weights (`pretrained`); `small_input` swaps the ImageNet
     stem for a 3x3 stride-1 conv, no maxpool; the features (all but `fc`) train at `features_lr`."""
 
     small_input: bool = True
-    pretrained: bool = False
     features_lr: float | None = Field(None, gt=0)
     fine_tune: FineTuneArgs | None = None
 
@@ -120,13 +151,15 @@ class SmallResNetArgs(BatchNormArgs):
     scale: float = Field(0.125, gt=0)
 
 
-class TimmArgs(Block):
+class TimmArgs(Pretrainable):
     """Any timm model by name (`timm.create_model(model_name, num_classes=...)`), e.g. resnet50, convnext_tiny,
     efficientnet_b0, `test_resnet` (a tiny one for tests); `pretrained`: its default pretrained weights, from the
-    Hugging Face hub or a file put in place by hand (docs/how-to/training-controls.md)."""
+    Hugging Face hub (or the `weights` file), fetched by the `weights@<model>` stage."""
 
     model_name: str = Field("resnet18", min_length=1)
-    pretrained: bool = False
+
+    def _upstream_choice(self) -> dict[str, object]:
+        return {"model_name": self.model_name}
 
 
 ARCH_ARGS: dict[str, type[Block]] = {

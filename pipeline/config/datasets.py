@@ -3,7 +3,9 @@
 
 Every dataset goes through the same blocks. The built-in names have their own sources besides `local`: `catsdogs`
 (`sample`, `kaggle`), `cifar10` (`sample`, `torchvision`) and `iris` (`sklearn`, a table); any other name is the
-user's own images, `source: local` at `path`, in any layout `pipeline.data.layouts` reads, unless it says
+user's own images, `source: local` at `path`, in any layout `pipeline.data.layouts` reads, or a Hugging Face Hub
+dataset, `source: hf` (any dataset may come from the Hub: `path` is its id or a folder of its parquet shards),
+unless it says
 `builtin: <name>`: then it is another copy of that built-in dataset, with that dataset's sources and keys (the same
 images split or stored another way, e.g. dogs-vs-cats in colour at a larger size beside the classic grayscale
 80x80). `split.<name>` and `preprocess.<name>` are optional: a dataset without one gets the block's defaults.
@@ -29,18 +31,33 @@ def _share(value: Any) -> int | float:
 
 Share = Annotated[int | float, PlainValidator(_share)]
 Resize = Literal["squash", "crop", "pad"]
+HUB_KEYS = ("revision", "image_column", "label_column")
 REVIEWS = "reviews"  # the reviewed audit findings (exclude, relabel): split depends on the whole folder
 
 
 class DataSource(Block):
     """Where a dataset's raw images come from; `local` reads the user's folder, zip or tar at `path`, in `layout`
-    (`auto` detects it), with `classes` fixing the class order or taking a subset (null: every class, sorted)."""
+    (`auto` detects it), with `classes` fixing the class order or taking a subset (null: every class, sorted); `hf`
+    reads a Hugging Face Hub dataset (`path`: its id or a folder of its parquet shards) at `revision`, its images and
+    labels from the columns its features say (or `image_column`, `label_column`), its classes in the ClassLabel's
+    order."""
 
     builtin: Literal["catsdogs", "cifar10", "iris"] | None = Field(
         None, description="Another copy of this built-in dataset, with its sources and keys, split or stored another way."
     )
-    source: Literal["local"] = Field("local", description="Your own images, read from `path`.")
-    path: str | None = Field(None, description="A folder of images, or a .zip / .tar(.gz) of one.")
+    source: Literal["local", "hf"] = Field(
+        "local", description="local: your own images, read from `path`; hf: a Hugging Face Hub dataset."
+    )
+    path: str | None = Field(
+        None,
+        description="A folder of images, or a .zip / .tar(.gz) of one; for hf, a Hub dataset id (OWNER/NAME) or a "
+        "folder of its parquet shards.",
+    )
+    revision: str | None = Field(
+        None, description="hf: the Hub branch, tag or commit to read (null: main); the commit read is recorded."
+    )
+    image_column: str | None = Field(None, description="hf: the image column (null: the one Image feature).")
+    label_column: str | None = Field(None, description="hf: the label column (null: the one ClassLabel feature).")
     layout: str = Field(
         "auto",
         description="auto (detected), class_folders, split_folders, names or csv (csv:<file> names one manifest).",
@@ -58,20 +75,29 @@ class DataSource(Block):
     def _local_needs_path(self) -> "DataSource":
         if self.source == "local" and not self.path:
             raise ValueError("source 'local' needs 'path' to point at your images (a folder, a .zip or a .tar.gz)")
+        if self.source == "hf" and not self.path:
+            raise ValueError("source 'hf' needs 'path': a Hub dataset id (OWNER/NAME) or a folder of parquet shards")
+        return self
+
+    @model_validator(mode="after")
+    def _hub_keys_for_hub(self) -> "DataSource":
+        for key in HUB_KEYS:
+            if self.source != "hf" and getattr(self, key) is not None:
+                raise ValueError(f"{key} applies to source 'hf' only; remove it, or set source: hf")
         return self
 
 
 class CatsDogsData(DataSource):
     """dogs-vs-cats: the Kaggle layout (`cat.<n>.jpg`, `dog.<n>.jpg` in one folder) and its two classes."""
 
-    source: Literal["sample", "kaggle", "local"] = "sample"  # type: ignore[assignment]
+    source: Literal["sample", "kaggle", "local", "hf"] = "sample"  # type: ignore[assignment]
     layout: str = "names"
     classes: list[str] | None = Field(default_factory=lambda: ["cat", "dog"])
     sample_per_class: Count = 2000
 
 
 class Cifar10Data(DataSource):
-    source: Literal["sample", "torchvision", "local"] = "sample"  # type: ignore[assignment]
+    source: Literal["sample", "torchvision", "local", "hf"] = "sample"  # type: ignore[assignment]
     sample_per_class: Count = 200
     sample_test_per_class: Count = 100
 

@@ -250,6 +250,8 @@ def _resolve_model(params: Params, name: str, block: ModelParams, prefix: str) -
     arch_args = validated(ARCH_ARGS[block.arch], extra, prefix, also_known=block_keys)
     if train.data_on_device:
         _check_device_aug(aug, prefix)
+    if getattr(arch_args, "pretrained", False):
+        _check_pretrained_input(params.preprocess[block.dataset], block.dataset, prefix)
     if isinstance(params.preprocess[block.dataset], TablePreprocess) and train.cutmix:
         train = _table_cutmix(train, train_keys, block.dataset, prefix)
     return ModelConfig(
@@ -271,6 +273,21 @@ def _resolve_evaluate(params: Params, block: ModelParams, prefix: str) -> Evalua
         )
     return evaluate.model_copy(update={"tta": "none"})
 
+
+
+def _check_pretrained_input(preprocess: PreprocessParams | TablePreprocess, dataset: str, prefix: str) -> None:
+    """Published weights take RGB images: a pretrained model of gray images or of a table is refused before its
+    weights stage fetches anything, naming the key to change."""
+    if isinstance(preprocess, TablePreprocess):
+        raise PipelineError(
+            f"{prefix}.pretrained: pretrained weights take RGB images, but {dataset!r} is a table (rows of features); "
+            "set pretrained: false"
+        )
+    if preprocess.color != "rgb":
+        raise PipelineError(
+            f"{prefix}.pretrained: pretrained weights take RGB images, but preprocess.{dataset}.color is "
+            f"{preprocess.color}; set preprocess.{dataset}.color: rgb, or pretrained: false to train from scratch"
+        )
 
 
 def _table_cutmix(train: TrainParams, own: dict, dataset: str, prefix: str) -> TrainParams:

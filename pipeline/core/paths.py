@@ -5,6 +5,7 @@ from pathlib import Path
 
 SPLITS = ("train", "val", "test")
 RAW_ARCHIVE, RAW_TABLE, RAW_SAMPLES, RAW_INDEX = "images.zip", "table.csv", "samples.csv", "index.json"
+WEIGHTS_STATE, WEIGHTS_RECORD = "weights.safetensors", "weights.json"  # in Paths.weights_dir
 AUDIT_FINDINGS = ("near_duplicates", "label_issues", "outliers", "image_quality")  # each a CSV in Paths.audit_dir
 
 
@@ -42,6 +43,11 @@ class Paths:
         """`data/settings/models/<model>.json`: the model's dataset and architecture, which its train stage depends
         on (see `pipeline.stages.model_settings`)."""
         return self.root / "data" / "settings" / "models" / f"{model}.json"
+
+    def weights_dir(self, model: str) -> Path:
+        """`data/weights/<model>/`: the pretrained weights the model starts from and their record, or a record of
+        none (see `pipeline.stages.weights`)."""
+        return self.root / "data" / "weights" / model
 
     def manifest_dir(self, dataset: str) -> Path:
         return self.root / "data" / "manifests" / dataset

@@ -23,9 +23,10 @@ from pipeline.data.tree import Tree
 
 
 def ingest(tree: Tree, data: DataSource, key: str, folder: Path) -> RawIndex:
-    """Read `tree` in `data.layout` (and `data.classes`) and write its images into `folder` in the raw layout;
-    an error naming `key` and the class's home in the tree when a class has no usable image."""
-    listing = read_listing(tree, data.layout, data.classes, key)
+    """Read `tree` in `data.layout` (and `data.classes`; a source's own layout and class order where it has them)
+    and write its images into `folder` in the raw layout, with the source's revision if any; an error naming `key`
+    and the class's home in the tree when a class has no usable image."""
+    listing = read_listing(tree, tree.layout or data.layout, data.classes or tree.classes, key)
     hashes: dict[str, str] = {}
     skips: dict[str, str] = {}
 
@@ -42,4 +43,4 @@ def ingest(tree: Tree, data: DataSource, key: str, folder: Path) -> RawIndex:
         (sample.path, sample.cls, sample.part or "", hashes[sample.path], skips[sample.path])
         for sample in listing.samples
     ]
-    return write_index(folder, "images", listing, pd.DataFrame(rows, columns=SAMPLE_COLUMNS))
+    return write_index(folder, "images", listing, pd.DataFrame(rows, columns=SAMPLE_COLUMNS), tree.revision)

@@ -12,11 +12,13 @@
   judged from its header as it was hashed (`pipeline.data.images.refusal`: "empty file", "not a decodable image",
   ...), empty for a usable one: the split draws only from usable images.
 - `index.json`: the kind (`images` or `table`), the classes in label order, the layout read, the sample count, the
-  files left out, by reason, and the unusable samples, by the gist of their `skip` reason.
+  files left out, by reason, and the unusable samples, by the gist of their `skip` reason; for a source with a
+  version, its `revision` (a Hugging Face Hub commit, a hash of a local folder's shards), so that a moved branch
+  changes the output in `dvc.lock` and re-runs what follows.
 """
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -40,15 +42,20 @@ class RawIndex:
     samples: int
     ignored: dict[str, int]
     unusable: dict[str, int]
+    revision: str = ""
 
 
-def write_index(folder: Path, kind: Literal["images", "table"], listing: Listing, samples: pd.DataFrame) -> RawIndex:
-    """Write `samples.csv` and `index.json` into the raw folder, beside the samples; returns the index."""
+def write_index(
+    folder: Path, kind: Literal["images", "table"], listing: Listing, samples: pd.DataFrame, revision: str = ""
+) -> RawIndex:
+    """Write `samples.csv` and `index.json` into the raw folder, beside the samples; returns the index. The
+    revision is written only where the source has one (other sources' index stays as it was)."""
     skips = [gist(reason) for reason in samples["skip"] if reason]
     unusable = {reason: skips.count(reason) for reason in sorted(set(skips))}
-    index = RawIndex(kind, listing.classes, listing.layout, len(samples), listing.ignored, unusable)
+    index = RawIndex(kind, listing.classes, listing.layout, len(samples), listing.ignored, unusable, revision)
     samples[SAMPLE_COLUMNS].to_csv(folder / RAW_SAMPLES, index=False, lineterminator="\n")
-    write_json(folder / RAW_INDEX, {**index.__dict__, "classes": list(index.classes)})
+    written = {**index.__dict__, "classes": list(index.classes)}
+    write_json(folder / RAW_INDEX, written if revision else {k: v for k, v in written.items() if k != "revision"})
     return index
 
 
@@ -58,9 +65,9 @@ def read_index(paths: Paths, dataset: str) -> RawIndex:
     path = _downloaded(paths.raw_index(dataset), dataset)
     found = json.loads(path.read_text())
     names = [field.name for field in fields(RawIndex)]
-    if not set(names) <= set(found):
+    if not {field.name for field in fields(RawIndex) if field.default is MISSING} <= set(found):
         raise _outdated(path, dataset)
-    return RawIndex(**{**{name: found[name] for name in names}, "classes": tuple(found["classes"])})
+    return RawIndex(**{**{name: found[name] for name in names if name in found}, "classes": tuple(found["classes"])})
 
 
 def read_samples(paths: Paths, dataset: str) -> pd.DataFrame:

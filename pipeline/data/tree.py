@@ -39,7 +39,14 @@ TAR_SYMLINK = "symbolic links inside a tar"
 
 
 class Tree:
-    """Files under one root, by posix relative path; a context manager that closes the archive behind it."""
+    """Files under one root, by posix relative path; a context manager that closes the archive behind it.
+
+    A source whose files are always in one layout says so (`layout`, `classes` in label order); one that has a
+    version records it (`revision`: a Hub commit, a hash of its files). A user's folder or archive has neither."""
+
+    layout = ""
+    classes: list[str] | None = None
+    revision = ""
 
     def __init__(self, source: Path, key: str, shown: str = "") -> None:
         self.source = source

@@ -114,7 +114,6 @@ def _rebuilt(saved: dict[str, Any]) -> tuple[nn.Module, "SavedModel"]:
             in_channels=provenance.channels,
             size=provenance.size,
             num_classes=len(provenance.classes),
-            load_weights=False,  # the saved state_dict replaces any pretrained weights: never download them here
         )
         model.load_state_dict(saved["state_dict"])
     except (PipelineError, RuntimeError, TypeError, ValueError) as exc:

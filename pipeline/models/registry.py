@@ -3,35 +3,48 @@
 A two-class model has one output (a logit, read through a sigmoid, trained with binary cross-entropy); a model of
 more classes has one logit per class (softmax, cross-entropy). `loss` and `probabilities` hide the difference.
 
-An architecture with pretrained weights registers a loader beside its factory; `build_model` runs it only when
-asked, so rebuilding a saved model never downloads. A factory may give a submodule its own learning rate
+An architecture with pretrained weights registers how it starts from them beside its factory (`Pretrained`): the
+`weights@<model>` stage fetches them, and `build_model` only loads the state dict it is given, so neither training
+nor rebuilding a saved model downloads anything. A factory may give a submodule its own learning rate
 (`train_at`); `parameter_groups` turns that into optimizer groups. A factory that puts a new head on pretrained
 features marks them (`mark_features`), for fastai's fine_tune (`pipeline.training.fine_tune`).
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from pipeline.config.archs import ARCH_ARGS, BatchNormArgs
 from pipeline.config.base import Block
+from pipeline.core.errors import PipelineError
 from pipeline.models.outputs import output_count
+from pipeline.models.pretrained import StateDict, Upstream, load_into
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """How an architecture starts from published weights, each a function of its args: `upstream`, the weights its
+    args ask for; `reference`, the published architecture (on the meta device: shapes, no memory) a weights file
+    must match; `fresh`, the key prefixes of the parts the model does not take from them (its new head or stem)."""
+
+    upstream: Callable[[Any], Upstream]
+    reference: Callable[[Any], nn.Module]
+    fresh: Callable[[Any], tuple[str, ...]]
+
 
 Factory = Callable[..., nn.Module]
-WeightsLoader = Callable[[nn.Module, Any], None]
 ARCHS: dict[str, Factory] = {}
-PRETRAINED: dict[str, WeightsLoader] = {}
+PRETRAINED: dict[str, Pretrained] = {}
 _GROUP_LR = "pipeline_group_lr"
 _FEATURES = "pipeline_features"
 BATCHNORM = nn.modules.batchnorm._BatchNorm  # the base of BatchNorm1d/2d/3d
 
 
-def register(name: str, *, weights: WeightsLoader | None = None) -> Callable[[Factory], Factory]:
+def register(name: str, *, pretrained: Pretrained | None = None) -> Callable[[Factory], Factory]:
     """Register a factory under an architecture name; a name must have args in `ARCH_ARGS` and be unique.
-
-    `weights(model, args)` loads pretrained weights into a freshly built model when its args ask for them.
-    """
+    `pretrained`: how the architecture starts from published weights, when it can."""
 
     def decorate(factory: Factory) -> Factory:
         if name in ARCHS:
@@ -39,26 +52,27 @@ def register(name: str, *, weights: WeightsLoader | None = None) -> Callable[[Fa
         if name not in ARCH_ARGS:
             raise ValueError(f"architecture {name!r} has no args schema in pipeline.config.params.ARCH_ARGS")
         ARCHS[name] = factory
-        if weights is not None:
-            PRETRAINED[name] = weights
+        if pretrained is not None:
+            PRETRAINED[name] = pretrained
         return factory
 
     return decorate
 
 
 def build_model(
-    arch: str, args: Block, *, in_channels: int, size: int, num_classes: int, load_weights: bool = True
+    arch: str, args: Block, *, in_channels: int, size: int, num_classes: int, weights: StateDict | None = None,
+    origin: str = "weights",
 ) -> nn.Module:
-    """Build an architecture for inputs of (in_channels, size, size) and `num_classes` classes.
-
-    `load_weights=False` skips pretrained weights (they may need a download): for a model whose saved
-    state_dict will replace them anyway.
-    """
+    """Build an architecture for inputs of (in_channels, size, size) and `num_classes` classes, starting from the
+    pretrained `weights` when given (a state dict of the published architecture; `origin` names them in an error).
+    Nothing is downloaded: the `weights@<model>` stage fetches them."""
     if arch not in ARCHS:
         raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     model = ARCHS[arch](args, in_channels=in_channels, size=size, outputs=output_count(num_classes))
-    if load_weights and arch in PRETRAINED:
-        PRETRAINED[arch](model, args)
+    if weights is not None:
+        if arch not in PRETRAINED:
+            raise PipelineError(f"{origin}: architecture {arch!r} takes no pretrained weights")
+        load_into(model, weights, PRETRAINED[arch].fresh(args), origin)
     if isinstance(args, BatchNormArgs):
         set_bn_momentum(model, args.bn_momentum)
     return model

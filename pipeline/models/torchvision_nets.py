@@ -10,7 +10,8 @@ from torch import nn
 from pipeline.config.archs import FineTunable, ResNet18Args, Vgg16Args
 from pipeline.core.errors import PipelineError
 from pipeline.models.layers import dropout_layers, require_size
-from pipeline.models.registry import mark_features, register, train_at
+from pipeline.models.pretrained import Upstream
+from pipeline.models.registry import Pretrained, mark_features, register, train_at
 
 if TYPE_CHECKING:  # torchvision is imported where a torchvision model is built: importing it takes seconds
     from torchvision.models import WeightsEnum
@@ -18,20 +19,33 @@ if TYPE_CHECKING:  # torchvision is imported where a torchvision model is built:
 IMAGENET_CHANNELS = 3
 
 
-def _vgg16_imagenet(model: nn.Module, args: Vgg16Args) -> None:
-    """Load the ImageNet weights of the conv features when `pretrained` (the classifier is our own)."""
+def _vgg16_weights(args: Vgg16Args) -> "WeightsEnum":
+    """The ImageNet weights of VGG16 (VGG16-BN with `batchnorm`)."""
     from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 
-    if args.pretrained:
-        state = _fetch(VGG16_BN_Weights.IMAGENET1K_V1 if args.batchnorm else VGG16_Weights.IMAGENET1K_V1)
-        model.features.load_state_dict(_part_of(state, "features"))
+    return VGG16_BN_Weights.IMAGENET1K_V1 if args.batchnorm else VGG16_Weights.IMAGENET1K_V1
 
 
-@register("vgg16", weights=_vgg16_imagenet)
+def _vgg16_reference(args: Vgg16Args) -> nn.Module:
+    """The published VGG16 (or VGG16-BN), on the meta device: the shapes its weights have."""
+    from torchvision.models import vgg16, vgg16_bn
+
+    with torch.device("meta"):
+        return (vgg16_bn if args.batchnorm else vgg16)(weights=None)
+
+
+VGG16_PRETRAINED = Pretrained(
+    upstream=lambda args: _upstream(_vgg16_weights(args)),
+    reference=_vgg16_reference,
+    fresh=lambda args: ("classifier.",),  # the conv features are ImageNet's, the classifier our own
+)
+
+
+@register("vgg16", pretrained=VGG16_PRETRAINED)
 def vgg16_net(args: Vgg16Args, *, in_channels: int, size: int, outputs: int) -> nn.Module:
     """torchvision VGG16 (VGG16-BN with `batchnorm`) with a small head: features pooled to 512 values (1x1 at
     32x32), then Linear(512, head), ReLU, Dropout, Linear(head, outputs). `freeze` fixes the features; otherwise
-    they train at `features_lr` when given. ImageNet weights (`pretrained`) are loaded by `_vgg16_imagenet`."""
+    they train at `features_lr` when given. ImageNet weights (`pretrained`) fill the features (`VGG16_PRETRAINED`)."""
     require_size("vgg16", size, 32)
     _require_imagenet_channels("vgg16", args, in_channels)
     model = _vgg16_without_classifier(args.batchnorm)
@@ -81,23 +95,35 @@ def _vgg16_without_classifier(batchnorm: bool) -> nn.Module:
     return model
 
 
-def _resnet18_imagenet(model: nn.Module, args: ResNet18Args) -> None:
-    """Load the ImageNet weights of everything but the new head `fc` when `pretrained`; with `small_input` the new
-    3x3 stem `conv1` starts fresh too (ImageNet's is a 7x7 conv)."""
+def _resnet18_reference(args: ResNet18Args) -> nn.Module:
+    """The published ResNet-18, on the meta device: the shapes its weights have."""
+    from torchvision.models import resnet18
+
+    with torch.device("meta"):
+        return resnet18(weights=None)
+
+
+def _resnet18_upstream(args: ResNet18Args) -> Upstream:
+    """ResNet-18's ImageNet weights."""
     from torchvision.models import ResNet18_Weights
 
-    if args.pretrained:
-        fresh = ("fc.", "conv1.") if args.small_input else ("fc.",)
-        state = _fetch(ResNet18_Weights.IMAGENET1K_V1)
-        model.load_state_dict({key: value for key, value in state.items() if not key.startswith(fresh)}, strict=False)
+    return _upstream(ResNet18_Weights.IMAGENET1K_V1)
 
 
-@register("resnet18", weights=_resnet18_imagenet)
+RESNET18_PRETRAINED = Pretrained(
+    upstream=_resnet18_upstream,
+    reference=_resnet18_reference,
+    # the head fc is new; with small_input the 3x3 stem conv1 starts fresh too (ImageNet's is a 7x7 conv)
+    fresh=lambda args: ("fc.", "conv1.") if args.small_input else ("fc.",),
+)
+
+
+@register("resnet18", pretrained=RESNET18_PRETRAINED)
 def resnet18_net(args: ResNet18Args, *, in_channels: int, size: int, outputs: int) -> nn.Module:
     """torchvision ResNet-18; its features are every layer but the head `fc` (a new Linear(512, outputs)), trained
     at `features_lr` when given. `small_input` swaps the ImageNet stem (7x7 stride-2 conv, maxpool), which would
     shrink a 32x32 image to 8x8 at once, for a 3x3 stride-1 conv and no maxpool. ImageNet weights (`pretrained`)
-    are loaded by `_resnet18_imagenet`."""
+    fill all but the new parts (`RESNET18_PRETRAINED`)."""
     from torchvision.models import resnet18
 
     _require_imagenet_channels("resnet18", args, in_channels)
@@ -124,23 +150,14 @@ def _init_conv(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
-def _part_of(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The entries of a state dict under one submodule, named relative to it."""
-    return {key.removeprefix(f"{prefix}."): value for key, value in state.items() if key.startswith(f"{prefix}.")}
-
-
-def _fetch(weights: "WeightsEnum") -> dict[str, torch.Tensor]:
-    """A torchvision weights' state dict, from its cache under $TORCH_HOME or downloaded there once.
-
-    Without a network the error names the file to put in place by hand and the way to do without.
-    """
-    try:
-        return weights.get_state_dict(progress=True, check_hash=True)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad hash or file is a RuntimeError
-        raise PipelineError(
-            f"could not get the pretrained weights {weights} ({exc}); download {weights.url} by hand to "
-            f"{_weights_path(weights)}, or set its pretrained: false to train from scratch"
-        ) from None
+def _upstream(weights: "WeightsEnum") -> Upstream:
+    """A torchvision weights enum as the weights stage fetches it: from torch's cache under $TORCH_HOME, or
+    downloaded there once (its hash checked)."""
+    return Upstream(
+        source={"from": "torchvision", "name": str(weights), "url": weights.url},
+        fetch=lambda: weights.get_state_dict(progress=False, check_hash=True),
+        by_hand=str(_weights_path(weights)),
+    )
 
 
 def _weights_path(weights: "WeightsEnum") -> Path:

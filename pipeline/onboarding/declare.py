@@ -16,6 +16,7 @@ from ruamel.yaml.comments import CommentedMap
 from pipeline.analysis.inspect import Inspection, inspect, inspection_text
 from pipeline.onboarding.params_editing import append_entry, load_document, round_trip_yaml, save_document
 from pipeline.core.errors import PipelineError
+from pipeline.data.sources.hf import HUB_PREFIX
 
 SIDES = (32, 48, 64, 96, 128)  # the largest not above the images' median side; 128 is plenty for a small CNN
 # Squash stretches an image to a square. When the images share one aspect ratio, every image is stretched the same
@@ -117,7 +118,7 @@ def suggest(found: Inspection, name: str, path: Path, layout: str = "auto") -> l
     listing = found.listing
     layout = listing.layout if layout == "auto" else layout
     shown = ", ".join(listing.classes[:SHOWN_CLASSES]) + (", ..." if len(listing.classes) > SHOWN_CLASSES else "")
-    data = ParamsEntry(
+    data = _hub_data(found, name) if found.hub else ParamsEntry(
         "data",
         name,
         {"source": "local", "path": os.path.abspath(os.path.expanduser(path)), "layout": layout, "classes": None},
@@ -135,6 +136,22 @@ def suggest(found: Inspection, name: str, path: Path, layout: str = "auto") -> l
         comment=f"\nA first model on {name}: the small {ARCH} convnet (any size and number of classes), train defaults",
     )
     return [data, _split(found, name), _preprocess(found, name), model]
+
+
+def _hub_data(found: Inspection, name: str) -> ParamsEntry:
+    """The `data` entry of a Hub dataset: its id (`hf:` dropped) pinned at the commit read, or its folder made
+    absolute (the shards' hash is recorded by the download stage)."""
+    hub_id = str(found.path).removeprefix(HUB_PREFIX)
+    if hub_id != str(found.path):
+        values, note = {"source": "hf", "path": hub_id, "revision": found.revision}, "the commit read, pinned"
+    else:
+        values, note = {"source": "hf", "path": str(found.path)}, ""
+    return ParamsEntry(
+        "data",
+        name,
+        {**values, "classes": None},
+        notes={"classes": "null: the ClassLabel's names, in label order", **({"revision": note} if note else {})},
+    )
 
 
 def blocks_text(entries: list[ParamsEntry]) -> str:

@@ -26,6 +26,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import pick_device
 from pipeline.data.store import load_meta, load_split
+from pipeline.models.pretrained import stage_weights
 from pipeline.stages.train import build_training, fit
 from pipeline.onboarding.params_editing import append_entry, load_document, save_document
 from pipeline.training.schedule import initial_lr
@@ -123,7 +124,9 @@ def lr_find(model_name: str, params: Params, paths: Paths, steps: int = 100) -> 
     config = _one_batch_epochs(params.model(model_name), steps)
     device = pick_device(config.train.device)
     meta, train_set = load_meta(paths, config.dataset), load_split(paths, config.dataset, "train")
-    model, feed, recipe = build_training(config, params.seed, meta, train_set, device)
+    model, feed, recipe = build_training(
+        config, params.seed, meta, train_set, device, weights=stage_weights(paths, config)
+    )
     recipe = replace(recipe, scheduler=None)
     first = initial_lr(config.train)
     scales = [group["initial_lr"] / first for group in recipe.optimizer.param_groups]

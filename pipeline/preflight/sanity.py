@@ -24,6 +24,7 @@ from pipeline.core.paths import Paths
 from pipeline.core.runtime import Normalization, pick_device, to_tensor
 from pipeline.data.store import SplitArrays, load_meta, load_split
 from pipeline.models.outputs import loss, output_count, probabilities
+from pipeline.models.pretrained import stage_weights
 from pipeline.stages.train import build_training, fit
 
 
@@ -73,7 +74,7 @@ def overfit(
     chosen = _one_per_class_first(split.labels, n)
     images = SplitArrays(split.inputs[chosen], split.labels[chosen])
     fixed = _fixed_batches(config, len(chosen), max_steps)
-    model, feed, recipe = build_training(fixed, params.seed, meta, images, device)
+    model, feed, recipe = build_training(fixed, params.seed, meta, images, device, weights=stage_weights(paths, config))
     floor = smoothing_floor(len(meta.classes), fixed.train.label_smoothing)
     history: list[dict] = []
 

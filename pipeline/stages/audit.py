@@ -108,7 +108,8 @@ def _label_findings(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label issues (train + val, then test) and outliers (all splits), from the cross-validated models."""
     from pipeline.core.runtime import pick_device  # torch and the training code: imported only when label issues
-    from pipeline.stages.audit_folds import cross_val_scores  # are looked for, so the sample's audit takes a second
+    from pipeline.models.pretrained import stage_weights  # are looked for, so the sample's audit takes a second
+    from pipeline.stages.audit_folds import cross_val_scores
     meta = load_meta(paths, dataset)
     splits = {name: load_split(paths, dataset, name) for name in SPLITS}
     names = {name: _kept_paths(paths, dataset, name) for name in SPLITS}
@@ -117,7 +118,8 @@ def _label_findings(
         np.concatenate([splits["train"].labels, splits["val"].labels]),
     )
     device = pick_device(config.train.device)
-    scores = cross_val_scores(config, meta, pool, splits["test"], settings.folds, seed, device)
+    weights = stage_weights(paths, config)  # the folds start where train@<model> starts
+    scores = cross_val_scores(config, meta, pool, splits["test"], settings.folds, seed, device, weights)
     pool_paths = names["train"] + names["val"]
     pool_splits = ["train"] * len(names["train"]) + ["val"] * len(names["val"])
     classes = tuple(meta.classes)

@@ -23,6 +23,7 @@ from pipeline.core.runtime import Normalization, derived_seed
 from pipeline.data.store import DatasetMeta, SplitArrays
 from pipeline.models.forward import predict_logits
 from pipeline.models.outputs import probabilities
+from pipeline.models.pretrained import StateDict
 from pipeline.stages.train import build_training, fit
 
 
@@ -38,9 +39,10 @@ class CrossValScores:
 
 def cross_val_scores(
     config: ModelConfig, meta: DatasetMeta, pool: SplitArrays, held_out: SplitArrays, folds: int, seed: int,
-    device: torch.device,
+    device: torch.device, weights: StateDict | None = None,
 ) -> CrossValScores:
-    """Train `folds` models as the module says and score what each did not see."""
+    """Train `folds` models as the module says (each from the pretrained `weights` when given, as the train stage
+    starts) and score what each did not see."""
     labels = np.asarray(pool.labels)
     out_of_fold = np.zeros((len(labels), len(meta.classes)), np.float32)
     held = np.zeros((len(held_out.labels), len(meta.classes)), np.float32)
@@ -48,7 +50,7 @@ def cross_val_scores(
     cuts = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
     for fold, (train_rows, own_rows) in enumerate(cuts):
         fold_set = SplitArrays(pool.inputs[train_rows], labels[train_rows])
-        model = _trained(config, meta, fold_set, derived_seed(seed, fold), device)
+        model = _trained(config, meta, fold_set, derived_seed(seed, fold), device, weights)
         out_of_fold[own_rows] = _probabilities(model, pool.inputs[own_rows], config, meta, device)
         held += _probabilities(model, held_out.inputs, config, meta, device) / folds
         features.append((own_rows, _features(model, pool.inputs[own_rows], config, meta, device)))
@@ -59,11 +61,12 @@ def cross_val_scores(
 
 
 def _trained(
-    config: ModelConfig, meta: DatasetMeta, train_set: SplitArrays, seed: int, device: torch.device
+    config: ModelConfig, meta: DatasetMeta, train_set: SplitArrays, seed: int, device: torch.device,
+    weights: StateDict | None,
 ) -> nn.Module:
     """A fresh model trained on `train_set` for the config's epochs by the train stage's `fit`; the weights it
     scores (the moving average's, with `train.ema` on)."""
-    model, feed, recipe = build_training(config, seed, meta, train_set, device)
+    model, feed, recipe = build_training(config, seed, meta, train_set, device, weights=weights)
     steps = config.train.epochs * len(feed)
     with tqdm(total=steps, desc=f"audit fold of {config.name}", unit="batch", disable=None) as bar:
         fit(model, recipe, feed, range(1, config.train.epochs + 1), [], config=config, seed=seed, bar=bar)

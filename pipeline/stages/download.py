@@ -3,7 +3,8 @@
 
 Every image source is read as a tree of files in one of the layouts (`pipeline.data.layouts`) and written by the
 same code: the user's folder, zip or tar (`source: local`), the built-in datasets' generated samples (`sample`), the
-Kaggle dogs-vs-cats competition (`kaggle`) and the official CIFAR-10 archive (`torchvision`); see
+Kaggle dogs-vs-cats competition (`kaggle`), the official CIFAR-10 archive (`torchvision`) and any Hugging Face Hub
+dataset (`hf`: its parquet shards, by id or in a folder; the commit read is recorded in `index.json`); see
 `pipeline.data.sources.builtin`. Iris (`sklearn`, the copy scikit-learn ships) is written as a raw table. Every
 image is judged from its header as it is read: an unusable one is kept with its reason (`samples.csv`'s `skip`
 column), for the split to leave out, and a class with no usable image is refused, naming its folder. The folder
@@ -33,7 +34,7 @@ def download(dataset: str, data: DataSource, seed: int, paths: Paths) -> RawInde
 
 def download_named(dataset: str, params: Params) -> str:
     """Download the dataset named, as its command does; the line it prints: samples, classes, layout, what was
-    left out, the unusable images the split will leave out."""
+    left out, the unusable images the split will leave out, the source's revision."""
     name, paths = dataset_named(params, dataset), Paths()
     index = download(name, params.data[name], params.seed, paths)
     left_out, unusable = _counted(index.ignored), _counted(index.unusable)
@@ -42,6 +43,7 @@ def download_named(dataset: str, params: Params) -> str:
         f"{index.layout} layout, in {paths.raw_dir(name)}"
         + (f"; left out: {left_out}" if left_out else "")
         + (f"; unusable, which the split leaves out: {unusable}" if unusable else "")
+        + (f"; revision {index.revision}" if index.revision else "")
     )
 
 

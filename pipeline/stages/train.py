@@ -3,8 +3,9 @@
 dvc.yaml runs this file. Read it top to bottom, as torchvision's `references/classification/train.py`: `train`
 resolves the model's settings (a key changed since the last run that a more specific key shadows stops it; the
 table of every key, its value and where it came from is printed, and saved in metrics/<model>/train/
-resolved_params.json for `dvc exp show` and `dvc metrics diff`), builds the model, optimiser and feed,
-resumes a checkpoint left by a killed run, then `fit` runs the epochs: `train_one_epoch` steps every batch through
+resolved_params.json for `dvc exp show` and `dvc metrics diff`), builds the model (from the pretrained weights
+its `weights@<model>` stage wrote in data/weights/<model>/: nothing is downloaded here), optimiser and feed, resumes
+a checkpoint left by a killed run, then `fit` runs the epochs: `train_one_epoch` steps every batch through
 `train_step` (forward, loss, `backward()`, the optimiser's step) and `evaluate` scores the validation split. The
 helpers live in pipeline/training/, named for what they do: feed (batches), augment and batch_augment, mixing
 (MixUp and CutMix), recipe (the optimiser, schedule, penalty and weight average of `train.*`), schedule,
@@ -68,6 +69,7 @@ from pipeline.data.store import (
 )
 from pipeline.models.file import save_model
 from pipeline.models.outputs import loss, probabilities
+from pipeline.models.pretrained import StateDict, stage_weights
 from pipeline.models.registry import build_model, has_batchnorm, parameter_groups
 from pipeline.stages.command import stage_command
 from pipeline.training.checkpoints import Checkpoint, run_fingerprint
@@ -107,7 +109,9 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
         # Data, model, optimiser and recipe, seeded so that the same params and seed start from the same weights.
         meta = load_meta(paths, config.dataset)
         train_set, val_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "val")
-        model, feed, recipe = build_training(config, params.seed, meta, train_set, device, shard)
+        model, feed, recipe = build_training(
+            config, params.seed, meta, train_set, device, shard, weights=stage_weights(paths, config)
+        )
         if shard.is_main:  # once the set-up has worked: a failure stays one line
             print(settings_text(params, model_name, resolved), file=sys.stderr, flush=True)
 
@@ -156,12 +160,13 @@ def train(model_name: str, params: Params, paths: Paths, on_epoch: EpochCallback
 
 def build_training(
     config: ModelConfig, seed: int, meta: DatasetMeta, train_set: SplitArrays, device: torch.device,
-    shard: Shard = Shard(),
+    shard: Shard = Shard(), weights: StateDict | None = None,
 ) -> tuple[nn.Module, TrainFeed, TrainingRecipe]:
-    """Seed everything, then a fresh model on `device` (pretrained where its params ask), its batches and its recipe
-    (optimiser, schedule, penalty, mixing, weight average): what every command that trains starts from."""
+    """Seed everything, then a fresh model on `device` (from the pretrained `weights` when given: `stage_weights`),
+    its batches and its recipe (optimiser, schedule, penalty, mixing, weight average): what every command that
+    trains starts from."""
     seed_everything(seed, device)
-    model = place(fresh_model(config, meta, input_channels(train_set)), device)
+    model = place(fresh_model(config, meta, input_channels(train_set), weights), device)
     normalization = Normalization.from_stats(meta)
     if config.train.whiten:
         whiten_first_conv(model, train_set, normalization)
@@ -310,11 +315,15 @@ def evaluate(
             **{f"val/{key}": value for key, value in scores.confidence.items()}}
 
 
-def fresh_model(config: ModelConfig, meta: DatasetMeta, channels: int) -> nn.Module:
-    """The model, freshly initialised (and pretrained where asked); a failure names the model's params block."""
+def fresh_model(
+    config: ModelConfig, meta: DatasetMeta, channels: int, weights: StateDict | None = None
+) -> nn.Module:
+    """The model, freshly initialised (from the pretrained `weights` when given); a failure names the model's params
+    block."""
     try:
         return build_model(
-            config.arch, config.arch_args, in_channels=channels, size=meta.size, num_classes=len(meta.classes)
+            config.arch, config.arch_args, in_channels=channels, size=meta.size, num_classes=len(meta.classes),
+            weights=weights, origin=f"weights@{config.name}",
         )
     except PipelineError as exc:
         raise PipelineError(f"models.{config.name}: {exc}") from None

@@ -41,6 +41,7 @@ from pipeline.core.torchfile import read_torch_file
 from pipeline.data.store import SplitArrays, load_meta, load_split
 from pipeline.inference.tta import with_tta
 from pipeline.stages.evaluate import BATCH_SIZE as EVALUATE_BATCH_SIZE
+from pipeline.models.pretrained import stage_weights
 from pipeline.stages.train import build_training, train_step
 from pipeline.training.checkpoints import CheckpointFile
 from pipeline.training.recipe import TrainingRecipe
@@ -83,7 +84,9 @@ def bench_accuracy(
     config = params.model(model_name)
     device = pick_device(config.train.device)
     train_set, test_set = load_split(paths, config.dataset, "train"), load_split(paths, config.dataset, "test")
-    model, feed, recipe = build_training(config, params.seed, load_meta(paths, config.dataset), train_set, device)
+    model, feed, recipe = build_training(
+        config, params.seed, load_meta(paths, config.dataset), train_set, device, weights=stage_weights(paths, config)
+    )
     flop_per_image = training_flop_per_image(model, recipe, next(model_ready(feed, recipe.normalization)))
     matmul_start = matmul_rates(device)
     with scratch_folder(paths, config.dataset) as scratch:

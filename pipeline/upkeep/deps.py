@@ -16,7 +16,9 @@ from pipeline.core.atomic import write_text
 from pipeline.core.errors import PipelineError
 
 PACKAGE = "pipeline"
-STAGES = ("download", "settings", "split", "preprocess", "audit", "model_settings", "train", "evaluate", "export")
+STAGES = (
+    "download", "settings", "split", "preprocess", "audit", "model_settings", "weights", "train", "evaluate", "export"
+)
 # A stage's command in dvc.yaml: `      cmd: python -m MODULE ...`, the module it runs.
 COMMAND = re.compile(r"^\s+cmd: python -m ([\w.]+)")
 # A stage's code dep in dvc.yaml: `        - pipeline/...` inside its `deps:` list.

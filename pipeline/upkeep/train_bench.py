@@ -33,6 +33,7 @@ from pipeline.core.atomic import write_json
 from pipeline.core.paths import Paths
 from pipeline.core.runtime import Normalization, model_input, pick_device
 from pipeline.data.store import load_meta, load_split
+from pipeline.models.pretrained import stage_weights
 from pipeline.stages.train import EpochCallback, build_training, train, train_step
 from pipeline.training.feed import TrainFeed
 from pipeline.training.recipe import TrainingRecipe
@@ -46,7 +47,10 @@ def bench(model_name: str, params: Params, paths: Paths, epochs: int = 3, steps:
     config = params.model(model_name)
     device = pick_device(config.train.device)
     meta = load_meta(paths, config.dataset)
-    model, feed, recipe = build_training(config, params.seed, meta, load_split(paths, config.dataset, "train"), device)
+    model, feed, recipe = build_training(
+        config, params.seed, meta, load_split(paths, config.dataset, "train"), device,
+        weights=stage_weights(paths, config),
+    )
     images = sum(feed.real_counts())  # an epoch's images: fewer than the split's under `train.steps_per_epoch`
     ready: list[tuple[torch.Tensor, torch.Tensor]] = []
     data = images / seconds(device, lambda: ready.extend(model_ready(feed, recipe.normalization)))

@@ -23,13 +23,13 @@ from pipeline.data.sources.cifar_official import FILENAME
 BATCH_SIZES = dict(zip(MEMBERS, (3, 4, 2, 3, 4, 11)))
 
 
-def random_batches() -> dict[str, dict[bytes, object]]:
-    """Tiny official batches of random pixels and labels, with the keys the real files hold; each part (the five
-    training batches, the test batch) has every class, as the real ones do."""
+def random_batches(batch_sizes: dict[str, int] = BATCH_SIZES) -> dict[str, dict[bytes, object]]:
+    """Tiny official batches (of `batch_sizes` images each) of random pixels and labels, with the keys the real
+    files hold; each part (the five training batches, the test batch) has every class, as the real ones do."""
     rng = np.random.default_rng(5)
     found: dict[str, dict[bytes, object]] = {}
     for names in PARTS.values():
-        sizes = [BATCH_SIZES[name] for name in names]
+        sizes = [batch_sizes[name] for name in names]
         every = np.concatenate([np.arange(len(CIFAR10_CLASSES)), rng.integers(0, len(CIFAR10_CLASSES), sum(sizes) - 10)])
         for name, labels in zip(names, np.split(rng.permutation(every), np.cumsum(sizes)[:-1]), strict=True):
             found[name] = _batch(name, [int(label) for label in labels], rng)

@@ -1,7 +1,8 @@
 """Every image source as a tree of files (`pipeline.data.tree.Tree`), so that one reader (`pipeline.data.layouts`)
 and one writer (`pipeline.data.raw.ingest`) serve them all.
 
-`local` is the user's folder, zip or tar as it is. The built-in datasets' own sources become trees too: the
+`local` is the user's folder, zip or tar as it is; `hf` a Hugging Face Hub dataset's parquet shards
+(`pipeline.data.sources.hf`). The built-in datasets' own sources become trees too: the
 generated samples and CIFAR-10's pickled batches are written to a temporary zip of `<part>/<class>/<n>.png` (or
 `train/<class>.<n>.jpg`), and a Kaggle dogs-vs-cats competition download is unwrapped to its `train.zip` or `train/`.
 """
@@ -29,6 +30,7 @@ from pipeline.data.sources.cifar_batches import (
 )
 from pipeline.data.sources.cifar_official import cache_dir, fetch_official
 from pipeline.data.sources.cifar_sample import cifar10_sample
+from pipeline.data.sources.hf import open_hub
 from pipeline.data.sources.kaggle import fetch_competition
 from pipeline.data.sources.sample import catsdogs_sample
 from pipeline.data.tree import Tree, ZipTree, open_tree
@@ -50,6 +52,10 @@ def open_source(dataset: str, data: DataSource, seed: int, scratch: Path) -> Ite
             yield tree
     elif data.source == "local":
         with open_tree(path, at_path) as tree:
+            yield tree
+    elif data.source == "hf":
+        hub = {column: getattr(data, column) for column in ("revision", "image_column", "label_column")}
+        with open_hub(data.path or "", key, **hub) as tree:
             yield tree
     elif data.source == "kaggle":
         download = fetch_competition(KAGGLE_COMPETITION)
