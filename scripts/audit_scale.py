@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     files, planted = _images(args.images, args.copies, args.seed)
-    defaults = AuditParams()
+    defaults = AuditParams(model="any")
     with tempfile.TemporaryDirectory() as folder:
         archive_path = Path(folder) / "images.zip"
         with zipfile.ZipFile(archive_path, "w") as archive:
@@ -58,7 +58,7 @@ def main() -> None:
         with zipfile.ZipFile(archive_path) as archive:
             names, signatures = archive_signatures(archive, list(files))
         hashed = time.perf_counter()
-        pairs = near_pairs(signatures, defaults.max_distance, defaults.min_similarity)
+        pairs = near_pairs(signatures, defaults.neighbours, defaults.min_similarity)
         searched = time.perf_counter()
     found = {frozenset((names[a], names[b])) for a, b in zip(pairs["a"], pairs["b"], strict=True)}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

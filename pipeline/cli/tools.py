@@ -369,9 +369,12 @@ def bench_near_duplicates(
 ) -> None:
     """Print the near-duplicate finder's recall and precision, one row per kind of copy (cropped, resized,
     recompressed, colour-shifted, mirrored and combined) planted among generated photos and their look-alikes, with
-    the audit's default settings."""
+    the audit's default settings; `weakest copy` and `closest other` are the similarities either side of the
+    threshold."""
+    from pipeline.config.audit import AuditParams
     from pipeline.upkeep.near_duplicates_bench import bench, bench_table
 
     if copies > originals:
         raise PipelineError(f"--copies {copies}: at most --originals ({originals})")
-    typer.echo(bench_table(bench(originals, copies, seed), originals))
+    settings = AuditParams(model="any")
+    typer.echo(bench_table(bench(originals, copies, seed, settings), originals, settings.min_similarity))

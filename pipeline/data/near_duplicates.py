@@ -1,16 +1,21 @@
-"""Near-duplicates: the same shot saved twice, resized, recompressed, slightly cropped or colour-shifted.
+"""Near-duplicates: the same shot saved again: resized, recompressed, cropped, colour-shifted or mirrored.
 
-Each image gets three of imagehash's 64-bit hashes of its grayscale copy, side by side: the average hash (an 8x8
-copy above or below its mean), the difference hash (brighter than the right-hand neighbour) and the perceptual hash
-(the signs of the low DCT frequencies of a 32x32 copy): what survives resizing, JPEG at quality 60, a crop of a few
-percent and a colour shift. Each alone confuses smooth, similar images that are not copies; together (192 bits)
-the copies planted in the tests are at most 28 bits apart and other images 45 or more. Two images are
-candidates when their hashes differ in at most `max_distance` bits. Grayscale hashes ignore colour, so two drawings
-of one template in other colours can be close: a candidate pair is kept when its 16x16 colour thumbnails, less
-their mean, correlate at `min_similarity` or more (the planted copies, colour-shifted too, at 0.97 and above; the
-embedded sample's look-alikes at 0.92 at most). The neighbour search is scikit-learn's: the bits as +-1
-vectors, whose squared Euclidean distance is four times the Hamming distance, searched by radius in chunks of bounded
-memory, so CIFAR-10's 60,000 images take seconds, not the hours of a loop over every pair.
+Two steps, a search for candidates and a check of each. Every image is read once into a 32x32 colour thumbnail.
+
+- **Candidates**: each thumbnail gives a descriptor that a mirror image shares: per channel (brightness and two
+  colour opposites, each less its mean), an 8x8 copy of the thumbnail's left-right symmetric part and the size of
+  its antisymmetric part, the left half of each (the right half repeats it). At 8x8 a crop of 10% a side moves
+  content by less than a cell, and a resize, recompression or colour shift hardly changes it. The `neighbours`
+  closest images of each image (by cosine, at least `FLOOR`) are its candidates. Below `EXACT` images every pair
+  is compared; above, the descriptors are clustered into about sqrt(N) / 4 cells by a few rounds of k-means seeded
+  with evenly spaced rows, and each image is compared with the members of its `PROBES` closest cells only:
+  arithmetic of order N^1.5, not N^2, and memory of one cell's block at a time.
+- **Check**: OpenCV's ECC aligns the candidate's grayscale thumbnail onto the image's (an affine map; mirrored
+  first when their left-right differences are opposed); a map that is not a crop (scale 0.7 to 1.4 a side,
+  almost no rotation or shear, at most 30% shift) is refused. The pair's `similarity` is the correlation of the two
+  colour thumbnails where they overlap after alignment, each channel less its mean: a copy correlates at 0.95 and
+  above, a look-alike (the same background with other shapes, the same drawing in other colours) well below. A
+  pair is kept at `min_similarity` or more.
 """
 
 import io
@@ -18,77 +23,217 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import imagehash
+import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-HASHES = (imagehash.average_hash, imagehash.dhash, imagehash.phash)
-HASH_BITS = 64 * len(HASHES)
-DRAFT = 32  # JPEGs are decoded at a reduced scale of at least this side (a third of the time of a full decode)
-HASHED_SIDE = 64  # the copy the hashes are computed from: each reads an 8x8, 9x8 or 32x32 copy of it
-COLOUR_SIDE = 16  # the colour thumbnail a candidate pair is checked with
+SIDE = 32  # the thumbnail every step reads: a CIFAR-10 image's own size, 3 KB an image
+DRAFT = 64  # JPEGs are decoded at a reduced scale of at least this side (a fraction of a full decode's time)
+GRID = 8  # the descriptor's copy of the thumbnail: a crop of 10% a side moves content by less than a cell
+DESCRIPTOR = 3 * 2 * GRID * GRID // 2  # 3 channels, symmetric and antisymmetric parts, the left half of each
+FLOOR = 0.7  # the least descriptor cosine of a candidate (copies cropped 10% a side, halved and mirrored: 0.8+)
+EXACT = 4096  # up to this many images, every pair's descriptors are compared
+PROBES = 4  # cells each image is compared with, above EXACT
+ROUNDS = 8  # rounds of k-means
+CHUNK = 2048  # query rows compared at once: memory of CHUNK x (the images compared) floats
+ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3)
+MIRROR_EVIDENCE = 0.3  # below this agreement (cosine) of the left-right differences, both ways are tried
+MIN_OVERLAP = 0.5  # the least share of the image an aligned candidate must cover
 
 
 @dataclass(frozen=True)
 class Signatures:
-    """Images' hashes (N, HASH_BITS) and colour thumbnails (N, 16, 16, 3), row by row."""
+    """Images' colour thumbnails (N, SIDE, SIDE, 3, RGB) and their mirror-invariant descriptors (N, DESCRIPTOR)."""
 
-    bits: np.ndarray
     thumbnails: np.ndarray
+    descriptors: np.ndarray
+
+    @classmethod
+    def of(cls, thumbnails: np.ndarray) -> "Signatures":
+        """The signatures of these thumbnails."""
+        thumbnails = np.asarray(thumbnails, np.uint8).reshape(-1, SIDE, SIDE, 3)
+        descriptors = np.array([descriptor(t) for t in thumbnails], np.float32).reshape(-1, DESCRIPTOR)
+        return cls(thumbnails, descriptors)
 
 
-def image_signature(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
-    """The image's hashes (HASH_BITS booleans) and colour thumbnail; None for a file PIL cannot read."""
+def thumbnail(data: bytes) -> np.ndarray | None:
+    """The image's SIDE x SIDE RGB thumbnail (uint8); None for a file PIL cannot read."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.draft("RGB", (DRAFT, DRAFT))
-            colour = image.convert("RGB").resize((HASHED_SIDE, HASHED_SIDE), Image.Resampling.BOX)
-            gray = colour.convert("L")
-            bits = np.concatenate([np.asarray(kind(gray).hash, dtype=bool).reshape(-1) for kind in HASHES])
-            return bits, np.asarray(colour.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX), np.uint8)
+            return np.asarray(image.convert("RGB").resize((SIDE, SIDE), Image.Resampling.BOX), np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
+
+
+def descriptor(thumb: np.ndarray) -> np.ndarray:
+    """The thumbnail's mirror-invariant descriptor: a unit vector of DESCRIPTOR floats (see the module)."""
+    parts = []
+    for channel in _channels(thumb):
+        symmetric, antisymmetric = _halves(cv2.GaussianBlur(channel, (0, 0), 1.0))
+        parts += [symmetric - symmetric.mean(), np.abs(antisymmetric)]
+    vector = np.concatenate(parts)
+    return vector / (np.linalg.norm(vector) + 1e-6)
+
+
+def _channels(thumb: np.ndarray) -> list[np.ndarray]:
+    """Brightness and two colour opposites (red-green, yellow-blue) of an RGB thumbnail, as floats."""
+    red, green, blue = np.moveaxis(thumb.astype(np.float32), -1, 0)
+    return [(red + green + blue) / 3, red - green, (red + green) / 2 - blue]
+
+
+def _halves(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The left half of the GRID x GRID copy of a channel's symmetric and antisymmetric parts, flattened."""
+    mirrored = channel[:, ::-1]
+    small = [cv2.resize(part, (GRID, GRID), interpolation=cv2.INTER_AREA) for part in ((channel + mirrored) / 2, (channel - mirrored) / 2)]
+    return small[0][:, : GRID // 2].ravel(), small[1][:, : GRID // 2].ravel()
 
 
 def archive_signatures(archive: zipfile.ZipFile, members: Iterable[str]) -> tuple[list[str], Signatures]:
     """The readable members of a zip and their signatures; unreadable ones are left out (preprocess skips and lists
     them)."""
-    names, bits, thumbnails = [], [], []
+    names, thumbnails = [], []
     for member in members:
-        found = image_signature(archive.read(member))
+        found = thumbnail(archive.read(member))
         if found is not None:
             names.append(member)
-            bits.append(found[0])
-            thumbnails.append(found[1])
-    shape = (COLOUR_SIDE, COLOUR_SIDE, 3)
-    return names, Signatures(np.array(bits, bool).reshape(-1, HASH_BITS), np.array(thumbnails, np.uint8).reshape(-1, *shape))
+            thumbnails.append(found)
+    return names, Signatures.of(np.array(thumbnails, np.uint8))
 
 
-def near_pairs(signatures: Signatures, max_distance: int, min_similarity: float) -> pd.DataFrame:
-    """Every pair (a, b), a < b by row, whose hashes differ in at most `max_distance` bits and whose thumbnails
-    correlate at `min_similarity` or more: `a`, `b`, `distance`, `similarity`, closest first."""
-    pairs = _hash_pairs(signatures.bits, max_distance)
-    flat = signatures.thumbnails.reshape(len(signatures.thumbnails), -1).astype(np.float32)
-    flat -= flat.mean(axis=1, keepdims=True)
-    flat /= np.linalg.norm(flat, axis=1, keepdims=True) + 1e-6
-    similarity = np.einsum("ij,ij->i", flat[pairs["a"].to_numpy()], flat[pairs["b"].to_numpy()])
-    return pairs.assign(similarity=np.round(similarity, 4))[similarity >= min_similarity].reset_index(drop=True)
-
-
-def _hash_pairs(bits: np.ndarray, max_distance: int) -> pd.DataFrame:
-    if len(bits) < 2:
-        return pd.DataFrame({"a": [], "b": [], "distance": []}, dtype=int)
-    # scikit-learn is imported here, where a search runs: importing it takes about a second, which every split
-    # process would otherwise pay, the datasets whose audit looks for no near-duplicates included.
-    from sklearn.neighbors import NearestNeighbors
-
-    signs = np.where(bits, 1.0, -1.0).astype(np.float32)
-    search = NearestNeighbors(radius=2 * np.sqrt(max_distance + 0.5), algorithm="brute").fit(signs)
-    distances, neighbours = search.radius_neighbors(signs, return_distance=True)
-    a = np.repeat(np.arange(len(bits)), [len(row) for row in neighbours])
-    b = np.concatenate(neighbours).astype(int)
-    hamming = np.rint(np.concatenate(distances) ** 2 / 4).astype(int)
-    keep = a < b
-    pairs = pd.DataFrame({"a": a[keep], "b": b[keep], "distance": hamming[keep]})
+def near_pairs(signatures: Signatures, neighbours: int, min_similarity: float) -> pd.DataFrame:
+    """Every pair (a, b), a < b by row, among each image's `neighbours` candidates, whose colour thumbnails correlate
+    at `min_similarity` or more once aligned: `a`, `b`, `distance` (1 - similarity, in thousandths),
+    `similarity`, closest first."""
+    candidates = candidate_pairs(signatures.descriptors, neighbours)
+    similarity = np.array(
+        [aligned_similarity(signatures, a, b) for a, b in zip(candidates["a"], candidates["b"], strict=True)], np.float32
+    )
+    pairs = candidates.assign(similarity=np.round(similarity, 4))[similarity >= min_similarity]
+    pairs = pairs.assign(distance=np.rint(1000 * (1 - pairs["similarity"])).astype(int))[["a", "b", "distance", "similarity"]]
     return pairs.sort_values(["distance", "a", "b"], kind="stable").reset_index(drop=True)
+
+
+def candidate_pairs(descriptors: np.ndarray, neighbours: int) -> pd.DataFrame:
+    """The pairs (a < b) where one is among the other's `neighbours` closest descriptors, at cosine FLOOR or more:
+    `a`, `b`, `cosine`, by a then b."""
+    count = len(descriptors)
+    if count < 2 or neighbours < 1:
+        return pd.DataFrame({"a": [], "b": [], "cosine": []}).astype({"a": int, "b": int, "cosine": np.float32})
+    groups = [(np.arange(count), np.arange(count))] if count <= EXACT else _cells(descriptors)
+    found = [_closest(descriptors, queries, members, neighbours) for queries, members in groups]
+    a, b, cosine = (np.concatenate(column) for column in zip(*found, strict=True))
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    pairs = pd.DataFrame({"a": low, "b": high, "cosine": cosine})
+    return pairs.drop_duplicates(["a", "b"]).sort_values(["a", "b"], kind="stable").reset_index(drop=True)
+
+
+def _closest(
+    descriptors: np.ndarray, queries: np.ndarray, members: np.ndarray, neighbours: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each query row, its `neighbours` closest members at cosine FLOOR or more (itself left out): the query
+    rows, member rows and cosines, CHUNK queries at a time."""
+    rows, columns, cosines = [], [], []
+    keep = min(neighbours, len(members) - 1)
+    for start in range(0, len(queries), CHUNK):
+        chunk = queries[start : start + CHUNK]
+        cosine = descriptors[chunk] @ descriptors[members].T
+        cosine[chunk[:, None] == members[None, :]] = -2  # an image is not its own neighbour
+        if keep < 1:
+            continue
+        best = np.argpartition(-cosine, keep - 1, axis=1)[:, :keep]
+        values = np.take_along_axis(cosine, best, axis=1)
+        close = values >= FLOOR
+        rows.append(np.repeat(chunk, close.sum(axis=1)))
+        columns.append(members[best[close]])
+        cosines.append(values[close])
+    empty = np.array([], int)
+    return (np.concatenate(rows) if rows else empty, np.concatenate(columns) if columns else empty,
+            np.concatenate(cosines) if cosines else np.array([], np.float32))
+
+
+def _cells(descriptors: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k-means cells of the descriptors, as (the rows that compare with a cell: those with it among their PROBES
+    closest centres, the cell's members) pairs."""
+    count = len(descriptors)
+    centres = descriptors[np.linspace(0, count - 1, max(2, int(np.sqrt(count) / 4))).astype(int)]
+    for _ in range(ROUNDS):
+        nearest = _nearest_centres(descriptors, centres, 1)[:, 0]
+        for cell in np.unique(nearest):
+            centres[cell] = descriptors[nearest == cell].mean(axis=0)
+    probed = _nearest_centres(descriptors, centres, min(PROBES, len(centres)))
+    return [
+        (np.flatnonzero((probed == cell).any(axis=1)), np.flatnonzero(probed[:, 0] == cell))
+        for cell in range(len(centres))
+        if (probed[:, 0] == cell).any()
+    ]
+
+
+def _nearest_centres(descriptors: np.ndarray, centres: np.ndarray, count: int) -> np.ndarray:
+    """Each row's `count` closest centres, closest first (ties to the lower index)."""
+    closest = []
+    for start in range(0, len(descriptors), CHUNK):
+        distance = -(descriptors[start : start + CHUNK] @ centres.T) + 0.5 * (centres * centres).sum(axis=1)
+        closest.append(np.argsort(distance, axis=1, kind="stable")[:, :count])
+    return np.concatenate(closest)
+
+
+def aligned_similarity(signatures: Signatures, a: int, b: int) -> float:
+    """How well image b's thumbnail, aligned onto image a's, correlates with it in colour; -1 when no crop-like
+    alignment is found. b is mirrored first when the left-right differences of their brightness are opposed; when
+    those barely agree either way (a nearly symmetric image), both ways are tried."""
+    thumb_a, thumb_b = signatures.thumbnails[a], signatures.thumbnails[b]
+    left_right = [_halves(_channels(thumb)[0])[1] for thumb in (thumb_a, thumb_b)]
+    agreement = float(left_right[0] @ left_right[1]) / (np.linalg.norm(left_right[0]) * np.linalg.norm(left_right[1]) + 1e-6)
+    ways = [agreement < 0] if abs(agreement) >= MIRROR_EVIDENCE else [False, True]
+    return max(_similarity(thumb_a, thumb_b, mirrored) for mirrored in ways)
+
+
+def _similarity(thumb_a: np.ndarray, thumb_b: np.ndarray, mirrored: bool) -> float:
+    """The colour correlation of b aligned onto a by ECC (b mirrored first when asked); -1 when ECC fails or finds a
+    map that is no crop."""
+    if mirrored:
+        thumb_b = np.ascontiguousarray(thumb_b[:, ::-1])
+    gray_a, gray_b = (_channels(t)[0] for t in (thumb_a, thumb_b))
+    try:
+        _, warp = cv2.findTransformECC(gray_a, gray_b, np.eye(2, 3, dtype=np.float32), cv2.MOTION_AFFINE, ECC_CRITERIA, None, 5)
+    except cv2.error:  # ECC did not converge: the images do not align
+        return -1.0
+    if not _crop_like(warp):
+        return -1.0
+    return _overlap_correlation(thumb_a, thumb_b, warp)
+
+
+def _crop_like(warp: np.ndarray) -> bool:
+    """Whether an affine map is what a crop and a resize make: scales 0.7 to 1.4, little rotation or shear, a shift
+    of at most 30% of the side."""
+    scales, skew = np.diag(warp[:, :2]), warp[[0, 1], [1, 0]]
+    return bool(np.all((scales > 0.7) & (scales < 1.43)) and np.all(np.abs(skew) < 0.1) and np.all(np.abs(warp[:, 2]) < 0.3 * SIDE))
+
+
+def _overlap_correlation(thumb_a: np.ndarray, thumb_b: np.ndarray, warp: np.ndarray) -> float:
+    """How alike a's colours and b's warped onto a are where b covers a, each channel less its mean and both scaled
+    to unit norm: one less half the squared difference, which is their correlation when the difference is spread
+    evenly, taken in the quarter of the image where the difference is largest (as if it were everywhere), so that
+    a look-alike differing in one place scores low. -1 when b covers less than MIN_OVERLAP of a."""
+    flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(thumb_b.astype(np.float32), warp, (SIDE, SIDE), flags=flags)
+    covered = cv2.warpAffine(np.ones((SIDE, SIDE), np.float32), warp, (SIDE, SIDE), flags=flags) > 0.999
+    if covered.mean() < MIN_OVERLAP:
+        return -1.0
+    a, b = (_unit(image, covered) for image in (thumb_a.astype(np.float32), warped))
+    squared = ((a - b) ** 2).sum(axis=-1)
+    half = SIDE // 2
+    worst = max(
+        squared[rows, columns].sum() * covered.sum() / max(1, covered[rows, columns].sum())
+        for rows in (slice(0, half), slice(half, SIDE))
+        for columns in (slice(0, half), slice(half, SIDE))
+    )
+    return float(1 - worst / 2)
+
+
+def _unit(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """The covered pixels' colours less each channel's mean, scaled to unit norm; zero elsewhere."""
+    centred = np.where(covered[..., None], image - image[covered].mean(axis=0), 0)
+    return centred / (np.linalg.norm(centred) + 1e-6)

@@ -154,6 +154,8 @@ class Row:
     found: int
     pairs: int
     seconds: float
+    weakest_copy: float  # the least similarity of a planted pair the search made a candidate (-1: none)
+    closest_other: float  # the highest similarity of any other candidate pair (-1: none)
 
     @property
     def recall(self) -> float:
@@ -181,16 +183,20 @@ def scenes(originals: int, seed: int) -> tuple[list[Scene], list[Scene]]:
     return drawn, alike
 
 
-def finder_pairs(files: dict[str, bytes], settings: AuditParams) -> set[frozenset[str]]:
-    """The pairs of paths the split's finder reports among `files`, with the audit block's settings."""
+def finder_pairs(files: dict[str, bytes], neighbours: int) -> dict[frozenset[str], float]:
+    """Every candidate pair of paths the split's finder checks among `files`, with its similarity once aligned
+    (the finder keeps those at `min_similarity` or more)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for path, data in files.items():
             archive.writestr(path, data)
     with zipfile.ZipFile(buffer) as archive:
         names, signatures = archive_signatures(archive, sorted(files))
-    pairs = near_pairs(signatures, settings.max_distance, settings.min_similarity)
-    return {frozenset((names[a], names[b])) for a, b in zip(pairs["a"], pairs["b"], strict=True)}
+    pairs = near_pairs(signatures, neighbours, -1.0)
+    return {
+        frozenset((names[a], names[b])): similarity
+        for a, b, similarity in zip(pairs["a"], pairs["b"], pairs["similarity"], strict=True)
+    }
 
 
 def bench(originals: int = 60, copies: int = 30, seed: int = 0, settings: AuditParams | None = None) -> list[Row]:
@@ -201,28 +207,37 @@ def bench(originals: int = 60, copies: int = 30, seed: int = 0, settings: AuditP
     images = [photo(scene) for scene in drawn]
     base = {f"original/{n}.jpg": jpeg(image, CAMERA_QUALITY) for n, image in enumerate(images)}
     base |= {f"alike/{n}.jpg": jpeg(photo(scene), CAMERA_QUALITY) for n, scene in enumerate(alike)}
-    finder_pairs(base, settings)  # a first search, untimed: the imports it makes are not a row's time
+    finder_pairs(base, settings.neighbours)  # a first search, untimed: the imports it makes are not a row's time
     rows = []
     for number, (name, transform) in enumerate(TRANSFORMS.items()):
         rng = np.random.default_rng([seed, number])
         planted = {f"copy/{n}.jpg": transform(decoded(base[f"original/{n}.jpg"]), rng) for n in range(copies)}
         started = time.perf_counter()
-        found = finder_pairs(base | planted, settings)
+        checked = finder_pairs(base | planted, settings.neighbours)
         seconds = time.perf_counter() - started
         truth = {frozenset((f"original/{n}.jpg", f"copy/{n}.jpg")) for n in range(copies)}
-        rows.append(Row(name, copies, len(found & truth), len(found), seconds))
+        found = {pair for pair, similarity in checked.items() if similarity >= settings.min_similarity}
+        copy_scores = [checked[pair] for pair in truth if pair in checked]
+        other_scores = [score for pair, score in checked.items() if pair not in truth]
+        weakest, closest = min(copy_scores, default=-1.0), max(other_scores, default=-1.0)
+        rows.append(Row(name, copies, len(found & truth), len(found), seconds, weakest, closest))
     return rows
 
 
-def bench_table(rows: list[Row], originals: int) -> str:
+def bench_table(rows: list[Row], originals: int, min_similarity: float) -> str:
     """The rows as a Markdown table."""
     lines = [
-        f"{originals} originals and {originals} look-alikes; each row adds its copies of {rows[0].copies} of them",
+        (
+            f"{originals} originals and {originals} look-alikes; each row adds its copies of {rows[0].copies} of them;"
+            f" pairs kept at similarity {min_similarity} or more"
+        ),
         "",
-        "| copy | recall | precision | pairs found | seconds |",
-        "|---|---|---|---|---|",
+        "| copy | recall | precision | pairs found | weakest copy | closest other | seconds |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {row.transform} | {row.recall:.2f} | {row.precision:.2f} | {row.pairs} | {row.seconds:.1f} |" for row in rows
+        f"| {row.transform} | {row.recall:.2f} | {row.precision:.2f} | {row.pairs} | {row.weakest_copy:.3f} |"
+        f" {row.closest_other:.3f} | {row.seconds:.1f} |"
+        for row in rows
     ]
     return "\n".join(lines)
