@@ -11,10 +11,11 @@ Two steps, a search for candidates and a check of each. Every image is read once
   with evenly spaced rows, and each image is compared with the members of its `PROBES` closest cells only:
   arithmetic of order N^1.5, not N^2, and memory of one cell's block at a time.
 - **Check**: OpenCV's ECC aligns the candidate's grayscale thumbnail onto the image's (an affine map; mirrored
-  first when their left-right differences are opposed); a map that is not a crop (scale 0.67 to 1.5 a side,
-  little rotation or shear, at most 30% shift) is refused. The pair's `similarity` is the correlation of the two
-  colour thumbnails where they overlap after alignment, each channel less its mean: a copy correlates at 0.95 and
-  above, a look-alike (the same background with other shapes, the same drawing in other colours) well below. A
+  first when their left-right differences are opposed); a map that is not a crop (scale 0.75 to 1.33 a side,
+  little rotation or shear, at most 15% shift) is refused. The pair's `similarity` is the correlation of the two
+  colour thumbnails where they overlap after alignment, less their mean brightness, in the quarter of the image
+  where they differ most: the benchmark's copies (`pipeline dev bench-near-duplicates`) score 0.93 and above, its
+  look-alikes (the same background with other shapes, the same colours) 0.85 at most. A
   pair is kept at `min_similarity` or more.
 """
 
@@ -206,15 +207,15 @@ def _similarity(thumb_a: np.ndarray, thumb_b: np.ndarray, mirrored: bool) -> flo
 
 
 def _crop_like(warp: np.ndarray) -> bool:
-    """Whether an affine map is what a crop and a resize make: scales 0.67 to 1.5, little rotation or shear (ECC's
-    fit of a smooth 32x32 image wanders by up to 0.2), a shift of at most 30% of the side."""
+    """Whether an affine map is what a crop and a resize make: scales 0.75 to 1.33, little rotation or shear (ECC's
+    fit of a smooth 32x32 image wanders by up to 0.2), a shift of at most 15% of the side."""
     scales, skew = np.diag(warp[:, :2]), warp[[0, 1], [1, 0]]
-    return bool(np.all((scales > 0.67) & (scales < 1.5)) and np.all(np.abs(skew) < 0.2) and np.all(np.abs(warp[:, 2]) < 0.3 * SIDE))
+    return bool(np.all((scales > 0.75) & (scales < 1.34)) and np.all(np.abs(skew) < 0.2) and np.all(np.abs(warp[:, 2]) < 0.15 * SIDE))
 
 
 def _overlap_correlation(thumb_a: np.ndarray, thumb_b: np.ndarray, warp: np.ndarray) -> float:
-    """How alike a's colours and b's warped onto a are where b covers a, each channel less its mean and both scaled
-    to unit norm: one less half the squared difference, which is their correlation when the difference is spread
+    """How alike a's colours and b's warped onto a are where b covers a, each less its mean (over all channels: a
+    brightness shift is forgiven, a background of another colour is not) and scaled to unit norm: one less half the squared difference, which is their correlation when the difference is spread
     evenly, taken in the quarter of the image where the difference is largest (as if it were everywhere), so that
     a look-alike differing in one place scores low. -1 when b covers less than MIN_OVERLAP of a."""
     flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
@@ -234,6 +235,6 @@ def _overlap_correlation(thumb_a: np.ndarray, thumb_b: np.ndarray, warp: np.ndar
 
 
 def _unit(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
-    """The covered pixels' colours less each channel's mean, scaled to unit norm; zero elsewhere."""
-    centred = np.where(covered[..., None], image - image[covered].mean(axis=0), 0)
+    """The covered pixels' colours less their mean, scaled to unit norm; zero elsewhere."""
+    centred = np.where(covered[..., None], image - image[covered].mean(), 0)
     return centred / (np.linalg.norm(centred) + 1e-6)
