@@ -3,11 +3,12 @@
 A dataset without a block is not audited. `near_duplicates` makes the split look for near-duplicates as well as
 identical files (`pipeline.data.near_duplicates`: each image's `neighbours` closest by a mirror-invariant descriptor
 are checked, and kept when their colour thumbnails, once aligned, correlate at `min_similarity` or more;
-`max_distance`, the bits of the perceptual hashes it replaced, is refused with the new key's name); `label_issues` trains `folds` models of
-`model` (a model block of the same dataset, for `epochs` each: the named budget) for out-of-sample probabilities,
-which cleanlab reads for wrong labels and which also place the outliers. `model` is always named, so that the audit
-stage depends on that model's block alone (`models.<model>` in dvc.yaml), not on every model's. `sample` is laid over the block while the
-dataset's source is `sample`, as a model block's `sample` is: the embedded sample's smaller budget.
+`max_distance`, the bits of the perceptual hashes it replaced, is refused with the new key's name);
+`label_issues` trains `folds` models of `model` (a model block of the same dataset, for `epochs` each: the named
+budget) for out-of-sample probabilities, which cleanlab reads for wrong labels and which also place the outliers.
+`model` is always named, so that the audit stage depends on that model's block alone (`models.<model>` in
+dvc.yaml), not on every model's. `sample` is laid over the block while the dataset's source is `sample`, as a model
+block's `sample` is: the embedded sample's smaller budget.
 
 `image_quality` runs cleanvision's checks over the raw images (`pipeline.analysis.audit_quality`): an image is
 flagged when its cleanvision score (0 to 1, lower: worse) is below the kind's threshold: `dark_threshold` (the

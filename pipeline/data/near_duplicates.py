@@ -10,13 +10,14 @@ Two steps, a search for candidates and a check of each. Every image is read once
   is compared; above, the descriptors are clustered into about sqrt(N) / 4 cells by a few rounds of k-means seeded
   with evenly spaced rows, and each image is compared with the members of its `PROBES` closest cells only:
   arithmetic of order N^1.5, not N^2, and memory of one cell's block at a time.
-- **Check**: OpenCV's ECC aligns the candidate's grayscale thumbnail onto the image's (an affine map; mirrored
-  first when their left-right differences are opposed); a map that is not a crop (scale 0.75 to 1.33 a side,
-  little rotation or shear, at most 15% shift) is refused. The pair's `similarity` is the correlation of the two
-  colour thumbnails where they overlap after alignment, less their mean brightness, in the quarter of the image
-  where they differ most: the benchmark's copies (`pipeline dev bench-near-duplicates`) score 0.93 and above, its
-  look-alikes (the same background with other shapes, the same colours) 0.85 at most. A
-  pair is kept at `min_similarity` or more.
+- **Check**: OpenCV's ECC aligns the candidate's grayscale thumbnail onto the image's with an affine map, the
+  candidate mirrored first when their left-right differences are opposed (the other way too when that scores
+  below `CERTAIN`). A map that is no crop and resize (scale 0.67 to 1.5 a side, little rotation or shear, at most
+  30% shift) is refused, and the thumbnails as they lie are scored too (ECC can wander off a right start). The
+  pair's `similarity` is the correlation of the two colour thumbnails where they overlap once aligned, less their
+  mean brightness, in the quarter of the image where they differ most: the benchmark's copies (`pipeline dev
+  bench-near-duplicates`) score 0.93 and above, its look-alikes (the same background with other shapes, the same
+  colours) 0.83 at most. A pair is kept at `min_similarity` or more.
 """
 
 import io
@@ -39,7 +40,7 @@ PROBES = 4  # cells each image is compared with, above EXACT
 ROUNDS = 8  # rounds of k-means
 CHUNK = 2048  # query rows compared at once: memory of CHUNK x (the images compared) floats
 ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3)
-MIRROR_EVIDENCE = 0.3  # below this agreement (cosine) of the left-right differences, both ways are tried
+CERTAIN = 0.97  # a similarity no look-alike of the benchmark reaches: the other orientation is not tried
 MIN_OVERLAP = 0.5  # the least share of the image an aligned candidate must cover
 
 
@@ -87,7 +88,8 @@ def _channels(thumb: np.ndarray) -> list[np.ndarray]:
 def _halves(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The left half of the GRID x GRID copy of a channel's symmetric and antisymmetric parts, flattened."""
     mirrored = channel[:, ::-1]
-    small = [cv2.resize(part, (GRID, GRID), interpolation=cv2.INTER_AREA) for part in ((channel + mirrored) / 2, (channel - mirrored) / 2)]
+    parts = ((channel + mirrored) / 2, (channel - mirrored) / 2)
+    small = [cv2.resize(part, (GRID, GRID), interpolation=cv2.INTER_AREA) for part in parts]
     return small[0][:, : GRID // 2].ravel(), small[1][:, : GRID // 2].ravel()
 
 
@@ -108,11 +110,11 @@ def near_pairs(signatures: Signatures, neighbours: int, min_similarity: float) -
     at `min_similarity` or more once aligned: `a`, `b`, `distance` (1 - similarity, in thousandths),
     `similarity`, closest first."""
     candidates = candidate_pairs(signatures.descriptors, neighbours)
-    similarity = np.array(
-        [aligned_similarity(signatures, a, b) for a, b in zip(candidates["a"], candidates["b"], strict=True)], np.float32
-    )
+    rows = zip(candidates["a"], candidates["b"], strict=True)
+    similarity = np.array([aligned_similarity(signatures, a, b) for a, b in rows], np.float32)
     pairs = candidates.assign(similarity=np.round(similarity, 4))[similarity >= min_similarity]
-    pairs = pairs.assign(distance=np.rint(1000 * (1 - pairs["similarity"])).astype(int))[["a", "b", "distance", "similarity"]]
+    distance = np.rint(1000 * (1 - pairs["similarity"])).astype(int)
+    pairs = pairs.assign(distance=distance)[["a", "b", "distance", "similarity"]]
     return pairs.sort_values(["distance", "a", "b"], kind="stable").reset_index(drop=True)
 
 
@@ -182,42 +184,45 @@ def _nearest_centres(descriptors: np.ndarray, centres: np.ndarray, count: int) -
 
 def aligned_similarity(signatures: Signatures, a: int, b: int) -> float:
     """How well image b's thumbnail, aligned onto image a's, correlates with it in colour; -1 when no crop-like
-    alignment is found. b is mirrored first when the left-right differences of their brightness are opposed; when
-    those barely agree either way (a nearly symmetric image), both ways are tried."""
+    alignment is found. b is mirrored first when the left-right differences of their brightness are opposed; the
+    other way is tried too when that scores below CERTAIN (a nearly symmetric image can point the wrong way)."""
     thumb_a, thumb_b = signatures.thumbnails[a], signatures.thumbnails[b]
     left_right = [_halves(_channels(thumb)[0])[1] for thumb in (thumb_a, thumb_b)]
-    agreement = float(left_right[0] @ left_right[1]) / (np.linalg.norm(left_right[0]) * np.linalg.norm(left_right[1]) + 1e-6)
-    ways = [agreement < 0] if abs(agreement) >= MIRROR_EVIDENCE else [False, True]
-    return max(_similarity(thumb_a, thumb_b, mirrored) for mirrored in ways)
+    first = float(left_right[0] @ left_right[1]) < 0
+    similarity = _similarity(thumb_a, thumb_b, first)
+    return similarity if similarity >= CERTAIN else max(similarity, _similarity(thumb_a, thumb_b, not first))
 
 
 def _similarity(thumb_a: np.ndarray, thumb_b: np.ndarray, mirrored: bool) -> float:
-    """The colour correlation of b aligned onto a by ECC (b mirrored first when asked); -1 when ECC fails or finds a
-    map that is no crop."""
+    """The colour correlation of b aligned onto a by ECC (b mirrored first when asked), or left where it is when
+    that correlates better (ECC can wander off a start that was right); -1 where neither is a crop-like alignment."""
     if mirrored:
         thumb_b = np.ascontiguousarray(thumb_b[:, ::-1])
     gray_a, gray_b = (_channels(t)[0] for t in (thumb_a, thumb_b))
+    start = np.eye(2, 3, dtype=np.float32)
+    unmoved = _overlap_correlation(thumb_a, thumb_b, start)
     try:
-        _, warp = cv2.findTransformECC(gray_a, gray_b, np.eye(2, 3, dtype=np.float32), cv2.MOTION_AFFINE, ECC_CRITERIA, None, 5)
-    except cv2.error:  # ECC did not converge: the images do not align
-        return -1.0
-    if not _crop_like(warp):
-        return -1.0
-    return _overlap_correlation(thumb_a, thumb_b, warp)
+        _, warp = cv2.findTransformECC(gray_a, gray_b, start.copy(), cv2.MOTION_AFFINE, ECC_CRITERIA, None, 5)
+    except cv2.error:  # ECC did not converge
+        return unmoved
+    return max(unmoved, _overlap_correlation(thumb_a, thumb_b, warp)) if _crop_like(warp) else unmoved
 
 
 def _crop_like(warp: np.ndarray) -> bool:
-    """Whether an affine map is what a crop and a resize make: scales 0.75 to 1.33, little rotation or shear (ECC's
-    fit of a smooth 32x32 image wanders by up to 0.2), a shift of at most 15% of the side."""
+    """Whether an affine map is what a crop and a resize make: scales 0.67 to 1.5, little rotation or shear (ECC's
+    fit of a smooth 32x32 image wanders by up to 0.2), a shift of at most 30% of the side. Tighter bounds lose
+    copies of tiny images, whose fit wanders, and spare no look-alike the correlation does not already refuse."""
     scales, skew = np.diag(warp[:, :2]), warp[[0, 1], [1, 0]]
-    return bool(np.all((scales > 0.75) & (scales < 1.34)) and np.all(np.abs(skew) < 0.2) and np.all(np.abs(warp[:, 2]) < 0.15 * SIDE))
+    scaled = np.all((scales > 0.67) & (scales < 1.5))
+    return bool(scaled and np.all(np.abs(skew) < 0.2) and np.all(np.abs(warp[:, 2]) < 0.3 * SIDE))
 
 
 def _overlap_correlation(thumb_a: np.ndarray, thumb_b: np.ndarray, warp: np.ndarray) -> float:
     """How alike a's colours and b's warped onto a are where b covers a, each less its mean (over all channels: a
-    brightness shift is forgiven, a background of another colour is not) and scaled to unit norm: one less half the squared difference, which is their correlation when the difference is spread
-    evenly, taken in the quarter of the image where the difference is largest (as if it were everywhere), so that
-    a look-alike differing in one place scores low. -1 when b covers less than MIN_OVERLAP of a."""
+    brightness shift is forgiven, a background of another colour is not) and scaled to unit norm: one less half the
+    squared difference, which is their correlation when the difference is spread evenly, taken in the quarter of
+    the image where the difference is largest (as if it were everywhere), so that a look-alike differing in one
+    place scores low. -1 when b covers less than MIN_OVERLAP of a."""
     flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(thumb_b.astype(np.float32), warp, (SIDE, SIDE), flags=flags)
     covered = cv2.warpAffine(np.ones((SIDE, SIDE), np.float32), warp, (SIDE, SIDE), flags=flags) > 0.999
