@@ -31,9 +31,15 @@ def test_the_sample_budget_applies_on_the_sample_and_the_folds_train_for_the_aud
 
 def test_near_duplicates_are_looked_for_only_where_an_audit_asks():
     params = parse_params(tiny_raw(**{"audit.catsdogs": {"model": "catsdogs_cnn", "label_issues": False}}))
-    assert params.near_duplicates("catsdogs") == (36, 0.95)
+    assert params.near_duplicates("catsdogs") == (3, 0.9)
     assert params.audit_model("catsdogs") is None
     assert parse_params(tiny_raw()).near_duplicates("catsdogs") is None
+
+
+def test_the_hash_distance_key_is_refused_with_its_successor_named():
+    raw = tiny_raw(**{"audit.catsdogs": {"model": "catsdogs_cnn", "max_distance": 36}})
+    with pytest.raises(PipelineError, match=r"audit\.catsdogs\.max_distance: renamed neighbours; set audit\.catsdogs\.neighbours"):
+        parse_params(raw)
 
 
 def test_an_audit_names_its_model_so_that_its_stage_depends_on_that_block_alone():

@@ -58,9 +58,9 @@ def test_a_split_without_its_own_seed_follows_the_global_seed(paths):
 def test_an_audit_block_makes_the_split_look_for_near_duplicates(paths):
     params = parse_params(params_with(
         models__pets_cnn={"dataset": "pets", "arch": "catsdogs_cnn"},
-        audit__pets={"model": "pets_cnn", "label_issues": False, "max_distance": 30},
+        audit__pets={"model": "pets_cnn", "label_issues": False, "neighbours": 5},
     ))
-    assert settings("pets", params, paths)["split"]["near_duplicates_found_by"] == [30, 0.95]
+    assert settings("pets", params, paths)["split"]["near_duplicates_found_by"] == [5, 0.9]
     assert settings("catsdogs", params, paths)["split"]["near_duplicates_found_by"] is None
 
 

@@ -33,8 +33,8 @@ class Shown:
 
 @dataclass(frozen=True)
 class Suspect:
-    """One finding: its `kind`, its images (two for a near-duplicate pair), its `score` (a pair's: the hashes'
-    distance in bits), the class a label issue suggests and the image-quality `issue` (dark, blurry, ...)."""
+    """One finding: its `kind`, its images (two for a near-duplicate pair), its `score` (a pair's: its distance, 1 minus
+    the aligned similarity in thousandths), the class a label issue suggests and the image-quality `issue` (dark, blurry, ...)."""
 
     kind: str
     images: tuple[Shown, ...]

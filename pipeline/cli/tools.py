@@ -364,3 +364,23 @@ def sample_figures(
     from pipeline.upkeep.docs_results import write_sample_figures
 
     typer.echo(f"wrote {write_sample_figures(root, load_params(root / 'params.yaml'), machine)}")
+
+
+@dev.command("bench-near-duplicates")
+@user_errors
+def bench_near_duplicates(
+    originals: Annotated[int, typer.Option(min=2, help="Generated photos, each with a look-alike.")] = 60,
+    copies: Annotated[int, typer.Option(min=1, help="Copies planted a row (of the first originals).")] = 30,
+    seed: Annotated[int, typer.Option(help="The seed of the photos and the copies.")] = 0,
+) -> None:
+    """Print the near-duplicate finder's recall and precision, one row per kind of copy (cropped, resized,
+    recompressed, colour-shifted, mirrored and combined) planted among generated photos and their look-alikes, with
+    the audit's default settings; `weakest copy` and `closest other` are the similarities either side of the
+    threshold."""
+    from pipeline.config.audit import AuditParams
+    from pipeline.upkeep.near_duplicates_bench import bench, bench_table
+
+    if copies > originals:
+        raise PipelineError(f"--copies {copies}: at most --originals ({originals})")
+    settings = AuditParams(model="any")
+    typer.echo(bench_table(bench(originals, copies, seed, settings), originals, settings.min_similarity))

@@ -65,7 +65,6 @@ PRELOAD = (
     "dulwich.porcelain",
     "numpy",
     "PIL.Image",
-    "imagehash",
     "typer",
     "pydantic",
     "ruamel.yaml",

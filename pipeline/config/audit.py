@@ -1,12 +1,14 @@
 """Params of the audit stage, one block per audited dataset (`audit.<name>`): which finders run and their budget.
 
-A dataset without a block is not audited. `near_duplicates` makes the split look for near-duplicates (perceptual
-hashes `max_distance` bits apart at most, colour thumbnails correlating at `min_similarity` or more) as well as
-identical files; `label_issues` trains `folds` models of
-`model` (a model block of the same dataset, for `epochs` each: the named budget) for out-of-sample probabilities,
-which cleanlab reads for wrong labels and which also place the outliers. `model` is always named, so that the audit
-stage depends on that model's block alone (`models.<model>` in dvc.yaml), not on every model's. `sample` is laid over the block while the
-dataset's source is `sample`, as a model block's `sample` is: the embedded sample's smaller budget.
+A dataset without a block is not audited. `near_duplicates` makes the split look for near-duplicates as well as
+identical files (`pipeline.data.near_duplicates`: each image's `neighbours` closest by a mirror-invariant descriptor
+are checked, and kept when their colour thumbnails, once aligned, correlate at `min_similarity` or more;
+`max_distance`, the bits of the perceptual hashes it replaced, is refused with the new key's name);
+`label_issues` trains `folds` models of `model` (a model block of the same dataset, for `epochs` each: the named
+budget) for out-of-sample probabilities, which cleanlab reads for wrong labels and which also place the outliers.
+`model` is always named, so that the audit stage depends on that model's block alone (`models.<model>` in
+dvc.yaml), not on every model's. `sample` is laid over the block while the dataset's source is `sample`, as a model
+block's `sample` is: the embedded sample's smaller budget.
 
 `image_quality` runs cleanvision's checks over the raw images (`pipeline.analysis.audit_quality`): an image is
 flagged when its cleanvision score (0 to 1, lower: worse) is below the kind's threshold: `dark_threshold` (the
@@ -29,10 +31,11 @@ from pipeline.config.base import Block, Count
 class AuditParams(Block):
     """What `audit@<name>` looks for and with what budget (see the module's docstring)."""
 
+    renamed = {"max_distance": "neighbours"}
     near_duplicates: bool = True
     label_issues: bool = True
-    max_distance: int = Field(36, ge=0, le=96)
-    min_similarity: float = Field(0.95, ge=-1, le=1)
+    neighbours: int = Field(3, ge=1, le=50)
+    min_similarity: float = Field(0.9, ge=-1, le=1)
     model: str
     folds: int = Field(5, ge=2, le=20)
     epochs: Count | None = None

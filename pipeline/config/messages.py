@@ -40,6 +40,10 @@ def format_errors(
         loc = [str(part) for part in error["loc"] if not _is_union_branch(part)]
         key = ".".join(filter(None, [prefix, *loc]))
         message = error["msg"]
+        renamed = getattr(_block_at(root, loc[:-1]), "renamed", {}) if loc else {}
+        if error["type"] == "extra_forbidden" and loc[-1] in renamed:
+            lines.append(renamed_message(key, f"{key.rsplit('.', 1)[0]}.{renamed[loc[-1]]}"))
+            continue
         if error["type"] == "extra_forbidden":
             message = "unknown key" + _suggestion([*_known_keys(root, loc[:-1]), *also_known], loc[-1])
         elif "input" in error and error["type"] != "missing":
@@ -60,6 +64,12 @@ def _suggestion(known: list[str], key: str) -> str:
 
 def _known_keys(root: type[BaseModel], parents: list[str]) -> list[str]:
     """The keys a block accepts, found by walking the params schema along `parents`."""
+    kind = _block_at(root, parents)
+    return list(kind.model_fields) if kind is not None else []
+
+
+def _block_at(root: type[BaseModel], parents: list[str]) -> type[BaseModel] | None:
+    """The block class at `parents` in the params schema; None where the path leads to no single block."""
     kind: Any = root
     for part in parents:
         kind = _without_none(kind)
@@ -68,9 +78,9 @@ def _known_keys(root: type[BaseModel], parents: list[str]) -> list[str]:
         elif get_origin(kind) is dict:
             kind = get_args(kind)[1]
         else:
-            return []
+            return None
     kind = _without_none(kind)
-    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
 
 
 def _without_none(kind: Any) -> Any:

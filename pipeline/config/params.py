@@ -81,12 +81,12 @@ class Params(Block):
         return validated(AuditParams, block.model_dump(exclude={"sample"}) | block.sample, f"audit.{dataset}.sample")
 
     def near_duplicates(self, dataset: str) -> tuple[int, float] | None:
-        """The most bits apart two near-duplicates' hashes are and the least their thumbnails correlate, when the
-        dataset's audit looks for them; else None."""
+        """How many candidates each image's near-duplicates are looked for among and the least their aligned
+        thumbnails correlate, when the dataset's audit looks for them; else None."""
         if dataset not in self.audit or not self.audit_of(dataset).near_duplicates:
             return None
         settings = self.audit_of(dataset)
-        return settings.max_distance, settings.min_similarity
+        return settings.neighbours, settings.min_similarity
 
     def audit_model(self, dataset: str) -> "ModelConfig | None":
         """The model the audit's folds train (the block's `model`), for the audit's `epochs` (its own when null); None

@@ -1,8 +1,8 @@
 """Stage `audit`: a dataset's near-duplicates, likely label errors and outliers, written into
 `metrics/<dataset>/audit/` for review (`pipeline audit review`), each a CSV, most suspect first.
 
-- `near_duplicates.csv` (`path_a,path_b,distance,splits`): the pairs the split found by perceptual hash, within a
-  split or across (`drop_across` left the later copy out of its split already).
+- `near_duplicates.csv` (`path_a,path_b,distance,splits`): the pairs the split found (`pipeline.data.near_duplicates`;
+  `distance`: 1 minus their aligned similarity, in thousandths), within a split or across (`drop_across` left the later copy out of its split already).
 - `label_issues.csv` (`path,given,suggested,score,split`) and `outliers.csv` (`path,score,split`): from
   `folds` models of the audit's model trained by cross-validation on train + val for the audit's `epochs`
   (`pipeline.stages.audit_folds`), read by cleanlab (`pipeline.analysis.audit_findings`). The test split is scored by

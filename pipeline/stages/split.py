@@ -6,8 +6,8 @@ source brings (split folders, CIFAR-10's official test set) are kept as given. N
 file's content either: identical files are kept out of the later split and listed in `duplicates.csv` beside the
 manifests (each copy, the file it repeats and that file's split: a copy in its original's split is kept), and
 counted in `metrics/<dataset>/split.json` with the per-split class counts (one bar chart per split). With the
-dataset's audit looking for near-duplicates (`near`), perceptual hashes find the same shot saved again,
-resized, recompressed or cropped: every pair is listed in `near_duplicates.csv`, and with `near_duplicates:
+dataset's audit looking for near-duplicates (`near`), `pipeline.data.near_duplicates` finds the same shot saved
+again, resized, recompressed, cropped, colour-shifted or mirrored: every pair is listed in `near_duplicates.csv`, and with `near_duplicates:
 drop_across` the copy in the later split is left out. The reviewed `exclude` and `relabel` files apply after the draw.
 
 Only usable images are drawn: those download judged unusable (a `skip` reason in `samples.csv`) are left out first,
@@ -44,8 +44,8 @@ def split(
     dataset: str, sizes: SplitParams, seed: int, paths: Paths, near: tuple[int, float] | None = None
 ) -> dict[str, dict[str, int]]:
     """Write the three manifests, the duplicates found and the class counts; returns the counts as split.json has
-    them. `near`: the most bits two near-duplicates' hashes differ in and the least their thumbnails correlate (None:
-    near-duplicates are not looked for)."""
+    them. `near`: how many closest candidates each image's near-duplicates are looked for among and the least their
+    aligned thumbnails correlate (None: near-duplicates are not looked for)."""
     index, key = read_index(paths, dataset), f"split.{dataset}"
     classes = index.classes
     samples, unusable = set_apart_unusable(read_samples(paths, dataset), classes)
