@@ -64,15 +64,16 @@ def team(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> dict:
 
 
 def test_every_trial_ran_once_and_its_experiment_reached_the_git_remote(team):
-    trials = shared_study(team["url"]).open().get_trials()
+    trials = shared_study(team["url"]).get_trials()
     assert [trial.state.name for trial in trials] == ["COMPLETE"] * TRIALS
     refs = run(team["origin"], "git", "for-each-ref", "--format=%(refname)", "refs/exps/")
     assert sorted(ref.rsplit("/", 1)[1] for ref in refs.split()) == [f"{STUDY}-{n}" for n in range(TRIALS)]
 
 
 def test_the_best_is_the_same_whoever_asks_and_any_clone_can_pull_it(team):
-    best = shared_study(team["url"]).open().best_trial.number
-    summaries = [json.loads((root / "reports" / "tune" / MODEL / "summary.json").read_text()) for root in team["clones"]]
+    best = shared_study(team["url"]).best_trial.number
+    folders = [root / "reports" / "tune" / MODEL for root in team["clones"]]
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in folders]
     assert [summary["best"]["number"] for summary in summaries] == [best, best]
     for root in team["clones"]:
         dvc(root, "exp", "pull", "origin", f"{STUDY}-{best}")

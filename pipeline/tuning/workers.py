@@ -31,10 +31,12 @@ def tune_with_workers(
     here (see the module's docstring); returns the summary."""
     from pipeline.tuning.trials import open_study, tune_in_repo
 
-    shared = replace(where, storage=url_of(study_storage(paths.root, model, where)), push=False)
+    storage = study_storage(paths.root.resolve(), model, where)
+    shared = replace(where, storage=url_of(storage), push=False)
     open_study(paths, model, pruner, where)  # from here: the baseline params, a lone study's leftovers failed
     space = None if space_file is None else space_file.resolve()
-    clones = [_clone(paths.root, paths.root / ".dvc" / "tmp" / "tune" / "workers" / str(n)) for n in range(workers)]
+    folder = paths.root.resolve() / ".dvc" / "tmp" / "tune" / "workers"
+    clones = [_clone(paths.root, folder / str(n)) for n in range(workers)]
     command = _worker_command(model, trials, space, pruner, shared)
     processes = [_start(clone, command, _worker_env(n, workers)) for n, clone in enumerate(clones)]
     _wait(processes, clones)
@@ -100,9 +102,10 @@ def _wait(processes: list[subprocess.Popen], clones: list[Path]) -> None:
         for process in processes:
             process.terminate()
         raise
-    failed = [f"{clone.with_suffix('.log')} (exit {code})" for clone, code in zip(clones, codes) if code != 0]
+    failed = [clone.with_suffix(".log") for clone, code in zip(clones, codes) if code != 0]
     if failed:
-        raise PipelineError(f"tune workers failed: {', '.join(failed)}")
+        last = failed[0].read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise PipelineError(f"tune workers failed (logs: {', '.join(map(str, failed))}); the first said: {last[0]}")
 
 
 def _git(cwd: Path, *args: str) -> str:
