@@ -31,7 +31,7 @@ def postgres_server() -> Iterator[str]:
     folder = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
     try:
         _hand_over(folder, prefix)
-        port = _free_port()
+        port = free_port()
         data = folder / "data"
         _run(prefix, "initdb", "-D", str(data), "-A", "trust", "-U", SUPERUSER, "--no-sync", "-E", "UTF8")
         options = f"-h 127.0.0.1 -p {port} -k {folder} -F"
@@ -71,7 +71,7 @@ def _hand_over(folder: Path, prefix: list[str]) -> None:
         os.chown(folder, user.pw_uid, user.pw_gid)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
