@@ -39,7 +39,7 @@ def prepared_clone(folder: Path, dataset: str) -> Path:
     run(clone, sys.executable, "-m", "dvc", "cache", "dir", "--local", cache.stdout.strip())
     run(clone, sys.executable, "-m", "dvc", "repro", "-q", f"preprocess@{dataset}")
     run(clone, "git", "add", "-A")
-    run(clone, "git", "commit", "-qm", "data")
+    run(clone, "git", "commit", "-qm", "data", "--allow-empty")  # dvc.lock may be the same already
     return clone
 
 

@@ -38,7 +38,8 @@ class StandIn:
         time.sleep(0.2)
         return RunResult(objective=values["x"], val_acc=0.5, test_acc=0.5)
 
-study = Study("m", url, "val_loss", "none", Sharing(*{tuple(SHARING.__dict__.values())!r}), name).open()
+sharing = Sharing(heartbeat_s={SHARING.heartbeat_s}, grace_s={SHARING.grace_s}, retries={SHARING.retries})
+study = Study("m", url, "val_loss", "none", sharing, name).open()
 run_trials(study, {{"x": Dimension(low=0.0, high=1.0)}}, {TRIALS}, StandIn())
 """
 
