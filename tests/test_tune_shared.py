@@ -74,3 +74,10 @@ def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_other_worker_finishe
     retried = [trial.system_attrs.get("failed_trial") for trial in trials]  # what Optuna's retry records
     assert retried.count(number) == 1
     assert trials[retried.index(number)].params == trials[number].params
+
+
+def test_workers_of_a_shared_study_do_not_propose_the_same_values(postgres_url):
+    """Two workers' samplers seeded alike would draw the same first values: shared, they are not seeded."""
+    opened = [Study("m", postgres_url, "val_loss", "none", SHARING, "unseeded").open() for _ in range(2)]
+    values = [study.ask().suggest_float("x", 0.0, 1.0) for study in opened]
+    assert values[0] != values[1]

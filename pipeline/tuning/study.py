@@ -69,7 +69,9 @@ class Study:
 
     def open(self) -> Any:
         """The Optuna study, created or loaded (a resumed `tune`). The only worker fails the trials an interruption
-        left running; shared, that is the heartbeat's job (a running trial may be another worker's)."""
+        left running; shared, that is the heartbeat's job (a running trial may be another worker's). Alone, the
+        sampler is seeded (the same study every time); shared, it is not: workers seeded alike would propose the
+        same values side by side."""
         import optuna
         from optuna.trial import TrialState
 
@@ -78,7 +80,7 @@ class Study:
             storage=None if self.storage is None else open_storage(self.storage, self.sharing),
             load_if_exists=True,
             direction=MONITORED[self.monitor][1],
-            sampler=optuna.samplers.TPESampler(seed=0),
+            sampler=optuna.samplers.TPESampler(seed=0 if self.sharing is None else None),
             pruner=_pruner(self.pruner),
         )
         if self.sharing is None:
