@@ -1,10 +1,10 @@
 """Wall time of `pipeline tune cifar_mlp --workers 1` against `--workers 2`, 4 trials each, on the embedded sample.
 
-Usage: `python scripts/tune_workers_bench.py [--trials 4] [--model cifar_mlp]` (CPU heavy: minutes). It works in a
-temporary clone of this repository's last commit (sharing its DVC cache), runs the data stages once there first
-(`dvc repro preprocess@<dataset>`, committed) so that both timings are trials only, then times each study from a
-fresh name, no pruning (every trial trains every epoch) and no seed check, and prints one line per worker count and
-the speed-up. The clone is removed afterwards.
+Usage: `python scripts/tune_workers_bench.py [--trials 4] [--model cifar_mlp]` (CPU heavy: minutes). Each worker
+count gets its own temporary clone of this repository's last commit with its own DVC cache, so that no trial is
+taken from DVC's run-cache of the other timing's; the data stages are run there first (`dvc repro
+preprocess@<dataset>`, committed, not timed), then the study is timed: no pruning (every trial trains every epoch),
+no seed check. Prints one line per worker count and the speed-up. The clones are removed afterwards.
 """
 
 import argparse
@@ -29,14 +29,10 @@ def run(cwd: Path, *command: str) -> None:
     subprocess.run(command, cwd=cwd, check=True, env={**os.environ, **IDENTITY, "PATH": path})
 
 
-def prepared_clone(folder: Path, dataset: str) -> Path:
-    """A clone of the repository's last commit in `folder` with the data stages of `dataset` run and committed."""
-    clone = folder / "repo"
+def prepared_clone(clone: Path, dataset: str) -> Path:
+    """A clone of the repository's last commit at `clone` (its own DVC cache) with the data stages of `dataset` run
+    and committed."""
     run(REPO, "git", "clone", "-q", str(REPO), str(clone))
-    cache = subprocess.run(
-        [sys.executable, "-m", "dvc", "cache", "dir"], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    run(clone, sys.executable, "-m", "dvc", "cache", "dir", "--local", cache.stdout.strip())
     run(clone, sys.executable, "-m", "dvc", "repro", "-q", f"preprocess@{dataset}")
     run(clone, "git", "add", "-A")
     run(clone, "git", "commit", "-qm", "data", "--allow-empty")  # dvc.lock may be the same already
@@ -59,8 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tune-bench-"))
     try:
-        clone = prepared_clone(folder, DATASET[args.model])
-        seconds = {workers: timed_tune(clone, args.model, args.trials, workers) for workers in (1, 2)}
+        clones = {workers: prepared_clone(folder / f"w{workers}", DATASET[args.model]) for workers in (1, 2)}
+        seconds = {workers: timed_tune(clone, args.model, args.trials, workers) for workers, clone in clones.items()}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     for workers, wall in seconds.items():
