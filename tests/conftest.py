@@ -126,3 +126,12 @@ def cifar_images(cifar_batches) -> dict[str, np.ndarray]:
     return expected_images(cifar_batches)
 
 
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Any:
+    """The URL of a real PostgreSQL server for the session (tests.helpers.postgres), or the test skipped."""
+    from tests.helpers.postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url

@@ -64,7 +64,7 @@ def test_a_trial_whose_curve_is_clearly_worse_is_pruned_at_its_second_epoch():
     study, runs = study_in(None), FakeRuns()
     for value in (8, 16, 64):
         study.enqueue_trial({KEY: value})
-    run_trials(study, SPACE, 3, runs, "catsdogs_cnn")
+    run_trials(study, SPACE, 3, runs)
     assert states(study) == ["COMPLETE", "COMPLETE", "PRUNED"]
     assert runs.runs[2][2] == [1, 2] and study.trials[2].user_attrs["result"]["pruned_at"] == 2
     assert [name for name, _, _ in runs.runs] == [f"tune-catsdogs_cnn-{n}" for n in range(3)]
@@ -72,10 +72,10 @@ def test_a_trial_whose_curve_is_clearly_worse_is_pruned_at_its_second_epoch():
 
 def test_an_interrupted_study_resumes_where_it_stopped(tmp_path):
     with pytest.raises(Interrupted):
-        run_trials(study_in(tmp_path), SPACE, 3, FakeRuns(kill_at=2), "catsdogs_cnn")
+        run_trials(study_in(tmp_path), SPACE, 3, FakeRuns(kill_at=2))
     study, runs = study_in(tmp_path), FakeRuns()
     assert states(study) == ["COMPLETE", "FAIL"]
-    run_trials(study, SPACE, 3, runs, "catsdogs_cnn")
+    run_trials(study, SPACE, 3, runs)
     assert states(study)[:2] == ["COMPLETE", "FAIL"] and len(states(study)) == 4 and len(runs.runs) == 2
     assert all(state in ("COMPLETE", "PRUNED") for state in states(study)[2:])
 
@@ -86,8 +86,8 @@ def test_the_seed_check_runs_best_and_baseline_per_seed_with_the_reports_welch_t
     study, runs = study_in(None, "none"), FakeRuns()
     for value in (8, 16):
         study.enqueue_trial({KEY: value})
-    run_trials(study, SPACE, 2, runs, "catsdogs_cnn")
-    check = seed_check(study, runs, "catsdogs_cnn", [1, 2, 3])
+    run_trials(study, SPACE, 2, runs)
+    check = seed_check(study, runs, [1, 2, 3])
     names = [name for name, _, _ in runs.runs[2:]]
     assert names[-2:] == ["tune-catsdogs_cnn-0-seed1", "tune-catsdogs_cnn-baseline-seed1"] and len(names) == 6
     assert runs.runs[-1][1] == {"seed": 1}  # the baseline at the first seed last: the workspace ends as it began
@@ -95,14 +95,14 @@ def test_the_seed_check_runs_best_and_baseline_per_seed_with_the_reports_welch_t
         (check.best["val_acc"], check.baseline["val_acc"]), (check.best["test_acc"], check.baseline["test_acc"])
     ]
     assert check.p_test == welch_p(check.best["test_acc"], check.baseline["test_acc"])
-    assert seed_check(study, runs, "catsdogs_cnn", [1, 2, 3]) == check and len(runs.runs) == 8  # remembered
+    assert seed_check(study, runs, [1, 2, 3]) == check and len(runs.runs) == 8  # remembered
 
 
 def test_tune_writes_the_figures_and_the_summary(tmp_path):
     study, runs = study_in(None), FakeRuns()
     for value in (8, 16, 64):
         study.enqueue_trial({KEY: value})
-    found = tune(study, SPACE, 3, runs, "catsdogs_cnn", [1, 2], tmp_path / "reports")
+    found = tune(study, SPACE, 3, runs, [1, 2], tmp_path / "reports")
     assert sorted(path.name for path in (tmp_path / "reports").iterdir()) == [
         "optimisation_history.png", "param_importances.png", "summary.json"
     ]

@@ -1,8 +1,8 @@
-"""The `pipeline` command: every stage command (`pipeline.cli.stages`), the tools (`pipeline.cli.tools`),
-`pipeline predict` (`pipeline.cli.predict`), `pipeline serve` with `pipeline bench-predict` (`pipeline.cli.serve`) and
-`pipeline publish` (`pipeline.cli.publish`)."""
+"""The `pipeline` command: every stage command (`pipeline.cli.stages`), the tools (`pipeline.cli.tools`), `pipeline
+tune` (`pipeline.cli.tune`), `pipeline predict` (`pipeline.cli.predict`), `pipeline serve` with `pipeline
+bench-predict` (`pipeline.cli.serve`) and `pipeline publish` (`pipeline.cli.publish`)."""
 
-from pipeline.cli import predict, publish, serve, tools
+from pipeline.cli import predict, publish, serve, tools, tune
 from pipeline.cli.stages import app
 
 for command in (
@@ -12,7 +12,7 @@ for command in (
 app.command("make-images")(tools.make_images)
 app.command("lr-find")(tools.lr_find)
 app.command("params")(tools.show_params)
-app.command("tune")(tools.tune)
+app.command("tune")(tune.tune)
 app.command("bench-accuracy")(tools.bench_accuracy)
 app.command("bench-repro")(tools.bench_repro)
 app.command("bench-airbench")(tools.bench_airbench)

@@ -1,5 +1,5 @@
 """The `pipeline` commands that are not stages: inspect and make-images (your own data), report, bench,
-bench-accuracy, bench-repro and bench-airbench (results), params (a model's resolved settings), lr-find, tune, sanity
+bench-accuracy, bench-repro and bench-airbench (results), params (a model's resolved settings), lr-find, sanity
 checks, push and pull, and warm (`make repro`'s warm stage processes). `pipeline.cli.main` adds them to the stage
 commands."""
 
@@ -119,33 +119,6 @@ def warm(
     from pipeline.cli.warm_server import run_warm
 
     raise typer.Exit(run_warm([command, *context.args], wait=wait))
-
-
-@user_errors
-def tune(
-    model: Model,
-    trials: Annotated[int, typer.Option(min=1, help="Finished trials (complete or pruned) the study should hold.")] = 20,
-    space: Annotated[
-        Path | None,
-        typer.Option(help="YAML of params keys and ranges ({low, high, log, int} or {choices}); default: the "
-                     "model's lr, log-uniform over lr/10 to lr*10."),
-    ] = None,
-    seeds: Annotated[
-        int, typer.Option(min=0, help="Re-run the best trial and the baseline with this many seeds and compare "
-                          "them with Welch's test (0 or 1: no check).")
-    ] = 3,
-    pruner: Annotated[str, typer.Option(help="median, asha or none.")] = "median",
-) -> None:
-    """Search a model's params with Optuna (TPE, pruning on the validation curve), every trial a DVC experiment;
-    an interrupted study resumes. Writes reports/tune/<model>/: optimisation history, parameter importances,
-    summary.json (the seed check of the best trial against the baseline)."""
-    from pipeline.tuning.study import PRUNERS
-    from pipeline.tuning.trials import tune_in_repo
-    from pipeline.tuning.text import tune_text
-
-    if pruner not in PRUNERS:
-        raise PipelineError(f"--pruner: {pruner!r} is not one of {', '.join(PRUNERS)}")
-    typer.echo(tune_text(tune_in_repo(Paths(), model, trials, space, seeds, pruner)))
 
 
 @user_errors

@@ -12,6 +12,8 @@ model is written and evaluated. The experiment holds the pruned run's metrics
 under params that produce exactly them (a resumed run equals an uninterrupted one), so neither it nor DVC's
 run-cache can hand a cut-short run's outputs to params that would not produce them. The baseline params are written
 back before every run and when `tune` ends, so `stop_after` never reaches another trial, a seed run or the workspace.
+With `push`, each experiment is pushed once run (`dvc exp push origin NAME`: its git ref to the git remote, its
+outputs to the default DVC remote), so that a study shared by workers on several machines can be pulled from any.
 """
 
 import contextlib
@@ -29,6 +31,7 @@ import psutil
 from pipeline.config.overrides import read_yaml
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import Paths
+from pipeline.tuning.storage import Where, study_storage
 from pipeline.tuning.study import MONITORED, RunResult, Watch
 
 POLL_S = 0.5
@@ -38,8 +41,10 @@ LOG_LINES = 30  # of a failed run's output in the error
 class DvcExperiments:
     """Runs trials of `model` as DVC experiments in the repository at `paths.root`."""
 
-    def __init__(self, paths: Paths, model: str, monitor: str, baseline: str, logs: Path) -> None:
-        self.paths, self.model, self.monitor = paths, model, monitor
+    def __init__(
+        self, paths: Paths, model: str, monitor: str, baseline: str, logs: Path, push: bool = False
+    ) -> None:
+        self.paths, self.model, self.monitor, self.push = paths, model, monitor, push
         self.baseline, self.params_file, self.logs = baseline, paths.root / "params.yaml", logs
         self.baseline_raw = read_yaml(baseline)
         logs.mkdir(parents=True, exist_ok=True)
@@ -48,11 +53,25 @@ class DvcExperiments:
         """Run the experiment (see the module's docstring); a run that fails is an error with its output's end."""
         pruned_at = self._experiment(name, values, watch, self.logs / f"{name}.log")
         if pruned_at is None:
-            return self._result()
-        stopped = {**values, f"models.{self.model}.stop_after": pruned_at}
-        self._experiment(name, stopped, lambda epoch, value: False, self.logs / f"{name}.stop_after.log")
-        finished = self._result()
-        return RunResult(objective=None, pruned_at=pruned_at, val_acc=finished.val_acc, test_acc=finished.test_acc)
+            result = self._result()
+        else:
+            stopped = {**values, f"models.{self.model}.stop_after": pruned_at}
+            self._experiment(name, stopped, lambda epoch, value: False, self.logs / f"{name}.stop_after.log")
+            finished = self._result()
+            result = RunResult(None, pruned_at, val_acc=finished.val_acc, test_acc=finished.test_acc)
+        if self.push:
+            self._push(name)
+        return result
+
+    def _push(self, name: str) -> None:
+        """`dvc exp push origin NAME`: the experiment's git ref and its cached outputs to the remotes."""
+        command = [sys.executable, "-m", "dvc", "exp", "push", "origin", name]
+        pushed = subprocess.run(
+            command, cwd=self.paths.root, capture_output=True, text=True, env=_this_python_first(), check=False
+        )
+        if pushed.returncode != 0:
+            tail = "\n".join((pushed.stdout + pushed.stderr).splitlines()[-LOG_LINES:])
+            raise PipelineError(f"experiment {name} ran but `dvc exp push origin {name}` failed:\n{tail}")
 
     def _experiment(self, name: str, values: dict[str, Any], watch: Watch, log: Path) -> int | None:
         """`dvc exp run` of the experiment `name` with `values` set, its output in `log`; the epoch `watch` stopped
@@ -97,30 +116,46 @@ class DvcExperiments:
 
 
 def tune_in_repo(
-    paths: Paths, model: str, trials: int, space_file: Path | None, seeds: int, pruner: str
+    paths: Paths, model: str, trials: int, space_file: Path | None, seeds: int, pruner: str, where: Where | None = None
 ) -> dict[str, Any]:
-    """`pipeline tune` in the repository at `paths.root`: the study stored under .dvc/tmp/tune/, its trials run as
-    DVC experiments from the baseline params, the seed check with `seeds` seeds (none below 2), the figures and
-    summary.json in reports/tune/<model>/; returns the summary."""
+    """`pipeline tune` in the repository at `paths.root`: the study stored under .dvc/tmp/tune/ (or where `where`
+    says, shared with other workers), its trials run as DVC experiments from the baseline params (the study's, as
+    the first worker found them), the seed check with `seeds` seeds (none below 2), the figures and summary.json in
+    reports/tune/<model>/; returns the summary."""
     from pipeline.config.params import parse_params
-    from pipeline.tuning.study import Study, tune
     from pipeline.tuning.space import check_space, read_space
+    from pipeline.tuning.study import tune
 
-    store = paths.root / ".dvc" / "tmp" / "tune"
-    params_file = paths.root / "params.yaml"
-    params = parse_params(read_yaml(params_file.read_text()))
+    params = parse_params(read_yaml((paths.root / "params.yaml").read_text()))
     config = params.model(model)
-    study = Study(model, store / f"{model}.sqlite3", config.train.monitor, pruner).open()
-    baseline = study.user_attrs.get("baseline_params") or params_file.read_text()
-    study.set_user_attr("baseline_params", baseline)
+    where = where or Where()
+    study, baseline = open_study(paths, model, pruner, where)
     space = read_space(space_file, config)
     check_space(space, read_yaml(baseline), model)
-    runner = DvcExperiments(paths, model, config.train.monitor, baseline, store / "logs")
+    logs = paths.root / ".dvc" / "tmp" / "tune" / "logs"
+    runner = DvcExperiments(paths, model, config.train.monitor, baseline, logs, where.push)
     try:
         checked = [params.seed + n for n in range(seeds)]  # the baseline's seed and the ones after it
-        return tune(study, space, trials, runner, model, checked, paths.root / "reports" / "tune" / model)
+        return tune(study, space, trials, runner, checked, paths.root / "reports" / "tune" / model)
     finally:
         runner.restore()
+
+
+def open_study(paths: Paths, model: str, pruner: str, where: Where) -> tuple[Any, str]:
+    """The study of `model` (created, or loaded: resumed, or another worker's) and its baseline params: the text of
+    params.yaml as the study's first worker found it, kept with the study."""
+    from pipeline.config.params import parse_params
+    from pipeline.tuning.study import Study
+
+    params_file = paths.root / "params.yaml"
+    monitor = parse_params(read_yaml(params_file.read_text())).model(model).train.monitor
+    sharing = where.sharing if where.storage else None
+    study = Study(model, study_storage(paths.root, model, where), monitor, pruner, sharing, where.study).open()
+    baseline = study.user_attrs.get("baseline_params")
+    if baseline is None:
+        baseline = params_file.read_text()
+        study.set_user_attr("baseline_params", baseline)
+    return study, baseline
 
 
 def _this_python_first() -> dict[str, str]:
