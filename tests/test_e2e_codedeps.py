@@ -21,7 +21,7 @@ EDITS = {
     "pipeline/data/sources/cifar_batches.py": {"download"},  # a module inside a folder dep
     "pipeline/analysis/metrics.py": {"evaluate"},
     "pipeline/analysis/diagnostics.py": {"train", "evaluate", "audit"},
-    "pipeline/models/outputs.py": {"train", "evaluate", "export", "audit"},
+    "pipeline/models/outputs.py": {"weights", "train", "evaluate", "export", "audit"},  # weights builds the net
     "pipeline/inference/onnx_metadata.py": {"export"},
     "pipeline/training/recipe.py": {"train", "audit"},
     "pipeline/stages/train.py": {"train", "audit"},  # the audit trains its folds with the train stage's fit
