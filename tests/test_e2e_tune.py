@@ -65,9 +65,9 @@ def killed_in_a_third_trial(root: Path) -> None:
 def tuned(tmp_path_factory: pytest.TempPathFactory) -> Tuned:
     """A committed copy of the repository (no stage run yet: the first trial runs them all), tuned with two trials
     and no seed check; then, as if killed, tuned again with a seed check of two seeds."""
-    # lr in the block: trial 0 is the baseline. Eight epochs: the curve is read between epochs, so a pruned trial
-    # must still be training well after its second (on a loaded machine the read comes late).
-    block = {f"models.{MODEL}.epochs": 8, f"models.{MODEL}.lr": LRS[0]}
+    # lr in the block: trial 0 is the baseline. 40 epochs (tens of milliseconds each): the curve is read between
+    # epochs, so a pruned trial must still be training well after its second (on a loaded machine the read is late).
+    block = {f"models.{MODEL}.epochs": 40, f"models.{MODEL}.lr": LRS[0]}
     root = committed_copy(tmp_path_factory.mktemp("tune") / "repo", tiny_raw(**block))
     (root / "space.yaml").write_text(f"models.{MODEL}.lr: {{choices: {list(LRS)}}}\n")
     study = stored_study(root)

@@ -10,6 +10,7 @@ naming the URL with its password masked.
 """
 
 import contextlib
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 from pipeline.core.errors import PipelineError
 
+CREATE_TRIES = 5  # opening a new database, while other workers may be creating its tables too
 SQLITE_TIMEOUT_S = 60  # how long an SQLite writer waits for another worker's lock before "database is locked"
 DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}  # psycopg 3 is the one installed
 
@@ -84,7 +86,20 @@ def open_storage(storage: str | Path, sharing: Sharing | None) -> Any:
             "heartbeat_stale_trial_callback": _on_failed(sharing.retries),
         }
     with _quietly(), _explained(url):
-        return optuna.storages.RDBStorage(url, **kwargs)
+        return _created(lambda: optuna.storages.RDBStorage(url, **kwargs))
+
+
+def _created(make: Any, tries: int = CREATE_TRIES) -> Any:
+    """`make()`, tried again while another worker is creating the same tables: two workers opening a new database
+    at once both create Optuna's schema, and the later one's CREATE fails on PostgreSQL's unique catalog entry."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(1, tries):
+        try:
+            return make()
+        except (IntegrityError, ProgrammingError):
+            time.sleep(0.5 * attempt)
+    return make()
 
 
 def _on_failed(retries: int) -> Any:
