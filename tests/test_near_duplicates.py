@@ -1,27 +1,17 @@
-import io
-import zipfile
-
 import cv2
 import numpy as np
 import pytest
 
 from pipeline.data import near_duplicates
-from pipeline.data.near_duplicates import Signatures, archive_signatures, candidate_pairs, near_pairs, thumbnail
-from pipeline.upkeep.near_duplicates_bench import bench
+from pipeline.data.near_duplicates import Signatures, candidate_pairs, near_pairs, thumbnail
+from pipeline.upkeep.near_duplicates_bench import bench, files_signatures, finder_pairs
 from tests.helpers.planted import near_copy, planted, shot
 
 NEIGHBOURS, MIN_SIMILARITY = 3, 0.9  # the audit's defaults
 
 
 def _found_pairs(files: dict[str, bytes]) -> set[frozenset[str]]:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    with zipfile.ZipFile(buffer) as archive:
-        names, signatures = archive_signatures(archive, sorted(files))
-    pairs = near_pairs(signatures, NEIGHBOURS, MIN_SIMILARITY)
-    return {frozenset((names[a], names[b])) for a, b in zip(pairs["a"], pairs["b"], strict=True)}
+    return set(finder_pairs(files, NEIGHBOURS, MIN_SIMILARITY))
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -70,12 +60,7 @@ def test_the_cell_search_finds_what_comparing_every_pair_finds(monkeypatch):
 
 def test_pairs_are_closest_first_each_once_and_the_same_every_time():
     tree = planted(per_class=20, copies=6, moved=0, blanks=0, seed=3)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, data in tree.files.items():
-            archive.writestr(path, data)
-    with zipfile.ZipFile(buffer) as archive:
-        _, signatures = archive_signatures(archive, sorted(tree.files))
+    _, signatures = files_signatures(tree.files)
     first, again = near_pairs(signatures, 5, -1.0), near_pairs(signatures, 5, -1.0)
     assert first.equals(again)
     assert list(first["distance"]) == sorted(first["distance"])

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.config.audit import AuditParams
-from pipeline.data.near_duplicates import archive_signatures, near_pairs
+from pipeline.data.near_duplicates import Signatures, archive_signatures, near_pairs
 
 Image = np.ndarray  # BGR, uint8
 CAMERA_QUALITY, COPY_QUALITY = 92, 90  # JPEG quality of the originals and of a copy no row recompresses harder
@@ -183,16 +183,22 @@ def scenes(originals: int, seed: int) -> tuple[list[Scene], list[Scene]]:
     return drawn, alike
 
 
-def finder_pairs(files: dict[str, bytes], neighbours: int) -> dict[frozenset[str], float]:
-    """Every candidate pair of paths the split's finder checks among `files`, with its similarity once aligned
-    (the finder keeps those at `min_similarity` or more)."""
+def files_signatures(files: dict[str, bytes]) -> tuple[list[str], Signatures]:
+    """The paths of `files` in order and the finder's signatures of their images, read as the split reads them:
+    from a zip of the raw layout."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for path, data in files.items():
             archive.writestr(path, data)
     with zipfile.ZipFile(buffer) as archive:
-        names, signatures = archive_signatures(archive, sorted(files))
-    pairs = near_pairs(signatures, neighbours, -1.0)
+        return archive_signatures(archive, sorted(files))
+
+
+def finder_pairs(files: dict[str, bytes], neighbours: int, min_similarity: float = -1.0) -> dict[frozenset[str], float]:
+    """The pairs of paths the split's finder checks among `files` whose similarity once aligned is `min_similarity`
+    or more (by default every candidate pair; the finder keeps those at the audit's `min_similarity`), with it."""
+    names, signatures = files_signatures(files)
+    pairs = near_pairs(signatures, neighbours, min_similarity)
     return {
         frozenset((names[a], names[b])): similarity
         for a, b, similarity in zip(pairs["a"], pairs["b"], pairs["similarity"], strict=True)
