@@ -19,6 +19,7 @@ from pipeline.stages.train import train
 from tests.helpers.cifar_files import expected_images, random_batches
 from tests.helpers.datasets import prepare
 from tests.helpers.params import tiny_raw
+from tests.helpers.workspace import stop_warm_server
 
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread in each test process and each process a test starts, unless OMP_NUM_THREADS says otherwise.
@@ -55,6 +56,12 @@ def no_waiting_for_the_disk():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def warm_server_ends():
+    """The warm server that the tests' first `dvc` command started (`tests.helpers.workspace.warm_env`), if one
+    did, ends with the session."""
+    yield
+    stop_warm_server()
 
 
 @pytest.fixture

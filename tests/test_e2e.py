@@ -1,7 +1,6 @@
 """End to end: `dvc repro` in a temporary copy of the repository, with tiny params, as a user runs it."""
 
 import json
-import os
 import sys
 import zipfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from pipeline.analysis.repro_times import last_run
 from pipeline.cli.warm_server import GPU_DEVICES
 from tests.helpers.hub_datasets import write_hub_cache
 from tests.helpers.params import tiny_full
-from tests.helpers.workspace import attempt, committed_repro, dvc, run, stages_run
+from tests.helpers.workspace import HUB_CACHE, attempt, committed_repro, dvc, run, stages_run, warm_env
 
 
 pytestmark = pytest.mark.slow
@@ -21,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A committed copy of the repo with tiny params, after one `make repro` (`pipeline warm dvc repro`)."""
-    return committed_repro(tmp_path_factory.mktemp("repo"), tiny_full(), warm=True)
+    """A committed copy of the repo with tiny params, after one `dvc repro` run warm, as `make repro` runs it."""
+    return committed_repro(tmp_path_factory.mktemp("repo"), tiny_full())
 
 
 MODELS = tuple(tiny_full()["models"])
@@ -81,8 +80,8 @@ def test_second_repro_has_nothing_to_do(workspace: Path) -> None:
 
 
 def test_every_torch_stage_of_the_warm_repro_ran_warm_and_a_cold_run_writes_the_same_bytes(workspace: Path) -> None:
-    """`pipeline warm dvc repro` ran each train, evaluate and export stage in a warm process; running some again
-    cold (plain `dvc repro`) writes every output byte as they were (the model cards aside: they name the commit,
+    """The warm repro ran each train, evaluate and export stage in a warm process; running some again cold (plain
+    `dvc repro`) writes every output byte as they were (the model cards aside: they name the commit,
     which is newer now)."""
     if any(Path(device).exists() for device in GPU_DEVICES):
         pytest.skip("no warm server on a machine with a GPU: every stage ran cold")
@@ -90,7 +89,7 @@ def test_every_torch_stage_of_the_warm_repro_ran_warm_and_a_cold_run_writes_the_
     assert len(torch_stages) == 3 * len(MODELS) and all(split.warm for split in torch_stages)
     targets = ("train@iris_mlp", "evaluate@iris_mlp", "export@iris_mlp", "evaluate@catsdogs_cnn")
     warm = _output_bytes(workspace, "iris_mlp", "catsdogs_cnn")
-    assert stages_run(dvc(workspace, "repro", "--force", "--single-item", *targets)) == set(targets)
+    assert stages_run(dvc(workspace, "repro", "--force", "--single-item", *targets, warm=False)) == set(targets)
     assert _output_bytes(workspace, "iris_mlp", "catsdogs_cnn") == warm
     run(workspace, "git", "checkout", "dvc.lock")  # the cards as they were: later tests see nothing changed
     dvc(workspace, "checkout", "-q")
@@ -147,10 +146,10 @@ FIRST, SECOND = "a1" * 20, "b2" * 20  # two commits of it (hex with letters: dig
 
 
 def test_switching_to_a_hub_dataset_reruns_exactly_its_stages_and_its_models_and_so_does_a_new_commit(
-    workspace: Path, tmp_path: Path
+    workspace: Path,
 ) -> None:
     """Real data from the Hub: the sample's CIFAR-10 images (one fewer) as a Hub dataset in the Hub's cache, as a
-    first download leaves it, read with HF_HUB_OFFLINE. `source: hf` by its id re-runs that dataset's stages and its
+    first download leaves it (in the tests' HF_HUB_CACHE), read offline. `source: hf` by its id re-runs that dataset's stages and its
     model's, nothing else; cifar_mlp's sample budget (one epoch) no longer applies: it trains its block's two.
     Pinning another commit (one image fewer still) re-runs the same stages."""
     assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 1
@@ -160,19 +159,18 @@ def test_switching_to_a_hub_dataset_reruns_exactly_its_stages_and_its_models_and
     training = [name for name in files if name.startswith("train/")]
     first = {name: blob for name, blob in files.items() if name != training[0]}
     second = {name: blob for name, blob in first.items() if name != training[-1]}
-    cache = write_hub_cache(tmp_path / "hub", HUB_ID, {FIRST: first, SECOND: second}, classes)
-    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    write_hub_cache(Path(warm_env()[HUB_CACHE]), HUB_ID, {FIRST: first, SECOND: second}, classes)
     targets = [f"{stage}@{model}" for stage in ("evaluate", "export") for model in AUG_MODELS]
     cifar = {f"{stage}@cifar10" for stage in ("download", "settings", "split", "preprocess")}
     expected = cifar | {f"{stage}@cifar_mlp" for stage in ("train", "evaluate", "export")}
     pinned = ["-S", "data.cifar10.source=hf", "-S", f"data.cifar10.path={HUB_ID}", "-S", f"+data.cifar10.revision={FIRST}"]
-    output = dvc(workspace, "exp", "run", *pinned, *targets, env=env)
+    output = dvc(workspace, "exp", "run", *pinned, *targets)
     assert stages_run(output) == expected
     assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 2
     index = json.loads((workspace / "data/raw/cifar10/index.json").read_text())
     assert (index["revision"], index["classes"]) == (FIRST, classes)
     assert json.loads((workspace / "metrics/cifar_mlp/test.json").read_text())["samples"] == TEST_SAMPLES["cifar10"]
-    output = dvc(workspace, "exp", "run", "-S", f"data.cifar10.revision={SECOND}", *targets, env=env)
+    output = dvc(workspace, "exp", "run", "-S", f"data.cifar10.revision={SECOND}", *targets)
     assert stages_run(output) == expected
     assert json.loads((workspace / "data/raw/cifar10/index.json").read_text())["revision"] == SECOND
 
@@ -187,7 +185,7 @@ def test_an_override_the_sample_budget_shadows_is_refused_and_the_key_it_names_t
     run(workspace, "git", "checkout", "params.yaml", "dvc.lock")  # the sample, as the first run left it
     dvc(workspace, "checkout", "-q")
     refused = attempt(workspace, sys.executable, "-m", "dvc", "exp", "run", "-S", "models.cifar_cnn_bn.epochs=3",
-                      "train@cifar_cnn_bn")
+                      "train@cifar_cnn_bn", env=warm_env())
     assert refused.returncode != 0
     assert "set models.cifar_cnn_bn.sample.epochs=3 instead" in refused.stdout + refused.stderr
     run(workspace, "git", "checkout", "params.yaml")  # dvc exp run left its -S in params.yaml

@@ -14,7 +14,7 @@ import pytest
 from pipeline.tuning.storage import Sharing
 from pipeline.tuning.study import Study
 from tests.helpers.params import tiny_raw
-from tests.helpers.workspace import GIT_ENV, committed_copy, dvc, run
+from tests.helpers.workspace import command_env, committed_copy, dvc, run
 
 pytestmark = pytest.mark.slow
 MODEL = "catsdogs_cnn"
@@ -43,8 +43,7 @@ def start_worker(root: Path, url: str) -> subprocess.Popen:
         sys.executable, "-m", "pipeline", "tune", MODEL, "--storage", url, "--study", STUDY, "--trials", str(TRIALS),
         "--seeds", "0", "--pruner", "none", "--space", str(root.parent / "space.yaml"), "--push", "--heartbeat", "2",
     ]
-    env = {**os.environ, **GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(command, cwd=root, env=command_env(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.fixture(scope="module")

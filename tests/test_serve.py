@@ -2,6 +2,7 @@
 over HTTP. Its answers are predict's; every kind of bad input gets a 4xx with a message and the server goes on
 serving; the form page; the model's facts; 8 concurrent clients with nothing lost."""
 
+import http.server
 import json
 import threading
 import zipfile
@@ -24,6 +25,7 @@ from pipeline.inference.inputs import Inputs
 from pipeline.inference.predict import predict_items
 from pipeline.inference.torch_backend import TorchBackend
 from pipeline.models.calibration import save_calibration
+from pipeline.serving import launch
 from pipeline.serving.launch import running_server
 from pipeline.serving.uploads import FIELD
 from tests.helpers.datasets import prepare
@@ -276,3 +278,26 @@ def test_a_server_that_cannot_start_is_an_error_with_its_output():
     with pytest.raises(PipelineError, match=exited) as error, running_server(MODEL, "--max-bytes", "0"):
         pass
     assert "Invalid value for '--max-bytes'" in str(error.value)
+
+
+def test_another_program_answering_on_the_port_is_not_taken_for_the_server(project, monkeypatch):
+    """The port found free is taken by another program before the server binds it, and that program answers
+    `/health` with a 200: the server's own exit is reported, not the other program's answer."""
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AnswersEverything)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    monkeypatch.setattr(launch, "free_port", lambda: other.server_address[1])
+    try:
+        with pytest.raises(PipelineError, match="the server exited"), running_server(MODEL, cwd=project.root):
+            pass
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+class _AnswersEverything(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass

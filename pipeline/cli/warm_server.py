@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,24 +89,27 @@ def run_warm(command: list[str], wait: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def serving(preload: tuple[str, ...] = PRELOAD, wait: bool = False) -> Iterator[dict[str, str]]:
-    """A warm server, importing `preload`, for the duration: the environment for the command it serves, with the
-    `python` shim's folder first on PATH and the server's socket (which exists once its imports are done; with
-    `wait`: exists) in `SOCKET_ENV`. This process's environment as it is where no server serves: on a machine with
-    a GPU, or (with `wait`) when the server ended before serving."""
+def serving(
+    preload: tuple[str, ...] = PRELOAD, wait: bool = False, base: Mapping[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """A warm server, importing `preload`, for the duration: the environment for the commands it serves (`base`,
+    this process's environment by default), with the `python` shim's folder first on PATH and the server's socket
+    (which exists once its imports are done; with `wait`: exists) in `SOCKET_ENV`. `base` as it is where no server
+    serves: on a machine with a GPU, or (with `wait`) when the server ended before serving."""
+    base = dict(os.environ if base is None else base)
     if any(Path(device).exists() for device in GPU_DEVICES):
-        yield dict(os.environ)
+        yield base
         return
     with tempfile.TemporaryDirectory(prefix="pipeline-warm-") as folder:
         shim_folder, path = Path(folder) / "bin", str(Path(folder) / "socket")
         shim_folder.mkdir()
         write_shim(str(shim_folder))
-        env = {**os.environ, "PATH": f"{shim_folder}{os.pathsep}{os.environ.get('PATH', '')}", SOCKET_ENV: path}
+        env = {**base, "PATH": f"{shim_folder}{os.pathsep}{base.get('PATH', '')}", SOCKET_ENV: path}
         server = subprocess.Popen(  # from the folder above this package: a `pipeline` in the command's is another
             [sys.executable, "-m", __name__, path, *preload], stdin=subprocess.DEVNULL, env=env, cwd=PACKAGE_ROOT
         )
         try:
-            yield env if not wait or _serving(server, Path(path)) else dict(os.environ)
+            yield env if not wait or _serving(server, Path(path)) else base
         finally:
             server.terminate()
             server.wait()

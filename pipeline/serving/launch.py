@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import psutil
 
 import pipeline
 from pipeline.core.errors import PipelineError
@@ -88,17 +89,28 @@ def running_server(model: str | Path, *options: str, cwd: Path | None = None,
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen, output, timeout: float) -> None:
+    """Return once `process` itself listens on the URL's port and `/health` answers there: a port found free can be
+    taken by another program before the server binds it, and that program's answer is not this server's."""
+    port = int(url.rsplit(":", 1)[1])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise PipelineError(f"the server exited ({process.returncode}) before it was ready: {_said(output)}")
         try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+            if _listens(process.pid, port) and httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
                 return
-        except httpx.TransportError:
+        except (httpx.TransportError, psutil.Error):
             pass
         time.sleep(0.1)
     raise PipelineError(f"the server did not answer {url}/health within {timeout:.0f} s: {_said(output)}")
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` has a TCP socket listening on `port` of 127.0.0.1."""
+    return any(
+        connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+        for connection in psutil.Process(pid).net_connections(kind="tcp")
+    )
 
 
 def _said(output) -> str:

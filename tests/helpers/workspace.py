@@ -1,20 +1,29 @@
 """A committed copy of the repository in a temporary folder, run with the real `dvc` and `git` as a user runs them."""
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from dvc.repo import Repo
+
+from pipeline.cli.warm_handoff import SOCKET_ENV
+from pipeline.cli.warm_server import serving
 from tests.helpers.params import REPO
 
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.com", "DVC_STUDIO_OFFLINE": "true"}
+HUB_CACHE = "HF_HUB_CACHE"
+_WARM = contextlib.ExitStack()
+_WARM_ENV: dict[str, str] = {}
 
 
 def run(cwd: Path, *args: str, timeout: int = 600, env: dict[str, str] | None = None) -> str:
@@ -29,14 +38,43 @@ def attempt(
     cwd: Path, *args: str, timeout: int = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a command as `run` does, whatever its exit status; the finished process, output captured."""
-    base = os.environ if env is None else env
-    env = {**base, **GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base['PATH']}"}
+    env = command_env(os.environ if env is None else env)
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run `dvc` in `cwd`."""
-    return run(cwd, sys.executable, "-m", "dvc", *args, env=env)
+def command_env(base: Mapping[str, str]) -> dict[str, str]:
+    """`base` as the tests' commands run with it: the commit author set, this environment's tools first on PATH,
+    and no PYTEST_CURRENT_TEST (which names the test: a command's environment is the same whichever test runs it).
+    A `warm_env()` is one already, kept as it is (its shim stays first on PATH)."""
+    if SOCKET_ENV in base:
+        return dict(base)
+    env = {**base, **GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base['PATH']}"}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return env
+
+
+def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None, warm: bool = True) -> str:
+    """Run `dvc` in `cwd`: with `env` as given, else with `warm_env()` (each stage run by the warm server, as
+    `make repro` runs them), or cold with `warm` False."""
+    return run(cwd, sys.executable, "-m", "dvc", *args, env=env if env is not None or not warm else warm_env())
+
+
+def warm_env() -> dict[str, str]:
+    """The environment of the tests' `dvc` commands: `command_env`, the Hub offline with its cache in a folder of
+    its own (`HUB_CACHE`: a test puts a Hub dataset there), and the shim that hands each stage to a warm server.
+    One server per test process, started by the first command (the stages wait for its imports: each runs warm)
+    and stopped by `stop_warm_server`; on a machine with a GPU there is none, and stages run cold."""
+    if not _WARM_ENV:
+        hub = _WARM.enter_context(tempfile.TemporaryDirectory(prefix="hub-cache-"))
+        base = {**command_env(os.environ), "HF_HUB_OFFLINE": "1", HUB_CACHE: hub}
+        _WARM_ENV.update(_WARM.enter_context(serving(wait=True, base=base)))
+    return _WARM_ENV
+
+
+def stop_warm_server() -> None:
+    """End the warm server of `warm_env` (if one started) and remove its Hub cache."""
+    _WARM.close()
+    _WARM_ENV.clear()
 
 
 def wait_for_queue(root: Path, env: dict[str, str] | None = None, timeout_s: float = 480) -> str:
@@ -66,14 +104,10 @@ def committed_copy(root: Path, params: dict[str, Any]) -> Path:
     return root
 
 
-def committed_repro(root: Path, params: dict[str, Any], *targets: str, warm: bool = False) -> Path:
-    """`committed_copy`, then `dvc repro` (of `targets`, default all; with `warm`, as `make repro` runs it: under
-    `pipeline warm`, each stage run by its server), and commit the results."""
+def committed_repro(root: Path, params: dict[str, Any], *targets: str) -> Path:
+    """`committed_copy`, then `dvc repro` (of `targets`, default all), and commit the results."""
     committed_copy(root, params)
-    if warm:
-        run(root, "pipeline", "warm", "--wait", sys.executable, "-m", "dvc", "repro", *targets)
-    else:
-        dvc(root, "repro", *targets)
+    dvc(root, "repro", *targets)
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "first run")
     return root
