@@ -125,3 +125,11 @@ def test_dvc_reads_the_same_deps() -> None:
     with Repo(str(REPO)) as repo:
         read = {str(dep.def_path) for stage in repo.index.stages for dep in stage.deps if dep.def_path.startswith("pipeline")}
     assert read == set().union(*_stage_deps().values())
+
+
+def test_dvc_lock_holds_only_the_stages_of_dvc_yaml() -> None:
+    """DVC keeps a removed stage's entry in dvc.lock, and every stage DVC runs reads and rewrites the whole file: an
+    entry no stage owns is dropped when its stage is."""
+    with Repo(str(REPO)) as repo:
+        stages = {stage.addressing for stage in repo.index.stages}
+    assert set(yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]) == stages
