@@ -81,8 +81,8 @@ def test_second_repro_has_nothing_to_do(workspace: Path) -> None:
 
 def test_every_torch_stage_of_the_warm_repro_ran_warm_and_a_cold_run_writes_the_same_bytes(workspace: Path) -> None:
     """The warm repro ran each train, evaluate and export stage in a warm process; running some again cold (plain
-    `dvc repro`) writes every output byte as they were (the model cards aside: they name the commit,
-    which is newer now)."""
+    `dvc repro`) writes every output byte as they were (the model cards aside: they name the commit, which is newer
+    now)."""
     if any(Path(device).exists() for device in GPU_DEVICES):
         pytest.skip("no warm server on a machine with a GPU: every stage ran cold")
     torch_stages = [split for split in last_run(workspace) if split.group in ("train", "evaluate", "export")]
@@ -148,10 +148,10 @@ FIRST, SECOND = "a1" * 20, "b2" * 20  # two commits of it (hex with letters: dig
 def test_switching_to_a_hub_dataset_reruns_exactly_its_stages_and_its_models_and_so_does_a_new_commit(
     workspace: Path,
 ) -> None:
-    """Real data from the Hub: the sample's CIFAR-10 images (one fewer) as a Hub dataset in the Hub's cache, as a
-    first download leaves it (in the tests' HF_HUB_CACHE), read offline. `source: hf` by its id re-runs that dataset's stages and its
-    model's, nothing else; cifar_mlp's sample budget (one epoch) no longer applies: it trains its block's two.
-    Pinning another commit (one image fewer still) re-runs the same stages."""
+    """Real data from the Hub: the sample's CIFAR-10 images (one fewer) as a Hub dataset in the Hub's cache (the
+    tests' HF_HUB_CACHE), as a first download leaves it, read offline. `source: hf` by its id re-runs that dataset's
+    stages and its model's, nothing else; cifar_mlp's sample budget (one epoch) no longer applies: it trains its
+    block's two. Pinning another commit (one image fewer still) re-runs the same stages."""
     assert json.loads((workspace / "metrics/cifar_mlp/train/metrics.json").read_text())["step"] == 1
     with zipfile.ZipFile(workspace / "data/raw/cifar10/images.zip") as archive:
         files = {name: archive.read(name) for name in sorted(archive.namelist()) if name.endswith(".png")}

@@ -69,7 +69,7 @@ def pipeline_server(*arguments: str, cwd: Path | None = None, env: dict[str, str
                                    stdout=output, stderr=subprocess.STDOUT)
         try:
             url = f"http://{HOST}:{port}"
-            _wait_until_ready(url, process, output, timeout)
+            _wait_until_ready(url, port, process, output, timeout)
             yield Served(url, process, output)
         finally:
             process.terminate()
@@ -88,10 +88,9 @@ def running_server(model: str | Path, *options: str, cwd: Path | None = None,
         yield served.url
 
 
-def _wait_until_ready(url: str, process: subprocess.Popen, output, timeout: float) -> None:
-    """Return once `process` itself listens on the URL's port and `/health` answers there: a port found free can be
-    taken by another program before the server binds it, and that program's answer is not this server's."""
-    port = int(url.rsplit(":", 1)[1])
+def _wait_until_ready(url: str, port: int, process: subprocess.Popen, output, timeout: float) -> None:
+    """Return once `process` itself listens on `port` (the URL's) and `/health` answers there: a port found free can
+    be taken by another program before the server binds it, and that program's answer is not this server's."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

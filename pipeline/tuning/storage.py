@@ -12,7 +12,7 @@ naming the URL with its password masked.
 import contextlib
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,7 @@ def open_storage(storage: str | Path, sharing: Sharing | None) -> Any:
         return _created(lambda: optuna.storages.RDBStorage(url, **kwargs))
 
 
-def _created(make: Any, tries: int = CREATE_TRIES) -> Any:
+def _created(make: Callable[[], Any], tries: int = CREATE_TRIES) -> Any:
     """`make()`, tried again while another worker is creating the same tables: two workers opening a new database
     at once both create Optuna's schema, and the later one's CREATE fails on PostgreSQL's unique catalog entry."""
     from sqlalchemy.exc import IntegrityError, ProgrammingError
